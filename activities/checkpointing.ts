@@ -1,0 +1,93 @@
+/**
+ * Per-epoch checkpoints for long training activities. After every epoch the checkpoint is
+ * stored (content-addressed), listed in a store record, and announced in a heartbeat
+ * `{ epoch, loss, checkpoint }`. A retried attempt resumes from the newest checkpoint that
+ * still verifies, looking at both the last heartbeat and the record (a heartbeat can be
+ * lost with a killed worker); checkpoints that fail verification are reported and skipped.
+ */
+import { Context } from '@temporalio/activity';
+import type { ArtifactRef } from '../store';
+import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
+import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
+import { artifactStore } from './context';
+
+export interface CheckpointEntry {
+  epoch: number;
+  checkpoint: ArtifactRef;
+}
+
+export interface TrainingHeartbeat {
+  stage: string;
+  epoch: number;
+  epochs?: number;
+  loss?: number;
+  checkpoint?: ArtifactRef;
+  batch?: number;
+  batches?: number;
+}
+
+export interface ResumeInfo {
+  resumedFromEpoch: number;
+  skippedCheckpoints: string[];
+}
+
+function recordKey(stage: string): string {
+  const info = Context.current().info;
+  const wf = info.workflowExecution;
+  const id = `${wf?.workflowId ?? 'standalone'}/${wf?.runId ?? '-'}/${info.activityId}-${stage}`;
+  return `checkpoints/${id.replace(/[^A-Za-z0-9._/-]/g, '_')}`;
+}
+
+/** Finds the newest verifying checkpoint of this activity, if any. */
+export async function findResumePoint(stage: string): Promise<{ checkpoint?: TrainingCheckpoint; info: ResumeInfo }> {
+  const ctx = Context.current();
+  const store = artifactStore();
+  const fromHeartbeat = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
+  const fromRecord = (await store.getRecord<CheckpointEntry[]>(recordKey(stage))) ?? [];
+  const candidates = [...fromRecord];
+  if (fromHeartbeat?.checkpoint && !candidates.some((c) => c.checkpoint.sha256 === fromHeartbeat.checkpoint!.sha256)) {
+    candidates.push({ epoch: fromHeartbeat.epoch, checkpoint: fromHeartbeat.checkpoint });
+  }
+  candidates.sort((a, b) => b.epoch - a.epoch);
+  const skipped: string[] = [];
+  for (const c of candidates) {
+    try {
+      const checkpoint = decodeCheckpoint(await store.get(c.checkpoint), c.checkpoint.uri);
+      if (skipped.length) ctx.log.warn(`resuming ${stage} from epoch ${c.epoch}; skipped: ${skipped.join('; ')}`);
+      return { checkpoint, info: { resumedFromEpoch: c.epoch, skippedCheckpoints: skipped } };
+    } catch (err) {
+      const reason = `epoch ${c.epoch} checkpoint ${c.checkpoint.sha256.slice(0, 12)}: ${(err as Error).message}`;
+      ctx.log.warn(`checkpoint failed verification, skipping: ${reason}`);
+      skipped.push(reason);
+    }
+  }
+  return { info: { resumedFromEpoch: 0, skippedCheckpoints: skipped } };
+}
+
+/** Hooks that store a checkpoint per epoch, heartbeat progress and carry cancellation. */
+export function checkpointHooks(stage: string, epochs: number): EpochHooks & { history: CheckpointEntry[] } {
+  const ctx = Context.current();
+  const store = artifactStore();
+  const key = recordKey(stage);
+  const history: CheckpointEntry[] = [];
+  let last: TrainingHeartbeat = { stage, epoch: 0, epochs };
+  let loaded = false;
+  return {
+    history,
+    signal: ctx.cancellationSignal,
+    onBatch: (epoch, batch, batches) => {
+      ctx.heartbeat({ ...last, batch: batch + 1, batches, epoch: last.epoch });
+    },
+    onEpochEnd: async (record: EpochRecord, snapshot) => {
+      if (!loaded) {
+        history.push(...((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < record.epoch));
+        loaded = true;
+      }
+      const checkpoint = await store.put(encodeCheckpoint(snapshot()));
+      history.push({ epoch: record.epoch, checkpoint });
+      await store.putRecord(key, history);
+      last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint };
+      ctx.heartbeat(last);
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export * from './purify';
+export * from './report';

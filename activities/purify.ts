@@ -1,0 +1,273 @@
+/**
+ * The purify pipeline's activities: each loads its inputs from the artifact store, calls
+ * one NT-ML stage of the core, checkpoints while training, and returns references.
+ */
+import { Context } from '@temporalio/activity';
+import { deriveSeed } from '../core/rng';
+import { prepareData as prepareCoreData } from '../core/experiment/prepareData';
+import { diagnosticSample, evaluateClassifier } from '../core/experiment/evaluate';
+import { initialiseWeights } from '../core/models/architectures';
+import { createClassifier, importLayersModel, cloneClassifier, ModelFormatError } from '../core/models/layersFormat';
+import type { Classifier } from '../core/models/classifier';
+import type { ImageDataset } from '../core/data/dataset';
+import { decodeNtTargets, encodeNtTargets } from '../core/ntml/nonTargetLabels';
+import {
+  computeNtTargets,
+  planSplit as planCoreSplit,
+  runMutualLearning,
+  runSplitDistillation,
+  trainNtStudent,
+  trainSelfDistilledTeacher,
+  trainStandard,
+} from '../core/ntml/stages';
+import { accuracy, attackSuccessRate } from '../core/metrics';
+import { predictLabels } from '../core/models/classifier';
+import type { EpochLoopResult } from '../core/train/epochLoop';
+import type { TrainingCheckpoint } from '../core/train/checkpoint';
+import type { PurifyConfig } from '../schemas/purify';
+import { checkpointHooks, findResumePoint } from './checkpointing';
+import {
+  artifactStore,
+  config as parseConfig,
+  loadBackdoorTest,
+  loadDataset,
+  loadJson,
+  loadModel,
+  localFile,
+  nonRetryableOnBadInput,
+  saveBackdoorTest,
+  saveDataset,
+  saveJson,
+  saveModel,
+} from './context';
+import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitPlanOutput, TrainedModel } from '../workflows/types';
+
+const seconds = (t0: number) => (Date.now() - t0) / 1000;
+
+export async function prepareData(input: { config: unknown }): Promise<DataRefs> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const data = await prepareCoreData(cfg, (loc) => localFile(loc));
+    Context.current().heartbeat({ stage: 'prepareData' });
+    const refs: DataRefs = {
+      train: await saveDataset(data.train),
+      cleanFit: await saveDataset(data.cleanFit),
+      cleanHeldOut: await saveDataset(data.cleanHeldOut),
+      test: data.test ? await saveDataset(data.test) : undefined,
+      backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
+      summary: data.summary,
+    };
+    if (data.poison) {
+      refs.poison = {
+        attack: data.poison.attack,
+        poisonedCount: data.poison.poisonedCount,
+        poisonedIndices: await saveJson(data.poison.poisonedIndices),
+        triggerParameters: data.poison.triggerParameters,
+      };
+    }
+    return refs;
+  });
+}
+
+/** A fresh model for the run: a built-in architecture or the user's, re-initialised from the seed. */
+async function freshModel(cfg: PurifyConfig, like: ImageDataset, seed: number): Promise<Classifier> {
+  if ('arch' in cfg.model) return createClassifier(cfg.model.arch, like, like.numClasses, seed);
+  const c = await importLayersModel(await localFile(cfg.model.layersModel), cfg.model.inputRange);
+  initialiseWeights(c.model, seed);
+  return c;
+}
+
+async function checkpointed(
+  stage: string,
+  epochs: number,
+  run: (control: { resume?: TrainingCheckpoint; hooks: ReturnType<typeof checkpointHooks> }) => Promise<EpochLoopResult>,
+): Promise<Omit<TrainedModel, 'model'> & { result: EpochLoopResult }> {
+  const t0 = Date.now();
+  const { checkpoint, info } = await findResumePoint(stage);
+  const hooks = checkpointHooks(stage, epochs);
+  const result = await run({ resume: checkpoint, hooks });
+  return { result, history: result.history, seconds: seconds(t0), ...info };
+}
+
+export async function trainStandardModel(input: { config: unknown; data: DataRefs }): Promise<TrainedModel> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const train = await loadDataset(input.data.train);
+    const model = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:standard'));
+    const out = await checkpointed('standard', cfg.training.epochs, (control) =>
+      trainStandard(model, train, cfg.training, cfg.seed, control),
+    );
+    const ref = await saveModel(model);
+    model.model.dispose();
+    return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+  });
+}
+
+/** Protection mode with the user's trained model as f_std. */
+export async function importStandardModel(input: { config: unknown; data: DataRefs }): Promise<TrainedModel> {
+  return nonRetryableOnBadInput(async () => {
+    const t0 = Date.now();
+    const cfg = parseConfig(input.config);
+    const spec = cfg.standardModel!;
+    const model = await importLayersModel(await localFile(spec.layersModel), spec.inputRange);
+    const s = input.data.summary;
+    const [h, w, c] = model.meta.inputShape;
+    if (h !== s.shape[0] || w !== s.shape[1] || c !== s.shape[2] || model.meta.numClasses !== s.numClasses) {
+      throw new ModelFormatError(
+        `standardModel: expects ${h}x${w}x${c} inputs and ${model.meta.numClasses} classes, the training set has ${s.shape.join('x')} and ${s.numClasses}`,
+      );
+    }
+    const ref = await saveModel(model);
+    model.model.dispose();
+    return { model: ref, history: [], seconds: seconds(t0), resumedFromEpoch: 0, skippedCheckpoints: [] };
+  });
+}
+
+export async function computeNonTargetLabels(input: { config: unknown; data: DataRefs; standard: ArtifactRef }): Promise<{ labels: ArtifactRef; seconds: number }> {
+  return nonRetryableOnBadInput(async () => {
+    const t0 = Date.now();
+    const cfg = parseConfig(input.config);
+    const standard = await loadModel(input.standard);
+    const targets = await computeNtTargets(standard, await loadDataset(input.data.train), cfg.ntml);
+    standard.model.dispose();
+    return { labels: await artifactStore().put(encodeNtTargets(targets)), seconds: seconds(t0) };
+  });
+}
+
+export async function trainTeacher(input: { config: unknown; data: DataRefs; standard: ArtifactRef }): Promise<TrainedModel> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const train = await loadDataset(input.data.train);
+    const standard = await loadModel(input.standard);
+    const teacher = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:teacher'));
+    const out = await checkpointed('teacher', cfg.training.epochs, (control) =>
+      trainSelfDistilledTeacher(standard, teacher, train, cfg.training, cfg.ntml, cfg.seed, control),
+    );
+    const ref = await saveModel(teacher);
+    teacher.model.dispose();
+    standard.model.dispose();
+    return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+  });
+}
+
+export async function trainNonTargetStudent(input: {
+  config: unknown;
+  data: DataRefs;
+  standard: ArtifactRef;
+  labels: ArtifactRef;
+}): Promise<TrainedModel> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const train = await loadDataset(input.data.train);
+    const standard = await loadModel(input.standard);
+    const student =
+      cfg.ntml.studentInit === 'standard' ? await cloneClassifier(standard) : await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:student'));
+    standard.model.dispose();
+    const targets = decodeNtTargets(await artifactStore().get(input.labels), input.labels.uri);
+    const epochs = cfg.ntml.studentInit === 'standard' ? cfg.ntml.ntEpochs : cfg.training.epochs;
+    const out = await checkpointed('ntStudent', epochs, (control) =>
+      trainNtStudent(student, train, targets, cfg.training, cfg.ntml, cfg.seed, control),
+    );
+    const ref = await saveModel(student);
+    student.model.dispose();
+    return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+  });
+}
+
+export async function mutualLearning(input: {
+  config: unknown;
+  data: DataRefs;
+  student: ArtifactRef;
+  teacher: ArtifactRef;
+}): Promise<MutualLearningOutput> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const [student, teacher] = [await loadModel(input.student), await loadModel(input.teacher)];
+    const cleanFit = await loadDataset(input.data.cleanFit);
+    const heldOut = await loadDataset(input.data.cleanHeldOut);
+    const test = input.data.test ? await loadDataset(input.data.test) : undefined;
+    const backdoor = input.data.backdoorTest ? await loadBackdoorTest(input.data.backdoorTest) : undefined;
+    const diag = diagnosticSample(test, backdoor, cfg.ntml.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
+    const diagnostics = diag.test
+      ? async () => {
+          const out: Record<string, number> = { acc: accuracy(await predictLabels(student, diag.test!), diag.test!.labels) };
+          if (diag.backdoor) out.asr = attackSuccessRate(await predictLabels(student, diag.backdoor.images), diag.backdoor.targetLabels);
+          return out;
+        }
+      : undefined;
+    const out = await checkpointed('mutualLearning', cfg.ntml.mlEpochs, (control) =>
+      runMutualLearning(student, teacher, cleanFit, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, diagnostics }),
+    );
+    const refs = { model: await saveModel(student), teacher: await saveModel(teacher) };
+    student.model.dispose();
+    teacher.model.dispose();
+    return {
+      ...refs,
+      history: out.history,
+      seconds: out.seconds,
+      resumedFromEpoch: out.resumedFromEpoch,
+      skippedCheckpoints: out.skippedCheckpoints,
+      selectedEpoch: out.result.selectedEpoch,
+    };
+  });
+}
+
+export async function planSplit(input: {
+  config: unknown;
+  data: DataRefs;
+  student: ArtifactRef;
+  teacher: ArtifactRef;
+  standard: ArtifactRef;
+}): Promise<SplitPlanOutput> {
+  return nonRetryableOnBadInput(async () => {
+    const t0 = Date.now();
+    const models = [await loadModel(input.teacher), await loadModel(input.student), await loadModel(input.standard)];
+    const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train));
+    models.forEach((m) => m.model.dispose());
+    return {
+      kept: await saveJson(Array.from(plan.kept)),
+      estimatedTarget: plan.estimatedTarget,
+      excess: plan.excess,
+      keptFraction: plan.keptFraction,
+      seconds: seconds(t0),
+    };
+  });
+}
+
+export async function splitDistillation(input: {
+  config: unknown;
+  data: DataRefs;
+  student: ArtifactRef;
+  standard: ArtifactRef;
+  kept: ArtifactRef;
+}): Promise<TrainedModel> {
+  return nonRetryableOnBadInput(async () => {
+    const cfg = parseConfig(input.config);
+    const [student, standard] = [await loadModel(input.student), await loadModel(input.standard)];
+    const train = await loadDataset(input.data.train);
+    const heldOut = await loadDataset(input.data.cleanHeldOut);
+    const kept = Int32Array.from(await loadJson<number[]>(input.kept));
+    const out = await checkpointed('splitDistillation', cfg.ntml.splitEpochs, (control) =>
+      runSplitDistillation(student, standard, train, kept, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, control),
+    );
+    const ref = await saveModel(student);
+    student.model.dispose();
+    standard.model.dispose();
+    return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+  });
+}
+
+export async function evaluateModels(input: { data: DataRefs; models: Record<string, ArtifactRef> }): Promise<Record<string, Metrics>> {
+  return nonRetryableOnBadInput(async () => {
+    const test = input.data.test ? await loadDataset(input.data.test) : undefined;
+    const backdoor = input.data.backdoorTest ? await loadBackdoorTest(input.data.backdoorTest) : undefined;
+    const out: Record<string, Metrics> = {};
+    for (const [name, ref] of Object.entries(input.models)) {
+      const model = await loadModel(ref);
+      out[name] = await evaluateClassifier(model, test, backdoor);
+      model.model.dispose();
+      Context.current().heartbeat({ stage: 'evaluation', model: name });
+    }
+    return out;
+  });
+}

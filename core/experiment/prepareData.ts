@@ -1,0 +1,178 @@
+/**
+ * Builds the data a purification run works on. Evaluation mode: load clean data, draw the
+ * clean budget D_c first (stratified), poison only the rest with the named attack, and build
+ * the triggered test set. Protection mode: take the user's training set and clean set as
+ * they are. Either way D_c is split into a fitting part and a held-out slice for selection.
+ */
+import { promises as fs } from 'node:fs';
+import { deriveSeed } from '../rng';
+import { type ImageDataset, subsetDataset, validateDataset, DatasetError } from '../data/dataset';
+import { loadCifar10, loadCifar10Batch } from '../data/cifar10';
+import { loadFashionMnist, loadIdxPair, toRgb32 } from '../data/idx';
+import { generateSyntheticSplits } from '../data/synthetic';
+import { decodeDataset } from '../data/codec';
+import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
+import { getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/attack';
+import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
+import type { PoisonRecord } from '../attacks/base';
+import type { PurifyConfig, DatasetFile, EvaluationData } from '../../schemas/purify';
+
+export interface PreparedData {
+  /** the training set standard training sees (poisoned in evaluation mode) */
+  train: ImageDataset;
+  cleanFit: ImageDataset;
+  cleanHeldOut: ImageDataset;
+  test?: ImageDataset;
+  backdoorTest?: BackdoorTestSet;
+  poison?: PoisonRecord & { poisonedIndices: number[] };
+  summary: DataSummary;
+}
+
+export interface DataSummary {
+  source: string;
+  trainSize: number;
+  cleanBudget: number;
+  cleanFit: number;
+  cleanHeldOut: number;
+  testSize: number;
+  backdoorTestSize: number;
+  poisonedCount: number;
+  shape: [number, number, number];
+  numClasses: number;
+}
+
+/** Resolves a location (path or URI) to a local file path; the activity layer supplies S3. */
+export type LocalFile = (location: string) => Promise<string>;
+const localOnly: LocalFile = async (location) => {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !location.startsWith('file://')) {
+    throw new DatasetError(`${location}: only local paths can be read here`);
+  }
+  return location.startsWith('file://') ? new URL(location).pathname : location;
+};
+
+async function loadEvaluationData(data: EvaluationData, seed: number): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  switch (data.format) {
+    case 'synthetic': {
+      const { train, test } = generateSyntheticSplits({ ...data, seed: deriveSeed(seed, 'synthetic') });
+      return { train, test, source: `synthetic (generated, ${data.trainSize} train / ${data.testSize} test)` };
+    }
+    case 'cifar10': {
+      let train = await loadCifar10(data.path, 'train');
+      const test = await loadCifar10(data.path, 'test');
+      if (data.trainSubset) train = stratifiedSubset(train, data.trainSubset, deriveSeed(seed, 'subset'));
+      return { train, test, source: `CIFAR-10 (${data.path}${data.trainSubset ? `, ${data.trainSubset}-image subset` : ''})` };
+    }
+    case 'fashionMnist': {
+      let train = await loadFashionMnist(data.path, 'train');
+      let test = await loadFashionMnist(data.path, 'test');
+      if (data.trainSubset) train = stratifiedSubset(train, data.trainSubset, deriveSeed(seed, 'subset'));
+      if (data.rgb32) [train, test] = [toRgb32(train), toRgb32(test)];
+      return { train, test, source: `Fashion-MNIST (${data.path ?? 'default location'})` };
+    }
+  }
+}
+
+export async function loadDatasetFile(file: DatasetFile, localFile: LocalFile = localOnly, field = 'dataset'): Promise<ImageDataset> {
+  switch (file.format) {
+    case 'ntml': {
+      const path = await localFile(file.location);
+      const ds = decodeDataset(new Uint8Array(await readFileOr(path, field)), `${field} (${file.location})`);
+      return ds;
+    }
+    case 'cifar10Batch':
+      return loadCifar10Batch(await localFile(file.location));
+    case 'idx':
+      return loadIdxPair(await localFile(file.images), await localFile(file.labels), { numClasses: file.numClasses });
+  }
+}
+
+async function readFileOr(path: string, field: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(path);
+  } catch (err) {
+    throw new DatasetError(`${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+}
+
+function splitClean(ds: ImageDataset, cleanIndices: Int32Array, fraction: number, seed: number) {
+  const { fit, heldOut } = splitHeldOut(cleanIndices, ds.labels, fraction, deriveSeed(seed, 'heldOut'));
+  if (fit.length < 2 || heldOut.length < 1) {
+    throw new DatasetError(
+      `cleanBudget: ${cleanIndices.length} clean samples leave ${fit.length} for fitting and ${heldOut.length} held out; need at least 2 and 1`,
+    );
+  }
+  return {
+    cleanFit: subsetDataset(ds, fit, `${ds.name}:clean-fit`),
+    cleanHeldOut: subsetDataset(ds, heldOut, `${ds.name}:clean-held-out`),
+  };
+}
+
+export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = localOnly): Promise<PreparedData> {
+  const fraction = cfg.ntml.heldOutFraction;
+  if (cfg.mode === 'evaluation') {
+    const attack = cfg.attack as AttackConfig;
+    const { train: clean, test, source } = await loadEvaluationData(cfg.data!, cfg.seed);
+    validateAttackAgainst(attack, clean);
+    const { cleanIndices, restIndices } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed);
+    const attackSeed = deriveSeed(cfg.seed, 'attack');
+    const poisoned = getAttack(attack.name).poisonTrainingSet(clean, restIndices, attack, attackSeed);
+    const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
+    const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);
+    return {
+      train: poisoned.dataset,
+      cleanFit,
+      cleanHeldOut,
+      test,
+      backdoorTest,
+      poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices) },
+      summary: {
+        source,
+        trainSize: clean.labels.length,
+        cleanBudget: cleanIndices.length,
+        cleanFit: cleanFit.labels.length,
+        cleanHeldOut: cleanHeldOut.labels.length,
+        testSize: test.labels.length,
+        backdoorTestSize: backdoorTest.images.labels.length,
+        poisonedCount: poisoned.poisonedIndices.length,
+        shape: [clean.height, clean.width, clean.channels],
+        numClasses: clean.numClasses,
+      },
+    };
+  }
+  const train = await loadDatasetFile(cfg.trainingSet!, localFile, 'trainingSet');
+  const clean = await loadDatasetFile(cfg.cleanSet!, localFile, 'cleanSet');
+  const test = cfg.testSet ? await loadDatasetFile(cfg.testSet, localFile, 'testSet') : undefined;
+  for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
+    if (!ds) continue;
+    validateDataset(ds, field);
+    if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels || ds.numClasses !== train.numClasses) {
+      throw new DatasetError(
+        `${field}: ${ds.height}x${ds.width}x${ds.channels} with ${ds.numClasses} classes does not match trainingSet (${train.height}x${train.width}x${train.channels}, ${train.numClasses} classes)`,
+      );
+    }
+  }
+  const all = Int32Array.from({ length: clean.labels.length }, (_, i) => i);
+  const { cleanFit, cleanHeldOut } = splitClean(clean, all, fraction, cfg.seed);
+  return {
+    train,
+    cleanFit,
+    cleanHeldOut,
+    test,
+    summary: {
+      source: `user data (${describe(cfg.trainingSet!)})`,
+      trainSize: train.labels.length,
+      cleanBudget: clean.labels.length,
+      cleanFit: cleanFit.labels.length,
+      cleanHeldOut: cleanHeldOut.labels.length,
+      testSize: test?.labels.length ?? 0,
+      backdoorTestSize: 0,
+      poisonedCount: 0,
+      shape: [train.height, train.width, train.channels],
+      numClasses: train.numClasses,
+    },
+  };
+}
+
+function describe(f: DatasetFile): string {
+  return f.format === 'idx' ? f.images : f.location;
+}

@@ -1,0 +1,156 @@
+/**
+ * The NT-ML stages as plain functions on in-memory models and data. The in-process
+ * pipeline (purify.ts) and the Temporal activities both call these, so there is one
+ * implementation of each stage; the activities only add storage, heartbeats and resume.
+ */
+import type { ImageDataset } from '../data/dataset';
+import { deriveSeed } from '../rng';
+import { predictLabels, predictProbabilities, type Classifier } from '../models/classifier';
+import { cloneClassifier, createClassifier } from '../models/layersFormat';
+import { accuracy } from '../metrics';
+import { trainClassifier } from '../train/trainClassifier';
+import type { TrainRecipe } from '../train/recipe';
+import type { EpochHooks, EpochLoopResult } from '../train/epochLoop';
+import type { TrainingCheckpoint } from '../train/checkpoint';
+import type { NtmlConfig } from './config';
+import type { AugmentOptions } from '../train/augment';
+import { nonTargetTargets, type NtTargets } from './nonTargetLabels';
+import { mutualLearning } from './mutualLearning';
+import {
+  estimateTargetClass,
+  inputsKeptForDistillation,
+  predictionsForSplit,
+  splitDistillation,
+  type TargetEstimate,
+} from './splitDistillation';
+
+export interface StageControl {
+  resume?: TrainingCheckpoint;
+  hooks?: EpochHooks;
+}
+
+/** A fresh model of the same architecture, seeded: for `scratch` students and self-distilled teachers. */
+export type ModelFactory = (seed: number) => Promise<Classifier> | Classifier;
+
+export function builtInFactory(arch: Parameters<typeof createClassifier>[0], like: ImageDataset): ModelFactory {
+  return (seed) => createClassifier(arch, like, like.numClasses, seed);
+}
+
+export const heldOutAccuracy = (c: Classifier, heldOut: ImageDataset) => async () =>
+  accuracy(await predictLabels(c, heldOut), heldOut.labels);
+
+export async function trainStandard(
+  model: Classifier,
+  train: ImageDataset,
+  recipe: TrainRecipe,
+  seed: number,
+  control: StageControl = {},
+): Promise<EpochLoopResult> {
+  return trainClassifier({ classifier: model, data: train, recipe, seed: deriveSeed(seed, 'standard'), ...control });
+}
+
+export async function computeNtTargets(standard: Classifier, train: ImageDataset, cfg: NtmlConfig): Promise<NtTargets> {
+  const probs = await predictProbabilities(standard, train, { temperature: cfg.tau });
+  return nonTargetTargets(probs, train.labels, standard.meta.numClasses, cfg);
+}
+
+/** teacher = selfDistilled: a fresh model trained on the standard model's full soft outputs. */
+export async function trainSelfDistilledTeacher(
+  standard: Classifier,
+  fresh: Classifier,
+  train: ImageDataset,
+  recipe: TrainRecipe,
+  cfg: NtmlConfig,
+  seed: number,
+  control: StageControl = {},
+): Promise<EpochLoopResult> {
+  const probs = await predictProbabilities(standard, train, { temperature: cfg.tau });
+  return trainClassifier({
+    classifier: fresh,
+    data: train,
+    targets: { kind: 'soft', probs },
+    recipe,
+    seed: deriveSeed(seed, 'teacher'),
+    ...control,
+  });
+}
+
+/**
+ * The NT student, trained on the non-target labels: from f_std's weights for `ntEpochs` at
+ * `ntLearningRate` (studentInit = standard), or from scratch on the full recipe.
+ */
+export async function trainNtStudent(
+  student: Classifier,
+  train: ImageDataset,
+  targets: NtTargets,
+  recipe: TrainRecipe,
+  cfg: NtmlConfig,
+  seed: number,
+  control: StageControl = {},
+): Promise<EpochLoopResult> {
+  const ntRecipe: TrainRecipe =
+    cfg.studentInit === 'standard' ? { ...recipe, epochs: cfg.ntEpochs, learningRate: cfg.ntLearningRate } : recipe;
+  return trainClassifier({ classifier: student, data: train, targets, recipe: ntRecipe, seed: deriveSeed(seed, 'nt'), ...control });
+}
+
+export async function runMutualLearning(
+  student: Classifier,
+  teacher: Classifier,
+  cleanFit: ImageDataset,
+  cleanHeldOut: ImageDataset,
+  cfg: NtmlConfig,
+  augment: AugmentOptions,
+  seed: number,
+  control: StageControl & { diagnostics?: (epoch: number) => Promise<Record<string, number>> } = {},
+): Promise<EpochLoopResult> {
+  return mutualLearning({
+    student,
+    teacher,
+    clean: cleanFit,
+    config: cfg,
+    augment,
+    seed: deriveSeed(seed, 'ml'),
+    select: heldOutAccuracy(student, cleanHeldOut),
+    diagnostics: control.diagnostics,
+    resume: control.resume,
+    hooks: control.hooks,
+  });
+}
+
+export interface SplitPlan extends TargetEstimate {
+  kept: Int32Array;
+  keptFraction: number;
+}
+
+export async function planSplit(teacher: Classifier, student: Classifier, standard: Classifier, train: ImageDataset): Promise<SplitPlan> {
+  const pred = await predictionsForSplit(teacher, student, standard, train);
+  const estimate = estimateTargetClass(pred.teacher, pred.student, standard.meta.numClasses);
+  const kept = inputsKeptForDistillation(pred.standard, estimate.estimatedTarget);
+  return { ...estimate, kept, keptFraction: kept.length / train.labels.length };
+}
+
+export async function runSplitDistillation(
+  student: Classifier,
+  standard: Classifier,
+  train: ImageDataset,
+  kept: Int32Array,
+  cleanHeldOut: ImageDataset,
+  cfg: NtmlConfig,
+  augment: AugmentOptions,
+  seed: number,
+  control: StageControl = {},
+): Promise<EpochLoopResult> {
+  return splitDistillation({
+    student,
+    standard,
+    train,
+    kept,
+    config: cfg,
+    augment,
+    seed: deriveSeed(seed, 'split'),
+    select: heldOutAccuracy(student, cleanHeldOut),
+    ...control,
+  });
+}
+
+export { cloneClassifier };

@@ -1,0 +1,37 @@
+/** The human-readable purify report: one table of the models, one of the stages. */
+import type { PurifyReport, Metrics } from '../../workflows/types';
+
+const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(1));
+
+export function purifyMarkdown(r: PurifyReport): string {
+  const row = (label: string, m: Metrics) =>
+    `| ${label} | ${pct(m.acc)} | ${pct(m.asr)} | ${pct(m.ra)} | ${pct(m.meanTrueClassProbabilityOnTriggered)} |`;
+  const lines = [
+    `# NT-ML purification report${r.name ? `: ${r.name}` : ''}`,
+    '',
+    `- run: \`${r.runId}\` (${r.mode} mode, seed ${r.seed}, backend ${r.backend})`,
+    `- data: ${r.data.source}; ${r.data.trainSize} training images (${r.data.poisonedCount} poisoned), clean set ${r.data.cleanBudget} (${r.data.cleanFit} fit + ${r.data.cleanHeldOut} held out), ${r.data.testSize} test images`,
+    r.attack ? `- attack: ${r.attack}` : '- attack: unknown (protection mode; ASR only for known-trigger probes)',
+    '',
+    '| model | ACC % | ASR % | RA % | p(true) on triggered % |',
+    '|---|---|---|---|---|',
+    row('backdoored (standard training)', r.metrics.standard),
+    row('NT student (after non-target training)', r.metrics.ntStudent),
+    row('teacher (after mutual learning)', r.metrics.teacher),
+    row('**purified student (final)**', r.metrics.final),
+    '',
+    r.der !== undefined ? `DER: **${r.der.toFixed(1)}** (50 = no effect, 100 = backdoor removed at no accuracy cost)` : '',
+    r.split
+      ? `Split distillation: estimated target class ${r.split.estimatedTarget}, distilled on ${(100 * r.split.keptFraction).toFixed(1)}% of the training inputs.`
+      : '',
+    `Selection rule: ${r.selectionRule}`,
+    '',
+    '| stage | wall time (s) | resumed from epoch |',
+    '|---|---|---|',
+    ...r.stages.map((s) => `| ${s.stage} | ${s.seconds.toFixed(1)} | ${s.resumedFromEpoch ? s.resumedFromEpoch : '-'} |`),
+  ];
+  if (r.skippedCheckpoints.length) {
+    lines.push('', 'Checkpoints that failed verification and were skipped:', ...r.skippedCheckpoints.map((s) => `- ${s}`));
+  }
+  return lines.filter((l, i, a) => !(l === '' && a[i - 1] === '')).join('\n') + '\n';
+}

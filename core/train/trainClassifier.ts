@@ -1,0 +1,115 @@
+/**
+ * Supervised training of one classifier: hard labels, soft targets, complementary
+ * ("not this class") labels, or distillation from a frozen teacher on the same augmented
+ * batch. Standard training, NT student training and split distillation all run through here.
+ */
+import type * as TF from '@tensorflow/tfjs-node';
+import { tf } from '../tf';
+import type { ImageDataset } from '../data/dataset';
+import type { Classifier } from '../models/classifier';
+import { SgdMomentum, trainableVariables } from './sgd';
+import { crossEntropy, softCrossEntropy, complementaryLoss, klToTarget } from './losses';
+import { runEpochs, type EpochHooks, type EpochLoopResult } from './epochLoop';
+import type { TrainingCheckpoint } from './checkpoint';
+import type { TrainRecipe } from './recipe';
+
+export { TrainRecipe } from './recipe';
+
+
+
+export type TrainingTargets =
+  | { kind: 'hard'; labels: Int32Array }
+  | { kind: 'soft'; probs: Float32Array }
+  | { kind: 'negative'; labels: Int32Array }
+  | { kind: 'distill'; teacher: Classifier; temperature: number };
+
+export interface TrainClassifierOptions {
+  classifier: Classifier;
+  data: ImageDataset;
+  indices?: Int32Array;
+  targets?: TrainingTargets;
+  recipe: TrainRecipe;
+  seed: number;
+  /** held-out selection: the epoch with the highest score is kept */
+  select?: () => Promise<number>;
+  /** let selection keep the starting weights if no epoch beats them */
+  selectIncludesStart?: boolean;
+  diagnostics?: (epoch: number) => Promise<Record<string, number>>;
+  resume?: TrainingCheckpoint;
+  hooks?: EpochHooks;
+}
+
+function batchLoss(
+  targets: TrainingTargets,
+  logits: TF.Tensor2D,
+  x: TF.Tensor4D,
+  idx: Int32Array,
+  k: number,
+): TF.Scalar {
+  switch (targets.kind) {
+    case 'hard':
+      return crossEntropy(logits, tf.tensor1d(gather(targets.labels, idx), 'int32'));
+    case 'negative':
+      return complementaryLoss(logits, tf.tensor1d(gather(targets.labels, idx), 'int32'));
+    case 'soft': {
+      const q = new Float32Array(idx.length * k);
+      idx.forEach((i, r) => q.set(targets.probs.subarray(i * k, (i + 1) * k), r * k));
+      return softCrossEntropy(logits, tf.tensor2d(q, [idx.length, k]));
+    }
+    case 'distill': {
+      const t = targets.temperature;
+      const teacherProbs = tf.tidy(() => {
+        const z = targets.teacher.model.apply(x, { training: false }) as TF.Tensor2D;
+        return tf.softmax(t === 1 ? z : tf.div(z, t)) as TF.Tensor2D;
+      });
+      return klToTarget(logits, teacherProbs, t);
+    }
+  }
+}
+
+function gather(values: Int32Array, idx: Int32Array): Int32Array {
+  const out = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) out[i] = values[idx[i]];
+  return out;
+}
+
+export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochLoopResult> {
+  const { classifier: c, recipe } = o;
+  const targets = o.targets ?? { kind: 'hard', labels: o.data.labels };
+  const k = c.meta.numClasses;
+  const vars = trainableVariables(c.model);
+  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay });
+  const training = recipe.batchNorm === 'train';
+  try {
+    return await runEpochs({
+      data: o.data,
+      indices: o.indices,
+      epochs: recipe.epochs,
+      batchSize: recipe.batchSize,
+      peakLearningRate: recipe.learningRate,
+      schedule: recipe.schedule,
+      augment: recipe.augment,
+      seed: o.seed,
+      models: { model: c },
+      optimizers: { model: optimizer },
+      select: o.select ? { model: 'model', score: o.select, includeInitial: o.selectIncludesStart } : undefined,
+      diagnostics: o.diagnostics,
+      resume: o.resume,
+      hooks: o.hooks,
+      step: (x, idx, lr) => {
+        const { value, grads } = tf.variableGrads(
+          () => tf.tidy(() => batchLoss(targets, c.model.apply(x, { training }) as TF.Tensor2D, x, idx, k)),
+          vars,
+        );
+        optimizer.step(
+          vars.map((v) => grads[v.name]),
+          lr,
+        );
+        tf.dispose(grads);
+        return value;
+      },
+    });
+  } finally {
+    optimizer.dispose();
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The purify run configuration: the single source of truth for what a run does. Files
+ * (YAML or JSON) are parsed into this schema before any work starts; the workflow parses
+ * its input again, so a config that reaches Temporal by another route is held to the same rules.
+ */
+import { z } from 'zod';
+import { attackConfigSchema } from '../core/attacks/attack';
+import { NtmlConfig, checkImplemented } from '../core/ntml/config';
+import { TrainRecipe } from '../core/train/recipe';
+import { ArchitectureName, InputRange } from '../core/models/names';
+
+const location = z
+  .string()
+  .min(1)
+  .describe('a local path readable by the workers, an s3://bucket/key URI, or a file:// URI');
+
+/** Clean data from which an evaluation-mode run draws D_c and poisons the rest. */
+export const EvaluationData = z.discriminatedUnion('format', [
+  z
+    .object({
+      format: z.literal('synthetic'),
+      trainSize: z.number().int().min(20).max(200_000).default(2000),
+      testSize: z.number().int().min(10).max(100_000).default(1000),
+      height: z.number().int().min(8).max(128).default(32),
+      width: z.number().int().min(8).max(128).default(32),
+      channels: z.union([z.literal(1), z.literal(3)]).default(3),
+      numClasses: z.number().int().min(2).max(100).default(10),
+      noise: z.number().min(0).max(64).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      format: z.literal('cifar10'),
+      path: z.string().min(1).describe('folder holding cifar-10-batches-bin files (data_batch_1.bin ... test_batch.bin)'),
+      trainSubset: z.number().int().min(10).optional().describe('class-stratified subset of the training split'),
+    })
+    .strict(),
+  z
+    .object({
+      format: z.literal('fashionMnist'),
+      path: z.string().min(1).optional().describe('folder with the IDX files (default: Debian dataset-fashion-mnist)'),
+      trainSubset: z.number().int().min(10).optional(),
+      rgb32: z.boolean().default(false).describe('pad to 32x32 and replicate to 3 channels'),
+    })
+    .strict(),
+]);
+export type EvaluationData = z.infer<typeof EvaluationData>;
+
+/** A user's data set file: an ntml data set (.ntds), a CIFAR-10 binary batch, or an IDX pair. */
+export const DatasetFile = z.discriminatedUnion('format', [
+  z.object({ format: z.literal('ntml'), location }).strict(),
+  z.object({ format: z.literal('cifar10Batch'), location }).strict(),
+  z.object({ format: z.literal('idx'), images: location, labels: location, numClasses: z.number().int().min(2).default(10) }).strict(),
+]);
+export type DatasetFile = z.infer<typeof DatasetFile>;
+
+export const ModelSpec = z.union([
+  z.object({ arch: ArchitectureName }).strict(),
+  z
+    .object({
+      layersModel: location.describe('model.json of a tfjs layers model (weights files beside it)'),
+      inputRange: InputRange.default('0-1'),
+    })
+    .strict(),
+]);
+export type ModelSpec = z.infer<typeof ModelSpec>;
+
+export const CleanBudget = z.union([
+  z.number().int().min(1).describe('number of clean samples'),
+  z.object({ fraction: z.number().gt(0).lt(1) }).strict(),
+]);
+
+export const Tier = z.enum(['ci', 'cpu', 'paper']);
+export type Tier = z.infer<typeof Tier>;
+
+const tierRecipes: Record<'ci' | 'cpu', z.input<typeof TrainRecipe>> = {
+  ci: { epochs: 6, batchSize: 64, learningRate: 0.05 },
+  cpu: { epochs: 8, batchSize: 128, learningRate: 0.05 },
+};
+const tierModels: Record<'ci' | 'cpu', ArchitectureName> = { ci: 'tinyCnn', cpu: 'smallCnn' };
+
+export const PurifyConfig = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-", at most 64').optional(),
+    mode: z.enum(['evaluation', 'protection']).default('evaluation'),
+    tier: Tier.default('ci'),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+    data: EvaluationData.optional().describe('evaluation mode: clean data to poison'),
+    attack: z.unknown().optional().describe('evaluation mode: the attack, e.g. { name: badnets, target: 0, rate: 0.1 }'),
+    cleanBudget: CleanBudget.default(100),
+    trainingSet: DatasetFile.optional().describe('protection mode: the possibly poisoned training set'),
+    cleanSet: DatasetFile.optional().describe('protection mode: the small trusted clean set'),
+    testSet: DatasetFile.optional().describe('protection mode: optional clean test set for ACC'),
+    model: ModelSpec.optional().describe('architecture to train (default per tier) or a user tfjs layers model'),
+    standardModel: z
+      .object({ layersModel: location, inputRange: InputRange.default('0-1') })
+      .strict()
+      .optional()
+      .describe('protection mode: an already trained model on the training set, used as f_std'),
+    training: TrainRecipe.partial().strict().optional().describe('standard training recipe (defaults per tier)'),
+    ntml: NtmlConfig.default(NtmlConfig.parse({})),
+    export: z
+      .object({ dir: z.string().min(1).optional() })
+      .strict()
+      .optional()
+      .describe('where the CLI writes model.json + weights.bin of the purified model'),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const need = (field: keyof typeof cfg, why: string) => {
+      if (cfg[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `required: ${why}` });
+    };
+    const forbid = (field: keyof typeof cfg, why: string) => {
+      if (cfg[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `not allowed: ${why}` });
+    };
+    if (cfg.tier === 'paper') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tier'],
+        message: 'the paper tier (PreAct-ResNet18, 100 epochs on GPU workers) is not implemented yet; use "ci" or "cpu"',
+      });
+    }
+    if (cfg.mode === 'evaluation') {
+      need('data', 'evaluation mode poisons clean data');
+      need('attack', 'evaluation mode needs the attack to apply, e.g. { name: badnets }');
+      forbid('trainingSet', 'evaluation mode builds its training set from `data`');
+      forbid('cleanSet', 'evaluation mode draws the clean set from `data`');
+      forbid('standardModel', 'evaluation mode trains the standard model on the poisoned data');
+      if (cfg.attack !== undefined) {
+        const parsed = attackConfigSchema.safeParse(cfg.attack);
+        if (!parsed.success) {
+          for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: ['attack', ...issue.path] } as any);
+        }
+      }
+    } else {
+      need('trainingSet', 'protection mode purifies a model of your training set');
+      need('cleanSet', 'protection mode needs a small trusted clean set');
+      forbid('data', 'protection mode takes trainingSet/cleanSet');
+      forbid('attack', 'protection mode does not know the trigger');
+    }
+    for (const message of checkImplemented(cfg.ntml)) {
+      ctx.addIssue({ code: 'custom', path: ['ntml'], message });
+    }
+  })
+  .transform((cfg) => {
+    const tier = cfg.tier === 'paper' ? 'cpu' : cfg.tier;
+    return {
+      ...cfg,
+      attack: cfg.attack === undefined ? undefined : attackConfigSchema.parse(cfg.attack),
+      model: cfg.model ?? { arch: tierModels[tier] },
+      training: TrainRecipe.parse({
+        ...tierRecipes[tier],
+        // the synthetic classes are oriented gratings: a mirror image is another class
+        ...(cfg.data?.format === 'synthetic' ? { augment: { padding: 4, flip: false } } : {}),
+        ...(cfg.training ?? {}),
+      }),
+    };
+  });
+export type PurifyConfigInput = z.input<typeof PurifyConfig>;
+export type PurifyConfig = z.output<typeof PurifyConfig>;
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly issues: string[] = []) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** One line per problem, each naming the field path, e.g. `attack.rate: Too big: expected number to be <=1`. */
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
+}
+
+export function parsePurifyConfig(raw: unknown, source = 'config'): PurifyConfig {
+  const result = PurifyConfig.safeParse(raw);
+  if (!result.success) {
+    const issues = formatIssues(result.error);
+    throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
+  }
+  return result.data;
+}

@@ -1,0 +1,81 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { ArtifactIntegrityError, ArtifactNotFoundError, StoreConfigError } from './errors';
+import { assertSha256, sha256Hex } from './keys';
+import { createS3Client, s3ErrorName, s3ErrorStatus } from './s3Store';
+import type { S3Options } from './types';
+
+export type ParsedArtifactUri =
+  | { scheme: 's3'; bucket: string; key: string }
+  | { scheme: 'file'; path: string };
+
+/** Parses "s3://bucket/key" or "file:///abs/path" (absolute only). */
+export function parseArtifactUri(uri: string): ParsedArtifactUri {
+  if (typeof uri !== 'string' || uri.length === 0) throw new StoreConfigError(`artifact URI must be a non-empty string`);
+  if (uri.startsWith('s3://')) {
+    const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
+    if (!m || m[2].endsWith('/')) throw new StoreConfigError(`invalid S3 URI ${JSON.stringify(uri)} (expected s3://bucket/key)`);
+    return { scheme: 's3', bucket: m[1], key: m[2] };
+  }
+  if (uri.startsWith('file:')) {
+    let p: string;
+    try {
+      p = fileURLToPath(uri);
+    } catch (err) {
+      throw new StoreConfigError(`invalid file URI ${JSON.stringify(uri)}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!path.isAbsolute(p)) throw new StoreConfigError(`file URI must be absolute: ${JSON.stringify(uri)}`);
+    return { scheme: 'file', path: p };
+  }
+  throw new StoreConfigError(`unsupported artifact URI ${JSON.stringify(uri)} (expected s3://bucket/key or file:///path)`);
+}
+
+export interface ExternalArtifact {
+  uri: string;
+  data: Uint8Array;
+  sha256: string;
+  bytes: number;
+}
+
+/**
+ * Reads a plain, not content-addressed object (a user-provided input such as a deployed model)
+ * and returns its bytes with their computed sha256. For s3:// URIs the S3 options (endpoint,
+ * credentials) come from `opts.s3`, typically s3OptionsFromEnv(). Pass `expectedSha256` to pin the
+ * content: a mismatch throws ArtifactIntegrityError.
+ */
+export async function readArtifactUri(
+  uri: string,
+  opts: { s3?: S3Options; expectedSha256?: string } = {},
+): Promise<ExternalArtifact> {
+  const parsed = parseArtifactUri(uri);
+  if (opts.expectedSha256 !== undefined) assertSha256(opts.expectedSha256, 'expectedSha256');
+  let data: Uint8Array;
+  if (parsed.scheme === 'file') {
+    try {
+      data = await fsp.readFile(parsed.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ArtifactNotFoundError(uri, { cause: err });
+      throw err;
+    }
+  } else {
+    const client = createS3Client(opts.s3);
+    try {
+      const out = await client.send(new GetObjectCommand({ Bucket: parsed.bucket, Key: parsed.key }));
+      if (!out.Body) throw new ArtifactNotFoundError(uri);
+      data = await out.Body.transformToByteArray();
+    } catch (err) {
+      const name = s3ErrorName(err);
+      if (name === 'NoSuchKey' || name === 'NoSuchBucket' || s3ErrorStatus(err) === 404) throw new ArtifactNotFoundError(uri, { cause: err });
+      throw err;
+    } finally {
+      client.destroy();
+    }
+  }
+  const sha256 = sha256Hex(data);
+  if (opts.expectedSha256 !== undefined && sha256 !== opts.expectedSha256) {
+    throw new ArtifactIntegrityError(uri, { sha256: opts.expectedSha256, bytes: data.byteLength }, { sha256, bytes: data.byteLength });
+  }
+  return { uri, data, sha256, bytes: data.byteLength };
+}

@@ -1,0 +1,141 @@
+/**
+ * purify: NT-ML as a durable pipeline. Deterministic orchestration only: every stage is an
+ * activity on the training task queue that reads and writes the artifact store.
+ */
+import { ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type * as activities from '../activities';
+import { PurifyConfig, formatIssues } from '../schemas/purify';
+import type { PurifyOutcome, PurifyProgress, StageTiming, TrainedModel, EpochRecord } from './types';
+
+export interface PurifyInput {
+  config: unknown;
+  options?: {
+    trainingTaskQueue?: string;
+    /** how long a training activity may go without a heartbeat before it is retried elsewhere */
+    heartbeatTimeoutSeconds?: number;
+    /** attempts per stage before the run fails */
+    maximumAttempts?: number;
+  };
+}
+
+export const purifyProgressQuery = defineQuery<PurifyProgress>('progress');
+export const TRAINING_TASK_QUEUE = 'ntml-training';
+
+export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
+  const parsed = PurifyConfig.safeParse(input.config);
+  if (!parsed.success) {
+    throw ApplicationFailure.nonRetryable(`invalid purify config:\n  ${formatIssues(parsed.error).join('\n  ')}`, 'InvalidConfig');
+  }
+  const cfg = parsed.data;
+  const config = input.config;
+  const options = input.options ?? {};
+  const retry = { maximumAttempts: options.maximumAttempts ?? 5, initialInterval: 1000, backoffCoefficient: 2 };
+  const taskQueue = options.trainingTaskQueue ?? TRAINING_TASK_QUEUE;
+  const training = proxyActivities<typeof activities>({
+    taskQueue,
+    startToCloseTimeout: '12h',
+    heartbeatTimeout: (options.heartbeatTimeoutSeconds ?? 120) * 1000,
+    retry,
+  });
+  const quick = proxyActivities<typeof activities>({ taskQueue, startToCloseTimeout: '1h', retry });
+
+  const progress: PurifyProgress = { stage: 'prepareData', completed: [], startedAt: new Date().toISOString() };
+  setHandler(purifyProgressQuery, () => progress);
+  const stages: StageTiming[] = [];
+  const histories: Record<string, EpochRecord[]> = {};
+  const skipped: string[] = [];
+  const begin = (stage: string) => {
+    progress.stage = stage;
+  };
+  const done = (stage: string, seconds: number, t?: TrainedModel) => {
+    progress.completed.push(stage);
+    stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch });
+    if (t) {
+      histories[stage] = t.history;
+      skipped.push(...t.skippedCheckpoints.map((s) => `${stage}: ${s}`));
+    }
+  };
+
+  begin('prepareData');
+  const t0 = Date.now();
+  const data = await quick.prepareData({ config });
+  done('prepareData', (Date.now() - t0) / 1000);
+
+  begin('standardTraining');
+  const standard = cfg.standardModel
+    ? await quick.importStandardModel({ config, data })
+    : await training.trainStandardModel({ config, data });
+  done('standardTraining', standard.seconds, standard);
+
+  begin('nonTargetLabels');
+  const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model });
+  done('nonTargetLabels', labels.seconds);
+
+  let teacher = standard.model;
+  if (cfg.ntml.teacher === 'selfDistilled') {
+    begin('teacherTraining');
+    const t = await training.trainTeacher({ config, data, standard: standard.model });
+    done('teacherTraining', t.seconds, t);
+    teacher = t.model;
+  }
+
+  begin('ntTraining');
+  const ntStudent = await training.trainNonTargetStudent({ config, data, standard: standard.model, labels: labels.labels });
+  done('ntTraining', ntStudent.seconds, ntStudent);
+
+  begin('mutualLearning');
+  const ml = await training.mutualLearning({ config, data, student: ntStudent.model, teacher });
+  done('mutualLearning', ml.seconds, ml);
+
+  let final = ml.model;
+  let split: { estimatedTarget: number; keptFraction: number } | undefined;
+  if (cfg.ntml.ml === 'split') {
+    begin('splitPlan');
+    const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model });
+    done('splitPlan', plan.seconds);
+    split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
+    begin('splitDistillation');
+    const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept });
+    done('splitDistillation', distilled.seconds, distilled);
+    final = distilled.model;
+  }
+
+  begin('evaluation');
+  const t1 = Date.now();
+  const metrics = await quick.evaluateModels({
+    data,
+    models: { standard: standard.model, ntStudent: ntStudent.model, teacher: ml.teacher, final },
+  });
+  done('evaluation', (Date.now() - t1) / 1000);
+  const m = { standard: metrics.standard, ntStudent: metrics.ntStudent, teacher: metrics.teacher, final: metrics.final };
+  let der: number | undefined;
+  if (m.standard.asr !== undefined && m.final.asr !== undefined) {
+    const dAsr = Math.max(0, m.standard.asr - m.final.asr) / 100;
+    const dAcc = Math.max(0, m.standard.acc - m.final.acc) / 100;
+    der = ((dAsr - dAcc + 1) / 2) * 100;
+  }
+
+  begin('report');
+  const report = await quick.writePurifyReport({
+    report: {
+      runId: workflowInfo().workflowId,
+      name: cfg.name,
+      mode: cfg.mode,
+      seed: cfg.seed,
+      data: data.summary,
+      attack: cfg.attack ? JSON.stringify(cfg.attack) : undefined,
+      metrics: m,
+      der,
+      split,
+      stages,
+      histories,
+      skippedCheckpoints: skipped,
+      models: { standard: standard.model, ntStudent: ntStudent.model, final },
+      selectionRule: `checkpoints of mutual learning and split distillation chosen by accuracy on the held-out ${Math.round(
+        cfg.ntml.heldOutFraction * 100,
+      )}% of the clean set (never the test set); other stages keep their last epoch`,
+    },
+  });
+  progress.stage = 'done';
+  return { report: report.report, markdown: report.markdown, purifiedModel: final, summary: { metrics: m, der, split, stages } };
+}

@@ -1,0 +1,82 @@
+/** Shapes that cross the workflow/activity boundary: references and small summaries, never tensors. */
+import type { ArtifactRef } from '../store/types';
+import type { DataSummary } from '../core/experiment/prepareData';
+import type { EpochRecord } from '../core/train/epochLoop';
+
+export type { ArtifactRef, DataSummary, EpochRecord };
+
+export interface DataRefs {
+  train: ArtifactRef;
+  cleanFit: ArtifactRef;
+  cleanHeldOut: ArtifactRef;
+  test?: ArtifactRef;
+  backdoorTest?: ArtifactRef;
+  /** poisoning record (indices stored as an artifact) */
+  poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
+  summary: DataSummary;
+}
+
+export interface TrainedModel {
+  model: ArtifactRef;
+  history: EpochRecord[];
+  seconds: number;
+  resumedFromEpoch: number;
+  skippedCheckpoints: string[];
+}
+
+export interface MutualLearningOutput extends TrainedModel {
+  teacher: ArtifactRef;
+  selectedEpoch: number;
+}
+
+export interface SplitPlanOutput {
+  kept: ArtifactRef;
+  estimatedTarget: number;
+  excess: number[];
+  keptFraction: number;
+  seconds: number;
+}
+
+export interface Metrics {
+  acc: number;
+  asr?: number;
+  ra?: number;
+  meanTrueClassProbabilityOnTriggered?: number;
+}
+
+export interface StageTiming {
+  stage: string;
+  seconds: number;
+  resumedFromEpoch?: number;
+}
+
+export interface PurifyReport {
+  runId: string;
+  name?: string;
+  mode: 'evaluation' | 'protection';
+  seed: number;
+  data: DataSummary;
+  attack?: string;
+  metrics: { standard: Metrics; ntStudent: Metrics; teacher: Metrics; final: Metrics };
+  der?: number;
+  split?: { estimatedTarget: number; keptFraction: number };
+  stages: StageTiming[];
+  histories: Record<string, EpochRecord[]>;
+  skippedCheckpoints: string[];
+  models: { standard: ArtifactRef; ntStudent: ArtifactRef; final: ArtifactRef };
+  selectionRule: string;
+  backend: string;
+}
+
+export interface PurifyOutcome {
+  report: ArtifactRef;
+  markdown: ArtifactRef;
+  purifiedModel: ArtifactRef;
+  summary: Pick<PurifyReport, 'metrics' | 'der' | 'split' | 'stages'>;
+}
+
+export interface PurifyProgress {
+  stage: string;
+  completed: string[];
+  startedAt: string;
+}
