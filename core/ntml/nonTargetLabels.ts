@@ -49,10 +49,13 @@ export function nonTargetTargets(
       for (let i = 0; i < n; i++) {
         const y = given[i];
         const row = i * k;
-        const rest = 1 - probs[row + y];
+        // 1 - p_y~, summed from the other classes: float32 rounding of p_y~ near 1 would
+        // otherwise leave confident rows (the poisoned ones) summing to 1 +- a few percent
+        let rest = 0;
+        for (let j = 0; j < k; j++) if (j !== y) rest += probs[row + j];
         for (let j = 0; j < k; j++) {
           // a model certain of y~ leaves nothing to renormalise: spread uniformly over the rest
-          const q = j === y ? 0 : rest > 1e-6 ? probs[row + j] / rest : 1 / (k - 1);
+          const q = j === y ? 0 : rest > 0 ? probs[row + j] / rest : 1 / (k - 1);
           out[row + j] = eps * q + (j === y ? 1 - eps : 0);
         }
       }
@@ -75,9 +78,15 @@ export function encodeNtTargets(t: NtTargets): Uint8Array {
 
 export function decodeNtTargets(bytes: Uint8Array, source = 'NT labels'): NtTargets {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < 12 || buf.toString('latin1', 4, 12) !== 'NTMLNT1\n') throw new Error(`${source}: not an NT label artifact`);
   const headerLen = buf.readUInt32LE(0);
-  if (buf.toString('latin1', 4, 12) !== 'NTMLNT1\n') throw new Error(`${source}: not an NT label artifact`);
-  const header = JSON.parse(buf.toString('utf8', 12, 12 + headerLen)) as { kind: NtTargets['kind']; length: number };
+  if (12 + headerLen > buf.length) throw new Error(`${source}: truncated header`);
+  let header: { kind: NtTargets['kind']; length: number };
+  try {
+    header = JSON.parse(buf.toString('utf8', 12, 12 + headerLen));
+  } catch {
+    throw new Error(`${source}: header is not valid JSON`);
+  }
   const body = buf.subarray(12 + headerLen);
   const copy = new Uint8Array(body.length);
   copy.set(body);

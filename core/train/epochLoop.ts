@@ -125,7 +125,8 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
       lr = learningRateAt(o.schedule, o.peakLearningRate, epoch * batchesPerEpoch + b, totalSteps);
       const loss = o.step(x, idx, lr);
       x.dispose();
-      const next = tf.add(lossSum, tf.mul(loss, end - start)) as TF.Scalar;
+      const sum = lossSum;
+      const next = tf.tidy(() => tf.add(sum, tf.mul(loss, end - start)) as TF.Scalar);
       lossSum.dispose();
       loss.dispose();
       lossSum = next;
@@ -153,7 +154,8 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
         epoch: finished,
         rngState: rng.state(),
         arrays,
-        extra: { history, best: best ? { epoch: best.epoch, score: best.score } : undefined },
+        // a copy: the loop keeps appending to `history` after this snapshot is taken
+        extra: { history: history.slice(), best: best ? { epoch: best.epoch, score: best.score } : undefined },
       };
     };
     await o.hooks?.onEpochEnd?.(record, snapshot);

@@ -19,7 +19,8 @@ export class SgdMomentum {
   private velocities: TF.Variable[];
 
   constructor(private readonly variables: TF.Variable[], private readonly options: SgdOptions) {
-    this.velocities = variables.map((v) => tf.variable(tf.zerosLike(v), false));
+    // tidy disposes the zerosLike temporaries; the variables are not tracked by it and survive
+    this.velocities = tf.tidy(() => variables.map((v) => tf.variable(tf.zerosLike(v), false)));
   }
 
   step(grads: TF.Tensor[], learningRate: number): void {
@@ -50,7 +51,9 @@ export class SgdMomentum {
       if (s.shape.join('x') !== v.shape.join('x')) {
         throw new Error(`optimizer buffer ${i} has shape ${s.shape}, expected ${v.shape}`);
       }
-      v.assign(tf.tensor(s.values, s.shape));
+      const t = tf.tensor(s.values, s.shape);
+      v.assign(t);
+      t.dispose();
     });
   }
 

@@ -1,0 +1,133 @@
+/**
+ * Embedded mode of `ntml purify`: the local stack (a Temporal dev server and an S3 server in
+ * .ntml/stack, or the one `ntml stack start` left running) plus an orchestration and a training
+ * worker in this process, for the duration of one command.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { inspect } from 'node:util';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { startLocalStack, type LocalStack } from '../infra/stack/index';
+import { UserError } from './errors';
+import { adoptStackEnv, DEFAULT_STACK_DIR, recordedStack } from './temporal';
+
+export interface Embedded {
+  address: string;
+  /** what was used, for messages */
+  description: string;
+  workerLog: string;
+  /** rejects if a worker stops on its own (fatal error) */
+  workersFailed: Promise<never>;
+  stop(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** Worker and Core logs go to a file; only errors reach the terminal (one line each). */
+async function installQuietRuntime(logFile: string): Promise<void> {
+  if (runtimeInstalled) return;
+  const { DefaultLogger, Runtime, makeTelemetryFilterString } = await import('@temporalio/worker');
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  const logger = new DefaultLogger('INFO', (entry) => {
+    const { message, level, meta } = entry;
+    const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+    const details = meta && Object.keys(meta).length ? ` ${inspect(meta, { depth: 4, breakLength: Infinity })}` : '';
+    try {
+      appendFileSync(logFile, `${time} [${level}] ${message}${details}\n`);
+    } catch {
+      // logging must never break a run
+    }
+    if (level === 'ERROR') process.stderr.write(`worker error: ${message} (details in ${logFile})\n`);
+  });
+  Runtime.install({
+    logger,
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN', other: 'ERROR' }), forward: {} } },
+  });
+  runtimeInstalled = true;
+}
+
+export async function startEmbedded(opts: {
+  namespace: string;
+  log: (line: string) => void;
+}): Promise<Embedded> {
+  const dir = DEFAULT_STACK_DIR;
+  const log = opts.log;
+  let stack: LocalStack | undefined;
+  let address: string;
+  let description: string;
+  const running = recordedStack(dir);
+  if (running && running.detached) {
+    address = running.temporal!.address;
+    adoptStackEnv(running.env);
+    Object.assign(process.env, { NTML_TEMPORAL_ADDRESS: address });
+    description = `the running stack in ${dir} (Temporal ${address}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
+  } else {
+    if (running && !running.detached && running.ownerPid !== process.pid) {
+      throw new UserError(
+        `another ntml process (pid ${running.ownerPid}) is using the embedded stack in ${dir}; wait for it to finish, ` +
+          `or share one stack between runs with "ntml stack start" (then run "ntml purify" again)`,
+      );
+    }
+    const t0 = Date.now();
+    log(`starting the embedded stack in ${dir} (Temporal dev server + S3 server) ...`);
+    try {
+      stack = await startLocalStack({ dir, log: () => undefined });
+    } catch (err) {
+      const message = (err as Error).message;
+      const hint = /ENOENT|not found|setup\.sh|\.tools/.test(message) ? ' (run "bash infra/setup.sh" to install the servers)' : '';
+      throw new UserError(`cannot start the embedded stack: ${message.split('\n')[0]}${hint}`);
+    }
+    address = stack.env.NTML_TEMPORAL_ADDRESS!;
+    // the workers in this process and the report download use this stack's store
+    for (const [k, v] of Object.entries(stack.env)) if (v !== undefined) process.env[k] = v;
+    description = `embedded stack in ${dir} (Temporal ${address}, store ${stack.env.NTML_STORE}), up in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  }
+
+  const workerLog = path.join(dir, 'workers.log');
+  let connection: NativeConnection | undefined;
+  const workers: Worker[] = [];
+  const runs: Promise<void>[] = [];
+  const stopAll = async () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.allSettled(runs);
+    await connection?.close().catch(() => undefined);
+    await stack?.stop();
+  };
+  try {
+    await installQuietRuntime(workerLog);
+    log('starting the orchestration and training workers in this process (loading TensorFlow, bundling the workflow) ...');
+    const { connectWorker, createOrchestrationWorker, createTrainingWorker } = await import('../workers/createWorkers');
+    connection = await connectWorker(address);
+    workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
+    // a short grace period: Ctrl-C should stop training at the next batch, not after a minute
+    workers.push(await createTrainingWorker({ connection, namespace: opts.namespace, slots: 1, shutdownGraceSeconds: 3 }));
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const failures = workers.map((w, i) => {
+    const run = w.run();
+    runs.push(run.catch(() => undefined));
+    return run.then(
+      () => {
+        throw new UserError(`the ${i === 0 ? 'orchestration' : 'training'} worker stopped unexpectedly (see ${workerLog})`);
+      },
+      (err: Error) => {
+        throw new UserError(`the ${i === 0 ? 'orchestration' : 'training'} worker failed: ${err.message.split('\n')[0]} (see ${workerLog})`);
+      },
+    );
+  });
+  const workersFailed = Promise.race(failures) as Promise<never>;
+  workersFailed.catch(() => undefined);
+  let stopping: Promise<void> | undefined;
+  return {
+    address,
+    description,
+    workerLog,
+    workersFailed,
+    stop() {
+      stopping ??= stopAll();
+      return stopping;
+    },
+  };
+}

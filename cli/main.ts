@@ -1,0 +1,112 @@
+/**
+ * ntml command line: `ntml purify ...` and `ntml stack ...` (see `ntml --help`).
+ * Exit codes: 0 success, 1 a run or server failed, 2 bad command line or config, 130 interrupted.
+ * Heavy modules (Temporal, TensorFlow, the AWS SDK) load only in the commands that need them.
+ */
+// The AWS SDK warns on every start that its 2027 releases need Node 22; not actionable here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+import { commandUsage, parseArgs, type CommandSpec, type ParsedArgs } from './args';
+import * as specs from './commands';
+import { UsageError, UserError } from './errors';
+import type { Io } from './purify';
+
+type Handler = (args: ParsedArgs, io: Io) => Promise<number>;
+
+type Route = { spec: CommandSpec; rest: string[]; handler: () => Promise<Handler> } | { text: string };
+
+function route(argv: string[]): Route {
+  const [command, sub, ...more] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') return { text: specs.mainUsage() };
+  if (command === 'purify') {
+    switch (sub) {
+      case 'status':
+        return { spec: specs.purifyStatus, rest: more, handler: async () => (await import('./purify')).purifyStatus };
+      case 'attach':
+        return { spec: specs.purifyAttach, rest: more, handler: async () => (await import('./purify')).purifyAttach };
+      case 'cancel':
+        return { spec: specs.purifyCancel, rest: more, handler: async () => (await import('./purify')).purifyCancel };
+      case 'run':
+        return { spec: specs.purifyRun, rest: more, handler: async () => (await import('./purify')).purifyRun };
+      default:
+        if (sub !== undefined && !sub.startsWith('-')) {
+          throw new UsageError(`unknown purify subcommand "${sub}" (expected status, attach or cancel, or options such as --config)`, commandUsage(specs.purifyRun, true));
+        }
+        return { spec: specs.purifyRun, rest: argv.slice(1), handler: async () => (await import('./purify')).purifyRun };
+    }
+  }
+  if (command === 'stack') {
+    switch (sub) {
+      case 'start':
+        return { spec: specs.stackStart, rest: more, handler: async () => (await import('./stack')).stackStart };
+      case 'stop':
+        return { spec: specs.stackStop, rest: more, handler: async () => (await import('./stack')).stackStop };
+      case 'status':
+        return { spec: specs.stackStatusSpec, rest: more, handler: async () => (await import('./stack')).stackStatusCmd };
+      default:
+        if (sub === '--help' || sub === '-h') return { text: specs.stackUsage() };
+        if (sub === undefined) throw new UsageError('missing stack subcommand (start, stop or status)', specs.stackUsage());
+        throw new UsageError(`unknown stack subcommand "${sub}" (expected start, stop or status)`, specs.stackUsage());
+    }
+  }
+  throw new UsageError(`unknown command "${command}"`, specs.mainUsage());
+}
+
+async function main(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write(`\n${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping (again to force) ...\n`);
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const io: Io = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
+
+  const r = route(argv);
+  if ('text' in r) {
+    process.stdout.write(`${r.text}\n`);
+    return 0;
+  }
+  const args = parseArgs(r.rest, r.spec);
+  if (args.help) {
+    process.stdout.write(`${commandUsage(r.spec)}\n`);
+    return 0;
+  }
+  const handler = await r.handler();
+  return handler(args, io);
+}
+
+function report(err: unknown): number {
+  const debug = Boolean(process.env.NTML_DEBUG);
+  if (err instanceof UsageError) {
+    if (err.message) process.stderr.write(`ntml: ${err.message}\n`);
+    if (err.usage) process.stderr.write(`${err.message ? '\n' : ''}${err.usage}\n`);
+    return 2;
+  }
+  const e = err as Error;
+  if (e?.name === 'ConfigError') {
+    process.stderr.write(`ntml: ${e.message}\n`);
+    return 2;
+  }
+  if (err instanceof UserError) {
+    process.stderr.write(`ntml: ${err.message}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    return err.exitCode;
+  }
+  // unexpected: one line, the stack only on request
+  process.stderr.write(`ntml: ${e?.message ?? String(err)}\n`);
+  if (debug && e?.stack) process.stderr.write(`${e.stack}\n`);
+  else process.stderr.write('(set NTML_DEBUG=1 for the stack trace)\n');
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => process.exit(report(err)),
+);

@@ -1,0 +1,152 @@
+/**
+ * Live progress of a purify run: the workflow's `progress` query gives the stage, the pending
+ * activity's last heartbeat gives epoch/epochs, loss and batch. Polled once a second; one line
+ * per change (a terminal gets one line rewritten in place per stage).
+ */
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { PurifyOutcome, PurifyProgress } from '../workflows/types';
+import { clock } from './format';
+
+export interface Heartbeat {
+  stage?: string;
+  epoch?: number;
+  epochs?: number;
+  loss?: number;
+  batch?: number;
+  batches?: number;
+  model?: string;
+}
+
+export interface RunSnapshot {
+  status: string;
+  startTime: Date;
+  closeTime?: Date;
+  progress?: PurifyProgress;
+  activity?: { type: string; attempt: number; lastFailure?: string; heartbeat?: Heartbeat };
+}
+
+export async function snapshot(client: Client, handle: WorkflowHandle, opts: { query?: boolean } = {}): Promise<RunSnapshot> {
+  const d = await handle.describe();
+  const s: RunSnapshot = { status: d.status.name, startTime: d.startTime, closeTime: d.closeTime };
+  const pending = d.raw.pendingActivities ?? [];
+  const a = pending[0];
+  if (a) {
+    let heartbeat: Heartbeat | undefined;
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    if (payload) {
+      try {
+        heartbeat = defaultPayloadConverter.fromPayload<Heartbeat>(payload);
+      } catch {
+        heartbeat = undefined;
+      }
+    }
+    s.activity = {
+      type: a.activityType?.name ?? '?',
+      attempt: a.attempt ?? 1,
+      lastFailure: a.lastFailure?.message ?? undefined,
+      heartbeat,
+    };
+  }
+  // the query needs a worker to answer; a closed run or a missing worker must not hang the display
+  if ((opts.query ?? true) && s.status === 'RUNNING') {
+    try {
+      s.progress = await client.connection.withDeadline(Date.now() + 3_000, () => handle.query<PurifyProgress>('progress'));
+    } catch {
+      s.progress = undefined;
+    }
+  }
+  return s;
+}
+
+/** The stage a snapshot is in: the workflow's own word, else the pending activity's type. */
+export function stageOf(s: RunSnapshot): string {
+  return s.progress?.stage ?? s.activity?.type ?? (s.status === 'RUNNING' ? 'waiting for a worker' : s.status.toLowerCase());
+}
+
+/** "epoch 3/6  loss 1.2345" (plus "batch 12/31" when asked), from the heartbeat. */
+export function epochText(h: Heartbeat | undefined, withBatch: boolean): string {
+  if (!h) return '';
+  const parts: string[] = [];
+  if (h.epochs !== undefined && h.epoch !== undefined) parts.push(`epoch ${h.epoch}/${h.epochs}`);
+  if (h.loss !== undefined && Number.isFinite(h.loss)) parts.push(`loss ${h.loss.toFixed(4)}`);
+  if (withBatch && h.batch !== undefined && h.batches !== undefined) parts.push(`batch ${h.batch}/${h.batches}`);
+  if (h.model) parts.push(`model ${h.model}`);
+  return parts.join('  ');
+}
+
+function line(s: RunSnapshot, tty: boolean): { key: string; text: string; stage: string } {
+  const stage = stageOf(s);
+  // the heartbeat belongs to the stage only if the pending activity is that stage's
+  const hb = s.activity?.heartbeat;
+  const epoch = epochText(hb, tty);
+  const retry = s.activity && s.activity.attempt > 1 ? `attempt ${s.activity.attempt}${s.activity.lastFailure ? ` after: ${s.activity.lastFailure.split('\n')[0]}` : ''}` : '';
+  const elapsed = clock((Date.now() - s.startTime.getTime()) / 1000);
+  const text = [`[${elapsed.padStart(5)}] ${stage.padEnd(18)}`, epoch, retry ? `(${retry})` : ''].filter(Boolean).join('  ');
+  const key = [stage, hb?.epoch ?? '', hb?.epochs ?? '', s.activity?.attempt ?? '', hb?.model ?? ''].join('|');
+  return { key, text, stage };
+}
+
+export interface WatchOptions {
+  out: NodeJS.WriteStream;
+  tty: boolean;
+  signal?: AbortSignal;
+  /** rejects when the local workers die: stops watching with that error */
+  failed?: Promise<never>;
+  intervalMs?: number;
+}
+
+/**
+ * Shows progress until the run ends and returns its outcome; throws the run's failure.
+ * Resolves to undefined when `signal` aborts first.
+ */
+export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchOptions): Promise<PurifyOutcome | undefined> {
+  const result = handle.result() as Promise<PurifyOutcome>;
+  result.catch(() => undefined);
+  let settled = false;
+  const done = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  done.then(() => (settled = true));
+  const interval = o.intervalMs ?? 1000;
+  let lastKey = '';
+  let lastStage = '';
+  let openLine = false;
+  const width = () => Math.max(40, (o.out.columns ?? 120) - 1);
+  const endLine = () => {
+    if (openLine) o.out.write('\n');
+    openLine = false;
+  };
+  const aborted = new Promise<void>((resolve) => {
+    if (o.signal?.aborted) resolve();
+    o.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  try {
+    while (!settled && !o.signal?.aborted) {
+      let s: RunSnapshot | undefined;
+      try {
+        s = await snapshot(client, handle);
+      } catch {
+        s = undefined; // transient: try again next tick
+      }
+      if (s && !settled) {
+        const l = line(s, o.tty);
+        if (o.tty) {
+          if (l.stage !== lastStage && lastStage) endLine();
+          o.out.write(`\r\x1b[2K${l.text.slice(0, width())}`);
+          openLine = true;
+        } else if (l.key !== lastKey) {
+          o.out.write(`${l.text}\n`);
+        }
+        lastKey = l.key;
+        lastStage = l.stage;
+      }
+      await Promise.race([done, aborted, new Promise((r) => setTimeout(r, interval)), ...(o.failed ? [o.failed] : [])]);
+    }
+  } finally {
+    endLine();
+  }
+  if (o.signal?.aborted && !settled) return undefined;
+  return result;
+}

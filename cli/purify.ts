@@ -1,0 +1,300 @@
+/** `ntml purify` and its subcommands status, attach and cancel. */
+import * as path from 'node:path';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { purify } from '../workflows/purify';
+import type { PurifyOutcome } from '../workflows/types';
+import { flag, stringOption, type ParsedArgs } from './args';
+import { describeConfig, loadPurifyConfig } from './config';
+import { UsageError, UserError, failureMessage } from './errors';
+import { duration, summaryTable, timestamp } from './format';
+import type { Embedded } from './embedded';
+
+export interface Io {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  /** aborted on the first Ctrl-C */
+  signal: AbortSignal;
+}
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+const INTERRUPTED = 130;
+
+function checkRunId(id: string): string {
+  if (!RUN_ID.test(id)) {
+    throw new UsageError(`run id "${id}" must be letters, digits, ".", "_", ":" and "-" (it also names the output folder)`);
+  }
+  return id;
+}
+
+function info(io: Io, line: string): void {
+  io.stderr.write(`${line}\n`);
+}
+
+/** The error a finished-with-failure run gives, as one message. */
+async function runFailure(err: unknown, id: string): Promise<UserError> {
+  const { WorkflowFailedError } = await import('@temporalio/client');
+  const { CancelledFailure, TerminatedFailure, TimeoutFailure } = await import('@temporalio/common');
+  if (err instanceof WorkflowFailedError) {
+    const cause = err.cause;
+    if (cause instanceof CancelledFailure) return new UserError(`run ${id} was cancelled`);
+    if (cause instanceof TerminatedFailure) return new UserError(`run ${id} was terminated${cause.message ? `: ${cause.message}` : ''}`);
+    if (cause instanceof TimeoutFailure) return new UserError(`run ${id} timed out`);
+    return new UserError(`run ${id} failed: ${failureMessage(err)}`);
+  }
+  if (err instanceof UserError) return err;
+  return new UserError(`run ${id}: ${failureMessage(err)}`);
+}
+
+async function finish(
+  io: Io,
+  outcome: PurifyOutcome,
+  opts: { id: string; outDir?: string; modelDir?: string; startedAt?: Date },
+): Promise<void> {
+  const { writeOutputs, shown } = await import('./output');
+  const dir = opts.outDir ?? path.join('runs', opts.id);
+  const written = await writeOutputs(outcome, { dir, modelDir: opts.modelDir });
+  const took = opts.startedAt ? ` in ${duration((Date.now() - opts.startedAt.getTime()) / 1000)}` : '';
+  info(io, `\nrun ${opts.id} finished${took}. Report:\n`);
+  io.stdout.write(`${written.markdown.trimEnd()}\n`);
+  info(
+    io,
+    [
+      '',
+      `written to ${shown(written.dir)}/:`,
+      `  report      ${shown(written.reportMd)}, ${shown(written.reportJson)}`,
+      `  model       ${shown(written.modelJson)} + ${path.basename(written.weightsBin)} (tfjs layers format, purified student)`,
+    ].join('\n'),
+  );
+}
+
+// --- ntml purify --config FILE ---------------------------------------------------------
+
+export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
+  const configFile = stringOption(args, 'config');
+  if (!configFile) throw new UsageError('missing --config FILE (a YAML or JSON run configuration, e.g. examples/demo.yaml)');
+  const addressFlag = stringOption(args, 'address');
+  const local = flag(args, 'local');
+  const detach = flag(args, 'detach');
+  if (local && addressFlag) throw new UsageError('--local and --address exclude each other');
+  const envAddress = process.env.NTML_TEMPORAL_ADDRESS?.trim();
+  const remote = !local && (addressFlag ?? envAddress) !== undefined && (addressFlag ?? envAddress) !== '';
+  if (detach && !remote) {
+    throw new UsageError(
+      '--detach needs a Temporal server whose workers outlive this command: pass --address HOST:PORT or set NTML_TEMPORAL_ADDRESS ' +
+        '(the embedded stack and its workers stop when "ntml purify" ends)',
+    );
+  }
+
+  // 1. the config, before anything starts
+  const config = loadPurifyConfig(configFile);
+  const runId = stringOption(args, 'id') ?? `purify-${config.parsed.name ?? 'run'}-${timestamp()}`;
+  checkRunId(runId);
+  info(io, `config ${configFile}: ${describeConfig(config.parsed)}`);
+  if (config.dataChoice) info(io, `data: ${config.dataChoice}`);
+  const outDir = stringOption(args, 'out');
+  const modelDir = config.parsed.export?.dir;
+
+  // 2. the server (and, embedded, the stack and workers)
+  const { connectClient, findTarget, namespaceFrom, hasPollers } = await import('./temporal');
+  const namespace = namespaceFrom(stringOption(args, 'namespace'));
+  let embedded: Embedded | undefined;
+  let interrupted = false;
+  try {
+    let address: string;
+    let source: string;
+    if (remote) {
+      const target = findTarget(addressFlag)!;
+      address = target.address;
+      source = target.source;
+    } else {
+      const { startEmbedded } = await import('./embedded');
+      embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
+      info(io, `using ${embedded.description}`);
+      info(io, `worker log: ${embedded.workerLog}`);
+      address = embedded.address;
+      source = 'the embedded stack';
+    }
+    if (io.signal.aborted) return INTERRUPTED;
+    const { client } = await connectClient({ address, source }, namespace);
+    const { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
+
+    // 3. start the workflow
+    let handle: WorkflowHandle<typeof purify>;
+    try {
+      handle = await client.workflow.start<typeof purify>('purify', {
+        taskQueue: ORCHESTRATION_TASK_QUEUE,
+        workflowId: runId,
+        args: [{ config: config.raw }],
+      });
+    } catch (err) {
+      const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new UsageError(`a run with id ${runId} already exists on ${address}; pass another --id`);
+      }
+      throw new UserError(`cannot start the run on ${address}: ${failureMessage(err)}`);
+    }
+    const startedAt = new Date();
+    info(io, `run ${runId} started on ${address} (namespace ${namespace}, from ${source})`);
+    if (remote) {
+      const [wf, act] = await Promise.all([
+        hasPollers(client, ORCHESTRATION_TASK_QUEUE, 'workflow'),
+        hasPollers(client, TRAINING_TASK_QUEUE, 'activity'),
+      ]);
+      const missing = [wf === false ? `orchestration (${ORCHESTRATION_TASK_QUEUE})` : '', act === false ? `training (${TRAINING_TASK_QUEUE})` : '']
+        .filter(Boolean)
+        .join(' and ');
+      if (missing) {
+        info(io, `warning: no ${missing} worker has polled ${address} recently; the run waits until one starts`);
+        info(io, '  (node dist/workers/orchestration.js and node dist/workers/training.js with NTML_TEMPORAL_ADDRESS and NTML_STORE set)');
+      }
+    }
+    if (detach) {
+      io.stdout.write(`${runId}\n`);
+      info(io, `detached. Follow it: ntml purify attach ${runId}   state: ntml purify status ${runId}   stop: ntml purify cancel ${runId}`);
+      return 0;
+    }
+    info(io, `(Ctrl-C ${remote ? 'stops watching; the run goes on' : 'cancels the run'}; elsewhere: ntml purify status ${runId})\n`);
+
+    // 4. live progress, then the report
+    const { watchRun } = await import('./progress');
+    let outcome: PurifyOutcome | undefined;
+    try {
+      outcome = await watchRun(client, handle, {
+        out: io.stderr,
+        tty: Boolean(io.stderr.isTTY),
+        signal: io.signal,
+        failed: embedded?.workersFailed,
+      });
+    } catch (err) {
+      throw await runFailure(err, runId);
+    }
+    if (!outcome) {
+      interrupted = true;
+      if (remote) {
+        info(io, `\nstopped watching; run ${runId} goes on. Follow it again: ntml purify attach ${runId}   stop it: ntml purify cancel ${runId}`);
+      } else {
+        info(io, `\ninterrupted: cancelling run ${runId} ...`);
+        await cancelAndWait(handle, 15_000);
+        info(io, `run ${runId} cancelled; stopping the embedded stack`);
+      }
+      return INTERRUPTED;
+    }
+    await finish(io, outcome, { id: runId, outDir, modelDir, startedAt });
+    return 0;
+  } finally {
+    if (embedded) {
+      if (!interrupted) info(io, 'stopping the embedded stack and workers ...');
+      await embedded.stop();
+    }
+  }
+}
+
+async function cancelAndWait(handle: WorkflowHandle, ms: number): Promise<void> {
+  try {
+    await handle.cancel();
+  } catch {
+    return;
+  }
+  await Promise.race([handle.result().catch(() => undefined), new Promise((r) => setTimeout(r, ms))]);
+}
+
+// --- ntml purify status|attach|cancel ID ------------------------------------------------
+
+async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; handle: WorkflowHandle; address: string }> {
+  const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
+  const target = requireTarget(stringOption(args, 'address'));
+  const namespace = namespaceFrom(stringOption(args, 'namespace'));
+  const { client } = await connectClient(target, namespace);
+  const handle = client.workflow.getHandle(id);
+  try {
+    await handle.describe();
+  } catch (err) {
+    const { WorkflowNotFoundError } = await import('@temporalio/client');
+    if (err instanceof WorkflowNotFoundError) {
+      throw new UserError(`no run ${id} on ${target.address} (namespace ${namespace}, from ${target.source})`);
+    }
+    throw new UserError(`cannot look up run ${id} on ${target.address}: ${failureMessage(err)}`);
+  }
+  return { client, handle, address: target.address };
+}
+
+export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
+  const id = args.positionals[0];
+  const { client, handle, address } = await openRun(args, id);
+  const { snapshot, stageOf, epochText } = await import('./progress');
+  const s = await snapshot(client, handle);
+  const end = s.closeTime ?? new Date();
+  const lines = [
+    `run      ${id}  (on ${address})`,
+    `status   ${s.status}  (started ${s.startTime.toISOString()}, ${s.closeTime ? 'ran' : 'running for'} ${duration((end.getTime() - s.startTime.getTime()) / 1000)})`,
+  ];
+  if (s.status === 'RUNNING') {
+    const stage = stageOf(s);
+    const epoch = epochText(s.activity?.heartbeat, true);
+    lines.push(`stage    ${stage}${epoch ? `  ${epoch}` : ''}`);
+    if (s.progress?.completed.length) lines.push(`done     ${s.progress.completed.join(', ')}`);
+    if (s.activity && s.activity.attempt > 1) {
+      lines.push(`retry    attempt ${s.activity.attempt}${s.activity.lastFailure ? `, last failure: ${s.activity.lastFailure.split('\n')[0]}` : ''}`);
+    }
+    if (!s.progress) lines.push('         (no worker answered the progress query: are the workers running?)');
+  }
+  io.stdout.write(`${lines.join('\n')}\n`);
+  if (s.status === 'COMPLETED') {
+    const outcome = (await handle.result()) as PurifyOutcome;
+    io.stdout.write(`\n${summaryTable(outcome.summary)}\n`);
+    const dir = path.join('runs', id);
+    const { existsSync } = await import('node:fs');
+    io.stdout.write(
+      existsSync(path.join(dir, 'report.md'))
+        ? `\nreport: ${path.join(dir, 'report.md')}\n`
+        : `\nreport and model: ntml purify attach ${id} writes them to ${dir}/\n`,
+    );
+  } else if (s.status !== 'RUNNING') {
+    try {
+      await handle.result();
+    } catch (err) {
+      io.stdout.write(`${(await runFailure(err, id)).message}\n`);
+    }
+  }
+  return 0;
+}
+
+export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
+  const id = args.positionals[0];
+  const { client, handle, address } = await openRun(args, id);
+  const outDir = stringOption(args, 'out');
+  const d = await handle.describe();
+  info(io, `attached to run ${id} on ${address} (${d.status.name}, started ${d.startTime.toISOString()})`);
+  let outcome: PurifyOutcome | undefined;
+  try {
+    if (d.status.name === 'RUNNING') {
+      info(io, '(Ctrl-C stops watching; the run goes on)\n');
+      const { watchRun } = await import('./progress');
+      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal });
+      if (!outcome) {
+        info(io, `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
+        return INTERRUPTED;
+      }
+    } else {
+      outcome = (await handle.result()) as PurifyOutcome;
+    }
+  } catch (err) {
+    throw await runFailure(err, id);
+  }
+  await finish(io, outcome, { id, outDir, startedAt: d.status.name === 'RUNNING' ? d.startTime : undefined });
+  return 0;
+}
+
+export async function purifyCancel(args: ParsedArgs, io: Io): Promise<number> {
+  const id = args.positionals[0];
+  const { handle } = await openRun(args, id);
+  const d = await handle.describe();
+  if (d.status.name !== 'RUNNING') throw new UserError(`run ${id} is not running (${d.status.name})`);
+  try {
+    await handle.cancel();
+  } catch (err) {
+    throw new UserError(`cannot cancel run ${id}: ${failureMessage(err)}`);
+  }
+  io.stdout.write(`cancellation of run ${id} requested; the current stage stops at its next batch\n`);
+  return 0;
+}

@@ -1,0 +1,93 @@
+/**
+ * Which Temporal server a command talks to, and the client connection to it. Loaded only by
+ * commands that need a server, so --help and config validation start nothing.
+ */
+import * as path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { groupAlive, readStackFile, type StackEnv } from '../infra/stack/index';
+import { UsageError, UserError } from './errors';
+
+export const DEFAULT_STACK_DIR = path.join('.ntml', 'stack');
+
+export interface TemporalTarget {
+  address: string;
+  /** where the address came from, for messages */
+  source: string;
+}
+
+/** The stack recorded in DIR/stack.json if it is not marked stopped and its Temporal server still runs. */
+export function recordedStack(dir = DEFAULT_STACK_DIR) {
+  const info = readStackFile(dir);
+  if (!info || info.stoppedAt || !info.temporal || !groupAlive(info.temporal.pgid)) return undefined;
+  return info;
+}
+
+/** Fills the store settings (NTML_STORE, NTML_S3_*) from a stack the user did not override. */
+export function adoptStackEnv(env: StackEnv): void {
+  if (process.env.NTML_STORE) return;
+  for (const [k, v] of Object.entries(env)) {
+    if (k !== 'NTML_TEMPORAL_ADDRESS' && v !== undefined) process.env[k] = v;
+  }
+}
+
+/**
+ * --address, else $NTML_TEMPORAL_ADDRESS, else the stack in .ntml/stack (whose store settings
+ * are adopted too); undefined when there is none.
+ */
+export function findTarget(addressFlag: string | undefined): TemporalTarget | undefined {
+  if (addressFlag) return { address: checkAddress(addressFlag, '--address'), source: '--address' };
+  const fromEnv = process.env.NTML_TEMPORAL_ADDRESS?.trim();
+  if (fromEnv) return { address: checkAddress(fromEnv, 'NTML_TEMPORAL_ADDRESS'), source: 'NTML_TEMPORAL_ADDRESS' };
+  const stack = recordedStack();
+  if (stack?.temporal) {
+    adoptStackEnv(stack.env);
+    return { address: stack.temporal.address, source: `the stack in ${DEFAULT_STACK_DIR}` };
+  }
+  return undefined;
+}
+
+export function requireTarget(addressFlag: string | undefined): TemporalTarget {
+  const target = findTarget(addressFlag);
+  if (!target) {
+    throw new UsageError(
+      `no Temporal server to ask: pass --address HOST:PORT, set NTML_TEMPORAL_ADDRESS, or start the local stack with "ntml stack start"\n` +
+        `(runs of an embedded "ntml purify" are kept in ${DEFAULT_STACK_DIR}; "ntml stack start" brings that server back)`,
+    );
+  }
+  return target;
+}
+
+function checkAddress(value: string, what: string): string {
+  if (!/^[^\s:/]+:\d{1,5}$/.test(value) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(value)) {
+    throw new UsageError(`${what} must be HOST:PORT (e.g. 127.0.0.1:7233), got "${value}"`);
+  }
+  return value;
+}
+
+export function namespaceFrom(flagValue: string | undefined): string {
+  return flagValue ?? process.env.NTML_NAMESPACE ?? 'default';
+}
+
+export async function connectClient(target: TemporalTarget, namespace: string): Promise<{ client: Client; connection: Connection }> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: target.address, connectTimeout: 10_000 });
+  } catch (err) {
+    throw new UserError(`cannot reach Temporal at ${target.address} (from ${target.source}): ${(err as Error).message.split('\n')[0]}`);
+  }
+  return { client: new Client({ connection, namespace }), connection };
+}
+
+/** Whether some worker polled the task queue recently (Temporal keeps pollers for a few minutes). */
+export async function hasPollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity'): Promise<boolean | undefined> {
+  try {
+    const r = await client.workflowService.describeTaskQueue({
+      namespace: client.options.namespace,
+      taskQueue: { name: taskQueue, kind: 1 },
+      taskQueueType: kind === 'workflow' ? 1 : 2,
+    });
+    return (r.pollers?.length ?? 0) > 0;
+  } catch {
+    return undefined;
+  }
+}

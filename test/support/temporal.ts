@@ -1,0 +1,171 @@
+/**
+ * Test helpers for the real Temporal server and S3 store that the test runner started
+ * (their addresses arrive in the environment): clients, in-process workers on private
+ * task queues, training workers as child processes that a test can SIGKILL, and the
+ * shared reference purification that several test files compare against.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
+import type { PurifyInput } from '../../workflows/purify';
+import type { PurifyOutcome } from '../../workflows/types';
+import { storeFromEnv } from '../../store';
+import { toolPath } from '../../infra/stack';
+
+export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+
+let runtimeInstalled = false;
+export function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // already installed by another helper in this process
+  }
+}
+
+export function temporalAddress(): string {
+  const address = process.env.NTML_TEMPORAL_ADDRESS;
+  if (!address) {
+    throw new Error('NTML_TEMPORAL_ADDRESS is not set: run the tests with `npm test` (it starts Temporal and S3)');
+  }
+  return address;
+}
+
+export async function testClient(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address: temporalAddress() });
+  return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+/** Unique task queues per test so that workers of other tests never take its tasks. */
+export function taskQueues(tag: string) {
+  const id = `${tag}-${process.pid}-${Date.now().toString(36)}`;
+  return { orchestration: `orch-${id}`, training: `train-${id}` };
+}
+
+export interface InProcessWorkers {
+  run<T>(f: () => Promise<T>): Promise<T>;
+}
+
+export async function inProcessWorkers(queues: { orchestration: string; training?: string }): Promise<InProcessWorkers> {
+  quietRuntime();
+  const connection = await connectWorker(temporalAddress());
+  const workers: Worker[] = [await createOrchestrationWorker({ connection, taskQueue: queues.orchestration })];
+  if (queues.training) workers.push(await createTrainingWorker({ connection, taskQueue: queues.training, shutdownGraceSeconds: 1 }));
+  return {
+    async run<T>(f: () => Promise<T>): Promise<T> {
+      let p: Promise<T> = f();
+      for (const w of workers) {
+        const inner = p;
+        p = w.runUntil(inner);
+      }
+      try {
+        return await p;
+      } finally {
+        await connection.close();
+      }
+    },
+  };
+}
+
+/** A training worker in its own process, as deployed (node dist/workers/training.js). */
+export function spawnTrainingWorker(taskQueue: string, extraEnv: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'workers', 'training.js')], {
+    env: { ...process.env, NTML_TASK_QUEUE: taskQueue, NTML_SHUTDOWN_GRACE_SECONDS: '5', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  return Object.assign(child, { output: () => output });
+}
+
+export async function waitForExit(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+}
+
+/** The ci-tier config every purify test shares (so the reference run is computed once). */
+export function ciConfig(overrides: Record<string, unknown> = {}) {
+  return {
+    name: 'ci-badnets',
+    mode: 'evaluation',
+    tier: 'ci',
+    seed: 1,
+    data: { format: 'synthetic', trainSize: 2000, testSize: 1000 },
+    attack: { name: 'badnets', target: 0, rate: 0.1 },
+    cleanBudget: 100,
+    ntml: { diagnosticSamples: 200 },
+    ...overrides,
+  };
+}
+
+export interface ReferenceRun {
+  workflowId: string;
+  outcome: PurifyOutcome;
+  seconds: number;
+}
+
+function fixturesDir(): string {
+  return process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
+}
+
+/**
+ * The uninterrupted ci-tier purification, run once per test run (by whichever test needs
+ * it first) and shared through a fixture file; re-run if its artifacts are gone.
+ */
+export async function referenceRun(): Promise<ReferenceRun> {
+  const file = path.join(fixturesDir(), 'reference-purify.json');
+  try {
+    const cached = JSON.parse(await fs.readFile(file, 'utf8')) as ReferenceRun & { store: string };
+    const store = storeFromEnv();
+    if (cached.store === store.location && (await store.verify(cached.outcome.purifiedModel))) return cached;
+  } catch {
+    // no fixture yet
+  }
+  const queues = taskQueues('reference');
+  const workers = await inProcessWorkers(queues);
+  const { client, close } = await testClient();
+  const workflowId = `reference-${Date.now()}`;
+  const t0 = Date.now();
+  try {
+    const outcome = await workers.run(async () => {
+      const handle = await client.workflow.start('purify', {
+        taskQueue: queues.orchestration,
+        workflowId,
+        args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training } } satisfies PurifyInput],
+      });
+      const result = (await handle.result()) as PurifyOutcome;
+      await saveHistory(handle, 'purify-evaluation');
+      return result;
+    });
+    const run: ReferenceRun = { workflowId, outcome, seconds: (Date.now() - t0) / 1000 };
+    await fs.mkdir(fixturesDir(), { recursive: true });
+    await fs.writeFile(file, JSON.stringify({ ...run, store: storeFromEnv().location }));
+    return run;
+  } finally {
+    await close();
+  }
+}
+
+/**
+ * Keeps a workflow's event history for replay tests (committed copies live in test/histories).
+ * The Temporal CLI writes the standard JSON history format that `Worker.runReplayHistory` reads.
+ */
+export async function saveHistory(handle: WorkflowHandle, name: string): Promise<void> {
+  const out = spawnSync(
+    toolPath('temporal'),
+    ['workflow', 'show', '--workflow-id', handle.workflowId, '--address', temporalAddress(), '--output', 'json'],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
+  );
+  if (out.status !== 0) throw new Error(`temporal workflow show failed: ${out.stderr}`);
+  await fs.mkdir(fixturesDir(), { recursive: true });
+  await fs.writeFile(path.join(fixturesDir(), `${name}.history.json`), out.stdout);
+  if (process.env.NTML_RECORD_HISTORIES === '1') {
+    await fs.writeFile(path.join(repoRoot, 'test', 'histories', `${name}.json`), out.stdout);
+  }
+}
