@@ -46,6 +46,29 @@ async function installQuietRuntime(logFile: string): Promise<void> {
   runtimeInstalled = true;
 }
 
+/**
+ * The training worker of createTrainingWorker (workers/createWorkers.ts) with two changes for an
+ * interactive command: heartbeats reach the server within a second (the SDK otherwise holds them
+ * for up to 60 s, which hides per-epoch progress and delays cancellation), and a 3 s shutdown
+ * grace, so Ctrl-C stops training at the next batch. Once createTrainingWorker takes a
+ * heartbeat-throttle option this can call it instead.
+ */
+async function createEmbeddedTrainingWorker(connection: NativeConnection, namespace: string): Promise<Worker> {
+  const { Worker } = await import('@temporalio/worker');
+  const { TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
+  const activities = await import('../activities');
+  return Worker.create({
+    connection,
+    namespace,
+    taskQueue: TRAINING_TASK_QUEUE,
+    activities,
+    maxConcurrentActivityTaskExecutions: 1,
+    shutdownGraceTime: '3s',
+    maxHeartbeatThrottleInterval: '1s',
+    defaultHeartbeatThrottleInterval: '1s',
+  });
+}
+
 export async function startEmbedded(opts: {
   namespace: string;
   log: (line: string) => void;
@@ -96,11 +119,10 @@ export async function startEmbedded(opts: {
   try {
     await installQuietRuntime(workerLog);
     log('starting the orchestration and training workers in this process (loading TensorFlow, bundling the workflow) ...');
-    const { connectWorker, createOrchestrationWorker, createTrainingWorker } = await import('../workers/createWorkers');
+    const { connectWorker, createOrchestrationWorker } = await import('../workers/createWorkers');
     connection = await connectWorker(address);
     workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
-    // a short grace period: Ctrl-C should stop training at the next batch, not after a minute
-    workers.push(await createTrainingWorker({ connection, namespace: opts.namespace, slots: 1, shutdownGraceSeconds: 3 }));
+    workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
   } catch (err) {
     await stopAll();
     throw err;

@@ -78,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${commandUsage(r.spec)}\n`);
     return 0;
   }
+  (await import('./quiet')).silenceKnownNotices();
   const handler = await r.handler();
   return handler(args, io);
 }

@@ -64,13 +64,25 @@ export function stageOf(s: RunSnapshot): string {
   return s.progress?.stage ?? s.activity?.type ?? (s.status === 'RUNNING' ? 'waiting for a worker' : s.status.toLowerCase());
 }
 
-/** "epoch 3/6  loss 1.2345" (plus "batch 12/31" when asked), from the heartbeat. */
-export function epochText(h: Heartbeat | undefined, withBatch: boolean): string {
+/**
+ * "epoch 3/6  loss 1.2345" from the heartbeat. Training heartbeats carry the number of finished
+ * epochs (and that epoch's loss); batch heartbeats add batch/batches of the epoch under way,
+ * which `live` shows as "epoch 4/6  batch 12/31".
+ */
+export function epochText(h: Heartbeat | undefined, live: boolean): string {
   if (!h) return '';
   const parts: string[] = [];
-  if (h.epochs !== undefined && h.epoch !== undefined) parts.push(`epoch ${h.epoch}/${h.epochs}`);
+  if (h.epochs !== undefined) {
+    const finished = h.epoch ?? 0;
+    if (live && h.batch !== undefined && h.batches !== undefined && finished < h.epochs) {
+      parts.push(`epoch ${finished + 1}/${h.epochs}  batch ${h.batch}/${h.batches}`);
+    } else if (finished === 0) {
+      parts.push(`${h.epochs} epoch${h.epochs === 1 ? '' : 's'}`);
+    } else {
+      parts.push(`epoch ${finished}/${h.epochs}`);
+    }
+  }
   if (h.loss !== undefined && Number.isFinite(h.loss)) parts.push(`loss ${h.loss.toFixed(4)}`);
-  if (withBatch && h.batch !== undefined && h.batches !== undefined) parts.push(`batch ${h.batch}/${h.batches}`);
   if (h.model) parts.push(`model ${h.model}`);
   return parts.join('  ');
 }

@@ -4,7 +4,7 @@
  * its input again, so a config that reaches Temporal by another route is held to the same rules.
  */
 import { z } from 'zod';
-import { attackConfigSchema } from '../core/attacks/attack';
+import { attackConfigSchema, knownAttacks } from '../core/attacks/attack';
 import { NtmlConfig, checkImplemented } from '../core/ntml/config';
 import { TrainRecipe } from '../core/train/recipe';
 import { ArchitectureName, InputRange } from '../core/models/names';
@@ -79,6 +79,21 @@ const tierRecipes: Record<'ci' | 'cpu', z.input<typeof TrainRecipe>> = {
 };
 const tierModels: Record<'ci' | 'cpu', ArchitectureName> = { ci: 'tinyCnn', cpu: 'smallCnn' };
 
+/**
+ * The recipe's fields, each optional and without its default: only what the user sets may
+ * override the tier's recipe (TrainRecipe.partial() would fill in e.g. batchSize 128 and
+ * flip: true for every field left out, silently replacing the tier's values).
+ */
+type Overrides<S extends z.ZodRawShape> = { [K in keyof S]: z.ZodOptional<S[K] extends z.ZodDefault<infer T> ? T : S[K]> };
+function overridesOf<S extends z.ZodRawShape>(shape: S): Overrides<S> {
+  const out: Record<string, z.ZodType> = {};
+  for (const [key, schema] of Object.entries(shape)) {
+    out[key] = (schema instanceof z.ZodDefault ? (schema.unwrap() as z.ZodType) : (schema as z.ZodType)).optional();
+  }
+  return out as Overrides<S>;
+}
+const TrainingOverrides = z.object(overridesOf(TrainRecipe.shape)).strict();
+
 export const PurifyConfig = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-", at most 64').optional(),
@@ -97,7 +112,7 @@ export const PurifyConfig = z
       .strict()
       .optional()
       .describe('protection mode: an already trained model on the training set, used as f_std'),
-    training: TrainRecipe.partial().strict().optional().describe('standard training recipe (defaults per tier)'),
+    training: TrainingOverrides.optional().describe('standard training recipe (defaults per tier)'),
     ntml: NtmlConfig.default(NtmlConfig.parse({})),
     export: z
       .object({ dir: z.string().min(1).optional() })
@@ -126,7 +141,14 @@ export const PurifyConfig = z
       forbid('trainingSet', 'evaluation mode builds its training set from `data`');
       forbid('cleanSet', 'evaluation mode draws the clean set from `data`');
       forbid('standardModel', 'evaluation mode trains the standard model on the poisoned data');
-      if (cfg.attack !== undefined) {
+      const attackName = (cfg.attack as { name?: unknown } | undefined)?.name;
+      if (cfg.attack !== undefined && !knownAttacks().includes(attackName as string)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['attack', 'name'],
+          message: `unknown attack ${JSON.stringify(attackName)}; known attacks: ${knownAttacks().join(', ')}`,
+        });
+      } else if (cfg.attack !== undefined) {
         const parsed = attackConfigSchema.safeParse(cfg.attack);
         if (!parsed.success) {
           for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: ['attack', ...issue.path] } as any);
