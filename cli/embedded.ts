@@ -84,6 +84,7 @@ export async function startEmbedded(opts: {
     adoptStackEnv(running.env);
     Object.assign(process.env, { NTML_TEMPORAL_ADDRESS: address });
     description = `the running stack in ${dir} (Temporal ${address}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
+    log(`using ${description}`);
   } else {
     if (running && !running.detached && running.ownerPid !== process.pid) {
       throw new UserError(
@@ -103,7 +104,8 @@ export async function startEmbedded(opts: {
     address = stack.env.NTML_TEMPORAL_ADDRESS!;
     // the workers in this process and the report download use this stack's store
     for (const [k, v] of Object.entries(stack.env)) if (v !== undefined) process.env[k] = v;
-    description = `embedded stack in ${dir} (Temporal ${address}, store ${stack.env.NTML_STORE}), up in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    description = `embedded stack in ${dir} (Temporal ${address}, store ${stack.env.NTML_STORE})`;
+    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
   }
 
   const workerLog = path.join(dir, 'workers.log');
@@ -118,7 +120,7 @@ export async function startEmbedded(opts: {
   };
   try {
     await installQuietRuntime(workerLog);
-    log('starting the orchestration and training workers in this process (loading TensorFlow, bundling the workflow) ...');
+    log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
     const { connectWorker, createOrchestrationWorker } = await import('../workers/createWorkers');
     connection = await connectWorker(address);
     workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));

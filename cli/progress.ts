@@ -59,9 +59,28 @@ export async function snapshot(client: Client, handle: WorkflowHandle, opts: { q
   return s;
 }
 
-/** The stage a snapshot is in: the workflow's own word, else the pending activity's type. */
+/** Activity type -> the workflow's name for the stage (workflows/purify.ts). */
+const STAGE_OF_ACTIVITY: Record<string, string> = {
+  prepareData: 'prepareData',
+  trainStandardModel: 'standardTraining',
+  importStandardModel: 'standardTraining',
+  computeNonTargetLabels: 'nonTargetLabels',
+  trainTeacher: 'teacherTraining',
+  trainNonTargetStudent: 'ntTraining',
+  mutualLearning: 'mutualLearning',
+  planSplit: 'splitPlan',
+  splitDistillation: 'splitDistillation',
+  evaluateModels: 'evaluation',
+  writePurifyReport: 'report',
+};
+
+/**
+ * The stage a snapshot is in: the running activity's stage (always known to the server), else the
+ * workflow's own word from the query (between activities), else what the run is waiting for.
+ */
 export function stageOf(s: RunSnapshot): string {
-  return s.progress?.stage ?? s.activity?.type ?? (s.status === 'RUNNING' ? 'waiting for a worker' : s.status.toLowerCase());
+  if (s.activity) return STAGE_OF_ACTIVITY[s.activity.type] ?? s.activity.type;
+  return s.progress?.stage ?? (s.status === 'RUNNING' ? 'waiting for a worker' : s.status.toLowerCase());
 }
 
 /**

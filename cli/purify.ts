@@ -109,8 +109,6 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
     } else {
       const { startEmbedded } = await import('./embedded');
       embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
-      info(io, `using ${embedded.description}`);
-      info(io, `worker log: ${embedded.workerLog}`);
       address = embedded.address;
       source = 'the embedded stack';
     }

@@ -42,7 +42,7 @@ async function saveArtifacts(model: TF.LayersModel): Promise<Artifacts> {
 
 async function loadArtifacts(a: Artifacts, source: string): Promise<TF.LayersModel> {
   try {
-    return await tf.loadLayersModel(tf.io.fromMemory(a.modelTopology, a.weightSpecs, a.weightData));
+    return await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: a.modelTopology, weightSpecs: a.weightSpecs, weightData: a.weightData }));
   } catch (err) {
     throw new ModelFormatError(`${source}: not a loadable tfjs layers model: ${(err as Error).message}`);
   }

@@ -81,7 +81,12 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
   const headerLen = buf.readUInt32LE(MAGIC.length);
   const base = MAGIC.length + 4 + headerLen;
   if (base > buf.length) throw new CheckpointFormatError(`${source}: truncated header`);
-  const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, base));
+  let header: { epoch: number; rngState: RngState; extra?: Record<string, unknown>; index: unknown };
+  try {
+    header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, base));
+  } catch {
+    throw new CheckpointFormatError(`${source}: header is not valid JSON`);
+  }
   const padded = base + ((4 - (base % 4)) % 4);
   const total = (header.index as Array<{ length: number }>).reduce((n, e) => n + e.length, 0);
   if (padded + total * 4 !== buf.length) {

@@ -252,6 +252,9 @@ test('encodeCheckpoint / decodeCheckpoint: round trip, and truncated / corrupt b
   const bad = Uint8Array.from(bytes);
   bad[3] ^= 0xff;
   fails(bad, /bad magic/);
+  const badHeader = Uint8Array.from(bytes);
+  badHeader[12] = 0x7d; // the header's opening brace
+  fails(badHeader, /header is not valid JSON/);
 });
 
 test('setModelWeights: a checkpoint of another model is refused with what differs', () => {
