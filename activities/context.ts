@@ -44,7 +44,12 @@ export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T>
 }
 
 export function config(raw: unknown): PurifyConfig {
-  return parsePurifyConfig(raw, 'workflow config');
+  try {
+    return parsePurifyConfig(raw, 'workflow config');
+  } catch (err) {
+    if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidConfig');
+    throw err;
+  }
 }
 
 export async function saveDataset(ds: ImageDataset, meta?: Record<string, unknown>): Promise<ArtifactRef> {

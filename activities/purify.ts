@@ -26,6 +26,7 @@ import type { EpochLoopResult } from '../core/train/epochLoop';
 import type { TrainingCheckpoint } from '../core/train/checkpoint';
 import type { PurifyConfig } from '../schemas/purify';
 import { checkpointHooks, findResumePoint } from './checkpointing';
+import { cachedStage, digestOf } from './stageCache';
 import {
   artifactStore,
   config as parseConfig,
@@ -44,9 +45,18 @@ import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitPlanOut
 
 const seconds = (t0: number) => (Date.now() - t0) / 1000;
 
-export async function prepareData(input: { config: unknown }): Promise<DataRefs> {
+export async function prepareData(input: { config: unknown; cache?: boolean }): Promise<DataRefs> {
   return nonRetryableOnBadInput(async () => {
     const cfg = parseConfig(input.config);
+    // user files may change under the same path: only generated/evaluation data is cached
+    const cacheable = cfg.mode === 'evaluation' && input.cache !== false;
+    const dependsOn = { data: cfg.data, attack: cfg.attack, cleanBudget: cfg.cleanBudget, seed: cfg.seed, heldOutFraction: cfg.ntml.heldOutFraction };
+    return cachedStage('prepareData', dependsOn, cacheable, () => computePreparedData(cfg));
+  });
+}
+
+async function computePreparedData(cfg: PurifyConfig): Promise<DataRefs> {
+  {
     const data = await prepareCoreData(cfg, (loc) => localFile(loc));
     Context.current().heartbeat({ stage: 'prepareData' });
     const refs: DataRefs = {
@@ -66,7 +76,7 @@ export async function prepareData(input: { config: unknown }): Promise<DataRefs>
       };
     }
     return refs;
-  });
+  }
 }
 
 /** A fresh model for the run: a built-in architecture or the user's, re-initialised from the seed. */
@@ -89,9 +99,12 @@ async function checkpointed(
   return { result, history: result.history, seconds: seconds(t0), ...info };
 }
 
-export async function trainStandardModel(input: { config: unknown; data: DataRefs }): Promise<TrainedModel> {
+export async function trainStandardModel(input: { config: unknown; data: DataRefs; cache?: boolean }): Promise<TrainedModel> {
   return nonRetryableOnBadInput(async () => {
     const cfg = parseConfig(input.config);
+    const dependsOn = { train: digestOf(input.data.train), model: cfg.model, training: cfg.training, seed: cfg.seed };
+    // a user architecture is read from a path whose content may change: not cached
+    return cachedStage('standardTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, async () => {
     const train = await loadDataset(input.data.train);
     const model = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:standard'));
     const out = await checkpointed('standard', cfg.training.epochs, (control) =>
@@ -100,6 +113,7 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
     const ref = await saveModel(model);
     model.model.dispose();
     return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+    });
   });
 }
 
@@ -123,20 +137,28 @@ export async function importStandardModel(input: { config: unknown; data: DataRe
   });
 }
 
-export async function computeNonTargetLabels(input: { config: unknown; data: DataRefs; standard: ArtifactRef }): Promise<{ labels: ArtifactRef; seconds: number }> {
-  return nonRetryableOnBadInput(async () => {
+export async function computeNonTargetLabels(input: {
+  config: unknown;
+  data: DataRefs;
+  standard: ArtifactRef;
+  cache?: boolean;
+}): Promise<{ labels: ArtifactRef; seconds: number; cached?: boolean }> {
+  const cfg = parseConfig(input.config);
+  const { ntLabel, tau, mixEpsilon } = cfg.ntml;
+  const dependsOn = { standard: digestOf(input.standard), train: digestOf(input.data.train), ntLabel, tau, mixEpsilon };
+  return cachedStage('nonTargetLabels', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
-    const cfg = parseConfig(input.config);
     const standard = await loadModel(input.standard);
     const targets = await computeNtTargets(standard, await loadDataset(input.data.train), cfg.ntml);
     standard.model.dispose();
     return { labels: await artifactStore().put(encodeNtTargets(targets)), seconds: seconds(t0) };
-  });
+  }));
 }
 
-export async function trainTeacher(input: { config: unknown; data: DataRefs; standard: ArtifactRef }): Promise<TrainedModel> {
-  return nonRetryableOnBadInput(async () => {
-    const cfg = parseConfig(input.config);
+export async function trainTeacher(input: { config: unknown; data: DataRefs; standard: ArtifactRef; cache?: boolean }): Promise<TrainedModel> {
+  const cfg = parseConfig(input.config);
+  const dependsOn = { standard: digestOf(input.standard), train: digestOf(input.data.train), model: cfg.model, training: cfg.training, tau: cfg.ntml.tau, seed: cfg.seed };
+  return cachedStage('teacherTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, () => nonRetryableOnBadInput(async () => {
     const train = await loadDataset(input.data.train);
     const standard = await loadModel(input.standard);
     const teacher = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:teacher'));
@@ -147,7 +169,7 @@ export async function trainTeacher(input: { config: unknown; data: DataRefs; sta
     teacher.model.dispose();
     standard.model.dispose();
     return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
-  });
+  }));
 }
 
 export async function trainNonTargetStudent(input: {
@@ -155,9 +177,22 @@ export async function trainNonTargetStudent(input: {
   data: DataRefs;
   standard: ArtifactRef;
   labels: ArtifactRef;
+  cache?: boolean;
 }): Promise<TrainedModel> {
-  return nonRetryableOnBadInput(async () => {
-    const cfg = parseConfig(input.config);
+  const cfg = parseConfig(input.config);
+  const { studentInit, ntEpochs, ntLearningRate } = cfg.ntml;
+  const dependsOn = {
+    standard: digestOf(input.standard),
+    train: digestOf(input.data.train),
+    labels: digestOf(input.labels),
+    studentInit,
+    ntEpochs,
+    ntLearningRate,
+    model: cfg.model,
+    training: cfg.training,
+    seed: cfg.seed,
+  };
+  return cachedStage('ntTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, () => nonRetryableOnBadInput(async () => {
     const train = await loadDataset(input.data.train);
     const standard = await loadModel(input.standard);
     const student =
@@ -171,7 +206,7 @@ export async function trainNonTargetStudent(input: {
     const ref = await saveModel(student);
     student.model.dispose();
     return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
-  });
+  }));
 }
 
 export async function mutualLearning(input: {
@@ -179,9 +214,19 @@ export async function mutualLearning(input: {
   data: DataRefs;
   student: ArtifactRef;
   teacher: ArtifactRef;
+  cache?: boolean;
 }): Promise<MutualLearningOutput> {
-  return nonRetryableOnBadInput(async () => {
-    const cfg = parseConfig(input.config);
+  const cfg = parseConfig(input.config);
+  const d = input.data;
+  const dependsOn = {
+    student: digestOf(input.student),
+    teacher: digestOf(input.teacher),
+    data: [d.cleanFit, d.cleanHeldOut, d.test, d.backdoorTest].map(digestOf),
+    ntml: cfg.ntml,
+    augment: cfg.training.augment,
+    seed: cfg.seed,
+  };
+  return cachedStage('mutualLearning', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const [student, teacher] = [await loadModel(input.student), await loadModel(input.teacher)];
     const cleanFit = await loadDataset(input.data.cleanFit);
     const heldOut = await loadDataset(input.data.cleanHeldOut);
@@ -209,7 +254,7 @@ export async function mutualLearning(input: {
       skippedCheckpoints: out.skippedCheckpoints,
       selectedEpoch: out.result.selectedEpoch,
     };
-  });
+  }));
 }
 
 export async function planSplit(input: {
@@ -218,8 +263,10 @@ export async function planSplit(input: {
   student: ArtifactRef;
   teacher: ArtifactRef;
   standard: ArtifactRef;
+  cache?: boolean;
 }): Promise<SplitPlanOutput> {
-  return nonRetryableOnBadInput(async () => {
+  const dependsOn = [input.teacher, input.student, input.standard, input.data.train].map(digestOf);
+  return cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
     const models = [await loadModel(input.teacher), await loadModel(input.student), await loadModel(input.standard)];
     const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train));
@@ -231,7 +278,7 @@ export async function planSplit(input: {
       keptFraction: plan.keptFraction,
       seconds: seconds(t0),
     };
-  });
+  }));
 }
 
 export async function splitDistillation(input: {
@@ -240,9 +287,16 @@ export async function splitDistillation(input: {
   student: ArtifactRef;
   standard: ArtifactRef;
   kept: ArtifactRef;
+  cache?: boolean;
 }): Promise<TrainedModel> {
-  return nonRetryableOnBadInput(async () => {
-    const cfg = parseConfig(input.config);
+  const cfg = parseConfig(input.config);
+  const dependsOn = {
+    models: [input.student, input.standard, input.kept, input.data.train, input.data.cleanHeldOut].map(digestOf),
+    ntml: cfg.ntml,
+    augment: cfg.training.augment,
+    seed: cfg.seed,
+  };
+  return cachedStage('splitDistillation', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const [student, standard] = [await loadModel(input.student), await loadModel(input.standard)];
     const train = await loadDataset(input.data.train);
     const heldOut = await loadDataset(input.data.cleanHeldOut);
@@ -254,7 +308,7 @@ export async function splitDistillation(input: {
     student.model.dispose();
     standard.model.dispose();
     return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
-  });
+  }));
 }
 
 export async function evaluateModels(input: { data: DataRefs; models: Record<string, ArtifactRef> }): Promise<Record<string, Metrics>> {

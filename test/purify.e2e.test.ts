@@ -5,7 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceRun } from './support/temporal';
+import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, taskQueues, testClient } from './support/temporal';
+import type { PurifyOutcome } from '../workflows/types';
+
+quietRuntime();
 import { storeFromEnv } from '../store';
 import type { PurifyReport } from '../workflows/types';
 
@@ -51,4 +54,41 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
   const ml = report.histories.mutualLearning;
   assert.equal(ml.length, 60);
   assert.ok(ml.every((e) => typeof e.diagnostics?.acc === 'number' && typeof e.diagnostics?.asr === 'number'));
+});
+
+test('re-running the same config reuses every stage from the cache and returns the same models', { timeout: 600_000 }, async () => {
+  const run = await referenceRun();
+  const store = storeFromEnv();
+  const queues = taskQueues('rerun');
+  const workers = await inProcessWorkers(queues);
+  const { client, close } = await testClient();
+  const t0 = Date.now();
+  const workflowId = `rerun-${Date.now()}`;
+  const outcome = await workers
+    .run(async () => {
+      const handle = await client.workflow.start('purify', {
+        taskQueue: queues.orchestration,
+        workflowId,
+        args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training } }],
+      });
+      return (await handle.result()) as PurifyOutcome;
+    })
+    .finally(close);
+  const seconds = (Date.now() - t0) / 1000;
+  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
+  const cachedStages = report.stages.filter((s) => s.cached).map((s) => s.stage);
+  console.log(`re-run took ${seconds.toFixed(1)} s (first run ${run.seconds.toFixed(0)} s); cached: ${cachedStages.join(', ')}`);
+  assert.deepEqual(cachedStages, [
+    'prepareData',
+    'standardTraining',
+    'nonTargetLabels',
+    'ntTraining',
+    'mutualLearning',
+    'splitPlan',
+    'splitDistillation',
+  ]);
+  assert.equal(outcome.purifiedModel.sha256, run.outcome.purifiedModel.sha256);
+  // no training ran: no stage of this run wrote a checkpoint
+  assert.deepEqual(await store.listRecords(`checkpoints/${workflowId}`), []);
+  assert.ok((await store.listRecords(`checkpoints/${run.workflowId}`)).length > 0, 'the first run did write checkpoints');
 });

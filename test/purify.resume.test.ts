@@ -38,7 +38,7 @@ test('a SIGKILLed training worker resumes from the newest verifying checkpoint a
       const handle = await client.workflow.start('purify', {
         taskQueue: queues.orchestration,
         workflowId: `resume-${Date.now()}`,
-        args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training, heartbeatTimeoutSeconds: 4 } }],
+        args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training, heartbeatTimeoutSeconds: 4, cache: false } }],
       });
 
       // wait until the server has recorded a heartbeat of standard training at epoch >= 2

@@ -15,6 +15,8 @@ export interface PurifyInput {
     heartbeatTimeoutSeconds?: number;
     /** attempts per stage before the run fails */
     maximumAttempts?: number;
+    /** reuse stage outputs of earlier runs with identical inputs (default true) */
+    cache?: boolean;
   };
 }
 
@@ -28,6 +30,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   }
   const cfg = parsed.data;
   const config = input.config;
+  const cache = input.options?.cache ?? true;
   const options = input.options ?? {};
   const retry = { maximumAttempts: options.maximumAttempts ?? 5, initialInterval: 1000, backoffCoefficient: 2 };
   const taskQueue = options.trainingTaskQueue ?? TRAINING_TASK_QUEUE;
@@ -47,55 +50,53 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   const begin = (stage: string) => {
     progress.stage = stage;
   };
-  const done = (stage: string, seconds: number, t?: TrainedModel) => {
+  const done = (stage: string, seconds: number, t?: Partial<TrainedModel>) => {
     progress.completed.push(stage);
-    stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch });
-    if (t) {
-      histories[stage] = t.history;
-      skipped.push(...t.skippedCheckpoints.map((s) => `${stage}: ${s}`));
-    }
+    stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch, cached: t?.cached });
+    if (t?.history) histories[stage] = t.history;
+    if (t?.skippedCheckpoints) skipped.push(...t.skippedCheckpoints.map((s) => `${stage}: ${s}`));
   };
 
   begin('prepareData');
   const t0 = Date.now();
-  const data = await quick.prepareData({ config });
-  done('prepareData', (Date.now() - t0) / 1000);
+  const data = await quick.prepareData({ config, cache });
+  done('prepareData', (Date.now() - t0) / 1000, data);
 
   begin('standardTraining');
   const standard = cfg.standardModel
     ? await quick.importStandardModel({ config, data })
-    : await training.trainStandardModel({ config, data });
+    : await training.trainStandardModel({ config, data, cache });
   done('standardTraining', standard.seconds, standard);
 
   begin('nonTargetLabels');
-  const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model });
-  done('nonTargetLabels', labels.seconds);
+  const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model, cache });
+  done('nonTargetLabels', labels.seconds, labels);
 
   let teacher = standard.model;
   if (cfg.ntml.teacher === 'selfDistilled') {
     begin('teacherTraining');
-    const t = await training.trainTeacher({ config, data, standard: standard.model });
+    const t = await training.trainTeacher({ config, data, standard: standard.model, cache });
     done('teacherTraining', t.seconds, t);
     teacher = t.model;
   }
 
   begin('ntTraining');
-  const ntStudent = await training.trainNonTargetStudent({ config, data, standard: standard.model, labels: labels.labels });
+  const ntStudent = await training.trainNonTargetStudent({ config, data, standard: standard.model, labels: labels.labels, cache });
   done('ntTraining', ntStudent.seconds, ntStudent);
 
   begin('mutualLearning');
-  const ml = await training.mutualLearning({ config, data, student: ntStudent.model, teacher });
+  const ml = await training.mutualLearning({ config, data, student: ntStudent.model, teacher, cache });
   done('mutualLearning', ml.seconds, ml);
 
   let final = ml.model;
   let split: { estimatedTarget: number; keptFraction: number } | undefined;
   if (cfg.ntml.ml === 'split') {
     begin('splitPlan');
-    const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model });
-    done('splitPlan', plan.seconds);
+    const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model, cache });
+    done('splitPlan', plan.seconds, plan);
     split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
     begin('splitDistillation');
-    const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept });
+    const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept, cache });
     done('splitDistillation', distilled.seconds, distilled);
     final = distilled.model;
   }

@@ -14,6 +14,7 @@ export interface DataRefs {
   /** poisoning record (indices stored as an artifact) */
   poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
   summary: DataSummary;
+  cached?: boolean;
 }
 
 export interface TrainedModel {
@@ -22,6 +23,8 @@ export interface TrainedModel {
   seconds: number;
   resumedFromEpoch: number;
   skippedCheckpoints: string[];
+  /** true when the stage's output came from the stage cache */
+  cached?: boolean;
 }
 
 export interface MutualLearningOutput extends TrainedModel {
@@ -35,6 +38,7 @@ export interface SplitPlanOutput {
   excess: number[];
   keptFraction: number;
   seconds: number;
+  cached?: boolean;
 }
 
 export interface Metrics {
@@ -48,6 +52,8 @@ export interface StageTiming {
   stage: string;
   seconds: number;
   resumedFromEpoch?: number;
+  /** reused from an earlier run with the same inputs (seconds are the original run's) */
+  cached?: boolean;
 }
 
 export interface PurifyReport {

@@ -26,9 +26,11 @@ export function purifyMarkdown(r: PurifyReport): string {
       : '',
     `Selection rule: ${r.selectionRule}`,
     '',
-    '| stage | wall time (s) | resumed from epoch |',
-    '|---|---|---|',
-    ...r.stages.map((s) => `| ${s.stage} | ${s.seconds.toFixed(1)} | ${s.resumedFromEpoch ? s.resumedFromEpoch : '-'} |`),
+    '| stage | wall time (s) | resumed from epoch | reused from cache |',
+    '|---|---|---|---|',
+    ...r.stages.map(
+      (s) => `| ${s.stage} | ${s.seconds.toFixed(1)} | ${s.resumedFromEpoch ? s.resumedFromEpoch : '-'} | ${s.cached ? 'yes' : '-'} |`,
+    ),
   ];
   if (r.skippedCheckpoints.length) {
     lines.push('', 'Checkpoints that failed verification and were skipped:', ...r.skippedCheckpoints.map((s) => `- ${s}`));
