@@ -1,2 +1,3 @@
 export * from './purify';
 export * from './report';
+export * from './sweep';

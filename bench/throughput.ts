@@ -42,6 +42,8 @@ interface Result {
   warmupSeconds: number;
   trainSeconds: number;
   trainImagesPerSecond: number;
+  /** process CPU seconds per wall second during the timed training: the cores it actually got */
+  trainCoresBusy: number;
   /** per timed epoch, from the epoch loop's own clock */
   epochImagesPerSecond: number[];
   inferenceSeconds: number;
@@ -122,8 +124,11 @@ async function benchmark(arch: ArchitectureName, augmentation: boolean, data: Im
     const warmupSeconds = (performance.now() - t0) / 1000;
 
     t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const trained = await trainClassifier({ classifier: c, data, recipe: recipe(o.epochs), seed: 3 });
     const trainSeconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const trainCoresBusy = (cpu.user + cpu.system) / 1e6 / trainSeconds;
     const tensorsAfterTraining = tf.memory().numTensors;
 
     await predictLabels(c, data, o.batchSize); // warm-up of the inference path
@@ -135,6 +140,7 @@ async function benchmark(arch: ArchitectureName, augmentation: boolean, data: Im
       parameters,
       warmupSeconds,
       trainSeconds,
+      trainCoresBusy,
       history: trained.history,
       tensorsAfterTraining,
       inferenceSeconds,
@@ -151,6 +157,7 @@ async function benchmark(arch: ArchitectureName, augmentation: boolean, data: Im
     warmupSeconds: value.warmupSeconds,
     trainSeconds: value.trainSeconds,
     trainImagesPerSecond: (images * o.epochs) / value.trainSeconds,
+    trainCoresBusy: value.trainCoresBusy,
     epochImagesPerSecond: value.history.map((h) => h.images / h.seconds),
     inferenceSeconds: value.inferenceSeconds,
     inferenceImagesPerSecond: images / value.inferenceSeconds,
@@ -174,29 +181,43 @@ function machine() {
     tfjs: tf.version.tfjs,
     tensorflow: nativeTensorflowVersion(),
     backend: `${backendKind} (${tf.getBackend()})`,
+    /** 1-minute load average at the start: other work on the machine lowers every number */
+    loadAverageAtStart: Number(os.loadavg()[0].toFixed(2)),
   };
 }
 
-function markdown(results: Result[], m: ReturnType<typeof machine>, o: Options, totalSeconds: number, maxRssMiB: number, date: string): string {
+interface RunInfo {
+  totalSeconds: number;
+  maxRssMiB: number;
+  date: string;
+  /** process CPU seconds / wall seconds: how many cores the run kept busy on average */
+  coresBusy: number;
+  loadAverageAtEnd: number;
+}
+
+function markdown(results: Result[], m: ReturnType<typeof machine>, o: Options, run: RunInfo): string {
   const f0 = (v: number) => v.toFixed(0);
   const f1 = (v: number) => v.toFixed(1);
   const rows = results.map(
     (r) =>
-      `| ${r.arch} | ${r.augmentation ? 'crop+flip' : 'none'} | ${(r.parameters / 1000).toFixed(0)}k | ${f0(r.trainImagesPerSecond)} | ${r.epochImagesPerSecond.map(f0).join(' / ')} | ${f0(r.inferenceImagesPerSecond)} | ${f0(r.peakRssMiB)} | ${r.tensorsBefore} → ${r.tensorsAfterTraining} → ${r.tensorsAfterDispose} |`,
+      `| ${r.arch} | ${r.augmentation ? 'crop+flip' : 'none'} | ${(r.parameters / 1000).toFixed(0)}k | ${f0(r.trainImagesPerSecond)} | ${r.epochImagesPerSecond.map(f0).join(' / ')} | ${r.trainCoresBusy.toFixed(2)} | ${f0(r.inferenceImagesPerSecond)} | ${f0(r.peakRssMiB)} | ${r.tensorsBefore} → ${r.tensorsAfterTraining} → ${r.tensorsAfterDispose} |`,
   );
   return [
     '# Training throughput',
     '',
-    `Measured ${date} with \`node dist/bench/throughput.js\` (bench/throughput.ts): the project's training loop`,
+    `Measured ${run.date} with \`node dist/bench/throughput.js\` (bench/throughput.ts): the project's training loop`,
     `(core/train/trainClassifier: SGD with momentum, weight decay, host-side batch assembly) at batch ${o.batchSize}`,
     `on ${o.images} random 32x32x3 images, ${o.epochs} timed epochs after a one-epoch warm-up on ${o.warmupImages} images;`,
     `inference is predictLabels over the same images (batch ${o.batchSize}, after one warm-up pass).`,
     '',
-    '| model | augmentation | params | train img/s | per epoch img/s | inference img/s | peak RSS MiB | live tensors before → after training → after dispose |',
-    '|---|---|---|---|---|---|---|---|',
+    '| model | augmentation | params | train img/s | per epoch img/s | cores busy in training | inference img/s | peak RSS MiB | live tensors before → after training → after dispose |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Peak RSS is sampled every 50 ms during each configuration (the process maximum was ${f0(maxRssMiB)} MiB). Total run time ${f1(totalSeconds)} s.`,
+    `Peak RSS is sampled every 50 ms during each configuration (the process maximum was ${f0(run.maxRssMiB)} MiB). Total run time ${f1(run.totalSeconds)} s;`,
+    `the process kept ${run.coresBusy.toFixed(2)} cores busy on average, with a 1-minute load average of ${m.loadAverageAtStart} at the start and ${run.loadAverageAtEnd} at the end`,
+    `(a load above the core count means other processes competed for the CPU and every number above is lower than on an idle machine).`,
+    '"Cores busy" is process CPU time over wall time during the timed epochs: below the core count, the run did not get the whole machine.',
     'A tensor count that returns to its starting value after the model is disposed means the loop leaks no tensors.',
     '',
     '## Machine',
@@ -227,20 +248,26 @@ async function main() {
       const r = await benchmark(arch, augmentation, data, o);
       results.push(r);
       console.log(
-        `${arch.padEnd(8)} aug=${augmentation ? 'on ' : 'off'}  train ${r.trainImagesPerSecond.toFixed(0)} img/s  ` +
+        `${arch.padEnd(8)} aug=${augmentation ? 'on ' : 'off'}  train ${r.trainImagesPerSecond.toFixed(0)} img/s (${r.trainCoresBusy.toFixed(2)} cores busy)  ` +
           `inference ${r.inferenceImagesPerSecond.toFixed(0)} img/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  ` +
           `tensors ${r.tensorsBefore} -> ${r.tensorsAfterTraining} -> ${r.tensorsAfterDispose}  (warm-up ${r.warmupSeconds.toFixed(1)} s)`,
       );
     }
   }
   const totalSeconds = (performance.now() - t0) / 1000;
-  const maxRssMiB = process.resourceUsage().maxRSS / 1024;
-  const date = new Date().toISOString();
+  const usage = process.resourceUsage();
+  const run: RunInfo = {
+    totalSeconds,
+    maxRssMiB: usage.maxRSS / 1024,
+    date: new Date().toISOString(),
+    coresBusy: (usage.userCPUTime + usage.systemCPUTime) / 1e6 / totalSeconds,
+    loadAverageAtEnd: Number(os.loadavg()[0].toFixed(2)),
+  };
   await fs.mkdir(o.out, { recursive: true });
-  const json = { date, options: { images: o.images, epochs: o.epochs, batchSize: o.batchSize, warmupImages: o.warmupImages }, machine: m, totalSeconds, maxRssMiB, results };
+  const json = { ...run, options: { images: o.images, epochs: o.epochs, batchSize: o.batchSize, warmupImages: o.warmupImages }, machine: m, results };
   await fs.writeFile(path.join(o.out, 'throughput.json'), `${JSON.stringify(json, null, 2)}\n`);
-  await fs.writeFile(path.join(o.out, 'throughput.md'), markdown(results, m, o, totalSeconds, maxRssMiB, date));
-  console.log(`total ${totalSeconds.toFixed(1)} s; wrote ${path.join(o.out, 'throughput.json')} and throughput.md`);
+  await fs.writeFile(path.join(o.out, 'throughput.md'), markdown(results, m, o, run));
+  console.log(`total ${totalSeconds.toFixed(1)} s, ${run.coresBusy.toFixed(2)} cores busy, load ${m.loadAverageAtStart} -> ${run.loadAverageAtEnd}; wrote ${path.join(o.out, 'throughput.json')} and throughput.md`);
 }
 
 main().catch((err) => {

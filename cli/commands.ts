@@ -1,5 +1,13 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
 import type { CommandSpec, OptionSpec } from './args';
+import { sweepStartSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
+
+const attackSpec: CommandSpec = {
+  name: 'attack',
+  brief: 'list the attacks; preview a trigger as a PNG (ntml attack --help)',
+  summary: 'Attack library tools.',
+  options: [],
+};
 
 const address: OptionSpec = {
   name: 'address',
@@ -38,7 +46,7 @@ export const purifyRun: CommandSpec = {
   details: `The config is validated before anything starts; errors name each field (exit code 2).
 Without --address and $NTML_TEMPORAL_ADDRESS (or with --local) the command starts the embedded
 stack (or uses the one "ntml stack start" left running) and runs an orchestration and a training
-worker in this process until the run ends; Ctrl-C cancels the run and stops what it started.
+worker in this process until the run ends; Ctrl-C stops the run and everything the command started.
 With a remote server, Ctrl-C only stops watching: the run goes on ("ntml purify attach ID").
 
 Config paths (data.path, locations, layersModel) are read by the workers: relative paths are
@@ -113,6 +121,12 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'stack start', spec: stackStart },
   { usage: 'stack stop', spec: stackStop },
   { usage: 'stack status', spec: stackStatusSpec },
+  { usage: 'sweep start|resume --spec FILE', spec: sweepStartSpec },
+  { usage: 'sweep status NAME', spec: sweepStatusSpec },
+  { usage: 'sweep cancel NAME', spec: sweepCancelSpec },
+  { usage: 'sweep report NAME', spec: sweepReportSpec },
+  { usage: 'store gc [--dry-run]', spec: storeGcSpec },
+  { usage: 'attack list|preview', spec: attackSpec },
 ];
 
 export function stackUsage(): string {

@@ -8,17 +8,20 @@ import * as path from 'node:path';
 import { inspect } from 'node:util';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { startLocalStack, type LocalStack } from '../infra/stack/index';
-import { UserError } from './errors';
+import { UserError, debug } from './errors';
 import { adoptStackEnv, DEFAULT_STACK_DIR, recordedStack } from './temporal';
 
 export interface Embedded {
   address: string;
   /** what was used, for messages */
   description: string;
+  /** whether stop() also stops the stack (false when it uses a stack "ntml stack start" left running) */
+  ownsStack: boolean;
   workerLog: string;
   /** rejects if a worker stops on its own (fatal error) */
   workersFailed: Promise<never>;
-  stop(): Promise<void>;
+  /** `fast` (after Ctrl-C on an owned stack): wait at most 1.5 s for the servers and workers to stop */
+  stop(opts?: { fast?: boolean }): Promise<void>;
 }
 
 let runtimeInstalled = false;
@@ -41,6 +44,8 @@ async function installQuietRuntime(logFile: string): Promise<void> {
   });
   Runtime.install({
     logger,
+    // Ctrl-C is handled by the command (cli/purify.ts): it deals with the run, then stops the workers
+    shutdownSignals: [],
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN', other: 'ERROR' }), forward: {} } },
   });
   runtimeInstalled = true;
@@ -67,6 +72,27 @@ async function createEmbeddedTrainingWorker(connection: NativeConnection, namesp
     maxHeartbeatThrottleInterval: '1s',
     defaultHeartbeatThrottleInterval: '1s',
   });
+}
+
+/**
+ * Runs still open on a stack this process just started. Only an `ntml purify` that owned the stack
+ * ran workers for it, and Ctrl-C stops its servers at once (infra/stack), so such a run was
+ * interrupted; terminating it keeps the new workers from picking it up next to the new run.
+ */
+async function terminateLeftovers(address: string, namespace: string): Promise<string[]> {
+  const { Client, Connection } = await import('@temporalio/client');
+  const connection = await Connection.connect({ address, connectTimeout: 10_000 });
+  try {
+    const client = new Client({ connection, namespace });
+    const ids: string[] = [];
+    for await (const wf of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+      await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('interrupted: the "ntml purify" that ran it was stopped');
+      ids.push(wf.workflowId);
+    }
+    return ids;
+  } finally {
+    await connection.close();
+  }
 }
 
 export async function startEmbedded(opts: {
@@ -108,15 +134,36 @@ export async function startEmbedded(opts: {
     log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
   }
 
+  if (stack) {
+    try {
+      const left = await terminateLeftovers(address, opts.namespace);
+      for (const id of left) log(`terminated run ${id}, left unfinished in ${dir} by an interrupted "ntml purify"`);
+    } catch (err) {
+      await stack.stop();
+      throw new UserError(`the embedded Temporal server at ${address} does not answer: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+
   const workerLog = path.join(dir, 'workers.log');
   let connection: NativeConnection | undefined;
   const workers: Worker[] = [];
   const runs: Promise<void>[] = [];
-  const stopAll = async () => {
+  const stopAll = async (fast = false) => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    if (fast) {
+      // Interrupted: the servers already got the signal (infra/stack) and die with this process at
+      // the latest (their watchdog), so neither their shutdown nor a worker drain, which would only
+      // retry against them, is worth waiting for.
+      const stopped = stack?.stop().catch(() => undefined);
+      await Promise.race([Promise.allSettled([stopped, ...runs]), new Promise((r) => setTimeout(r, 1_500))]);
+      debug('fast stop done');
+      return;
+    }
     await Promise.allSettled(runs);
+    debug('workers stopped');
     await connection?.close().catch(() => undefined);
     await stack?.stop();
+    debug('stack stopped');
   };
   try {
     await installQuietRuntime(workerLog);
@@ -147,10 +194,11 @@ export async function startEmbedded(opts: {
   return {
     address,
     description,
+    ownsStack: stack !== undefined,
     workerLog,
     workersFailed,
-    stop() {
-      stopping ??= stopAll();
+    stop(o) {
+      stopping ??= stopAll(o?.fast ?? false);
       return stopping;
     },
   };

@@ -55,3 +55,9 @@ export function failureMessage(err: unknown): string {
   const message = innermost.message ?? '';
   return `${stage ? `stage ${stage}: ` : ''}${message.startsWith(type) ? '' : type}${message}`;
 }
+
+const t0 = Date.now();
+/** Timing notes on stderr when NTML_DEBUG is set. */
+export function debug(message: string): void {
+  if (process.env.NTML_DEBUG) process.stderr.write(`[debug +${((Date.now() - t0) / 1000).toFixed(1)}s] ${message}\n`);
+}

@@ -8,6 +8,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import { commandUsage, parseArgs, type CommandSpec, type ParsedArgs } from './args';
 import * as specs from './commands';
+import * as sweepSpecs from './sweep';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
 
@@ -49,6 +50,26 @@ function route(argv: string[]): Route {
         throw new UsageError(`unknown stack subcommand "${sub}" (expected start, stop or status)`, specs.stackUsage());
     }
   }
+  if (command === 'sweep') {
+    const sweep = async () => import('./sweep');
+    switch (sub) {
+      case 'start':
+        return { spec: sweepSpecs.sweepStartSpec, rest: more, handler: async () => (await sweep()).sweepStart };
+      case 'resume':
+        return { spec: sweepSpecs.sweepResumeSpec, rest: more, handler: async () => (await sweep()).sweepStart };
+      case 'status':
+        return { spec: sweepSpecs.sweepStatusSpec, rest: more, handler: async () => (await sweep()).sweepStatus };
+      case 'cancel':
+        return { spec: sweepSpecs.sweepCancelSpec, rest: more, handler: async () => (await sweep()).sweepCancel };
+      case 'report':
+        return { spec: sweepSpecs.sweepReportSpec, rest: more, handler: async () => (await sweep()).sweepReport };
+      default:
+        throw new UsageError(`${sub === undefined ? 'missing' : `unknown`} sweep subcommand${sub ? ` "${sub}"` : ''} (expected start, resume, status, cancel or report)`, specs.mainUsage());
+    }
+  }
+  if (command === 'store' && sub === 'gc') {
+    return { spec: sweepSpecs.storeGcSpec, rest: more, handler: async () => (await import('./sweep')).storeGc };
+  }
   throw new UsageError(`unknown command "${command}"`, specs.mainUsage());
 }
 
@@ -68,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   const io: Io = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
 
+  if (argv[0] === 'attack') return (await import('./attack')).attackCommand(argv.slice(1));
   const r = route(argv);
   if ('text' in r) {
     process.stdout.write(`${r.text}\n`);

@@ -23,7 +23,8 @@ export interface RunSnapshot {
   startTime: Date;
   closeTime?: Date;
   progress?: PurifyProgress;
-  activity?: { type: string; attempt: number; lastFailure?: string; heartbeat?: Heartbeat };
+  /** the pending activity; `started` is false while it waits for a worker to pick it up */
+  activity?: { type: string; attempt: number; started: boolean; lastFailure?: string; heartbeat?: Heartbeat };
 }
 
 export async function snapshot(client: Client, handle: WorkflowHandle, opts: { query?: boolean } = {}): Promise<RunSnapshot> {
@@ -44,6 +45,8 @@ export async function snapshot(client: Client, handle: WorkflowHandle, opts: { q
     s.activity = {
       type: a.activityType?.name ?? '?',
       attempt: a.attempt ?? 1,
+      // PENDING_ACTIVITY_STATE_SCHEDULED = 1: no worker has picked it up yet
+      started: a.state !== 1,
       lastFailure: a.lastFailure?.message ?? undefined,
       heartbeat,
     };
@@ -108,13 +111,14 @@ export function epochText(h: Heartbeat | undefined, live: boolean): string {
 
 function line(s: RunSnapshot, tty: boolean): { key: string; text: string; stage: string } {
   const stage = stageOf(s);
-  // the heartbeat belongs to the stage only if the pending activity is that stage's
   const hb = s.activity?.heartbeat;
-  const epoch = epochText(hb, tty);
+  const waiting = Boolean(s.activity && !s.activity.started && !hb);
+  const epoch = waiting ? 'waiting for a training worker' : epochText(hb, tty);
   const retry = s.activity && s.activity.attempt > 1 ? `attempt ${s.activity.attempt}${s.activity.lastFailure ? ` after: ${s.activity.lastFailure.split('\n')[0]}` : ''}` : '';
   const elapsed = clock((Date.now() - s.startTime.getTime()) / 1000);
   const text = [`[${elapsed.padStart(5)}] ${stage.padEnd(18)}`, epoch, retry ? `(${retry})` : ''].filter(Boolean).join('  ');
-  const key = [stage, hb?.epoch ?? '', hb?.epochs ?? '', s.activity?.attempt ?? '', hb?.model ?? ''].join('|');
+  // a new line (non-TTY) when the stage, the finished-epoch count or the attempt changes
+  const key = [stage, waiting ? 'waiting' : epochText(hb, false), retry].join('|');
   return { key, text, stage };
 }
 
@@ -144,7 +148,7 @@ export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchO
   let lastKey = '';
   let lastStage = '';
   let openLine = false;
-  const width = () => Math.max(40, (o.out.columns ?? 120) - 1);
+  const width = () => Math.max(40, (o.out.columns || 120) - 1);
   const endLine = () => {
     if (openLine) o.out.write('\n');
     openLine = false;
@@ -157,7 +161,7 @@ export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchO
     while (!settled && !o.signal?.aborted) {
       let s: RunSnapshot | undefined;
       try {
-        s = await snapshot(client, handle);
+        s = await Promise.race([snapshot(client, handle), aborted.then(() => undefined)]);
       } catch {
         s = undefined; // transient: try again next tick
       }

@@ -5,7 +5,7 @@ import type { purify } from '../workflows/purify';
 import type { PurifyOutcome } from '../workflows/types';
 import { flag, stringOption, type ParsedArgs } from './args';
 import { describeConfig, loadPurifyConfig } from './config';
-import { UsageError, UserError, failureMessage } from './errors';
+import { UsageError, UserError, debug, failureMessage } from './errors';
 import { duration, summaryTable, timestamp } from './format';
 import type { Embedded } from './embedded';
 
@@ -112,7 +112,11 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
       address = embedded.address;
       source = 'the embedded stack';
     }
-    if (io.signal.aborted) return INTERRUPTED;
+    if (io.signal.aborted) {
+      interrupted = true;
+      info(io, 'interrupted before the run started');
+      return INTERRUPTED;
+    }
     const { client } = await connectClient({ address, source }, namespace);
     const { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
 
@@ -122,6 +126,8 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
       handle = await client.workflow.start<typeof purify>('purify', {
         taskQueue: ORCHESTRATION_TASK_QUEUE,
         workflowId: runId,
+        // a run id names one run (and its output folder), even after that run has ended
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
         args: [{ config: config.raw }],
       });
     } catch (err) {
@@ -151,7 +157,7 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
       info(io, `detached. Follow it: ntml purify attach ${runId}   state: ntml purify status ${runId}   stop: ntml purify cancel ${runId}`);
       return 0;
     }
-    info(io, `(Ctrl-C ${remote ? 'stops watching; the run goes on' : 'cancels the run'}; elsewhere: ntml purify status ${runId})\n`);
+    info(io, `(Ctrl-C ${remote ? 'stops watching; the run goes on' : 'stops the run'}; elsewhere: ntml purify status ${runId})\n`);
 
     // 4. live progress, then the report
     const { watchRun } = await import('./progress');
@@ -170,10 +176,13 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
       interrupted = true;
       if (remote) {
         info(io, `\nstopped watching; run ${runId} goes on. Follow it again: ntml purify attach ${runId}   stop it: ntml purify cancel ${runId}`);
+      } else if (embedded?.ownsStack) {
+        // the embedded servers stop with the signal (infra/stack); the next embedded start terminates the run
+        info(io, `\ninterrupted: run ${runId} stopped unfinished with the embedded stack`);
       } else {
         info(io, `\ninterrupted: cancelling run ${runId} ...`);
-        await cancelAndWait(handle, 15_000);
-        info(io, `run ${runId} cancelled; stopping the embedded stack`);
+        await cancelAndWait(handle, 10_000);
+        info(io, `run ${runId} cancelled; stopping the workers (the stack keeps running)`);
       }
       return INTERRUPTED;
     }
@@ -181,8 +190,9 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
     return 0;
   } finally {
     if (embedded) {
-      if (!interrupted) info(io, 'stopping the embedded stack and workers ...');
-      await embedded.stop();
+      debug('stopping');
+      if (!interrupted) info(io, embedded.ownsStack ? 'stopping the embedded stack and workers ...' : 'stopping the workers (the stack keeps running) ...');
+      await embedded.stop({ fast: interrupted && embedded.ownsStack });
     }
   }
 }
@@ -190,10 +200,13 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
 async function cancelAndWait(handle: WorkflowHandle, ms: number): Promise<void> {
   try {
     await handle.cancel();
-  } catch {
+  } catch (err) {
+    debug(`cancel failed: ${(err as Error).message}`);
     return;
   }
+  debug('cancellation requested');
   await Promise.race([handle.result().catch(() => undefined), new Promise((r) => setTimeout(r, ms))]);
+  debug('run closed (or gave up waiting)');
 }
 
 // --- ntml purify status|attach|cancel ID ------------------------------------------------
@@ -228,7 +241,7 @@ export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
   ];
   if (s.status === 'RUNNING') {
     const stage = stageOf(s);
-    const epoch = epochText(s.activity?.heartbeat, true);
+    const epoch = s.activity && !s.activity.started && !s.activity.heartbeat ? '(waiting for a training worker to pick it up)' : epochText(s.activity?.heartbeat, true);
     lines.push(`stage    ${stage}${epoch ? `  ${epoch}` : ''}`);
     if (s.progress?.completed.length) lines.push(`done     ${s.progress.completed.join(', ')}`);
     if (s.activity && s.activity.attempt > 1) {

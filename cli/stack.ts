@@ -1,5 +1,6 @@
 /** `ntml stack start|stop|status`: the local Temporal + S3 stack, in the background. */
-import { stringOption, flag, type ParsedArgs } from './args';
+import { commandUsage, flag, stringOption, type ParsedArgs } from './args';
+import { stackStart as stackStartSpec } from './commands';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
 import { DEFAULT_STACK_DIR } from './temporal';
@@ -14,7 +15,7 @@ export async function stackStart(args: ParsedArgs, io: Io): Promise<number> {
   let uiPort: number | undefined;
   if (ui !== undefined) {
     uiPort = Number(ui);
-    if (!Number.isInteger(uiPort) || uiPort <= 0 || uiPort > 65535) throw new UsageError(`--ui-port needs a port number, got "${ui}"`);
+    if (!Number.isInteger(uiPort) || uiPort <= 0 || uiPort > 65535) throw new UsageError(`--ui-port needs a port number, got "${ui}"`, commandUsage(stackStartSpec, true));
   }
   const { startLocalStack, envToShell } = await import('../infra/stack/index');
   const t0 = Date.now();

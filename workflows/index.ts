@@ -1,1 +1,2 @@
 export * from './purify';
+export * from './sweep';

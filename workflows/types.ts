@@ -86,3 +86,41 @@ export interface PurifyProgress {
   completed: string[];
   startedAt: string;
 }
+
+export interface SweepCellRecord {
+  sweep: string;
+  cellId: string;
+  axes: { attack: string; defense: string; seed: number; cleanBudget: string; model: string };
+  config: Record<string, unknown>;
+  status: 'completed' | 'failed';
+  error?: string;
+  workflowId: string;
+  /** workflow time (ms since epoch) when the cell's child workflow started and ended */
+  startedAt: number;
+  endedAt: number;
+  metrics?: PurifyOutcome['summary']['metrics'];
+  der?: number;
+  stages?: StageTiming[];
+  report?: ArtifactRef;
+  purifiedModel?: ArtifactRef;
+}
+
+export interface SweepProgress {
+  sweep: string;
+  total: number;
+  done: number;
+  running: string[];
+  failed: number;
+  /** cells found finished in the store (earlier runs of this spec) */
+  reused: number;
+  etaSeconds?: number;
+  continuedAsNew: number;
+}
+
+export interface SweepOutcome {
+  sweep: string;
+  total: number;
+  completed: number;
+  failed: Array<{ cellId: string; error: string }>;
+  reused: number;
+}

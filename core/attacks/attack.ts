@@ -9,6 +9,11 @@
 import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
 import { badnets, badnetsConfigSchema } from './badnets';
+import { blended, blendedConfigSchema } from './blended';
+import { sig, sigConfigSchema } from './sig';
+import { wanet, wanetConfigSchema } from './wanet';
+import { narcissus, narcissusConfigSchema } from './narcissus';
+import { inputAware, inputAwareConfigSchema } from './inputAware';
 import {
   AttackConfigError,
   classCounts,
@@ -46,11 +51,17 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
    */
   validateAgainst?(config: C, ds: DatasetShape): void;
   /**
+   * Only for attacks whose trigger is learned (Narcissus): computes the trigger once, before
+   * poisonTrainingSet, which then receives the result as `triggerParameters`. Async because
+   * it trains models; deterministic in (train, eligibleIndices, config, seed).
+   */
+  preparePoison?(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number): Promise<TriggerParameters>;
+  /**
    * Poisons the training set. Poison indices come only from `eligibleIndices` (the
    * training indices outside the clean budget). Deterministic in (train, config, seed);
-   * `train` is not modified.
+   * `train` is not modified. `triggerParameters`: preparePoison's result, for learned triggers.
    */
-  poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number): PoisonResult;
+  poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number, triggerParameters?: TriggerParameters): PoisonResult;
   /**
    * A triggered copy of every image, labels unchanged. `seed` is the attack seed used for
    * poisoning (trigger patterns derive from it); `triggerParameters` is the record's, for
@@ -60,10 +71,10 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
 }
 
 /** Every attack config, discriminated on `name`. */
-export const attackConfigSchema = z.discriminatedUnion('name', [badnetsConfigSchema]);
+export const attackConfigSchema = z.discriminatedUnion('name', [badnetsConfigSchema, blendedConfigSchema, sigConfigSchema, wanetConfigSchema, narcissusConfigSchema, inputAwareConfigSchema]);
 export type AttackConfig = z.output<typeof attackConfigSchema>;
 
-const BUILTIN_ATTACKS: AttackPlugin<any>[] = [badnets];
+const BUILTIN_ATTACKS: AttackPlugin<any>[] = [badnets, blended, sig, wanet, narcissus, inputAware];
 
 const registry = new Map<string, AttackPlugin<any>>(BUILTIN_ATTACKS.map((p) => [p.name, p]));
 
@@ -88,7 +99,12 @@ export function getAttack(name: string): AttackPlugin<any> {
   return plugin;
 }
 
-/** Parses a raw attack config (from YAML/JSON), filling defaults; errors name the field. */
+/**
+ * Parses a raw attack config (from YAML/JSON), filling defaults; errors name the field.
+ * With a literal name (`parseAttackConfig({ name: 'badnets' })`) the result is that attack's config type.
+ */
+export function parseAttackConfig<N extends AttackConfig['name']>(raw: { name: N } & Record<string, unknown>): Extract<AttackConfig, { name: N }>;
+export function parseAttackConfig(raw: unknown): AttackConfig;
 export function parseAttackConfig(raw: unknown): AttackConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new AttackConfigError('attack', `expected an object with a "name" field (one of ${knownAttacks().join(', ')}), got ${JSON.stringify(raw)}`);

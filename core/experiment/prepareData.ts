@@ -115,7 +115,10 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     validateAttackAgainst(attack, clean);
     const { cleanIndices, restIndices } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
-    const poisoned = getAttack(attack.name).poisonTrainingSet(clean, restIndices, attack, attackSeed);
+    const plugin = getAttack(attack.name);
+    // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
+    const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed) : undefined;
+    const poisoned = plugin.poisonTrainingSet(clean, restIndices, attack, attackSeed, learned);
     const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
     const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);
     return {

@@ -1,0 +1,223 @@
+/**
+ * ntml sweep start|resume|status|cancel|report and ntml store gc.
+ * A sweep's workflow id is `sweep-<name>`: starting the same spec again resumes it in place
+ * (finished cells are found in the store and skipped, shared stages come from the cache).
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { flag, stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { readConfigFile } from './config';
+import { UsageError, UserError, failureMessage } from './errors';
+import { duration } from './format';
+import type { Io } from './purify';
+import type { Embedded } from './embedded';
+import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/types';
+import { expandSweep, parseSweepSpec } from '../schemas/sweep';
+import { ConfigError } from '../schemas/purify';
+
+const address = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the embedded stack)' };
+const out = { name: 'out', value: 'DIR', help: 'report folder (default: runs/sweeps/<name>/)' };
+
+export const sweepStartSpec: CommandSpec = {
+  name: 'sweep start',
+  brief: 'run (or resume in place) a sweep spec: cells as child workflows, then the report',
+  summary: 'Run every cell of a sweep spec (attacks x defenses x models x budgets x seeds) with a concurrency cap.',
+  options: [{ name: 'spec', value: 'FILE', help: 'sweep spec, YAML or JSON (see examples/sweep.yaml)' }, address, out, { name: 'detach', help: 'start and return (needs --address and workers of their own)' }],
+  details: `The spec is expanded and every cell validated before anything starts. Cells that share data,
+attack, model, training recipe and seed run their standard training once (the first of them
+runs first; the rest reuse its cached stages). Failed cells are listed, not fatal; running the
+same spec again ("ntml sweep resume") finishes only what is missing.`,
+};
+export const sweepResumeSpec: CommandSpec = { ...sweepStartSpec, name: 'sweep resume', brief: 'finish what is missing of a sweep (same as start)' };
+export const sweepStatusSpec: CommandSpec = {
+  name: 'sweep status',
+  brief: 'progress of a sweep: done / running / failed / reused, ETA',
+  summary: 'Show the progress of a sweep.',
+  positionals: [{ name: 'NAME', help: 'the sweep name from its spec' }],
+  options: [address],
+};
+export const sweepCancelSpec: CommandSpec = {
+  name: 'sweep cancel',
+  brief: 'cancel a sweep and its running cells',
+  summary: 'Cancel a sweep; running cells are cancelled through their heartbeats.',
+  positionals: [{ name: 'NAME', help: 'the sweep name' }],
+  options: [address],
+};
+export const sweepReportSpec: CommandSpec = {
+  name: 'sweep report',
+  brief: 'tables (Markdown, CSV, JSON) and plots from the stored cell results',
+  summary: 'Build the sweep report from the stored results only (no Temporal needed).',
+  positionals: [{ name: 'NAME', help: 'the sweep name' }],
+  options: [out],
+};
+export const storeGcSpec: CommandSpec = {
+  name: 'store gc',
+  brief: 'delete artifacts no run, sweep or cache record references',
+  summary: 'Garbage-collect the artifact store. Run it while no workflow is writing.',
+  options: [
+    { name: 'dry-run', help: 'list what would be deleted and the space it frees; delete nothing' },
+    { name: 'drop-checkpoints', help: 'also reclaim the per-epoch checkpoints of finished stages' },
+  ],
+};
+
+const info = (io: Io, line: string) => io.stderr.write(`${line}\n`);
+
+function loadSpec(file: string) {
+  try {
+    const spec = parseSweepSpec(readConfigFile(file), file);
+    return { raw: readConfigFile(file), spec, cells: expandSweep(spec) };
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+async function connect(io: Io, addressFlag: string | undefined): Promise<{ client: Client; embedded?: Embedded }> {
+  const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
+  const namespace = namespaceFrom(undefined);
+  const target = findTarget(addressFlag);
+  if (target) return { client: (await connectClient(target, namespace)).client };
+  const { startEmbedded } = await import('./embedded');
+  const embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
+  return { client: (await connectClient({ address: embedded.address, source: 'the embedded stack' }, namespace)).client, embedded };
+}
+
+function progressLine(p: SweepProgress): string {
+  const eta = p.etaSeconds === undefined ? '' : `, ETA ${duration(p.etaSeconds)}`;
+  return `sweep ${p.sweep}: ${p.done}/${p.total} done, ${p.running.length} running, ${p.failed} failed, ${p.reused} reused${eta}`;
+}
+
+export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
+  const file = stringOption(args, 'spec');
+  if (!file) throw new UsageError('missing --spec FILE (a sweep spec, e.g. examples/sweep.yaml)');
+  const { raw, spec, cells } = loadSpec(file);
+  info(io, `sweep ${spec.name}: ${cells.length} cells, at most ${spec.concurrency} at once`);
+  const detach = flag(args, 'detach');
+  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  if (detach && embedded) {
+    await embedded.stop();
+    throw new UsageError('--detach needs --address (the embedded workers stop with this command)');
+  }
+  try {
+    const { ORCHESTRATION_TASK_QUEUE } = await import('../workers/createWorkers');
+    const workflowId = `sweep-${spec.name}`;
+    let handle;
+    try {
+      handle = await client.workflow.start('sweep', { taskQueue: ORCHESTRATION_TASK_QUEUE, workflowId, args: [{ spec: raw }] });
+    } catch (err) {
+      const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      info(io, `sweep ${spec.name} is already running; following it`);
+      handle = client.workflow.getHandle(workflowId);
+    }
+    if (detach) {
+      io.stdout.write(`${workflowId}\n`);
+      return 0;
+    }
+    let last = '';
+    const poll = setInterval(async () => {
+      try {
+        const line = progressLine(await handle.query<SweepProgress>('progress'));
+        if (line !== last) info(io, (last = line));
+      } catch {
+        // between workflow tasks or after continue-as-new: the next poll answers
+      }
+    }, 2000);
+    let outcome: SweepOutcome;
+    try {
+      const result = handle.result() as Promise<SweepOutcome>;
+      outcome = await (embedded ? Promise.race([result, embedded.workersFailed]) : result);
+    } catch (err) {
+      throw new UserError(`sweep ${spec.name} failed: ${failureMessage(err)}`);
+    } finally {
+      clearInterval(poll);
+    }
+    info(io, `sweep ${spec.name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`);
+    for (const f of outcome.failed) info(io, `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`);
+    await writeReport(io, spec.name, stringOption(args, 'out'));
+    return outcome.failed.length ? 1 : 0;
+  } finally {
+    await embedded?.stop();
+  }
+}
+
+export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
+  const name = args.positionals[0];
+  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  try {
+    const handle = client.workflow.getHandle(`sweep-${name}`);
+    const d = await handle.describe();
+    if (d.status.name === 'RUNNING') io.stdout.write(`${progressLine(await handle.query<SweepProgress>('progress'))}\n`);
+    else io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
+    return 0;
+  } catch (err) {
+    throw new UserError(`no sweep ${name}: ${failureMessage(err)}`);
+  } finally {
+    await embedded?.stop();
+  }
+}
+
+export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
+  const name = args.positionals[0];
+  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  try {
+    await client.workflow.getHandle(`sweep-${name}`).cancel();
+    info(io, `cancellation of sweep ${name} requested; running cells stop at their next heartbeat`);
+    return 0;
+  } finally {
+    await embedded?.stop();
+  }
+}
+
+/** Store settings: the environment, else the local stack's (started S3-only if it is down). */
+async function withStore<T>(io: Io, f: (store: import('../store').ArtifactStore) => Promise<T>): Promise<T> {
+  const { storeFromEnv } = await import('../store');
+  if (process.env.NTML_STORE) return f(storeFromEnv());
+  const { recordedStack, adoptStackEnv, DEFAULT_STACK_DIR } = await import('./temporal');
+  const running = recordedStack();
+  if (running) {
+    adoptStackEnv(running.env);
+    return f(storeFromEnv());
+  }
+  const { startLocalStack } = await import('../infra/stack');
+  info(io, `starting the local S3 server in ${DEFAULT_STACK_DIR} to read the store ...`);
+  const stack = await startLocalStack({ dir: DEFAULT_STACK_DIR, temporal: false });
+  try {
+    adoptStackEnv(stack.env);
+    return await f(storeFromEnv());
+  } finally {
+    await stack.stop();
+  }
+}
+
+async function writeReport(io: Io, name: string, outFlag: string | undefined): Promise<void> {
+  const dir = outFlag ?? path.join('runs', 'sweeps', name);
+  await withStore(io, async (store) => {
+    const keys = await store.listRecords(`sweeps/${name}/cells/`);
+    if (keys.length === 0) throw new UserError(`no stored results for sweep ${name} in ${store.location}`);
+    const records = (await Promise.all(keys.map((k) => store.getRecord<SweepCellRecord>(k)))).filter(Boolean) as SweepCellRecord[];
+    const { renderSweepReport } = await import('../core/report/svgPlots');
+    await fs.mkdir(dir, { recursive: true });
+    const report = await renderSweepReport(records, name, (file, content) => fs.writeFile(path.join(dir, file), content));
+    io.stdout.write(report.markdown);
+    info(io, `\nreport written to ${dir}/ (report.md, report.csv, report.json, asr_vs_acc.svg, der_by_defense.svg)`);
+  });
+}
+
+export async function sweepReport(args: ParsedArgs, io: Io): Promise<number> {
+  await writeReport(io, args.positionals[0], stringOption(args, 'out'));
+  return 0;
+}
+
+export async function storeGc(args: ParsedArgs, io: Io): Promise<number> {
+  const dryRun = flag(args, 'dry-run');
+  await withStore(io, async (store) => {
+    const { collectGarbage } = await import('../store/gc');
+    const r = await collectGarbage(store, { dryRun, keepCheckpoints: !flag(args, 'drop-checkpoints') });
+    const mb = (r.freedBytes / 2 ** 20).toFixed(1);
+    if (dryRun) for (const o of r.unreferenced) io.stdout.write(`${o.sha256}  ${o.bytes}\n`);
+    info(io, `${store.location}: ${r.referenced} referenced, ${r.unreferenced.length} unreferenced (${mb} MiB)${dryRun ? ' would be deleted (dry run)' : `, ${r.deleted} deleted`}`);
+  });
+  return 0;
+}

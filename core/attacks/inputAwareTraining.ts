@@ -1,0 +1,466 @@
+/**
+ * IAD training (TensorFlow side of inputAware.ts): the attacker's own training run, whose
+ * classifier is the backdoored model.
+ *
+ * Generators: conv encoder-decoders, encoder widths c1-c2-c3 (default 32-64-128):
+ * conv(c1)-pool-conv(c2)-pool-conv(c3)-up-conv(c2)-up-conv(c1)-conv(out), each conv 3x3 + BN +
+ * ReLU except the last (linear, with bias); the output z becomes tanh(z)/2 + 0.5 in [0,1].
+ * G has 3 (or 1) output channels, M one; m(x) = tanh(20 M(x) - 10)/2 + 0.5.
+ *
+ * 1. Mask phase (`maskEpochs`, Adam lr `maskLearningRate`, betas (0.5, 0.9)) on every training
+ *    image, batches of recipe.batchSize, no augmentation:
+ *    loss = maskNormWeight * mean(relu(m - maskDensity)) + diversityWeight * div(x, x', m, m'),
+ *    x' = the batch rotated by a random offset, div = mean_k ||x_k - x'_k|| / (||m_k - m'_k|| + 1e-7)
+ *    with ||.|| the per-image RMS distance.
+ * 2. Joint phase (recipe: epochs, batch, SGD momentum/wd/cosine lr and augmentation for the
+ *    classifier; G by Adam lr `generatorLearningRate`, betas (0.5, 0.9); M frozen, BN in
+ *    inference): in each (augmented) batch of bs images, the first round(rate * bs) eligible
+ *    positions become x + (G(x) - x) m(x) with the target label, the next round(crossRatio *
+ *    that) eligible positions become x + (G(x') - x) m(x') for another image x' of the batch
+ *    (random offset) and keep their labels; eligible = outside the clean budget.
+ *    loss = CE(classifier(batch)) + diversityWeight * div over the generator's inputs/patterns.
+ * 3. The generators are registered under their sha256 and the poisoned training set is
+ *    materialised from them (inputAware.poisonTrainingSet) at the same rate.
+ *
+ * Every draw is seeded from `seed`; on one backend the result is a function of its inputs.
+ * Epoch records go to hooks.onEpochEnd, but this run has no resumable checkpoint (the
+ * generators' Adam state is not in it): a retried activity starts IAD training over.
+ */
+import { createHash } from 'node:crypto';
+import type * as TF from '@tensorflow/tfjs-node';
+import type { io } from '@tensorflow/tfjs-core';
+import { tf } from '../tf';
+import { Rng, deriveSeed } from '../rng';
+import { imageBytes, type ImageDataset } from '../data/dataset';
+import { initialiseWeights } from '../models/architectures';
+import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
+import { SgdMomentum, trainableVariables } from '../train/sgd';
+import { crossEntropy } from '../train/losses';
+import { runEpochs, TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
+import type { TrainRecipe } from '../train/recipe';
+import { assembleBatch, noAugmentation } from '../train/augment';
+import { attackTargetLabel, checkEligible, toPixel, validateBaseConfig, type PoisonResult, type TriggerParameters } from './base';
+import {
+  inputAware,
+  inputAwareBatchCounts,
+  registerInputAwareGenerators,
+  type InputAwareConfig,
+  type InputAwareGeneratorHandle,
+} from './inputAware';
+
+export interface InputAwareGenerators {
+  /** M: image -> one-channel map; m(x) = tanh(20 (tanh(M(x))/2 + 0.5) - 10)/2 + 0.5 */
+  mask: TF.LayersModel;
+  /** G: image -> pattern, tanh(G(x))/2 + 0.5 */
+  pattern: TF.LayersModel;
+}
+
+export interface InputAwareHooks {
+  onBatch?: (phase: 'mask' | 'joint', epoch: number, batch: number, batches: number) => Promise<void> | void;
+  onEpochEnd?: (phase: 'mask' | 'joint', record: EpochRecord) => Promise<void> | void;
+  signal?: AbortSignal;
+}
+
+export interface TrainInputAwareOptions {
+  train: ImageDataset;
+  /** training indices outside the clean budget: only these are ever poisoned or crossed */
+  eligibleIndices: Int32Array;
+  config: InputAwareConfig;
+  /** a fresh classifier; it is trained in place and returned */
+  classifier: Classifier;
+  recipe: TrainRecipe;
+  seed: number;
+  hooks?: InputAwareHooks;
+}
+
+export interface InputAwareResult {
+  /** the backdoored model (the same object as the input classifier) */
+  classifier: Classifier;
+  generators: InputAwareGenerators;
+  /** the training set materialised from the trained generators at the same rate */
+  poisoned: PoisonResult;
+  /** what the record stores: generatorsId names the registered generators */
+  triggerParameters: TriggerParameters;
+  /** the generators' encoding (store it as an artifact; loadInputAwareGenerators reads it back) */
+  encodedGenerators: Uint8Array;
+  maskHistory: EpochRecord[];
+  history: EpochRecord[];
+  /** mean m(x) over the training images after the mask phase */
+  meanMask: number;
+}
+
+const EPS = 1e-7;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+// --- generators ---------------------------------------------------------------------------
+
+function convBnRelu(x: TF.SymbolicTensor, filters: number, name: string): TF.SymbolicTensor {
+  let y = tf.layers.conv2d({ name: `${name}_conv`, filters, kernelSize: 3, padding: 'same', useBias: false }).apply(x) as TF.SymbolicTensor;
+  y = tf.layers.batchNormalization({ name: `${name}_bn`, momentum: 0.9, epsilon: 1e-5 }).apply(y) as TF.SymbolicTensor;
+  return tf.layers.reLU({ name: `${name}_relu` }).apply(y) as TF.SymbolicTensor;
+}
+
+/** One generator (see the file comment); seeded weights. Height and width must be multiples of 4. */
+export function buildInputAwareGenerator(
+  shape: { height: number; width: number; channels: number },
+  outChannels: number,
+  widths: readonly [number, number, number],
+  seed: number,
+  name: string,
+): TF.LayersModel {
+  const [c1, c2, c3] = widths;
+  const input = tf.input({ name: 'image', shape: [shape.height, shape.width, shape.channels] });
+  let x = convBnRelu(input, c1, 'enc1');
+  x = tf.layers.maxPooling2d({ name: 'pool1', poolSize: 2 }).apply(x) as TF.SymbolicTensor;
+  x = convBnRelu(x, c2, 'enc2');
+  x = tf.layers.maxPooling2d({ name: 'pool2', poolSize: 2 }).apply(x) as TF.SymbolicTensor;
+  x = convBnRelu(x, c3, 'enc3');
+  x = tf.layers.upSampling2d({ name: 'up2', size: [2, 2] }).apply(x) as TF.SymbolicTensor;
+  x = convBnRelu(x, c2, 'dec2');
+  x = tf.layers.upSampling2d({ name: 'up1', size: [2, 2] }).apply(x) as TF.SymbolicTensor;
+  x = convBnRelu(x, c1, 'dec1');
+  const out = tf.layers.conv2d({ name: 'out_conv', filters: outChannels, kernelSize: 3, padding: 'same' }).apply(x) as TF.SymbolicTensor;
+  const model = tf.model({ name, inputs: input, outputs: out });
+  initialiseWeights(model, seed);
+  return model;
+}
+
+function createGenerators(shape: { height: number; width: number; channels: number }, config: InputAwareConfig, seed: number): InputAwareGenerators {
+  return {
+    mask: buildInputAwareGenerator(shape, 1, config.generatorChannels, deriveSeed(seed, 'inputaware', 'mask-init'), 'iad_mask'),
+    pattern: buildInputAwareGenerator(shape, shape.channels, config.generatorChannels, deriveSeed(seed, 'inputaware', 'pattern-init'), 'iad_pattern'),
+  };
+}
+
+function unit(z: TF.Tensor): TF.Tensor {
+  return tf.add(tf.mul(tf.tanh(z), 0.5), 0.5);
+}
+
+/** G(x) in [0,1], x in [0,1] */
+export function patternOf(g: InputAwareGenerators, x01: TF.Tensor4D, training: boolean): TF.Tensor4D {
+  return unit(g.pattern.apply(x01, { training }) as TF.Tensor) as TF.Tensor4D;
+}
+
+/** m(x) = tanh(20 M(x) - 10)/2 + 0.5, shape [n, H, W, 1] */
+export function maskOf(g: InputAwareGenerators, x01: TF.Tensor4D, training: boolean): TF.Tensor4D {
+  const mx = unit(g.mask.apply(x01, { training }) as TF.Tensor);
+  return unit(tf.sub(tf.mul(mx, 20), 10)) as TF.Tensor4D;
+}
+
+/** per-image RMS distance; the 1e-12 keeps sqrt's gradient finite when two rows are the same image */
+function rmsDistance(a: TF.Tensor, b: TF.Tensor): TF.Tensor1D {
+  return tf.sqrt(tf.add(tf.mean(tf.square(tf.sub(a, b)), [1, 2, 3]), 1e-12)) as TF.Tensor1D;
+}
+
+/** mean_k ||x_k - x'_k|| / (||p_k - p'_k|| + eps): large when different inputs get the same output */
+function diversityLoss(x: TF.Tensor, x2: TF.Tensor, p: TF.Tensor, p2: TF.Tensor): TF.Scalar {
+  return tf.mean(tf.div(rmsDistance(x, x2), tf.add(rmsDistance(p, p2), EPS))) as TF.Scalar;
+}
+
+/** [scale, offset] of the model's input encoding, from [0,1] images: enc = x01 * s + o */
+function rangeAffine(range: InputRange): [number, number] {
+  return range === '0-1' ? [1, 0] : range === '0-255' ? [255, 0] : [2, -1];
+}
+
+function rotation(n: number, offset: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, k) => (k + offset) % n);
+}
+
+function images01(ds: ImageDataset, start: number, end: number): TF.Tensor4D {
+  const per = imageBytes(ds);
+  const pixels = ds.images.subarray(start * per, end * per);
+  return tf.tensor4d(encodePixels(pixels, '0-1', new Float32Array(pixels.length)), [end - start, ds.height, ds.width, ds.channels]);
+}
+
+/** x + (G(s) - x) m(s) in uint8 (float, clipped, rounded once), s = sources' image or x itself. */
+export function applyGenerators(g: InputAwareGenerators, images: ImageDataset, sources?: ImageDataset, batchSize = 128): ImageDataset {
+  const n = images.labels.length;
+  if (sources && sources.labels.length !== n) throw new RangeError(`applyGenerators: ${sources.labels.length} pattern sources for ${n} images`);
+  const per = imageBytes(images);
+  const out = new Uint8Array(images.images.length);
+  for (let start = 0; start < n; start += batchSize) {
+    const end = Math.min(n, start + batchSize);
+    const y = tf.tidy(() => {
+      const x = images01(images, start, end);
+      const s = sources ? images01(sources, start, end) : x;
+      const mixed = tf.add(x, tf.mul(tf.sub(patternOf(g, s, false), x), maskOf(g, s, false)));
+      return tf.mul(mixed, 255);
+    });
+    const v = y.dataSync();
+    y.dispose();
+    for (let i = 0; i < v.length; i++) out[start * per + i] = toPixel(v[i]);
+  }
+  return { ...images, images: out, labels: new Int32Array(images.labels) };
+}
+
+/** Mean of m(x) over the images. */
+export function meanMaskValue(g: InputAwareGenerators, images: ImageDataset, batchSize = 128): number {
+  const n = images.labels.length;
+  let sum = 0;
+  for (let start = 0; start < n; start += batchSize) {
+    const end = Math.min(n, start + batchSize);
+    const s = tf.tidy(() => tf.sum(maskOf(g, images01(images, start, end), false)));
+    sum += s.dataSync()[0];
+    s.dispose();
+  }
+  return sum / (n * images.height * images.width);
+}
+
+// --- encoding and the registry ------------------------------------------------------------
+
+const MAGIC = 'NTMLIAD1';
+
+interface Saved {
+  modelTopology: object;
+  weightSpecs: io.WeightsManifestEntry[];
+  weightData: ArrayBuffer;
+}
+
+async function save(model: TF.LayersModel): Promise<Saved> {
+  let saved: Saved | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      const data = a.weightData;
+      const weightData = Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : (data as ArrayBuffer);
+      saved = { modelTopology: a.modelTopology as object, weightSpecs: a.weightSpecs ?? [], weightData };
+      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } };
+    }),
+  );
+  if (!saved) throw new Error('tfjs did not hand over the generator artifacts');
+  return saved;
+}
+
+/** One blob: magic, header length, JSON header (both topologies and weight specs), mask weights, pattern weights. */
+export async function encodeInputAwareGenerators(g: InputAwareGenerators): Promise<Uint8Array> {
+  const mask = await save(g.mask);
+  const pattern = await save(g.pattern);
+  const header = Buffer.from(
+    JSON.stringify({
+      mask: { modelTopology: mask.modelTopology, weightSpecs: mask.weightSpecs, bytes: mask.weightData.byteLength },
+      pattern: { modelTopology: pattern.modelTopology, weightSpecs: pattern.weightSpecs, bytes: pattern.weightData.byteLength },
+    }),
+  );
+  return new Uint8Array(
+    Buffer.concat([Buffer.from(MAGIC, 'latin1'), Buffer.from(new Uint32Array([header.length]).buffer), header, Buffer.from(mask.weightData), Buffer.from(pattern.weightData)]),
+  );
+}
+
+export async function decodeInputAwareGenerators(bytes: Uint8Array, source = 'inputaware generators'): Promise<InputAwareGenerators> {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new Error(`${source}: not an encoded IAD generator pair (bad magic)`);
+  const headerLen = buf.readUInt32LE(8);
+  let header: Record<'mask' | 'pattern', { modelTopology: object; weightSpecs: io.WeightsManifestEntry[]; bytes: number }>;
+  try {
+    header = JSON.parse(buf.toString('utf8', 12, 12 + headerLen));
+  } catch {
+    throw new Error(`${source}: header is not valid JSON`);
+  }
+  let offset = 12 + headerLen;
+  if (offset + header.mask.bytes + header.pattern.bytes !== buf.length) {
+    throw new Error(`${source}: ${buf.length - offset} weight bytes, the header declares ${header.mask.bytes + header.pattern.bytes}`);
+  }
+  const load = async (part: 'mask' | 'pattern') => {
+    const h = header[part];
+    const w = buf.subarray(offset, offset + h.bytes);
+    offset += h.bytes;
+    const weightData = w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength) as ArrayBuffer;
+    return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: h.modelTopology, weightSpecs: h.weightSpecs, weightData }));
+  };
+  const mask = await load('mask');
+  const pattern = await load('pattern');
+  return { mask, pattern };
+}
+
+export function generatorsId(encoded: Uint8Array): string {
+  return createHash('sha256').update(encoded).digest('hex');
+}
+
+/** Registers trained generators under `id`; the registry keeps the models (dispose them with disposeInputAwareGenerators). */
+export function registerGenerators(g: InputAwareGenerators, id: string): InputAwareGeneratorHandle {
+  const inShape = g.pattern.inputs[0].shape;
+  const handle: InputAwareGeneratorHandle = {
+    id,
+    shape: [inShape[1] as number, inShape[2] as number, inShape[3] as number],
+    trigger: (images, sources) => applyGenerators(g, images, sources),
+    meanMask: (images) => meanMaskValue(g, images),
+  };
+  registerInputAwareGenerators(handle);
+  return handle;
+}
+
+/** Decodes stored generators and registers them: what a process does before applying the IAD trigger. */
+export async function loadInputAwareGenerators(bytes: Uint8Array, source?: string): Promise<{ generators: InputAwareGenerators; handle: InputAwareGeneratorHandle }> {
+  const generators = await decodeInputAwareGenerators(bytes, source);
+  return { generators, handle: registerGenerators(generators, generatorsId(bytes)) };
+}
+
+export function disposeInputAwareGenerators(g: InputAwareGenerators): void {
+  g.mask.dispose();
+  g.pattern.dispose();
+}
+
+// --- training -------------------------------------------------------------------------------
+
+async function trainMask(
+  g: InputAwareGenerators,
+  train: ImageDataset,
+  config: InputAwareConfig,
+  batchSize: number,
+  seed: number,
+  hooks: InputAwareHooks | undefined,
+): Promise<EpochRecord[]> {
+  const vars = trainableVariables(g.mask);
+  const optimiser = tf.train.adam(config.maskLearningRate, 0.5, 0.9);
+  const rng = new Rng(deriveSeed(seed, 'inputaware', 'mask-train'));
+  const n = train.labels.length;
+  const bs = Math.min(batchSize, n);
+  const batches = Math.ceil(n / bs) - (n % bs === 1 && n > 1 ? 1 : 0);
+  const per = imageBytes(train);
+  const history: EpochRecord[] = [];
+  try {
+    for (let epoch = 0; epoch < config.maskEpochs; epoch++) {
+      const t0 = Date.now();
+      const order = rng.permutation(n);
+      let lossSum = 0;
+      for (let b = 0; b < batches; b++) {
+        if (hooks?.signal?.aborted) throw new TrainingCancelledError();
+        const idx = order.subarray(b * bs, b === batches - 1 ? n : (b + 1) * bs);
+        const x = tf.tensor4d(assembleBatch(train, idx, noAugmentation, rng, '0-1', new Float32Array(idx.length * per)), [idx.length, train.height, train.width, train.channels]);
+        const perm = tf.tensor1d(rotation(idx.length, 1 + rng.int(Math.max(1, idx.length - 1))), 'int32');
+        const cost = optimiser.minimize(
+          () => {
+            const m = maskOf(g, x, true);
+            const norm = tf.mean(tf.relu(tf.sub(m, config.maskDensity)));
+            const div = diversityLoss(x, tf.gather(x, perm), m, tf.gather(m, perm));
+            return tf.add(tf.mul(norm, config.maskNormWeight), tf.mul(div, config.diversityWeight)) as TF.Scalar;
+          },
+          true,
+          vars,
+        );
+        lossSum += cost!.dataSync()[0] * idx.length;
+        tf.dispose([cost!, x, perm]);
+        await hooks?.onBatch?.('mask', epoch, b, batches);
+        await yieldToEventLoop();
+      }
+      const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / n, learningRate: config.maskLearningRate, seconds: (Date.now() - t0) / 1000, images: n };
+      history.push(record);
+      await hooks?.onEpochEnd?.('mask', record);
+    }
+  } finally {
+    optimiser.dispose();
+  }
+  return history;
+}
+
+/** IAD: mask generator, then pattern generator + classifier jointly; see the file comment. */
+export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promise<InputAwareResult> {
+  const { train, config, classifier: c, recipe, seed } = o;
+  validateBaseConfig(config, train);
+  inputAware.validateAgainst!(config, train);
+  checkEligible(o.eligibleIndices, train.labels.length);
+  const [h, w, ch] = c.meta.inputShape;
+  if (h !== train.height || w !== train.width || ch !== train.channels || c.meta.numClasses !== train.numClasses) {
+    throw new Error(`classifier takes ${h}x${w}x${ch} images and ${c.meta.numClasses} classes, ${train.name} is ${train.height}x${train.width}x${train.channels} with ${train.numClasses}`);
+  }
+  const shape = { height: train.height, width: train.width, channels: train.channels };
+  const g = createGenerators(shape, config, seed);
+  let done = false;
+  try {
+    const maskHistory = await trainMask(g, train, config, recipe.batchSize, seed, o.hooks);
+    const meanMask = meanMaskValue(g, train);
+
+    const eligible = new Uint8Array(train.labels.length);
+    o.eligibleIndices.forEach((i) => (eligible[i] = 1));
+    const targetOf = Int32Array.from(train.labels, (y) => attackTargetLabel(config, y, train.numClasses));
+    const [scale, offset] = rangeAffine(c.meta.inputRange);
+    const cVars = trainableVariables(c.model);
+    const gVars = trainableVariables(g.pattern);
+    const sgd = new SgdMomentum(cVars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay });
+    const adam = tf.train.adam(config.generatorLearningRate, 0.5, 0.9);
+    const pairRng = new Rng(deriveSeed(seed, 'inputaware', 'cross-partners'));
+    const training = recipe.batchNorm === 'train';
+    let loop;
+    try {
+      loop = await runEpochs({
+        data: train,
+        epochs: recipe.epochs,
+        batchSize: recipe.batchSize,
+        peakLearningRate: recipe.learningRate,
+        schedule: recipe.schedule,
+        augment: recipe.augment,
+        seed: deriveSeed(seed, 'inputaware', 'joint'),
+        models: { model: c },
+        optimizers: { model: sgd },
+        hooks: {
+          signal: o.hooks?.signal,
+          onBatch: (epoch, b, batches) => o.hooks?.onBatch?.('joint', epoch, b, batches),
+          onEpochEnd: (record) => o.hooks?.onEpochEnd?.('joint', record),
+        },
+        step: (x, idx, lr) => {
+          const bs = idx.length;
+          const positions: number[] = [];
+          for (let k = 0; k < bs; k++) if (eligible[idx[k]]) positions.push(k);
+          const { backdoor: nb, cross: nc } = inputAwareBatchCounts(config, bs, positions.length);
+          const bdPos = positions.slice(0, nb);
+          const crossPos = positions.slice(nb, nb + nc);
+          const shift = 1 + pairRng.int(Math.max(1, bs - 1));
+          const partners = crossPos.map((k) => (k + shift) % bs);
+          const labels = new Int32Array(bs);
+          for (let k = 0; k < bs; k++) labels[k] = train.labels[idx[k]];
+          for (const k of bdPos) labels[k] = targetOf[idx[k]];
+          const order = Int32Array.from({ length: bs }, (_, k) => k);
+          [...bdPos, ...crossPos].forEach((k, j) => (order[k] = bs + j));
+          const vars = nb + nc > 0 ? [...cVars, ...gVars] : cVars;
+          const { value, grads } = tf.variableGrads(
+            () =>
+              tf.tidy(() => {
+                const y = tf.tensor1d(labels, 'int32');
+                if (nb + nc === 0) return crossEntropy(c.model.apply(x, { training }) as TF.Tensor2D, y);
+                const x01 = scale === 1 && offset === 0 ? x : tf.div(tf.sub(x, offset), scale);
+                const src = tf.gather(x01, tf.tensor1d([...bdPos, ...partners], 'int32'));
+                const dst = tf.gather(x01, tf.tensor1d([...bdPos, ...crossPos], 'int32'));
+                const p = patternOf(g, src as TF.Tensor4D, true);
+                const m = maskOf(g, src as TF.Tensor4D, false);
+                const mixed = tf.add(dst, tf.mul(tf.sub(p, dst), m));
+                const batch01 = tf.gather(tf.concat([x01, mixed]), tf.tensor1d(order, 'int32'));
+                const input = scale === 1 && offset === 0 ? batch01 : tf.add(tf.mul(batch01, scale), offset);
+                const ce = crossEntropy(c.model.apply(input, { training }) as TF.Tensor2D, y);
+                if (src.shape[0] < 2 || config.diversityWeight === 0) return ce;
+                const rot = tf.tensor1d(rotation(src.shape[0], 1), 'int32');
+                const div = diversityLoss(src, tf.gather(src, rot), p, tf.gather(p, rot));
+                return tf.add(ce, tf.mul(div, config.diversityWeight)) as TF.Scalar;
+              }),
+            vars,
+          );
+          sgd.step(
+            cVars.map((v) => grads[v.name]),
+            lr,
+          );
+          if (vars.length > cVars.length) adam.applyGradients(gVars.map((v) => ({ name: v.name, tensor: grads[v.name] })));
+          tf.dispose(grads);
+          return value;
+        },
+      });
+    } finally {
+      sgd.dispose();
+      adam.dispose();
+    }
+
+    const encodedGenerators = await encodeInputAwareGenerators(g);
+    const id = generatorsId(encodedGenerators);
+    registerGenerators(g, id);
+    const triggerParameters: TriggerParameters = {
+      generatorsId: id,
+      generatorChannels: [...config.generatorChannels],
+      generatorBytes: encodedGenerators.length,
+      meanMask: Number(meanMask.toFixed(5)),
+      maskDensity: config.maskDensity,
+      where: 'generators registered in the training process under generatorsId; elsewhere loadInputAwareGenerators(<stored bytes>)',
+    };
+    const poisoned = inputAware.poisonTrainingSet(train, o.eligibleIndices, config, seed, triggerParameters);
+    done = true;
+    return { classifier: c, generators: g, poisoned, triggerParameters, encodedGenerators, maskHistory, history: loop.history, meanMask };
+  } finally {
+    if (!done) disposeInputAwareGenerators(g);
+  }
+}

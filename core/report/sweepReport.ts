@@ -1,0 +1,343 @@
+/**
+ * The sweep report: one row per (attack, defense, clean budget, model), aggregating that group's
+ * seeds as mean ± sample standard deviation (protocol: report mean ± std over >= 3 seeds), plus
+ * the failed cells with their errors. Built from stored SweepCellRecords only, so it can be
+ * (re)generated at any time from the store. Pure and deterministic: no clock, no I/O
+ * (svgPlots.renderSweepReport writes the files).
+ */
+import type { SweepCellRecord } from '../../workflows/types';
+
+/** Mean and sample std (n - 1) of the values present; std is null for a single value. */
+export interface Stat {
+  mean: number;
+  std: number | null;
+  /** how many cells had this value */
+  n: number;
+}
+
+/** One completed cell's numbers, as used in its row. */
+export interface SweepRowCell {
+  cellId: string;
+  seed: number;
+  acc?: number;
+  asr?: number;
+  ra?: number;
+  standardAcc?: number;
+  standardAsr?: number;
+  der?: number;
+  /** sum of the seconds of stages that were not reused from the stage cache */
+  computeSeconds: number;
+  /** endedAt - startedAt of the cell's child workflow (absent when the record lacks the times) */
+  wallSeconds?: number;
+}
+
+export interface SweepRow {
+  attack: string;
+  defense: string;
+  cleanBudget: string;
+  model: string;
+  /** completed cells (seeds) in the group */
+  n: number;
+  /** failed cells in the group (listed in SweepReport.failed) */
+  failed: number;
+  /** seeds of the completed cells, ascending */
+  seeds: number[];
+  /** purified (final) model */
+  acc: Stat | null;
+  asr: Stat | null;
+  ra: Stat | null;
+  /** undefended (standard training) model */
+  standardAcc: Stat | null;
+  standardAsr: Stat | null;
+  der: Stat | null;
+  computeSeconds: Stat | null;
+  wallSeconds: Stat | null;
+  cells: SweepRowCell[];
+}
+
+export interface FailedCell {
+  cellId: string;
+  attack: string;
+  defense: string;
+  cleanBudget: string;
+  model: string;
+  seed: number;
+  error: string;
+  workflowId: string;
+}
+
+export interface SweepReport {
+  rows: SweepRow[];
+  failed: FailedCell[];
+  markdown: string;
+  csv: string;
+  json: SweepReportJson;
+}
+
+export interface SweepReportJson {
+  sweep: string;
+  cells: { total: number; completed: number; failed: number };
+  rows: SweepRow[];
+  failed: FailedCell[];
+  plots: string[];
+}
+
+export const SWEEP_REPORT_FILES = {
+  markdown: 'report.md',
+  csv: 'report.csv',
+  json: 'report.json',
+  asrVsAcc: 'asr_vs_acc.svg',
+  derByDefense: 'der_by_defense.svg',
+} as const;
+
+const PLOTS = [SWEEP_REPORT_FILES.asrVsAcc, SWEEP_REPORT_FILES.derByDefense];
+
+/** Natural order: digit runs compare as numbers ("5%" < "10%" < "100"), the rest by code unit. */
+export function naturalCompare(a: string, b: string): number {
+  const ta = a.match(/\d+|\D+/g) ?? [];
+  const tb = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(ta.length, tb.length); i++) {
+    const x = ta[i];
+    const y = tb[i];
+    if (x === y) continue;
+    const dx = /^\d/.test(x);
+    const dy = /^\d/.test(y);
+    if (dx && dy) {
+      const d = Number(x) - Number(y);
+      if (d !== 0) return d < 0 ? -1 : 1;
+      if (x.length !== y.length) return x.length < y.length ? 1 : -1; // "007" after "7"
+      continue;
+    }
+    return x < y ? -1 : 1;
+  }
+  if (ta.length !== tb.length) return ta.length < tb.length ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Orders groups by attack, defense, clean budget, model. */
+export function compareGroups(
+  a: { attack: string; defense: string; cleanBudget: string; model: string },
+  b: { attack: string; defense: string; cleanBudget: string; model: string },
+): number {
+  return (
+    naturalCompare(a.attack, b.attack) ||
+    naturalCompare(a.defense, b.defense) ||
+    naturalCompare(a.cleanBudget, b.cleanBudget) ||
+    naturalCompare(a.model, b.model)
+  );
+}
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** Mean and sample standard deviation (n - 1 denominator) of the finite values; null when none. */
+export function meanStd(values: Array<number | undefined | null>): Stat | null {
+  const xs = values.filter(finite);
+  if (xs.length === 0) return null;
+  const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
+  if (xs.length === 1) return { mean, std: null, n: 1 };
+  const ss = xs.reduce((s, x) => s + (x - mean) * (x - mean), 0);
+  return { mean, std: Math.sqrt(ss / (xs.length - 1)), n: xs.length };
+}
+
+const groupKey = (a: SweepCellRecord['axes']) => JSON.stringify([a.attack, a.defense, a.cleanBudget, a.model]);
+
+function cellNumbers(r: SweepCellRecord): SweepRowCell {
+  const m = r.metrics;
+  const stages = Array.isArray(r.stages) ? r.stages : [];
+  const computeSeconds = stages.filter((s) => !s.cached && finite(s.seconds)).reduce((t, s) => t + s.seconds, 0);
+  const cell: SweepRowCell = { cellId: r.cellId, seed: r.axes.seed, computeSeconds };
+  if (finite(r.endedAt) && finite(r.startedAt)) cell.wallSeconds = Math.max(0, r.endedAt - r.startedAt) / 1000;
+  const set = (k: 'acc' | 'asr' | 'ra' | 'standardAcc' | 'standardAsr' | 'der', v: unknown) => {
+    if (finite(v)) cell[k] = v;
+  };
+  set('acc', m?.final?.acc);
+  set('asr', m?.final?.asr);
+  set('ra', m?.final?.ra);
+  set('standardAcc', m?.standard?.acc);
+  set('standardAsr', m?.standard?.asr);
+  set('der', r.der);
+  return cell;
+}
+
+/** Aggregates cell records into the sweep report (rows, failed cells, Markdown, CSV, JSON). */
+export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: string }): SweepReport {
+  const groups = new Map<string, { axes: SweepCellRecord['axes']; done: SweepCellRecord[]; failed: SweepCellRecord[] }>();
+  for (const r of records) {
+    if (!r || typeof r !== 'object' || !r.axes) continue;
+    const k = groupKey(r.axes);
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = { axes: r.axes, done: [], failed: [] }));
+    (r.status === 'completed' ? g.done : g.failed).push(r);
+  }
+
+  const bySeed = (a: { seed: number; cellId: string }, b: { seed: number; cellId: string }) =>
+    a.seed - b.seed || (a.cellId < b.cellId ? -1 : a.cellId > b.cellId ? 1 : 0);
+
+  const rows: SweepRow[] = [...groups.values()]
+    .map(({ axes, done, failed }) => {
+      const cells = done.map(cellNumbers).sort(bySeed);
+      const pick = (k: keyof SweepRowCell) => meanStd(cells.map((c) => c[k] as number | undefined));
+      return {
+        attack: axes.attack,
+        defense: axes.defense,
+        cleanBudget: axes.cleanBudget,
+        model: axes.model,
+        n: cells.length,
+        failed: failed.length,
+        seeds: cells.map((c) => c.seed),
+        acc: pick('acc'),
+        asr: pick('asr'),
+        ra: pick('ra'),
+        standardAcc: pick('standardAcc'),
+        standardAsr: pick('standardAsr'),
+        der: pick('der'),
+        computeSeconds: pick('computeSeconds'),
+        wallSeconds: pick('wallSeconds'),
+        cells,
+      };
+    })
+    .sort(compareGroups);
+
+  const failed: FailedCell[] = records
+    .filter((r) => r && r.axes && r.status !== 'completed')
+    .map((r) => ({
+      cellId: r.cellId,
+      attack: r.axes.attack,
+      defense: r.axes.defense,
+      cleanBudget: r.axes.cleanBudget,
+      model: r.axes.model,
+      seed: r.axes.seed,
+      error: r.error ?? `status ${JSON.stringify(r.status)} without an error message`,
+      workflowId: r.workflowId,
+    }))
+    .sort((a, b) => compareGroups(a, b) || bySeed(a, b));
+
+  const completed = rows.reduce((s, r) => s + r.n, 0);
+  const json: SweepReportJson = {
+    sweep: opts.sweep,
+    cells: { total: completed + failed.length, completed, failed: failed.length },
+    rows,
+    failed,
+    plots: [...PLOTS],
+  };
+  return { rows, failed, markdown: sweepMarkdown(opts.sweep, rows, failed), csv: sweepCsv(opts.sweep, rows), json };
+}
+
+/** "mean ± std" with one decimal; "mean ± –" for a single seed; "–" when there is no value. */
+export function formatStat(s: Stat | null): string {
+  if (!s) return '–';
+  return `${s.mean.toFixed(1)} ± ${s.std === null ? '–' : s.std.toFixed(1)}`;
+}
+
+const mdCell = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
+
+function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[]): string {
+  const completed = rows.reduce((s, r) => s + r.n, 0);
+  const lines: string[] = [
+    `# Sweep report: ${sweep}`,
+    '',
+    `${completed + failed.length} cells: ${completed} completed, ${failed.length} failed; ${rows.length} groups (attack × defense × clean budget × model).`,
+    '',
+    'How to read: each cell is mean ± sample std over seeds (n), all in %. ACC/ASR/RA are the purified model\'s; ' +
+      '"undefended" is the backdoored model before purification. Lower ASR and unchanged ACC is better. ' +
+      'DER 50 = no effect, 100 = ASR removed at no ACC cost. Cost is seconds per cell: compute = stages actually run ' +
+      '(stages reused from the cache excluded), wall = the cell\'s workflow start to end.',
+    '',
+    '| attack | defense | clean budget | model | n | ACC | ASR | RA | undefended ACC | undefended ASR | DER | compute s/cell | wall s/cell |',
+    '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${[r.attack, r.defense, r.cleanBudget, r.model].map(mdCell).join(' | ')} | ${r.n}${r.failed ? ` (+${r.failed} failed)` : ''} | ` +
+        [r.acc, r.asr, r.ra, r.standardAcc, r.standardAsr, r.der, r.computeSeconds, r.wallSeconds].map(formatStat).join(' | ') +
+        ' |',
+    ),
+  ];
+  if (rows.some((r) => r.n > 0 && r.n < 3)) {
+    lines.push('', 'Groups with fewer than 3 completed seeds are smoke tests, not results (protocol: mean ± std over ≥ 3 seeds).');
+  }
+  lines.push('', `## Failed cells (${failed.length})`, '');
+  if (failed.length === 0) lines.push('None.');
+  for (const f of failed) {
+    const err = f.error.replace(/\s+/g, ' ').trim();
+    lines.push(
+      `- \`${f.cellId}\` ${f.attack} / ${f.defense} / budget ${f.cleanBudget} / ${f.model} / seed ${f.seed}: ${err.length > 500 ? `${err.slice(0, 500)}…` : err}`,
+    );
+  }
+  lines.push(
+    '',
+    '## Plots',
+    '',
+    `- \`${SWEEP_REPORT_FILES.asrVsAcc}\`: ASR vs ACC per attack, one marker per defense (±std bars) and the undefended model`,
+    `- \`${SWEEP_REPORT_FILES.derByDefense}\`: mean DER per defense, grouped by attack (±std whiskers, 50 = no effect)`,
+    '',
+    `![ASR vs ACC](${SWEEP_REPORT_FILES.asrVsAcc})`,
+    '',
+    `![DER by defense](${SWEEP_REPORT_FILES.derByDefense})`,
+  );
+  return lines.join('\n') + '\n';
+}
+
+/** RFC 4180 field: quoted when it holds a comma, quote, CR or LF. */
+function csvField(v: string | number): string {
+  const s = String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+const csvNum = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '' : String(Math.round(v * 1e4) / 1e4));
+
+export const SWEEP_CSV_COLUMNS = [
+  'sweep',
+  'attack',
+  'defense',
+  'clean_budget',
+  'model',
+  'n',
+  'failed',
+  'seeds',
+  'acc_mean',
+  'acc_std',
+  'asr_mean',
+  'asr_std',
+  'ra_mean',
+  'ra_std',
+  'standard_acc_mean',
+  'standard_acc_std',
+  'standard_asr_mean',
+  'standard_asr_std',
+  'der_mean',
+  'der_std',
+  'compute_seconds_mean',
+  'compute_seconds_std',
+  'wall_seconds_mean',
+  'wall_seconds_std',
+] as const;
+
+function sweepCsv(sweep: string, rows: SweepRow[]): string {
+  const stats = (s: Stat | null) => [csvNum(s?.mean), csvNum(s?.std)];
+  const lines = [SWEEP_CSV_COLUMNS.join(',')];
+  for (const r of rows) {
+    lines.push(
+      [
+        sweep,
+        r.attack,
+        r.defense,
+        r.cleanBudget,
+        r.model,
+        r.n,
+        r.failed,
+        r.seeds.join(';'),
+        ...stats(r.acc),
+        ...stats(r.asr),
+        ...stats(r.ra),
+        ...stats(r.standardAcc),
+        ...stats(r.standardAsr),
+        ...stats(r.der),
+        ...stats(r.computeSeconds),
+        ...stats(r.wallSeconds),
+      ]
+        .map(csvField)
+        .join(','),
+    );
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,158 @@
+/**
+ * A sweep spec: a base purify config and a grid of axes. The cartesian product is expanded
+ * in a fixed order, and each cell gets a stable id derived from the hash of its full config,
+ * so re-running a spec finds its finished cells again. Pure: the sweep workflow imports it.
+ */
+import { z } from 'zod';
+import { PurifyConfig, formatIssues, ConfigError } from './purify';
+
+const seedRange = z
+  .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
+  .strict()
+  .refine((r) => r.to >= r.from && r.to - r.from < 1000, 'expected from <= to, at most 1000 seeds');
+
+export const DefenseSpec = z
+  .object({
+    name: z.literal('ntml').describe('only NT-ML is implemented yet; the baselines arrive with their issue'),
+    label: z.string().regex(/^[A-Za-z0-9._=,()-]{1,64}$/).optional().describe('name in tables (default: derived from the switches)'),
+    // checked as part of each cell's purify config; kept raw here so labels show only what was set
+    ntml: z.record(z.string(), z.unknown()).optional().describe('NT-ML switches of this defense'),
+  })
+  .strict();
+export type DefenseSpec = z.infer<typeof DefenseSpec>;
+
+const nonEmpty = <T extends z.ZodTypeAny>(t: T, what: string) => z.array(t).min(1, `${what}: the grid axis is empty`);
+
+export const SweepSpec = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,48}$/, 'letters, digits, ".", "_" and "-", at most 48'),
+    base: z.record(z.string(), z.unknown()).describe('purify config fields shared by every cell'),
+    grid: z
+      .object({
+        attack: nonEmpty(z.record(z.string(), z.unknown()), 'grid.attack').optional(),
+        defense: nonEmpty(DefenseSpec, 'grid.defense').optional(),
+        seed: z.union([nonEmpty(z.number().int().min(0), 'grid.seed'), seedRange]).optional(),
+        cleanBudget: nonEmpty(z.union([z.number().int().min(1), z.object({ fraction: z.number().gt(0).lt(1) }).strict()]), 'grid.cleanBudget').optional(),
+        model: nonEmpty(z.record(z.string(), z.unknown()), 'grid.model').optional(),
+      })
+      .strict(),
+    concurrency: z.number().int().min(1).max(64).default(2).describe('cells running at once'),
+  })
+  .strict();
+export type SweepSpecInput = z.input<typeof SweepSpec>;
+export type SweepSpec = z.output<typeof SweepSpec>;
+
+export interface SweepCell {
+  id: string;
+  axes: { attack: string; defense: string; seed: number; cleanBudget: string; model: string };
+  config: Record<string, unknown>;
+}
+
+/** FNV-1a, 64 bits as two 32-bit lanes: deterministic and available inside workflows. */
+export function stableHash(text: string): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ 0x9e3779b9;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
+    h2 ^= h2 >>> 15;
+  }
+  return (h1.toString(16).padStart(8, '0') + (h2 >>> 0).toString(16).padStart(8, '0')).slice(0, 16);
+}
+
+/** JSON with sorted keys, so equal configs hash equally. */
+export function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function defenseLabel(d: DefenseSpec): string {
+  if (d.label) return d.label;
+  const switches = Object.entries(d.ntml ?? {}).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`);
+  return switches.length ? `ntml(${switches.join(',')})` : 'ntml';
+}
+
+const budgetLabel = (b: unknown) => (typeof b === 'object' && b ? `${(b as { fraction: number }).fraction * 100}%` : String(b));
+
+/**
+ * The cells of a spec, in a fixed order (attack, defense, model, cleanBudget, seed), each
+ * validated as a purify config. Throws ConfigError naming the cell and field, or listing
+ * duplicate cells.
+ */
+export function expandSweep(spec: SweepSpec): SweepCell[] {
+  const g = spec.grid;
+  const base = spec.base as Record<string, any>;
+  const attacks = g.attack ?? [base.attack];
+  const defenses: DefenseSpec[] = g.defense ?? [{ name: 'ntml' }];
+  const models = g.model ?? [base.model];
+  const budgets = g.cleanBudget ?? [base.cleanBudget];
+  const seeds = g.seed === undefined ? [base.seed ?? 0] : Array.isArray(g.seed) ? g.seed : range(g.seed.from, g.seed.to);
+  const cells: SweepCell[] = [];
+  const seen = new Map<string, string>();
+  const problems: string[] = [];
+  for (const attack of attacks)
+    for (const defense of defenses)
+      for (const model of models)
+        for (const cleanBudget of budgets)
+          for (const seed of seeds) {
+            const config: Record<string, unknown> = {
+              ...base,
+              ...(attack !== undefined ? { attack } : {}),
+              ...(model !== undefined ? { model } : {}),
+              ...(cleanBudget !== undefined ? { cleanBudget } : {}),
+              seed,
+              ntml: { ...(base.ntml ?? {}), ...(defense.ntml ?? {}) },
+            };
+            const axes = {
+              attack: String((attack as { name?: string } | undefined)?.name ?? 'none'),
+              defense: defenseLabel(defense),
+              seed,
+              cleanBudget: budgetLabel(cleanBudget ?? 100),
+              model: String((model as { arch?: string } | undefined)?.arch ?? (model ? 'custom' : 'tier default')),
+            };
+            const label = `${axes.attack}/${axes.defense}/${axes.model}/${axes.cleanBudget}/seed ${seed}`;
+            const parsed = PurifyConfig.safeParse(config);
+            if (!parsed.success) {
+              problems.push(...formatIssues(parsed.error).map((i) => `cell ${label}: ${i}`));
+              continue;
+            }
+            const id = stableHash(canonical(parsed.data));
+            const twin = seen.get(id);
+            if (twin) {
+              problems.push(`cell ${label} duplicates cell ${twin} (same effective config)`);
+              continue;
+            }
+            seen.set(id, label);
+            cells.push({ id, axes, config });
+          }
+  if (problems.length) throw new ConfigError(`sweep ${spec.name} is invalid:\n  ${problems.join('\n  ')}`, problems);
+  return cells;
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+export function parseSweepSpec(raw: unknown, source = 'sweep spec'): SweepSpec {
+  const r = SweepSpec.safeParse(raw);
+  if (!r.success) {
+    const issues = formatIssues(r.error);
+    throw new ConfigError(`${source} is invalid:\n  ${issues.join('\n  ')}`, issues);
+  }
+  return r.data;
+}
+
+/** The key of the stages a cell shares with others (data, attack, model, training, seed). */
+export function sharedStageKey(config: Record<string, unknown>): string {
+  const c = config as Record<string, any>;
+  return stableHash(canonical({ d: c.data, a: c.attack, b: c.cleanBudget, m: c.model, t: c.training, s: c.seed, tier: c.tier }));
+}

@@ -1,0 +1,172 @@
+/**
+ * Sweeps on the real Temporal server and S3 store: a 2 attacks x 2 defenses x 2 seeds grid
+ * at a reduced ci budget, shared stages computed once, the concurrency cap held, a killed
+ * worker survived, a re-run that trains nothing, and malformed specs rejected up front.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { storeFromEnv } from '../store';
+import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
+import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/types';
+
+quietRuntime();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A ci-tier base with a reduced budget: the sweep mechanics, not the defense, are under test. */
+function spec(name: string, overrides: Partial<SweepSpecInput> = {}): SweepSpecInput {
+  return {
+    name,
+    base: {
+      mode: 'evaluation',
+      tier: 'ci',
+      data: { format: 'synthetic', trainSize: 400, testSize: 200 },
+      cleanBudget: 50,
+      training: { epochs: 2 },
+      ntml: { ntEpochs: 1, mlEpochs: 4, splitEpochs: 1, diagnosticSamples: 50 },
+    },
+    grid: {
+      attack: [{ name: 'badnets', target: 0 }, { name: 'badnets', target: 3 }],
+      defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }],
+      seed: [1, 2],
+    },
+    concurrency: 2,
+    ...overrides,
+  };
+}
+
+let client: Client;
+let close: () => Promise<void>;
+before(async () => ({ client, close } = await testClient()));
+after(async () => close());
+
+async function cellRecords(name: string): Promise<SweepCellRecord[]> {
+  const store = storeFromEnv();
+  const keys = await store.listRecords(`sweeps/${name}/cells/`);
+  return Promise.all(keys.map(async (k) => (await store.getRecord<SweepCellRecord>(k))!));
+}
+
+function maxOverlap(records: SweepCellRecord[]): number {
+  const events = records.flatMap((r) => [
+    { t: r.startedAt, d: 1 },
+    { t: r.endedAt, d: -1 },
+  ]);
+  events.sort((a, b) => a.t - b.t || a.d - b.d);
+  let now = 0;
+  let max = 0;
+  for (const e of events) max = Math.max(max, (now += e.d));
+  return max;
+}
+
+test('a 2x2x2 grid completes, shares standard training, holds the cap, and a re-run trains nothing', { timeout: 900_000 }, async () => {
+  const name = `grid-${Date.now().toString(36)}`;
+  const queues = taskQueues('sweep');
+  const workers = await inProcessWorkers(queues);
+  const options = { trainingTaskQueue: queues.training };
+  const run = () =>
+    client.workflow.execute('sweep', { taskQueue: queues.orchestration, workflowId: `sweep-${name}`, args: [{ spec: spec(name), options }] }) as Promise<SweepOutcome>;
+  const [first, second] = await workers.run(async () => [await run(), await run()]);
+
+  assert.equal(first.total, 8);
+  assert.equal(first.completed, 8, JSON.stringify(first.failed));
+  assert.deepEqual(first.failed, []);
+  const records = await cellRecords(name);
+  assert.equal(records.length, 8);
+  assert.ok(records.every((r) => r.status === 'completed' && r.metrics && r.purifiedModel));
+
+  // standard training ran once per (attack, seed), not once per defense
+  const groups = new Map<string, SweepCellRecord[]>();
+  for (const r of records) {
+    const key = `${JSON.stringify(r.config.attack)}|${r.axes.seed}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  assert.equal(groups.size, 4);
+  for (const [key, group] of groups) {
+    const trained = group.filter((r) => r.stages!.find((s) => s.stage === 'standardTraining')!.cached !== true);
+    assert.equal(trained.length, 1, `standard training of ${key} ran ${trained.length} times`);
+  }
+  // the cap held at all times
+  const overlap = maxOverlap(records);
+  console.log(`max concurrent cells: ${overlap} (cap 2)`);
+  assert.ok(overlap <= 2, `at most 2 cells at once, saw ${overlap}`);
+
+  // the same spec again: every cell is found finished, nothing is trained
+  assert.equal(second.completed, 8);
+  assert.equal(second.reused, 8);
+  const after = await cellRecords(name);
+  assert.deepEqual(
+    after.map((r) => r.startedAt).sort(),
+    records.map((r) => r.startedAt).sort(),
+    'no cell ran again',
+  );
+});
+
+test('killing the training worker mid-sweep: a new worker finishes it without redoing finished cells', { timeout: 900_000 }, async () => {
+  const name = `kill-${Date.now().toString(36)}`;
+  const queues = taskQueues('sweep-kill');
+  const workers = await inProcessWorkers({ orchestration: queues.orchestration });
+  let worker = spawnTrainingWorker(queues.training);
+  try {
+    const outcome = await workers.run(async () => {
+      const handle = await client.workflow.start('sweep', {
+        taskQueue: queues.orchestration,
+        workflowId: `sweep-${name}`,
+        args: [
+          {
+            spec: spec(name, { grid: { attack: [{ name: 'badnets' }], defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }], seed: [1, 2] } }),
+            options: { trainingTaskQueue: queues.training, heartbeatTimeoutSeconds: 4 },
+          },
+        ],
+      });
+      let progress: SweepProgress | undefined;
+      for (let i = 0; i < 2400 && !(progress && progress.done >= 1 && progress.running.length >= 1); i++) {
+        await sleep(250);
+        progress = await handle.query<SweepProgress>('progress');
+      }
+      assert.ok(progress && progress.done >= 1 && progress.running.length >= 1, `no mid-sweep moment seen: ${JSON.stringify(progress)}`);
+      const finishedBefore = await cellRecords(name);
+      worker.kill('SIGKILL');
+      await waitForExit(worker);
+      worker = spawnTrainingWorker(queues.training);
+      const result = (await handle.result()) as SweepOutcome;
+      return { result, finishedBefore };
+    });
+    assert.equal(outcome.result.completed, 4, JSON.stringify(outcome.result.failed));
+    const after = new Map((await cellRecords(name)).map((r) => [r.cellId, r]));
+    assert.ok(outcome.finishedBefore.length >= 1);
+    for (const r of outcome.finishedBefore) {
+      assert.equal(after.get(r.cellId)!.startedAt, r.startedAt, `finished cell ${r.cellId} was not redone`);
+    }
+  } finally {
+    worker.kill('SIGKILL');
+  }
+});
+
+test('malformed sweep specs are rejected before anything starts', async () => {
+  assert.throws(() => parseSweepSpec({ ...spec('x'), colour: 'red' }), /colour|Unrecognized key/);
+  assert.throws(() => parseSweepSpec(spec('x', { grid: { seed: [] } })), /grid\.seed/);
+  assert.throws(
+    () =>
+      expandSweep(
+        parseSweepSpec(spec('x', { grid: { attack: [{ name: 'badnets' }], defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'soft' } }] } })),
+      ),
+    /duplicates cell/,
+  );
+  assert.throws(() => expandSweep(parseSweepSpec(spec('x', { grid: { attack: [{ name: 'badnets', rate: 3 }] } }))), /attack\.rate/);
+  // and through the workflow: a non-retryable failure, no cell started
+  const queues = taskQueues('sweep-bad');
+  const workers = await inProcessWorkers(queues);
+  const name = `bad-${Date.now().toString(36)}`;
+  const err = await workers.run(() =>
+    client.workflow
+      .execute('sweep', { taskQueue: queues.orchestration, workflowId: `sweep-${name}`, args: [{ spec: spec(name, { grid: { seed: [] } }) }] })
+      .then(
+        () => assert.fail('should fail'),
+        (e: unknown) => e,
+      ),
+  );
+  assert.ok(err instanceof WorkflowFailedError);
+  assert.match(String((err.cause as Error).message), /grid\.seed/);
+  assert.deepEqual(await cellRecords(name), []);
+});

@@ -1,0 +1,174 @@
+/**
+ * sweep: runs the cells of a sweep spec as child `purify` workflows in a sliding window
+ * (never more than `concurrency` at once). Cells that share their expensive stages
+ * (data, attack, model, training recipe, seed) wait for the first such cell, which fills
+ * the stage cache they then reuse. Failed cells are recorded and do not fail the sweep.
+ * Before the history grows large the workflow continues as new with its bookkeeping.
+ */
+import {
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  defineQuery,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type * as activities from '../activities';
+import { expandSweep, parseSweepSpec, sharedStageKey, type SweepCell } from '../schemas/sweep';
+import type { PurifyInput } from './purify';
+import type { PurifyOutcome, SweepCellRecord, SweepOutcome, SweepProgress } from './types';
+import { TRAINING_TASK_QUEUE } from './purify';
+
+export interface SweepInput {
+  spec: unknown;
+  options?: PurifyInput['options'] & { trainingTaskQueue?: string };
+  /** carried across continue-as-new */
+  state?: { finished: string[]; failed: Array<{ cellId: string; error: string }>; reused: number; continuedAsNew: number; durations: number[] };
+}
+
+export const sweepProgressQuery = defineQuery<SweepProgress>('progress');
+
+export async function sweep(input: SweepInput): Promise<SweepOutcome> {
+  let cells: SweepCell[];
+  let spec;
+  try {
+    spec = parseSweepSpec(input.spec);
+    cells = expandSweep(spec);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
+  }
+  const { readSweepCell, writeSweepCell, writeSweepSpec } = proxyActivities<typeof activities>({
+    taskQueue: input.options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
+    startToCloseTimeout: '5m',
+    retry: { maximumAttempts: 10 },
+  });
+  const state = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
+  const finished = new Set(state.finished);
+  const failedIds = new Set(state.failed.map((f) => f.cellId));
+  const running = new Set<string>();
+  const sweepId = workflowInfo().workflowId;
+
+  setHandler(sweepProgressQuery, (): SweepProgress => {
+    const left = cells.length - finished.size - failedIds.size;
+    const mean = state.durations.length ? state.durations.reduce((a, b) => a + b, 0) / state.durations.length : undefined;
+    return {
+      sweep: spec.name,
+      total: cells.length,
+      done: finished.size,
+      running: [...running],
+      failed: failedIds.size,
+      reused: state.reused,
+      etaSeconds: mean === undefined ? undefined : Math.round((mean * left) / 1000 / spec.concurrency),
+      continuedAsNew: state.continuedAsNew,
+    };
+  });
+  if (!input.state) await writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
+
+  // the first cell of each shared-stage group runs before the rest of its group
+  const leaderOf = new Map<string, string>();
+  for (const c of cells) if (!leaderOf.has(sharedStageKey(c.config))) leaderOf.set(sharedStageKey(c.config), c.id);
+  const settled = (id: string) => finished.has(id) || failedIds.has(id);
+  const ready = (c: SweepCell) => {
+    if (settled(c.id) || running.has(c.id)) return false;
+    const leader = leaderOf.get(sharedStageKey(c.config))!;
+    return leader === c.id || settled(leader);
+  };
+
+  const runCell = async (cell: SweepCell): Promise<void> => {
+    const existing = await readSweepCell({ sweep: spec.name, cellId: cell.id });
+    if (existing?.status === 'completed') {
+      running.delete(cell.id);
+      finished.add(cell.id);
+      state.reused++;
+      return;
+    }
+    const workflowId = `${sweepId}--${cell.id}`;
+    const startedAt = Date.now();
+    let record: SweepCellRecord;
+    try {
+      const outcome = (await executeChild('purify', {
+        workflowId,
+        taskQueue: workflowInfo().taskQueue,
+        args: [{ config: cell.config, options: input.options } satisfies PurifyInput],
+      })) as PurifyOutcome;
+      record = {
+        sweep: spec.name,
+        cellId: cell.id,
+        axes: cell.axes,
+        config: cell.config,
+        status: 'completed',
+        workflowId,
+        startedAt,
+        endedAt: Date.now(),
+        metrics: outcome.summary.metrics,
+        der: outcome.summary.der,
+        stages: outcome.summary.stages,
+        report: outcome.report,
+        purifiedModel: outcome.purifiedModel,
+      };
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause;
+      record = {
+        sweep: spec.name,
+        cellId: cell.id,
+        axes: cell.axes,
+        config: cell.config,
+        status: 'failed',
+        error: (cause?.message ?? (err as Error).message).slice(0, 2000),
+        workflowId,
+        startedAt,
+        endedAt: Date.now(),
+      };
+    }
+    await writeSweepCell({ record });
+    running.delete(cell.id);
+    if (record.status === 'completed') {
+      finished.add(cell.id);
+      state.durations.push(record.endedAt - record.startedAt);
+    } else {
+      failedIds.add(cell.id);
+      state.failed.push({ cellId: cell.id, error: record.error! });
+    }
+  };
+
+  let stopLaunching = false;
+  while (cells.some((c) => !settled(c.id))) {
+    if (workflowInfo().continueAsNewSuggested) stopLaunching = true;
+    if (!stopLaunching) {
+      for (const cell of cells) {
+        if (running.size >= spec.concurrency) break;
+        if (!ready(cell)) continue;
+        running.add(cell.id);
+        void runCell(cell).catch((err: Error) => {
+          // bookkeeping itself failed (store unreachable for every retry): count the cell as failed
+          running.delete(cell.id);
+          failedIds.add(cell.id);
+          state.failed.push({ cellId: cell.id, error: `sweep bookkeeping failed: ${err.message}` });
+        });
+      }
+    }
+    if (running.size === 0) {
+      if (stopLaunching) break;
+      // nothing ready and nothing running cannot happen: every group has a runnable leader
+      throw ApplicationFailure.nonRetryable('sweep scheduler found no runnable cell', 'SweepSchedulerError');
+    }
+    const before = finished.size + failedIds.size;
+    await condition(() => finished.size + failedIds.size > before || running.size === 0);
+  }
+  if (stopLaunching && cells.some((c) => !settled(c.id))) {
+    await continueAsNew<typeof sweep>({
+      spec: input.spec,
+      options: input.options,
+      state: { ...state, finished: [...finished], continuedAsNew: state.continuedAsNew + 1 },
+    });
+  }
+  return {
+    sweep: spec.name,
+    total: cells.length,
+    completed: finished.size,
+    failed: state.failed,
+    reused: state.reused,
+  };
+}
