@@ -56,6 +56,9 @@ export async function createTrainingWorker(
     maxConcurrentActivityTaskExecutions: o.slots ?? 1,
     // a deploy or SIGTERM lets the running epoch finish and checkpoint before cancelling
     shutdownGraceTime: `${o.shutdownGraceSeconds ?? 60}s`,
+    // epoch progress and cancellation reach the server within seconds, not the SDK's default minute
+    maxHeartbeatThrottleInterval: '2s',
+    defaultHeartbeatThrottleInterval: '2s',
   });
 }
 

@@ -9,7 +9,8 @@ export function workerEnv(env: NodeJS.ProcessEnv = process.env) {
   return {
     address,
     namespace: env.NTML_NAMESPACE ?? 'default',
-    taskQueue: env.NTML_TASK_QUEUE,
+    orchestrationTaskQueue: env.NTML_ORCHESTRATION_TASK_QUEUE,
+    trainingTaskQueue: env.NTML_TRAINING_TASK_QUEUE,
     slots,
     shutdownGraceSeconds: Number(env.NTML_SHUTDOWN_GRACE_SECONDS ?? '60'),
   };

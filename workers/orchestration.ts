@@ -5,7 +5,7 @@ import { workerEnv } from './env';
 async function main() {
   const env = workerEnv();
   const connection = await connectWorker(env.address);
-  const worker = await createOrchestrationWorker({ connection, namespace: env.namespace, taskQueue: env.taskQueue });
+  const worker = await createOrchestrationWorker({ connection, namespace: env.namespace, taskQueue: env.orchestrationTaskQueue });
   console.log(`ntml orchestration worker: queue ${worker.options.taskQueue}`);
   await worker.run();
   await connection.close();

@@ -7,7 +7,7 @@ async function main() {
   // Fail before polling if the requested TensorFlow backend is missing (never fall back).
   const { backendKind, nativeTensorflowVersion } = await import('../core/tf');
   const connection = await connectWorker(env.address);
-  const worker = await createTrainingWorker({ connection, ...env });
+  const worker = await createTrainingWorker({ connection, namespace: env.namespace, taskQueue: env.trainingTaskQueue, slots: env.slots, shutdownGraceSeconds: env.shutdownGraceSeconds });
   console.log(`ntml training worker: backend ${backendKind} (TensorFlow ${nativeTensorflowVersion()}), queue ${worker.options.taskQueue}, slots ${env.slots}`);
   await worker.run();
   await connection.close();

@@ -75,7 +75,7 @@ export async function inProcessWorkers(queues: { orchestration: string; training
 /** A training worker in its own process, as deployed (node dist/workers/training.js). */
 export function spawnTrainingWorker(taskQueue: string, extraEnv: Record<string, string> = {}): ChildProcess & { output: () => string } {
   const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'workers', 'training.js')], {
-    env: { ...process.env, NTML_TASK_QUEUE: taskQueue, NTML_SHUTDOWN_GRACE_SECONDS: '5', ...extraEnv },
+    env: { ...process.env, NTML_TRAINING_TASK_QUEUE: taskQueue, NTML_SHUTDOWN_GRACE_SECONDS: '5', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
