@@ -43,6 +43,21 @@ export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T>
   }
 }
 
+/**
+ * Heartbeats every second while a short stage runs, so a worker killed mid-stage is noticed
+ * after the heartbeat timeout instead of the start-to-close timeout. (Training stages send
+ * their own heartbeats with checkpoint details, which this would overwrite: not for them.)
+ */
+export async function withKeepAlive<T>(f: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(), 1000);
+  try {
+    return await f();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export function config(raw: unknown): PurifyConfig {
   try {
     return parsePurifyConfig(raw, 'workflow config');

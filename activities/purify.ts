@@ -29,6 +29,7 @@ import { checkpointHooks, findResumePoint } from './checkpointing';
 import { cachedStage, digestOf } from './stageCache';
 import {
   artifactStore,
+  withKeepAlive,
   config as parseConfig,
   loadBackdoorTest,
   loadDataset,
@@ -46,13 +47,13 @@ import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitPlanOut
 const seconds = (t0: number) => (Date.now() - t0) / 1000;
 
 export async function prepareData(input: { config: unknown; cache?: boolean }): Promise<DataRefs> {
-  return nonRetryableOnBadInput(async () => {
+  return withKeepAlive(() => nonRetryableOnBadInput(async () => {
     const cfg = parseConfig(input.config);
     // user files may change under the same path: only generated/evaluation data is cached
     const cacheable = cfg.mode === 'evaluation' && input.cache !== false;
     const dependsOn = { data: cfg.data, attack: cfg.attack, cleanBudget: cfg.cleanBudget, seed: cfg.seed, heldOutFraction: cfg.ntml.heldOutFraction };
     return cachedStage('prepareData', dependsOn, cacheable, () => computePreparedData(cfg));
-  });
+  }));
 }
 
 async function computePreparedData(cfg: PurifyConfig): Promise<DataRefs> {
@@ -119,7 +120,7 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
 
 /** Protection mode with the user's trained model as f_std. */
 export async function importStandardModel(input: { config: unknown; data: DataRefs }): Promise<TrainedModel> {
-  return nonRetryableOnBadInput(async () => {
+  return withKeepAlive(() => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
     const cfg = parseConfig(input.config);
     const spec = cfg.standardModel!;
@@ -134,7 +135,7 @@ export async function importStandardModel(input: { config: unknown; data: DataRe
     const ref = await saveModel(model);
     model.model.dispose();
     return { model: ref, history: [], seconds: seconds(t0), resumedFromEpoch: 0, skippedCheckpoints: [] };
-  });
+  }));
 }
 
 export async function computeNonTargetLabels(input: {
@@ -146,13 +147,13 @@ export async function computeNonTargetLabels(input: {
   const cfg = parseConfig(input.config);
   const { ntLabel, tau, mixEpsilon } = cfg.ntml;
   const dependsOn = { standard: digestOf(input.standard), train: digestOf(input.data.train), ntLabel, tau, mixEpsilon };
-  return cachedStage('nonTargetLabels', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
+  return withKeepAlive(() => cachedStage('nonTargetLabels', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
     const standard = await loadModel(input.standard);
     const targets = await computeNtTargets(standard, await loadDataset(input.data.train), cfg.ntml);
     standard.model.dispose();
     return { labels: await artifactStore().put(encodeNtTargets(targets)), seconds: seconds(t0) };
-  }));
+  })));
 }
 
 export async function trainTeacher(input: { config: unknown; data: DataRefs; standard: ArtifactRef; cache?: boolean }): Promise<TrainedModel> {
@@ -266,7 +267,7 @@ export async function planSplit(input: {
   cache?: boolean;
 }): Promise<SplitPlanOutput> {
   const dependsOn = [input.teacher, input.student, input.standard, input.data.train].map(digestOf);
-  return cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
+  return withKeepAlive(() => cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
     const models = [await loadModel(input.teacher), await loadModel(input.student), await loadModel(input.standard)];
     const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train));
@@ -278,7 +279,7 @@ export async function planSplit(input: {
       keptFraction: plan.keptFraction,
       seconds: seconds(t0),
     };
-  }));
+  })));
 }
 
 export async function splitDistillation(input: {
@@ -312,7 +313,7 @@ export async function splitDistillation(input: {
 }
 
 export async function evaluateModels(input: { data: DataRefs; models: Record<string, ArtifactRef> }): Promise<Record<string, Metrics>> {
-  return nonRetryableOnBadInput(async () => {
+  return withKeepAlive(() => nonRetryableOnBadInput(async () => {
     const test = input.data.test ? await loadDataset(input.data.test) : undefined;
     const backdoor = input.data.backdoorTest ? await loadBackdoorTest(input.data.backdoorTest) : undefined;
     const out: Record<string, Metrics> = {};
@@ -323,5 +324,5 @@ export async function evaluateModels(input: { data: DataRefs; models: Record<str
       Context.current().heartbeat({ stage: 'evaluation', model: name });
     }
     return out;
-  });
+  }));
 }

@@ -40,7 +40,13 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     heartbeatTimeout: (options.heartbeatTimeoutSeconds ?? 120) * 1000,
     retry,
   });
-  const quick = proxyActivities<typeof activities>({ taskQueue, startToCloseTimeout: '1h', retry });
+  // short stages heartbeat every second too, so a lost worker is noticed within the heartbeat timeout
+  const quick = proxyActivities<typeof activities>({
+    taskQueue,
+    startToCloseTimeout: '1h',
+    heartbeatTimeout: (options.heartbeatTimeoutSeconds ?? 120) * 1000,
+    retry,
+  });
 
   const progress: PurifyProgress = { stage: 'prepareData', completed: [], startedAt: new Date().toISOString() };
   setHandler(purifyProgressQuery, () => progress);

@@ -41,7 +41,8 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   }
   const { readSweepCell, writeSweepCell, writeSweepSpec } = proxyActivities<typeof activities>({
     taskQueue: input.options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
-    startToCloseTimeout: '5m',
+    // store bookkeeping takes well under a second; a lost worker is retried after a minute
+    startToCloseTimeout: '1m',
     retry: { maximumAttempts: 10 },
   });
   const state = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };

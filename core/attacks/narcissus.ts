@@ -41,7 +41,7 @@ import type { AttackPlugin } from './attack';
 
 /** The public out-of-distribution set the surrogate learns features from. */
 export const narcissusPoodSchema = z.discriminatedUnion('format', [
-  /** synthetic when the poisoned data set is the generated one (name "synthetic:..."), otherwise Fashion-MNIST at its default location */
+  /** Fashion-MNIST (default location) for real 32x32x3 data, the synthetic set otherwise (see resolvePoodChoice) */
   z.strictObject({ format: z.literal('auto') }),
   /** generated gratings with their own seed and number of classes: a related but different distribution */
   z.strictObject({
@@ -184,6 +184,7 @@ function validateAgainst(config: NarcissusConfig, ds: DatasetShape): void {
 type Engine = typeof import('./narcissusTrigger');
 // A request webpack cannot resolve statically: the Temporal workflow bundle (which includes this
 // file through attack.ts) must not pull in TensorFlow, and workflows never call preparePoison.
+// (webpack reports a "Critical dependency" note at info level; the bundle stays TensorFlow-free.)
 const ENGINE_MODULE = './narcissusTrigger';
 function engine(): Engine {
   return require(ENGINE_MODULE) as Engine;
@@ -196,9 +197,12 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
   configSchema: narcissusConfigSchema,
   validateAgainst,
 
-  preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number): Promise<NarcissusTriggerParameters> {
+  async preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number): Promise<NarcissusTriggerParameters> {
     validateBaseConfig(config, train);
     validateAgainst(config, train);
+    // the cheap checks of poisonTrainingSet first, not after minutes of training
+    checkEligible(eligibleIndices, train.labels.length);
+    narcissusPoisonCount(train, eligibleIndices, config);
     return engine().generateNarcissusTrigger({ train, eligibleIndices, config, seed });
   },
 

@@ -62,10 +62,15 @@ export interface ResolvedPood {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** `auto` -> synthetic for the generated data set (name "synthetic:..."), otherwise Fashion-MNIST. */
+/**
+ * `auto` -> Fashion-MNIST padded to 32x32x3 for real 32x32x3 data (CIFAR-10, GTSRB: attacks.md's
+ * default), otherwise the synthetic set: for the generated data (name "synthetic:...") and for
+ * any other shape (for Fashion-MNIST itself, Fashion-MNIST would not be out of distribution).
+ */
 export function resolvePoodChoice(pood: NarcissusPood, train: ImageDataset): Exclude<NarcissusPood, { format: 'auto' }> {
   if (pood.format !== 'auto') return pood;
-  const format = train.name.startsWith('synthetic') ? 'synthetic' : 'fashionMnist';
+  const rgb32 = train.height === 32 && train.width === 32 && train.channels === 3;
+  const format = rgb32 && !train.name.startsWith('synthetic') ? 'fashionMnist' : 'synthetic';
   return narcissusPoodSchema.parse({ format }) as Exclude<NarcissusPood, { format: 'auto' }>;
 }
 
