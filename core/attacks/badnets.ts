@@ -15,10 +15,9 @@ import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
-  attackTargetLabel,
   baseAttackShape,
   cloneDataset,
-  drawDirtyLabelIndices,
+  poisonDirtyLabel,
   imageBytes,
   validateBaseConfig,
   type DatasetShape,
@@ -67,14 +66,9 @@ export const badnets: AttackPlugin<BadNetsConfig> = {
   poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: BadNetsConfig, seed: number): PoisonResult {
     validateBaseConfig(config, train);
     validateAgainst(config, train);
-    const poisonedIndices = drawDirtyLabelIndices(train, eligibleIndices, config, seed);
-    const dataset = cloneDataset(train, `${train.name}+badnets`);
-    const originalLabels = new Int32Array(poisonedIndices.length);
-    poisonedIndices.forEach((i, k) => {
-      originalLabels[k] = train.labels[i];
-      stampPatch(dataset.images, i, train, config.patchSize);
-      dataset.labels[i] = attackTargetLabel(config, train.labels[i], train.numClasses);
-    });
+    const { dataset, poisonedIndices, originalLabels } = poisonDirtyLabel(train, eligibleIndices, config, seed, (images, i) =>
+      stampPatch(images, i, train, config.patchSize),
+    );
     return {
       dataset,
       poisonedIndices,

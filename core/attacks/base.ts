@@ -153,6 +153,28 @@ export function drawCleanLabelIndices(train: DatasetShape, eligible: Int32Array,
   return drawDistinct(pool, count, new Rng(deriveSeed(config.name, 'poison-indices', seed)));
 }
 
+/**
+ * The common dirty-label case: draw the poison indices, stamp the trigger on a copy of each
+ * drawn image (`stamp(images, index)` edits the copy in place) and relabel it to the target.
+ */
+export function poisonDirtyLabel(
+  train: ImageDataset,
+  eligible: Int32Array,
+  config: BaseAttackConfig,
+  seed: number,
+  stamp: (images: Uint8Array, index: number) => void,
+): Pick<PoisonResult, 'dataset' | 'poisonedIndices' | 'originalLabels'> {
+  const poisonedIndices = drawDirtyLabelIndices(train, eligible, config, seed);
+  const dataset = cloneDataset(train, `${train.name}+${config.name}`);
+  const originalLabels = new Int32Array(poisonedIndices.length);
+  poisonedIndices.forEach((i, k) => {
+    originalLabels[k] = train.labels[i];
+    stamp(dataset.images, i);
+    dataset.labels[i] = attackTargetLabel(config, train.labels[i], train.numClasses);
+  });
+  return { dataset, poisonedIndices, originalLabels };
+}
+
 /** A copy of `ds` (pixels and labels copied) under a new name. */
 export function cloneDataset(ds: ImageDataset, name: string): ImageDataset {
   return { ...ds, name, images: new Uint8Array(ds.images), labels: new Int32Array(ds.labels) };

@@ -16,10 +16,9 @@ import { Rng, deriveSeed } from '../rng';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
-  attackTargetLabel,
   baseAttackShape,
   cloneDataset,
-  drawDirtyLabelIndices,
+  poisonDirtyLabel,
   imageBytes,
   toPixel,
   validateBaseConfig,
@@ -137,14 +136,9 @@ export const blended: AttackPlugin<BlendedConfig> = {
   poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: BlendedConfig, seed: number): PoisonResult {
     validateBaseConfig(config, train);
     const pattern = blendedPattern(config, train);
-    const poisonedIndices = drawDirtyLabelIndices(train, eligibleIndices, config, seed);
-    const dataset = cloneDataset(train, `${train.name}+blended`);
-    const originalLabels = new Int32Array(poisonedIndices.length);
-    poisonedIndices.forEach((i, k) => {
-      originalLabels[k] = train.labels[i];
-      blendInto(dataset.images, i, pattern, config.alpha);
-      dataset.labels[i] = attackTargetLabel(config, train.labels[i], train.numClasses);
-    });
+    const { dataset, poisonedIndices, originalLabels } = poisonDirtyLabel(train, eligibleIndices, config, seed, (images, i) =>
+      blendInto(images, i, pattern, config.alpha),
+    );
     return {
       dataset,
       poisonedIndices,

@@ -33,6 +33,7 @@ import { tf } from '../tf';
 import { Rng, deriveSeed } from '../rng';
 import { imageBytes, type ImageDataset } from '../data/dataset';
 import { initialiseWeights } from '../models/architectures';
+import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
 import { SgdMomentum, trainableVariables } from '../train/sgd';
 import { crossEntropy } from '../train/losses';
@@ -210,30 +211,10 @@ export function meanMaskValue(g: InputAwareGenerators, images: ImageDataset, bat
 
 const MAGIC = 'NTMLIAD1';
 
-interface Saved {
-  modelTopology: object;
-  weightSpecs: io.WeightsManifestEntry[];
-  weightData: ArrayBuffer;
-}
-
-async function save(model: TF.LayersModel): Promise<Saved> {
-  let saved: Saved | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      const data = a.weightData;
-      const weightData = Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : (data as ArrayBuffer);
-      saved = { modelTopology: a.modelTopology as object, weightSpecs: a.weightSpecs ?? [], weightData };
-      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } };
-    }),
-  );
-  if (!saved) throw new Error('tfjs did not hand over the generator artifacts');
-  return saved;
-}
-
 /** One blob: magic, header length, JSON header (both topologies and weight specs), mask weights, pattern weights. */
 export async function encodeInputAwareGenerators(g: InputAwareGenerators): Promise<Uint8Array> {
-  const mask = await save(g.mask);
-  const pattern = await save(g.pattern);
+  const mask = await saveArtifacts(g.mask);
+  const pattern = await saveArtifacts(g.pattern);
   const header = Buffer.from(
     JSON.stringify({
       mask: { modelTopology: mask.modelTopology, weightSpecs: mask.weightSpecs, bytes: mask.weightData.byteLength },

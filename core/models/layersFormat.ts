@@ -20,13 +20,14 @@ export class ModelFormatError extends Error {
   }
 }
 
-interface Artifacts {
+/** A layers model as tfjs hands it to a save handler: topology, weight specs, one weight buffer. */
+export interface Artifacts {
   modelTopology: object;
   weightSpecs: io.WeightsManifestEntry[];
   weightData: ArrayBuffer;
 }
 
-async function saveArtifacts(model: TF.LayersModel): Promise<Artifacts> {
+export async function saveArtifacts(model: TF.LayersModel): Promise<Artifacts> {
   let saved: Artifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (a) => {
