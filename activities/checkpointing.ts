@@ -45,7 +45,8 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
   const fromHeartbeat = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
   const fromRecord = (await store.getRecord<CheckpointEntry[]>(recordKey(stage))) ?? [];
   const candidates = [...fromRecord];
-  if (fromHeartbeat?.checkpoint && !candidates.some((c) => c.checkpoint.sha256 === fromHeartbeat.checkpoint!.sha256)) {
+  // a heartbeat of another stage (or phase) of this activity is not a checkpoint of this one
+  if (fromHeartbeat?.checkpoint && fromHeartbeat.stage === stage && !candidates.some((c) => c.checkpoint.sha256 === fromHeartbeat.checkpoint!.sha256)) {
     candidates.push({ epoch: fromHeartbeat.epoch, checkpoint: fromHeartbeat.checkpoint });
   }
   candidates.sort((a, b) => b.epoch - a.epoch);

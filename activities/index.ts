@@ -1,3 +1,4 @@
 export * from './purify';
 export * from './report';
 export * from './sweep';
+export * from './defense';

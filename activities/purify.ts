@@ -51,7 +51,7 @@ export async function prepareData(input: { config: unknown; cache?: boolean }): 
     const cfg = parseConfig(input.config);
     // user files may change under the same path: only generated/evaluation data is cached
     const cacheable = cfg.mode === 'evaluation' && input.cache !== false;
-    const dependsOn = { data: cfg.data, attack: cfg.attack, cleanBudget: cfg.cleanBudget, seed: cfg.seed, heldOutFraction: cfg.ntml.heldOutFraction };
+    const dependsOn = { data: cfg.data, attack: cfg.attack, cleanBudget: cfg.cleanBudget, cleanReserve: cfg.cleanReserve, seed: cfg.seed, heldOutFraction: cfg.ntml.heldOutFraction };
     return cachedStage('prepareData', dependsOn, cacheable, () => computePreparedData(cfg));
   }));
 }

@@ -12,7 +12,8 @@ import type { ArtifactRef } from '../store';
 
 /** Bump a stage's version whenever its behaviour (and so its output) changes. */
 export const STAGE_VERSIONS = {
-  prepareData: 1,
+  // 2: D_c drawn inside a clean reserve (cleanReserve)
+  prepareData: 2,
   standardTraining: 1,
   importStandardModel: 1,
   nonTargetLabels: 1,
@@ -21,6 +22,7 @@ export const STAGE_VERSIONS = {
   mutualLearning: 1,
   splitPlan: 1,
   splitDistillation: 1,
+  defense: 1,
 } as const;
 export type CachedStage = keyof typeof STAGE_VERSIONS;
 

@@ -32,11 +32,13 @@ const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-'
 export function summaryTable(summary: PurifyOutcome['summary']): string {
   const rows: Array<[string, string, string, string]> = [['model', 'ACC %', 'ASR %', 'RA %']];
   const m = summary.metrics;
-  const add = (label: string, x: { acc: number; asr?: number; ra?: number }) => rows.push([label, pct(x.acc), pct(x.asr), pct(x.ra)]);
+  const add = (label: string, x: { acc: number; asr?: number; ra?: number } | undefined) => {
+    if (x) rows.push([label, pct(x.acc), pct(x.asr), pct(x.ra)]);
+  };
   add('backdoored (standard)', m.standard);
   add('NT student', m.ntStudent);
   add('teacher', m.teacher);
-  add('purified (final)', m.final);
+  add(summary.defense && summary.defense !== 'NT-ML' ? `defended (${summary.defense})` : 'purified (final)', m.final);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)];

@@ -73,6 +73,7 @@ const STAGE_OF_ACTIVITY: Record<string, string> = {
   mutualLearning: 'mutualLearning',
   planSplit: 'splitPlan',
   splitDistillation: 'splitDistillation',
+  runDefense: 'defense',
   evaluateModels: 'evaluation',
   writePurifyReport: 'report',
 };

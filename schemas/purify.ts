@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { attackConfigSchema, knownAttacks } from '../core/attacks/attack';
 import { NtmlConfig, checkImplemented } from '../core/ntml/config';
+import { defenseConfigSchema, defenseNames } from '../core/defenses/configs';
 import { TrainRecipe } from '../core/train/recipe';
 import { ArchitectureName, InputRange } from '../core/models/names';
 
@@ -102,7 +103,14 @@ export const PurifyConfig = z
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
     data: EvaluationData.optional().describe('evaluation mode: clean data to poison'),
     attack: z.unknown().optional().describe('evaluation mode: the attack, e.g. { name: badnets, target: 0, rate: 0.1 }'),
-    cleanBudget: CleanBudget.default(100),
+    cleanBudget: CleanBudget.default(100).describe('the defender\'s clean samples D_c (count or {fraction} of the training split)'),
+    cleanReserve: CleanBudget.default({ fraction: 0.05 }).describe(
+      'evaluation mode: the clean pool kept out of poisoning, from which D_c is drawn; the poisoned training set depends on the reserve, not on the budget, so runs with different budgets share one backdoored model',
+    ),
+    defense: z
+      .unknown()
+      .default({ name: 'ntml' })
+      .describe(`the defense: ${defenseNames.join(', ')} (NT-ML's switches are in \`ntml\`)`),
     trainingSet: DatasetFile.optional().describe('protection mode: the possibly poisoned training set'),
     cleanSet: DatasetFile.optional().describe('protection mode: the small trusted clean set'),
     testSet: DatasetFile.optional().describe('protection mode: optional clean test set for ACC'),
@@ -160,6 +168,19 @@ export const PurifyConfig = z
       forbid('data', 'protection mode takes trainingSet/cleanSet');
       forbid('attack', 'protection mode does not know the trigger');
     }
+    const defense = defenseConfigSchema.safeParse(cfg.defense);
+    if (!defense.success) {
+      const name = (cfg.defense as { name?: unknown } | undefined)?.name;
+      if (!defenseNames.includes(name as never)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['defense', 'name'],
+          message: `unknown defense ${JSON.stringify(name)}; known defenses: ${defenseNames.join(', ')}`,
+        });
+      } else {
+        for (const issue of defense.error.issues) ctx.addIssue({ ...issue, path: ['defense', ...issue.path] } as any);
+      }
+    }
     for (const message of checkImplemented(cfg.ntml)) {
       ctx.addIssue({ code: 'custom', path: ['ntml'], message });
     }
@@ -169,6 +190,7 @@ export const PurifyConfig = z
     return {
       ...cfg,
       attack: cfg.attack === undefined ? undefined : attackConfigSchema.parse(cfg.attack),
+      defense: defenseConfigSchema.parse(cfg.defense),
       model: cfg.model ?? { arch: tierModels[tier] },
       training: TrainRecipe.parse({
         ...tierRecipes[tier],

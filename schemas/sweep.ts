@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
+import { defenseNames, type DefenseName } from '../core/defenses/configs';
 
 const seedRange = z
   .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
@@ -13,12 +14,16 @@ const seedRange = z
 
 export const DefenseSpec = z
   .object({
-    name: z.literal('ntml').describe('only NT-ML is implemented yet; the baselines arrive with their issue'),
-    label: z.string().regex(/^[A-Za-z0-9._=,()-]{1,64}$/).optional().describe('name in tables (default: derived from the switches)'),
+    name: z.enum(defenseNames as [DefenseName, ...DefenseName[]]).describe(`the defense: ${defenseNames.join(', ')}`),
+    label: z.string().regex(/^[A-Za-z0-9._=,()% -]{1,64}$/).optional().describe('name in tables (default: derived from the settings)'),
     // checked as part of each cell's purify config; kept raw here so labels show only what was set
-    ntml: z.record(z.string(), z.unknown()).optional().describe('NT-ML switches of this defense'),
+    ntml: z.record(z.string(), z.unknown()).optional().describe('NT-ML switches of this defense (name: ntml)'),
   })
-  .strict();
+  // a baseline's own settings (e.g. steps, accRatio) sit beside its name, as in a purify config's `defense`
+  .catchall(z.unknown())
+  .superRefine((d, ctx) => {
+    if (d.ntml !== undefined && d.name !== 'ntml') ctx.addIssue({ code: 'custom', path: ['ntml'], message: `NT-ML switches given to defense ${d.name}` });
+  });
 export type DefenseSpec = z.infer<typeof DefenseSpec>;
 
 const nonEmpty = <T extends z.ZodTypeAny>(t: T, what: string) => z.array(t).min(1, `${what}: the grid axis is empty`);
@@ -77,8 +82,15 @@ export function canonical(value: unknown): string {
 
 function defenseLabel(d: DefenseSpec): string {
   if (d.label) return d.label;
-  const switches = Object.entries(d.ntml ?? {}).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`);
-  return switches.length ? `ntml(${switches.join(',')})` : 'ntml';
+  const { name, label: _label, ntml, ...own } = d;
+  const settings = Object.entries(name === 'ntml' ? (ntml ?? {}) : own).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`);
+  return settings.length ? `${name}(${settings.join(',')})` : name;
+}
+
+/** The `defense` (and NT-ML switches) a cell's purify config gets from its defense axis entry. */
+function defenseFields(d: DefenseSpec, base: Record<string, any>): Record<string, unknown> {
+  const { label: _label, ntml, ...defense } = d;
+  return { defense, ntml: { ...(base.ntml ?? {}), ...(ntml ?? {}) } };
 }
 
 const budgetLabel = (b: unknown) => (typeof b === 'object' && b ? `${(b as { fraction: number }).fraction * 100}%` : String(b));
@@ -110,7 +122,7 @@ export function expandSweep(spec: SweepSpec): SweepCell[] {
               ...(model !== undefined ? { model } : {}),
               ...(cleanBudget !== undefined ? { cleanBudget } : {}),
               seed,
-              ntml: { ...(base.ntml ?? {}), ...(defense.ntml ?? {}) },
+              ...defenseFields(defense, base),
             };
             const axes = {
               attack: String((attack as { name?: string } | undefined)?.name ?? 'none'),

@@ -17,7 +17,9 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
   const store = storeFromEnv();
   assert.match(store.location, /^s3:\/\//, 'the e2e test must run against the S3 server');
   const report = JSON.parse(Buffer.from(await store.get(run.outcome.report)).toString('utf8')) as PurifyReport;
-  const { standard, final, ntStudent } = report.metrics;
+  const { standard, final } = report.metrics;
+  const ntStudent = report.metrics.ntStudent!;
+  assert.equal(report.defense, 'NT-ML');
   console.log(
     `measured: standard ACC ${standard.acc.toFixed(1)} ASR ${standard.asr!.toFixed(1)}; NT student ACC ${ntStudent.acc.toFixed(1)} ASR ${ntStudent.asr!.toFixed(1)}; ` +
       `final ACC ${final.acc.toFixed(1)} ASR ${final.asr!.toFixed(1)} RA ${final.ra!.toFixed(1)}; DER ${report.der!.toFixed(1)}; ${run.seconds.toFixed(0)} s`,
@@ -33,7 +35,7 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
   assert.equal(report.split?.estimatedTarget, 0);
 
   // the report's pieces are all stored, verified and consistent
-  for (const ref of [run.outcome.markdown, run.outcome.purifiedModel, report.models.standard, report.models.ntStudent]) {
+  for (const ref of [run.outcome.markdown, run.outcome.purifiedModel, report.models.standard, report.models.ntStudent!]) {
     assert.ok(await store.verify(ref), `${ref.uri} should verify`);
   }
   assert.deepEqual(report.models.final, run.outcome.purifiedModel);

@@ -5,7 +5,8 @@
 import { ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities';
 import { PurifyConfig, formatIssues } from '../schemas/purify';
-import type { PurifyOutcome, PurifyProgress, StageTiming, TrainedModel, EpochRecord } from './types';
+import { defenseDisplayName } from '../core/defenses/configs';
+import type { ArtifactRef, DefenseOutput, ModelMetricsSet, PurifyOutcome, PurifyProgress, StageTiming, TrainedModel, EpochRecord } from './types';
 
 export interface PurifyInput {
   config: unknown;
@@ -29,6 +30,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     throw ApplicationFailure.nonRetryable(`invalid purify config:\n  ${formatIssues(parsed.error).join('\n  ')}`, 'InvalidConfig');
   }
   const cfg = parsed.data;
+  const defenseLabel = defenseDisplayName(cfg.defense);
   const config = input.config;
   const cache = input.options?.cache ?? true;
   const options = input.options ?? {};
@@ -74,47 +76,69 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     : await training.trainStandardModel({ config, data, cache });
   done('standardTraining', standard.seconds, standard);
 
-  begin('nonTargetLabels');
-  const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model, cache });
-  done('nonTargetLabels', labels.seconds, labels);
-
-  let teacher = standard.model;
-  if (cfg.ntml.teacher === 'selfDistilled') {
-    begin('teacherTraining');
-    const t = await training.trainTeacher({ config, data, standard: standard.model, cache });
-    done('teacherTraining', t.seconds, t);
-    teacher = t.model;
-  }
-
-  begin('ntTraining');
-  const ntStudent = await training.trainNonTargetStudent({ config, data, standard: standard.model, labels: labels.labels, cache });
-  done('ntTraining', ntStudent.seconds, ntStudent);
-
-  begin('mutualLearning');
-  const ml = await training.mutualLearning({ config, data, student: ntStudent.model, teacher, cache });
-  done('mutualLearning', ml.seconds, ml);
-
-  let final = ml.model;
+  let final: ArtifactRef;
   let split: { estimatedTarget: number; keptFraction: number } | undefined;
-  if (cfg.ntml.ml === 'split') {
-    begin('splitPlan');
-    const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model, cache });
-    done('splitPlan', plan.seconds, plan);
-    split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
-    begin('splitDistillation');
-    const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept, cache });
-    done('splitDistillation', distilled.seconds, distilled);
-    final = distilled.model;
+  let extraModels: Record<string, ArtifactRef> = {};
+  let defenseDetails: DefenseOutput['details'] | undefined;
+  let selectionRule = `checkpoints of mutual learning and split distillation chosen by accuracy on the held-out ${Math.round(
+    cfg.ntml.heldOutFraction * 100,
+  )}% of the clean set (never the test set); other stages keep their last epoch`;
+  if (cfg.defense.name === 'ntml') {
+    begin('nonTargetLabels');
+    const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model, cache });
+    done('nonTargetLabels', labels.seconds, labels);
+
+    let teacher = standard.model;
+    if (cfg.ntml.teacher === 'selfDistilled') {
+      begin('teacherTraining');
+      const t = await training.trainTeacher({ config, data, standard: standard.model, cache });
+      done('teacherTraining', t.seconds, t);
+      teacher = t.model;
+    }
+
+    begin('ntTraining');
+    const ntStudent = await training.trainNonTargetStudent({ config, data, standard: standard.model, labels: labels.labels, cache });
+    done('ntTraining', ntStudent.seconds, ntStudent);
+
+    begin('mutualLearning');
+    const ml = await training.mutualLearning({ config, data, student: ntStudent.model, teacher, cache });
+    done('mutualLearning', ml.seconds, ml);
+
+    final = ml.model;
+    if (cfg.ntml.ml === 'split') {
+      begin('splitPlan');
+      const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model, cache });
+      done('splitPlan', plan.seconds, plan);
+      split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
+      begin('splitDistillation');
+      const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept, cache });
+      done('splitDistillation', distilled.seconds, distilled);
+      final = distilled.model;
+    }
+    extraModels = { ntStudent: ntStudent.model, teacher: ml.teacher };
+  } else if (cfg.defense.name === 'none') {
+    final = standard.model;
+    selectionRule = 'no defense: the backdoored model is reported as it is';
+  } else {
+    begin('defense');
+    const defended = await training.runDefense({ config, data, backdoored: standard.model, cache });
+    progress.completed.push('defense');
+    stages.push({ stage: `defense (${defended.defense})`, seconds: defended.seconds, cached: defended.cached, resumedFromEpoch: Object.values(defended.resumedFrom)[0] });
+    for (const [phase, h] of Object.entries(defended.history)) histories[`defense:${phase}`] = h;
+    skipped.push(...defended.skippedCheckpoints.map((s) => `defense: ${s}`));
+    final = defended.model;
+    defenseDetails = defended.details;
+    selectionRule = defended.selectionRule;
   }
 
   begin('evaluation');
   const t1 = Date.now();
   const metrics = await quick.evaluateModels({
     data,
-    models: { standard: standard.model, ntStudent: ntStudent.model, teacher: ml.teacher, final },
+    models: { standard: standard.model, ...extraModels, final },
   });
   done('evaluation', (Date.now() - t1) / 1000);
-  const m = { standard: metrics.standard, ntStudent: metrics.ntStudent, teacher: metrics.teacher, final: metrics.final };
+  const m: ModelMetricsSet = { standard: metrics.standard, ntStudent: metrics.ntStudent, teacher: metrics.teacher, final: metrics.final };
   let der: number | undefined;
   if (m.standard.asr !== undefined && m.final.asr !== undefined) {
     const dAsr = Math.max(0, m.standard.asr - m.final.asr) / 100;
@@ -131,18 +155,19 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
       seed: cfg.seed,
       data: data.summary,
       attack: cfg.attack ? JSON.stringify(cfg.attack) : undefined,
+      defense: defenseLabel,
+      defenseConfig: cfg.defense.name === 'ntml' || cfg.defense.name === 'none' ? undefined : { ...cfg.defense },
+      defenseDetails,
       metrics: m,
       der,
       split,
       stages,
       histories,
       skippedCheckpoints: skipped,
-      models: { standard: standard.model, ntStudent: ntStudent.model, final },
-      selectionRule: `checkpoints of mutual learning and split distillation chosen by accuracy on the held-out ${Math.round(
-        cfg.ntml.heldOutFraction * 100,
-      )}% of the clean set (never the test set); other stages keep their last epoch`,
+      models: { standard: standard.model, ntStudent: extraModels.ntStudent, final },
+      selectionRule,
     },
   });
   progress.stage = 'done';
-  return { report: report.report, markdown: report.markdown, purifiedModel: final, summary: { metrics: m, der, split, stages } };
+  return { report: report.report, markdown: report.markdown, purifiedModel: final, summary: { metrics: m, der, split, stages, defense: defenseLabel } };
 }

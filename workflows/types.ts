@@ -32,6 +32,20 @@ export interface MutualLearningOutput extends TrainedModel {
   selectedEpoch: number;
 }
 
+export interface DefenseOutput {
+  model: ArtifactRef;
+  /** the defense's name in reports, e.g. "FP" or "I-BAU (first-order)" */
+  defense: string;
+  history: Record<string, EpochRecord[]>;
+  selectionRule: string;
+  details: Record<string, number | string | boolean | number[]>;
+  /** phases resumed from a checkpoint: phase -> epoch */
+  resumedFrom: Record<string, number>;
+  skippedCheckpoints: string[];
+  seconds: number;
+  cached?: boolean;
+}
+
 export interface SplitPlanOutput {
   kept: ArtifactRef;
   estimatedTarget: number;
@@ -63,22 +77,36 @@ export interface PurifyReport {
   seed: number;
   data: DataSummary;
   attack?: string;
-  metrics: { standard: Metrics; ntStudent: Metrics; teacher: Metrics; final: Metrics };
+  /** the defense's display name ("NT-ML", "FT", "I-BAU (first-order)", "No defense") */
+  defense: string;
+  /** the defense's full config (baselines) */
+  defenseConfig?: Record<string, unknown>;
+  /** NT-ML fills ntStudent and teacher; the baselines only standard and final */
+  metrics: ModelMetricsSet;
   der?: number;
   split?: { estimatedTarget: number; keptFraction: number };
+  /** numbers a baseline reports: pruned neurons, thresholds, selected round */
+  defenseDetails?: Record<string, number | string | boolean | number[]>;
   stages: StageTiming[];
   histories: Record<string, EpochRecord[]>;
   skippedCheckpoints: string[];
-  models: { standard: ArtifactRef; ntStudent: ArtifactRef; final: ArtifactRef };
+  models: { standard: ArtifactRef; ntStudent?: ArtifactRef; final: ArtifactRef };
   selectionRule: string;
   backend: string;
+}
+
+export interface ModelMetricsSet {
+  standard: Metrics;
+  ntStudent?: Metrics;
+  teacher?: Metrics;
+  final: Metrics;
 }
 
 export interface PurifyOutcome {
   report: ArtifactRef;
   markdown: ArtifactRef;
   purifiedModel: ArtifactRef;
-  summary: Pick<PurifyReport, 'metrics' | 'der' | 'split' | 'stages'>;
+  summary: Pick<PurifyReport, 'metrics' | 'der' | 'split' | 'stages' | 'defense'>;
 }
 
 export interface PurifyProgress {

@@ -150,16 +150,34 @@ export function resolveCleanBudget(budget: CleanBudget, n: number): number {
 /**
  * The defender's clean budget D_c, drawn first from the training set, stratified by class.
  * `restIndices` (everything else) is where poisoning then draws from.
+ *
+ * With a `reserve`, a clean pool of max(reserve, budget) images is drawn first and D_c is
+ * drawn inside it; poisoning draws from outside the pool. The poisoned training set then
+ * does not depend on the budget (up to the reserve's size), so defenses run at different
+ * budgets start from the same backdoored model.
  */
 export function drawCleanBudget(
   train: ImageDataset,
   budget: CleanBudget,
   seed: number,
-): { cleanIndices: Int32Array; restIndices: Int32Array } {
+  reserve?: CleanBudget,
+): { cleanIndices: Int32Array; restIndices: Int32Array; reserveSize: number } {
   const n = train.labels.length;
   const count = resolveCleanBudget(budget, n);
-  const cleanIndices = stratifiedIndices(train.labels, train.numClasses, count, deriveSeed(seed, 'cleanBudget'));
-  return { cleanIndices, restIndices: complement(n, cleanIndices) };
+  if (reserve === undefined) {
+    const cleanIndices = stratifiedIndices(train.labels, train.numClasses, count, deriveSeed(seed, 'cleanBudget'));
+    return { cleanIndices, restIndices: complement(n, cleanIndices), reserveSize: count };
+  }
+  let reserveCount: number;
+  try {
+    reserveCount = Math.max(count, resolveCleanBudget(reserve, n));
+  } catch (err) {
+    throw err instanceof SplitError ? new SplitError('cleanReserve', err.message.replace(/^cleanBudget: /, '')) : err;
+  }
+  const pool = stratifiedIndices(train.labels, train.numClasses, reserveCount, deriveSeed(seed, 'cleanReserve'));
+  const cleanIndices =
+    count === reserveCount ? pool : stratifiedIndices(train.labels, train.numClasses, count, deriveSeed(seed, 'cleanBudget'), pool);
+  return { cleanIndices, restIndices: complement(n, pool), reserveSize: reserveCount };
 }
 
 /**

@@ -32,6 +32,8 @@ export interface DataSummary {
   source: string;
   trainSize: number;
   cleanBudget: number;
+  /** evaluation mode: the clean pool outside poisoning that D_c is drawn from */
+  cleanReserve?: number;
   cleanFit: number;
   cleanHeldOut: number;
   testSize: number;
@@ -113,7 +115,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     const attack = cfg.attack as AttackConfig;
     const { train: clean, test, source } = await loadEvaluationData(cfg.data!, cfg.seed);
     validateAttackAgainst(attack, clean);
-    const { cleanIndices, restIndices } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed);
+    const { cleanIndices, restIndices, reserveSize } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
     const plugin = getAttack(attack.name);
     // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
@@ -132,6 +134,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
         source,
         trainSize: clean.labels.length,
         cleanBudget: cleanIndices.length,
+        cleanReserve: reserveSize,
         cleanFit: cleanFit.labels.length,
         cleanHeldOut: cleanHeldOut.labels.length,
         testSize: test.labels.length,

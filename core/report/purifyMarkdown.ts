@@ -4,10 +4,12 @@ import type { PurifyReport, Metrics } from '../../workflows/types';
 const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(1));
 
 export function purifyMarkdown(r: PurifyReport): string {
-  const row = (label: string, m: Metrics) =>
-    `| ${label} | ${pct(m.acc)} | ${pct(m.asr)} | ${pct(m.ra)} | ${pct(m.meanTrueClassProbabilityOnTriggered)} |`;
+  const row = (label: string, m: Metrics | undefined) =>
+    m === undefined
+      ? ''
+      : `| ${label} | ${pct(m.acc)} | ${pct(m.asr)} | ${pct(m.ra)} | ${pct(m.meanTrueClassProbabilityOnTriggered)} |`;
   const lines = [
-    `# NT-ML purification report${r.name ? `: ${r.name}` : ''}`,
+    `# ${r.defense} purification report${r.name ? `: ${r.name}` : ''}`,
     '',
     `- run: \`${r.runId}\` (${r.mode} mode, seed ${r.seed}, backend ${r.backend})`,
     `- data: ${r.data.source}; ${r.data.trainSize} training images (${r.data.poisonedCount} poisoned), clean set ${r.data.cleanBudget} (${r.data.cleanFit} fit + ${r.data.cleanHeldOut} held out), ${r.data.testSize} test images`,
@@ -16,13 +18,18 @@ export function purifyMarkdown(r: PurifyReport): string {
     '| model | ACC % | ASR % | RA % | p(true) on triggered % |',
     '|---|---|---|---|---|',
     row('backdoored (standard training)', r.metrics.standard),
-    row('NT student (after non-target training)', r.metrics.ntStudent),
-    row('teacher (after mutual learning)', r.metrics.teacher),
-    row('**purified student (final)**', r.metrics.final),
+    ...(r.metrics.ntStudent ? [row('NT student (after non-target training)', r.metrics.ntStudent)] : []),
+    ...(r.metrics.teacher ? [row('teacher (after mutual learning)', r.metrics.teacher)] : []),
+    row(r.defense === 'NT-ML' ? '**purified student (final)**' : `**defended by ${r.defense} (final)**`, r.metrics.final),
     '',
     r.der !== undefined ? `DER: **${r.der.toFixed(1)}** (50 = no effect, 100 = backdoor removed at no accuracy cost)` : '',
     r.split
       ? `Split distillation: estimated target class ${r.split.estimatedTarget}, distilled on ${(100 * r.split.keptFraction).toFixed(1)}% of the training inputs.`
+      : '',
+    r.defenseDetails
+      ? `${r.defense} details: ${Object.entries(r.defenseDetails)
+          .map(([k, v]) => `${k} ${Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`)
+          .join(', ')}`
       : '',
     `Selection rule: ${r.selectionRule}`,
     '',

@@ -37,6 +37,8 @@ export interface TrainClassifierOptions {
   diagnostics?: (epoch: number) => Promise<Record<string, number>>;
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
+  /** after every optimiser step, e.g. to re-apply a pruning mask */
+  afterStep?: () => void;
 }
 
 function batchLoss(
@@ -106,6 +108,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
           lr,
         );
         tf.dispose(grads);
+        o.afterStep?.();
         return value;
       },
     });

@@ -28,7 +28,8 @@ async function main() {
   if (files.length === 0) throw new Error(`no test files match ${filters.join(', ')}`);
 
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  const stackDir = path.join(repo, '.ntml', 'test-stack');
+  // one stack per test command, so test runs started side by side do not share servers
+  const stackDir = path.join(repo, '.ntml', `test-stack-${process.pid}`);
   await fs.rm(stackDir, { recursive: true, force: true });
   const t0 = Date.now();
   const stack = await startLocalStack({ dir: stackDir, log: (m) => console.log(`[stack] ${m}`) });
@@ -51,6 +52,7 @@ async function main() {
     child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
   });
   await stack.stop();
+  await fs.rm(stackDir, { recursive: true, force: true }).catch(() => undefined);
   process.exit(code);
 }
 

@@ -1,0 +1,99 @@
+/**
+ * Baseline defenses through the purify workflow on real components: each starts from the
+ * stored backdoored model of the reference run (the standard-training stage is reused, not
+ * retrained), runs as a checkpointed activity, and is evaluated and reported like NT-ML.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, taskQueues, testClient } from './support/temporal';
+import { storeFromEnv } from '../store';
+import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+
+quietRuntime();
+
+/** Every message along a failure's cause chain (workflow -> activity -> application failure). */
+function causeMessages(err: unknown): string {
+  const out: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) out.push(String(e.message));
+  return out.join(' <- ');
+}
+
+async function purifyRun(tag: string, config: Record<string, unknown>): Promise<{ outcome: PurifyOutcome; report: PurifyReport; markdown: string }> {
+  const queues = taskQueues(tag);
+  const workers = await inProcessWorkers(queues);
+  const { client, close } = await testClient();
+  const outcome = await workers
+    .run(async () => {
+      const handle = await client.workflow.start('purify', {
+        taskQueue: queues.orchestration,
+        workflowId: `${tag}-${Date.now()}`,
+        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+      });
+      return (await handle.result()) as PurifyOutcome;
+    })
+    .finally(close);
+  const store = storeFromEnv();
+  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
+  const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
+  return { outcome, report, markdown };
+}
+
+test('defense none: reuses the stored backdoored model and reports it unchanged (DER 50)', { timeout: 600_000 }, async () => {
+  const reference = await referenceRun();
+  const { outcome, report } = await purifyRun('none', ciConfig({ defense: { name: 'none' } }));
+  const reused = report.stages.find((s) => s.stage === 'standardTraining');
+  assert.equal(reused?.cached, true, 'standard training must come from the stage cache');
+  const refReport = JSON.parse(Buffer.from(await storeFromEnv().get(reference.outcome.report)).toString('utf8')) as PurifyReport;
+  assert.equal(outcome.purifiedModel.sha256, refReport.models.standard.sha256);
+  assert.deepEqual(report.metrics.final, report.metrics.standard);
+  assert.equal(report.der, 50);
+  assert.equal(report.defense, 'No defense');
+  assert.equal(report.metrics.ntStudent, undefined);
+});
+
+test('ft through the workflow: starts from the stored model, lowers ASR, reports its rule and rounds', { timeout: 600_000 }, async () => {
+  await referenceRun();
+  // The synthetic ci data is learnt to 100% clean accuracy, so fine-tuning at the spec's
+  // lr 0.01 barely moves the backdoor (measured ASR 100 -> 97); a stated stronger setting
+  // (lr 0.2) tests the mechanics here, the defaults run in bench/.
+  const { report, markdown } = await purifyRun('ft', ciConfig({ defense: { name: 'ft', steps: 120, rounds: 4, learningRate: 0.2 } }));
+  assert.equal(report.stages.find((s) => s.stage === 'standardTraining')?.cached, true);
+  assert.deepEqual(
+    report.stages.map((s) => s.stage),
+    ['prepareData', 'standardTraining', 'defense (FT)', 'evaluation'],
+  );
+  assert.equal(report.histories['defense:fineTune'].length, 4);
+  assert.match(report.selectionRule, /held-out/);
+  const { standard, final } = report.metrics;
+  console.log(`ft: ACC ${standard.acc.toFixed(1)} -> ${final.acc.toFixed(1)}, ASR ${standard.asr!.toFixed(1)} -> ${final.asr!.toFixed(1)}, DER ${report.der!.toFixed(1)}`);
+  assert.ok(final.asr! < standard.asr! - 5, `FT should lower ASR by > 5 points (${standard.asr} -> ${final.asr})`);
+  assert.ok(final.acc >= standard.acc - 10, `FT should keep ACC within 10 points (${standard.acc} -> ${final.acc})`);
+  assert.match(markdown, /^# FT purification report/);
+  assert.match(markdown, /defended by FT \(final\)/);
+});
+
+test('a smaller clean budget draws inside the reserve: the same backdoored model is reused', { timeout: 600_000 }, async () => {
+  const reference = await referenceRun();
+  const refReport = JSON.parse(Buffer.from(await storeFromEnv().get(reference.outcome.report)).toString('utf8')) as PurifyReport;
+  const { report } = await purifyRun('budget', ciConfig({ cleanBudget: 40, defense: { name: 'none' } }));
+  assert.equal(report.data.cleanBudget, 40);
+  assert.equal(report.data.cleanReserve, 100);
+  assert.equal(report.models.standard.sha256, refReport.models.standard.sha256);
+});
+
+test('a clean budget larger than the training split, or zero, fails with the field named', { timeout: 120_000 }, async () => {
+  await assert.rejects(
+    purifyRun('toolarge', ciConfig({ cleanBudget: 5000, defense: { name: 'ft' } })),
+    (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError);
+      assert.match(causeMessages(err), /cleanBudget: 5000 images requested but the training set has only 2000/);
+      return true;
+    },
+  );
+  await assert.rejects(purifyRun('zero', ciConfig({ cleanBudget: 0, defense: { name: 'ft' } })), (err: unknown) => {
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.match(causeMessages(err), /cleanBudget: .*(at least 1|>=1|too small)/i);
+    return true;
+  });
+});

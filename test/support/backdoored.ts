@@ -1,0 +1,64 @@
+/**
+ * A BadNets-backdoored tinyCnn on the ci-tier synthetic data, trained once per test run
+ * and shared by the defense tests through a fixture file (the data is re-derived: it is a
+ * deterministic function of the config and seed).
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { parsePurifyConfig } from '../../schemas/purify';
+import { prepareData, type PreparedData } from '../../core/experiment/prepareData';
+import { createClassifier, decodeClassifier, encodeClassifier } from '../../core/models/layersFormat';
+import type { Classifier } from '../../core/models/classifier';
+import { evaluateClassifier, type ModelMetrics } from '../../core/experiment/evaluate';
+import { trainStandard } from '../../core/ntml/stages';
+import { deriveSeed } from '../../core/rng';
+import { repoRoot } from './temporal';
+
+export const backdooredConfig = {
+  mode: 'evaluation',
+  tier: 'ci',
+  seed: 1,
+  data: { format: 'synthetic', trainSize: 2000, testSize: 1000 },
+  attack: { name: 'badnets', target: 0, rate: 0.1 },
+  cleanBudget: 100,
+} as const;
+
+export interface BackdooredFixture {
+  data: PreparedData;
+  /** a fresh copy of the backdoored model, the caller's to change and dispose */
+  model(): Promise<Classifier>;
+  /** ACC/ASR/RA of the backdoored model on the test sets */
+  before: ModelMetrics;
+}
+
+let cached: Promise<BackdooredFixture> | undefined;
+
+export function backdooredFixture(): Promise<BackdooredFixture> {
+  cached ??= build();
+  return cached;
+}
+
+async function build(): Promise<BackdooredFixture> {
+  const cfg = parsePurifyConfig(backdooredConfig);
+  const data = await prepareData(cfg);
+  const dir = process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
+  const tag = createHash('sha256').update(JSON.stringify(backdooredConfig)).digest('hex').slice(0, 12);
+  const file = path.join(dir, `backdoored-${tag}.ntmodel`);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await fs.readFile(file));
+  } catch {
+    const model = createClassifier('tinyCnn', data.train, data.train.numClasses, deriveSeed(cfg.seed, 'init:standard'));
+    await trainStandard(model, data.train, cfg.training, cfg.seed);
+    bytes = await encodeClassifier(model);
+    model.model.dispose();
+    await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(file + '.tmp', bytes);
+    await fs.rename(file + '.tmp', file);
+  }
+  const probe = await decodeClassifier(bytes, file);
+  const before = await evaluateClassifier(probe, data.test, data.backdoorTest);
+  probe.model.dispose();
+  return { data, before, model: () => decodeClassifier(bytes, file) };
+}
