@@ -28,7 +28,7 @@ function spec(name: string, overrides: Partial<SweepSpecInput> = {}): SweepSpecI
     },
     grid: {
       attack: [{ name: 'badnets', target: 0 }, { name: 'badnets', target: 3 }],
-      defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }],
+      defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }],
       seed: [1, 2],
     },
     concurrency: 2,
@@ -86,6 +86,10 @@ test('a 2x2x2 grid completes, shares standard training, holds the cap, and a re-
     const trained = group.filter((r) => r.stages!.find((s) => s.stage === 'standardTraining')!.cached !== true);
     assert.equal(trained.length, 1, `standard training of ${key} ran ${trained.length} times`);
   }
+  // baseline cells ran the defense stage on the shared backdoored model
+  const ftCells = records.filter((r) => r.axes.defense.startsWith('ft'));
+  assert.equal(ftCells.length, 4);
+  assert.ok(ftCells.every((r) => r.stages!.some((s) => s.stage === 'defense (FT)')));
   // the cap held at all times
   const overlap = maxOverlap(records);
   console.log(`max concurrent cells: ${overlap} (cap 2)`);

@@ -38,7 +38,7 @@ test('prepareData (evaluation): D_c is drawn first, stays clean, and is split in
   const prepared = await prepareData(cfg);
   // the clean data and the clean budget, recomputed the documented way
   const { train: clean, test } = generateSyntheticSplits({ ...cfg.data!, format: undefined, seed: deriveSeed(3, 'synthetic') } as never);
-  const { cleanIndices } = drawCleanBudget(clean, 30, 3);
+  const { cleanIndices } = drawCleanBudget(clean, 30, 3, cfg.cleanReserve);
   const poisoned = prepared.poison!.poisonedIndices;
 
   assert.equal(prepared.summary.cleanBudget, 30);

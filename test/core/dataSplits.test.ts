@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ImageDataset } from '../../core/data/dataset';
 import { SplitError, drawCleanBudget, splitHeldOut, stratifiedIndices, stratifiedSubset } from '../../core/data/splits';
+import { generateSyntheticDataset } from '../../core/data/synthetic';
 
 /** Images are 1x2x1 and hold their own record index (big-endian), so subsets can be traced. */
 function labelled(labels: number[], numClasses = 10): ImageDataset {
@@ -116,4 +117,24 @@ test('stratified subset keeps class proportions and original order', () => {
   const idx = stratifiedIndices(ds.labels, 10, 40, 1, pool);
   assert.equal(idx.length, 40);
   assert.ok(Array.from(idx).every((i) => i % 2 === 1 && i < 600));
+});
+
+test('drawCleanBudget with a reserve: D_c lies inside the reserve and the rest does not depend on the budget', () => {
+  const ds = generateSyntheticDataset({ size: 2000, numClasses: 10, height: 8, width: 8, channels: 1, seed: 4 });
+  const reserve = { fraction: 0.05 };
+  const small = drawCleanBudget(ds, 40, 9, reserve);
+  const full = drawCleanBudget(ds, 100, 9, reserve);
+  assert.equal(small.reserveSize, 100);
+  assert.equal(full.reserveSize, 100);
+  assert.deepEqual(Array.from(small.restIndices), Array.from(full.restIndices), 'poisoning draws from the same rest');
+  assert.equal(small.restIndices.length, 1900);
+  const pool = new Set(full.cleanIndices);
+  assert.equal(small.cleanIndices.length, 40);
+  assert.ok(small.cleanIndices.every((i) => pool.has(i)), 'D_c drawn inside the reserve');
+  const perClass = new Array(10).fill(0);
+  for (const i of small.cleanIndices) perClass[ds.labels[i]]++;
+  assert.ok(perClass.every((c) => c === 4), `stratified: ${perClass}`);
+  // a budget above the reserve grows the pool; a bad reserve names its own field
+  assert.equal(drawCleanBudget(ds, 300, 9, reserve).reserveSize, 300);
+  assert.throws(() => drawCleanBudget(ds, 40, 9, { fraction: 0 }), /cleanReserve: /);
 });
