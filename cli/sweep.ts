@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { flag, stringOption, type CommandSpec, type ParsedArgs } from './args';
-import { readConfigFile } from './config';
+import { readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
 import type { Io } from './purify';
@@ -65,8 +65,16 @@ const info = (io: Io, line: string) => io.stderr.write(`${line}\n`);
 
 function loadSpec(file: string) {
   try {
-    const spec = parseSweepSpec(readConfigFile(file), file);
-    return { raw: readConfigFile(file), spec, cells: expandSweep(spec) };
+    const raw = readConfigFile(file) as Record<string, unknown>;
+    // `data: {format: auto}` in the base resolves once, here, so every cell (and a resume) sees the same data
+    let dataChoice: string | undefined;
+    if (raw && typeof raw === 'object' && raw.base && typeof raw.base === 'object') {
+      const sub = substituteAutoData(raw.base as Record<string, unknown>, process.env, `${file}: base`);
+      raw.base = sub.raw;
+      dataChoice = sub.choice;
+    }
+    const spec = parseSweepSpec(raw, file);
+    return { raw, spec, cells: expandSweep(spec), dataChoice };
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
@@ -91,7 +99,8 @@ function progressLine(p: SweepProgress): string {
 export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
   const file = stringOption(args, 'spec');
   if (!file) throw new UsageError('missing --spec FILE (a sweep spec, e.g. examples/sweep.yaml)');
-  const { raw, spec, cells } = loadSpec(file);
+  const { raw, spec, cells, dataChoice } = loadSpec(file);
+  if (dataChoice) info(io, `data: ${dataChoice}`);
   info(io, `sweep ${spec.name}: ${cells.length} cells, at most ${spec.concurrency} at once`);
   const detach = flag(args, 'detach');
   const { client, embedded } = await connect(io, stringOption(args, 'address'));
