@@ -21,6 +21,9 @@ import {
   trainStandard,
 } from '../core/ntml/stages';
 import { accuracy, attackSuccessRate } from '../core/metrics';
+import { trainInputAwareBackdoor } from '../core/attacks/inputAwareTraining';
+import type { InputAwareConfig } from '../core/attacks/inputAware';
+import { buildBackdoorTestSet } from '../core/attacks/testSet';
 import { predictLabels } from '../core/models/classifier';
 import type { EpochLoopResult } from '../core/train/epochLoop';
 import type { TrainingCheckpoint } from '../core/train/checkpoint';
@@ -68,6 +71,13 @@ async function computePreparedData(cfg: PurifyConfig): Promise<DataRefs> {
       backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
       summary: data.summary,
     };
+    if (data.trainingControlled) {
+      refs.attackTraining = {
+        attack: data.trainingControlled.attack.name,
+        eligibleIndices: await saveJson(data.trainingControlled.eligibleIndices),
+        attackSeed: data.trainingControlled.attackSeed,
+      };
+    }
     if (data.poison) {
       refs.poison = {
         attack: data.poison.attack,
@@ -103,9 +113,17 @@ async function checkpointed(
 export async function trainStandardModel(input: { config: unknown; data: DataRefs; cache?: boolean }): Promise<TrainedModel> {
   return nonRetryableOnBadInput(async () => {
     const cfg = parseConfig(input.config);
-    const dependsOn = { train: digestOf(input.data.train), model: cfg.model, training: cfg.training, seed: cfg.seed };
+    const attackTraining = input.data.attackTraining;
+    const dependsOn = {
+      train: digestOf(input.data.train),
+      model: cfg.model,
+      training: cfg.training,
+      seed: cfg.seed,
+      ...(attackTraining ? { attack: cfg.attack, eligible: digestOf(attackTraining.eligibleIndices), test: digestOf(input.data.test) } : {}),
+    };
     // a user architecture is read from a path whose content may change: not cached
     return cachedStage('standardTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, async () => {
+    if (attackTraining) return trainInputAwareStandard(cfg, input.data, attackTraining);
     const train = await loadDataset(input.data.train);
     const model = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:standard'));
     const out = await checkpointed('standard', cfg.training.epochs, (control) =>
@@ -116,6 +134,69 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
     return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
     });
   });
+}
+
+/**
+ * Input-Aware: the attacker's own training run is the standard training. It trains the
+ * classifier with the mask and pattern generators, materialises the poisoned training set
+ * from the trained generators, and builds the triggered test set; the rest of the pipeline
+ * works on those as on any poisoned data. No per-epoch checkpoints (the generators' optimiser
+ * state is not checkpointed): a retried attempt trains again from the start.
+ */
+async function trainInputAwareStandard(
+  cfg: PurifyConfig,
+  data: DataRefs,
+  attackTraining: NonNullable<DataRefs['attackTraining']>,
+): Promise<TrainedModel> {
+  const t0 = Date.now();
+  const train = await loadDataset(data.train);
+  const eligibleIndices = Int32Array.from(await loadJson<number[]>(attackTraining.eligibleIndices));
+  const classifier = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:standard'));
+  const ctx = Context.current();
+  const attack = cfg.attack as InputAwareConfig;
+  const result = await trainInputAwareBackdoor({
+    train,
+    eligibleIndices,
+    config: attack,
+    classifier,
+    recipe: cfg.training,
+    seed: attackTraining.attackSeed,
+    hooks: {
+      signal: ctx.cancellationSignal,
+      onBatch: (phase, epoch, batch, batches) => ctx.heartbeat({ stage: `inputaware-${phase}`, epoch, batch: batch + 1, batches }),
+      onEpochEnd: (phase, record) => ctx.heartbeat({ stage: `inputaware-${phase}`, epoch: record.epoch, loss: record.loss }),
+    },
+  });
+  const test = data.test ? await loadDataset(data.test) : undefined;
+  const backdoorTest = test ? buildBackdoorTestSet(test, attack, attackTraining.attackSeed, result.triggerParameters) : undefined;
+  const poisoned = result.poisoned;
+  const generators = await artifactStore().put(result.encodedGenerators);
+  const refs: DataRefs = {
+    ...data,
+    train: await saveDataset(poisoned.dataset),
+    backdoorTest: backdoorTest ? await saveBackdoorTest(backdoorTest) : undefined,
+    attackTraining: undefined,
+    poison: {
+      attack: poisoned.record.attack,
+      poisonedCount: poisoned.record.poisonedCount,
+      poisonedIndices: await saveJson(Array.from(poisoned.poisonedIndices)),
+      triggerParameters: { ...poisoned.record.triggerParameters, generators: generators.uri, generatorsSha256: generators.sha256 },
+    },
+    summary: { ...data.summary, poisonedCount: poisoned.record.poisonedCount, backdoorTestSize: backdoorTest?.images.labels.length ?? 0 },
+  };
+  const model = await saveModel(classifier);
+  classifier.model.dispose();
+  result.generators.mask.dispose();
+  result.generators.pattern.dispose();
+  return {
+    model,
+    // the classifier's epochs (the mask generator's own phase precedes them)
+    history: result.history,
+    seconds: seconds(t0),
+    resumedFromEpoch: 0,
+    skippedCheckpoints: [],
+    data: refs,
+  };
 }
 
 /** Protection mode with the user's trained model as f_std. */

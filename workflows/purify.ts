@@ -67,7 +67,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
 
   begin('prepareData');
   const t0 = Date.now();
-  const data = await quick.prepareData({ config, cache });
+  let data = await quick.prepareData({ config, cache });
   done('prepareData', (Date.now() - t0) / 1000, data);
 
   begin('standardTraining');
@@ -75,6 +75,8 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     ? await quick.importStandardModel({ config, data })
     : await training.trainStandardModel({ config, data, cache });
   done('standardTraining', standard.seconds, standard);
+  // a training-controlled attack (Input-Aware) poisoned the data during its own training run
+  if (standard.data) data = standard.data;
 
   let final: ArtifactRef;
   let split: { estimatedTarget: number; keptFraction: number } | undefined;

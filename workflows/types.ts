@@ -13,6 +13,8 @@ export interface DataRefs {
   backdoorTest?: ArtifactRef;
   /** poisoning record (indices stored as an artifact) */
   poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
+  /** a training-controlled attack (Input-Aware) still to run: standard training is the attacker's run */
+  attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };
   summary: DataSummary;
   cached?: boolean;
 }
@@ -25,6 +27,11 @@ export interface TrainedModel {
   skippedCheckpoints: string[];
   /** true when the stage's output came from the stage cache */
   cached?: boolean;
+  /**
+   * A training-controlled attack's run returns the data the rest of the pipeline uses: the
+   * poisoned training set it materialised, the triggered test set and the poison record.
+   */
+  data?: DataRefs;
 }
 
 export interface MutualLearningOutput extends TrainedModel {

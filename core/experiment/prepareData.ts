@@ -25,6 +25,11 @@ export interface PreparedData {
   test?: ImageDataset;
   backdoorTest?: BackdoorTestSet;
   poison?: PoisonRecord & { poisonedIndices: number[] };
+  /**
+   * Training-controlled attacks (Input-Aware): nothing is poisoned here; the attacker's
+   * training run (the standard-training stage) poisons these indices as it trains.
+   */
+  trainingControlled?: { attack: AttackConfig; eligibleIndices: number[]; attackSeed: number };
   summary: DataSummary;
 }
 
@@ -118,6 +123,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     const { cleanIndices, restIndices, reserveSize } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
     const plugin = getAttack(attack.name);
+    if (plugin.kind === 'training-controlled') return trainingControlledData(cfg, clean, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
     // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
     const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed) : undefined;
     const poisoned = plugin.poisonTrainingSet(clean, restIndices, attack, attackSeed, learned);
@@ -175,6 +181,41 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
       poisonedCount: 0,
       shape: [train.height, train.width, train.channels],
       numClasses: train.numClasses,
+    },
+  };
+}
+
+/** The clean data as it is, with the indices the attacker's training run may poison. */
+function trainingControlledData(
+  cfg: PurifyConfig,
+  clean: ImageDataset,
+  test: ImageDataset,
+  source: string,
+  cleanIndices: Int32Array,
+  restIndices: Int32Array,
+  reserveSize: number,
+  attackSeed: number,
+): PreparedData {
+  const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, cfg.ntml.heldOutFraction, cfg.seed);
+  return {
+    train: clean,
+    cleanFit,
+    cleanHeldOut,
+    test,
+    trainingControlled: { attack: cfg.attack as AttackConfig, eligibleIndices: Array.from(restIndices), attackSeed },
+    summary: {
+      source,
+      trainSize: clean.labels.length,
+      cleanBudget: cleanIndices.length,
+      cleanReserve: reserveSize,
+      cleanFit: cleanFit.labels.length,
+      cleanHeldOut: cleanHeldOut.labels.length,
+      testSize: test.labels.length,
+      // known once the attacker's training run has materialised its poisoned set
+      backdoorTestSize: 0,
+      poisonedCount: 0,
+      shape: [clean.height, clean.width, clean.channels],
+      numClasses: clean.numClasses,
     },
   };
 }
