@@ -97,3 +97,36 @@ test('a clean budget larger than the training split, or zero, fails with the fie
     return true;
   });
 });
+
+/**
+ * Each remaining baseline end to end, at a reduced CI budget (the core tests under
+ * test/core/defenses state what each does at the spec's defaults on this data). The
+ * threshold is the issue's: ASR below the undefended model's, ACC within a stated bound.
+ */
+const baselines: Array<{ defense: Record<string, unknown>; label: string; phases: string[]; minAsrDrop: number; maxAccDrop: number }> = [
+  // measured (seed 1): FP ASR 100 -> 65.7, ACC 99.9 -> 100; NAD ASR 100 -> 69.7, ACC 99.9 -> 99.8
+  { defense: { name: 'fp', fineTune: { steps: 60, rounds: 2 } }, label: 'FP', phases: ['fineTune'], minAsrDrop: 15, maxAccDrop: 5 },
+  {
+    defense: { name: 'nad', learningRate: 0.2, stepsPerEpoch: 5, teacherEpochs: 5, epochs: 5 },
+    label: 'NAD',
+    phases: ['teacher', 'student'],
+    minAsrDrop: 15,
+    maxAccDrop: 5,
+  },
+];
+
+for (const b of baselines) {
+  test(`${b.label} through the workflow: lowers ASR by > ${b.minAsrDrop} points, ACC within ${b.maxAccDrop}`, { timeout: 600_000 }, async () => {
+    await referenceRun();
+    const { report } = await purifyRun(String(b.defense.name), ciConfig({ defense: b.defense }));
+    assert.equal(report.stages.find((s) => s.stage === 'standardTraining')?.cached, true, 'starts from the stored backdoored model');
+    assert.ok(report.stages.some((s) => s.stage === `defense (${b.label})`));
+    for (const phase of b.phases) assert.ok(report.histories[`defense:${phase}`]?.length > 0, `history of phase ${phase}`);
+    assert.ok(report.selectionRule.length > 20, 'the report states the selection rule');
+    assert.ok(report.defenseDetails && Object.keys(report.defenseDetails).length > 0);
+    const { standard, final } = report.metrics;
+    console.log(`${b.label}: ACC ${standard.acc.toFixed(1)} -> ${final.acc.toFixed(1)}, ASR ${standard.asr!.toFixed(1)} -> ${final.asr!.toFixed(1)}, DER ${report.der!.toFixed(1)}`);
+    assert.ok(final.asr! < standard.asr! - b.minAsrDrop, `${b.label} should lower ASR by > ${b.minAsrDrop} (${standard.asr} -> ${final.asr})`);
+    assert.ok(final.acc >= standard.acc - b.maxAccDrop, `${b.label} should keep ACC within ${b.maxAccDrop} (${standard.acc} -> ${final.acc})`);
+  });
+}

@@ -59,5 +59,5 @@ export interface DefensePlugin<C extends BaselineDefenseConfig = BaselineDefense
 
 /** A context for calling defenses outside Temporal: no checkpoints. */
 export function plainContext(o: Omit<DefenseContext, 'phase'> & Partial<Pick<DefenseContext, 'phase'>>): DefenseContext {
-  return { phase: async () => ({}), ...o };
+  return { ...o, phase: o.phase ?? (async () => ({})) };
 }

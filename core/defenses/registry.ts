@@ -2,8 +2,10 @@
 import { defenseConfigSchema, type BaselineDefenseConfig, type DefenseConfig } from './configs';
 import type { DefensePlugin } from './defense';
 import { ft } from './ft';
+import { fp } from './fp';
+import { nad } from './nad';
 
-const BUILTIN_DEFENSES: DefensePlugin<any>[] = [ft];
+const BUILTIN_DEFENSES: DefensePlugin<any>[] = [ft, fp, nad];
 
 const registry = new Map<string, DefensePlugin<any>>(BUILTIN_DEFENSES.map((p) => [p.name, p]));
 
