@@ -129,12 +129,12 @@ export const ibauDefenseSchema = z
     innerSteps: z.number().int().min(1).default(5).describe('ascent steps of the universal perturbation per round, one batch each'),
     innerLearningRate: lr
       .default(10)
-      .describe('SGD step size of the universal perturbation (delta in units of the input range; the authors use 10)'),
+      .describe('SGD step size of the universal perturbation (delta in standardised-input units, range/4; the authors use 10)'),
     perturbationRadius: z
       .number()
       .positive()
       .default(10)
-      .describe('L2 radius delta is projected on after the inner steps (input-range units; the authors use 10)'),
+      .describe('L2 radius delta is projected on after the inner steps (standardised-input units, range/4; the authors use 10)'),
     fixedPointStepSize: z
       .number()
       .positive()

@@ -4,8 +4,10 @@ import type { DefensePlugin } from './defense';
 import { ft } from './ft';
 import { fp } from './fp';
 import { nad } from './nad';
+import { anp } from './anp';
+import { ibau } from './ibau';
 
-const BUILTIN_DEFENSES: DefensePlugin<any>[] = [ft, fp, nad];
+const BUILTIN_DEFENSES: DefensePlugin<any>[] = [ft, fp, nad, anp, ibau];
 
 const registry = new Map<string, DefensePlugin<any>>(BUILTIN_DEFENSES.map((p) => [p.name, p]));
 

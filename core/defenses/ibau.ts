@@ -1,0 +1,323 @@
+/**
+ * I-BAU: Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022).
+ *
+ * Minimax unlearning on the clean budget. Each round:
+ *  - inner maximisation: a universal perturbation delta (one image, added to every clean
+ *    sample) ascends CE(f(x + delta), y) - penalty * ||delta||^2, i.e. gradient descent on
+ *    L_in(delta, theta) = penalty * ||delta||^2 - CE; it is then projected on an L2 ball;
+ *  - outer minimisation: Adam steps on the model to minimise L_out = CE(f(x + delta*), y),
+ *    with the implicit hypergradient that accounts for delta* moving with theta.
+ *
+ * delta* is the fixed point of the gradient-descent map Phi(delta, theta) = delta - eta *
+ * grad_delta L_in, so by the implicit function theorem
+ *   dL_out/dtheta = d_theta L_out + (d_theta Phi)^T v,   v = (I - d_delta Phi^T)^-1 d_delta L_out,
+ * with v approximated by K fixed-point iterations v <- d_delta Phi^T v + d_delta L_out
+ * from v = 0 (d_delta Phi = I - eta * H, H the Hessian of L_in in delta) and
+ * (d_theta Phi)^T v = -eta * grad_theta <grad_delta L_in, v>.
+ *
+ * tfjs has no second derivatives of the conv/pooling backprop ops, so both second-order
+ * products are central finite differences of first-order gradients along v:
+ *   H v ~ ||v|| (g_delta(delta + t u) - g_delta(delta - t u)) / 2t,  u = v / ||v||
+ *   grad_theta <grad_delta L_in, v> ~ ||v|| (g_theta(delta + t u) - g_theta(delta - t u)) / 2t
+ * (the second is the derivative of g_theta along v, by the symmetry of mixed partials).
+ * t moves every pixel by 1e-3 of the input range (RMS): large against float32 rounding of
+ * the gradients (relative error ~1e-7 / 1e-3), small enough that few ReLUs change state.
+ *
+ * delta is measured in standardised-input units, a quarter of the input range: the authors
+ * work on per-channel standardised CIFAR-10 (std ~0.25 of the [0, 1] range), so their
+ * constants (inner step 10, L2 radius 10, penalty 0.001, eta 0.1) keep their meaning for
+ * every input encoding; x + delta is clipped to the valid range. BN runs in inference mode: its moving statistics are frozen (a
+ * training-mode forward would update them with perturbed data on every finite difference);
+ * gamma and beta are trained like every other weight.
+ */
+import type * as TF from '@tensorflow/tfjs-node';
+import { tf } from '../tf';
+import { deriveSeed, Rng } from '../rng';
+import type { Classifier, InputRange } from '../models/classifier';
+import { predictLabels } from '../models/classifier';
+import { accuracy } from '../metrics';
+import type { ImageDataset } from '../data/dataset';
+import { Adam } from '../train/adam';
+import { modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
+import { TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
+import { crossEntropy } from '../train/losses';
+import { trainableVariables } from '../train/sgd';
+import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
+import type { DefensePlugin, PhaseControl } from './defense';
+import { batchTensors, passBatches } from './batches';
+
+/** Input-range width per unit of delta (see the file comment). */
+export const DELTA_UNIT = 0.25;
+
+/** RMS per-pixel finite-difference step in delta units: 1e-3 of the input range (see the file comment). */
+export const FD_RMS_STEP = 1e-3 / DELTA_UNIT;
+
+export function inputBounds(range: InputRange): { low: number; high: number } {
+  switch (range) {
+    case '0-1':
+      return { low: 0, high: 1 };
+    case '0-255':
+      return { low: 0, high: 255 };
+    case '-1-1':
+      return { low: -1, high: 1 };
+  }
+}
+
+/** One batch of the unlearning problem: the model as a function of its variables, and the data. */
+export interface UnlearningBatch {
+  /** logits; must not update any state (inference-mode BN) */
+  forward: (x: TF.Tensor4D) => TF.Tensor2D;
+  /** theta: the variables the outer problem trains */
+  vars: TF.Variable[];
+  x: TF.Tensor4D;
+  y: TF.Tensor1D;
+  range: InputRange;
+  /** weight of ||delta||^2 in L_in */
+  penalty: number;
+}
+
+export function perturbed(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor4D {
+  const { low, high } = inputBounds(p.range);
+  return tf.clipByValue(tf.add(p.x, tf.mul(delta, DELTA_UNIT * (high - low))), low, high) as TF.Tensor4D;
+}
+
+/** L_in(delta, theta) = penalty * ||delta||^2 - CE(f(x + delta), y): minimised by the inner problem. */
+export function innerLoss(p: UnlearningBatch, delta: TF.Tensor): TF.Scalar {
+  return tf.tidy(() => tf.sub(tf.mul(p.penalty, tf.sum(tf.square(delta))), crossEntropy(p.forward(perturbed(p, delta)), p.y)) as TF.Scalar);
+}
+
+/** L_out(delta, theta) = CE(f(x + delta), y). */
+export function outerLoss(p: UnlearningBatch, delta: TF.Tensor): TF.Scalar {
+  return tf.tidy(() => crossEntropy(p.forward(perturbed(p, delta)), p.y));
+}
+
+export function innerGradDelta(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor {
+  return tf.grad((d: TF.Tensor) => innerLoss(p, d))(delta);
+}
+
+export function innerGradTheta(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor[] {
+  const { value, grads } = tf.variableGrads(() => innerLoss(p, delta), p.vars);
+  value.dispose();
+  return p.vars.map((v) => grads[v.name]);
+}
+
+/**
+ * Derivative of `grad` along `direction` at `point` by central differences with an L2 step
+ * of `step` along the unit direction, scaled back by ||direction|| (a zero direction gives
+ * zeros). Returns new tensors; disposes its intermediates.
+ */
+export function centralDifference(
+  grad: (point: TF.Tensor) => TF.Tensor[],
+  point: TF.Tensor,
+  direction: TF.Tensor,
+  step: number,
+): TF.Tensor[] {
+  return tf.tidy(() => {
+    const norm = tf.norm(direction);
+    const u = tf.div(direction, tf.maximum(norm, 1e-30));
+    const plus = grad(tf.add(point, tf.mul(u, step)));
+    const minus = grad(tf.sub(point, tf.mul(u, step)));
+    const scale = tf.div(norm, 2 * step);
+    return plus.map((g, i) => tf.mul(tf.sub(g, minus[i]), scale));
+  });
+}
+
+/** The finite-difference step for a perturbation of `size` elements. */
+export function finiteDifferenceStep(size: number): number {
+  return FD_RMS_STEP * Math.sqrt(size);
+}
+
+/** H v: the Hessian of L_in in delta times v. */
+export function innerHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor {
+  return centralDifference((d) => [innerGradDelta(p, d)], delta, v, step)[0];
+}
+
+/** grad_theta <grad_delta L_in, v>: the mixed second derivative of L_in applied to v. */
+export function innerMixedProduct(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor[] {
+  return centralDifference((d) => innerGradTheta(p, d), delta, v, step);
+}
+
+export interface Hypergradient {
+  /** L_out at delta */
+  loss: TF.Scalar;
+  /** dL_out/dtheta, one tensor per variable */
+  grads: TF.Tensor[];
+}
+
+/**
+ * The hypergradient of L_out in theta at the inner solution delta: the implicit one with
+ * K fixed-point iterations (fixed-point map step eta), or only the direct term.
+ */
+export function hypergradient(
+  p: UnlearningBatch,
+  delta: TF.Tensor,
+  o: { mode: 'implicit' | 'firstOrder'; fixedPointSteps: number; fixedPointStepSize: number },
+): Hypergradient {
+  const point = tf.variable(delta, true);
+  try {
+    const direct = o.mode === 'implicit' ? [...p.vars, point] : p.vars;
+    const { value, grads } = tf.variableGrads(() => outerLoss(p, point), direct);
+    const gTheta = p.vars.map((v) => grads[v.name]);
+    if (o.mode === 'firstOrder') return { loss: value, grads: gTheta };
+    const gDelta = grads[point.name];
+    const eta = o.fixedPointStepSize;
+    let v = gDelta.clone();
+    for (let k = 1; k < o.fixedPointSteps; k++) {
+      const hv = innerHvp(p, delta, v);
+      const next = tf.tidy(() => tf.add(tf.sub(v, tf.mul(eta, hv)), gDelta));
+      tf.dispose([v, hv]);
+      v = next;
+    }
+    const mixed = innerMixedProduct(p, delta, v);
+    const total = tf.tidy(() => gTheta.map((g, i) => tf.sub(g, tf.mul(eta, mixed[i]))));
+    tf.dispose([...gTheta, gDelta, v, ...mixed]);
+    return { loss: value, grads: total };
+  } finally {
+    point.dispose();
+  }
+}
+
+type UnlearnConfig = Omit<IbauDefenseConfig, 'name'>;
+
+/**
+ * The universal perturbation of one round: `innerSteps` gradient steps on L_in (each on
+ * its own batch), from zero, then projected on the L2 ball of radius `perturbationRadius`.
+ */
+export function universalPerturbation(
+  batches: Array<Omit<UnlearningBatch, 'forward' | 'vars'>>,
+  forward: UnlearningBatch['forward'],
+  cfg: Pick<UnlearnConfig, 'innerLearningRate' | 'perturbationRadius'>,
+  shape: number[],
+): TF.Tensor {
+  let delta: TF.Tensor = tf.zeros(shape);
+  for (const b of batches) {
+    const next = tf.tidy(() => {
+      const g = innerGradDelta({ ...b, forward, vars: [] }, delta);
+      return tf.sub(delta, tf.mul(cfg.innerLearningRate, g));
+    });
+    delta.dispose();
+    delta = next;
+  }
+  const projected = tf.tidy(() => tf.mul(delta, tf.minimum(1, tf.div(cfg.perturbationRadius, tf.maximum(tf.norm(delta), 1e-12)))));
+  delta.dispose();
+  return projected;
+}
+
+export interface UnlearnResult {
+  history: EpochRecord[];
+  resumedFromEpoch: number;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The I-BAU rounds, one checkpoint per round (model weights, Adam state, RNG position).
+ * No augmentation: the universal perturbation is aligned with the image grid, as a patch
+ * trigger is, and random crops would move the images under it.
+ */
+export async function unlearn(
+  c: Classifier,
+  data: { cleanFit: ImageDataset; cleanHeldOut: ImageDataset },
+  cfg: UnlearnConfig,
+  seed: number,
+  control: PhaseControl & { progress?: (detail: Record<string, unknown>) => void; signal?: AbortSignal } = {},
+): Promise<UnlearnResult> {
+  const n = data.cleanFit.labels.length;
+  if (n < 2) throw new Error(`I-BAU needs at least 2 clean samples, got ${n}`);
+  const vars = trainableVariables(c.model);
+  const adam = new Adam(vars);
+  const forward = (x: TF.Tensor4D) => c.model.apply(x, { training: false }) as TF.Tensor2D;
+  const stepsPerRound = cfg.stepsPerRound ?? Math.ceil(n / Math.min(cfg.batchSize, n));
+  const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
+  const signal = control.hooks?.signal ?? control.signal;
+  try {
+    let rng = new Rng(deriveSeed(seed, 'ibau'));
+    let history: EpochRecord[] = [];
+    let startRound = 0;
+    if (control.resume) {
+      const r = control.resume;
+      if (r.epoch > cfg.rounds) throw new Error(`I-BAU checkpoint is at round ${r.epoch}, the run has ${cfg.rounds}`);
+      setModelWeights(c.model, r.arrays.model, 'I-BAU checkpoint model');
+      adam.restore(r.arrays['optimizer:model']);
+      rng = new Rng(r.rngState);
+      history = ((r.extra.history as EpochRecord[]) ?? []).slice();
+      startRound = r.epoch;
+    }
+    const load = (idx: Int32Array) => ({ ...batchTensors(data.cleanFit, idx, c.meta.inputRange, rng), range: c.meta.inputRange, penalty: cfg.perturbationPenalty });
+
+    for (let round = startRound; round < cfg.rounds; round++) {
+      const t0 = Date.now();
+      const inner = passBatches(rng, n, cfg.batchSize, cfg.innerSteps).map(load);
+      const delta = universalPerturbation(inner, forward, cfg, shape);
+      const innerCe = tf.tidy(() => outerLoss({ ...inner[0], forward, vars }, delta));
+      tf.dispose(inner.flatMap((b) => [b.x, b.y]));
+
+      const outer = passBatches(rng, n, cfg.batchSize, stepsPerRound);
+      let lossSum = 0;
+      for (let s = 0; s < outer.length; s++) {
+        if (signal?.aborted) {
+          tf.dispose([delta, innerCe]);
+          throw new TrainingCancelledError();
+        }
+        const b = { ...load(outer[s]), forward, vars };
+        const hg = hypergradient(b, delta, { mode: cfg.hypergradient, fixedPointSteps: cfg.fixedPointSteps, fixedPointStepSize: cfg.fixedPointStepSize });
+        adam.step(hg.grads, cfg.learningRate);
+        lossSum += (await hg.loss.data())[0];
+        tf.dispose([hg.loss, ...hg.grads, b.x, b.y]);
+        await control.hooks?.onBatch?.(round, s, outer.length);
+        await yieldToEventLoop();
+      }
+      const norm = tf.norm(delta);
+      const [deltaNorm, perturbedCe] = [(await norm.data())[0], (await innerCe.data())[0]];
+      tf.dispose([delta, innerCe, norm]);
+      const record: EpochRecord = {
+        epoch: round + 1,
+        loss: lossSum / outer.length,
+        learningRate: cfg.learningRate,
+        seconds: (Date.now() - t0) / 1000,
+        images: outer.length * Math.min(cfg.batchSize, n),
+        diagnostics: {
+          deltaNorm,
+          perturbedCrossEntropy: perturbedCe,
+          heldOutAccuracy: accuracy(await predictLabels(c, data.cleanHeldOut), data.cleanHeldOut.labels),
+        },
+      };
+      history.push(record);
+      const finished = round + 1;
+      const snapshot = (): TrainingCheckpoint => ({
+        epoch: finished,
+        rngState: rng.state(),
+        arrays: { model: modelWeights(c.model), 'optimizer:model': adam.state() },
+        extra: { history: history.slice() },
+      });
+      await control.hooks?.onEpochEnd?.(record, snapshot);
+      control.progress?.({ phase: 'unlearning', round: finished, rounds: cfg.rounds });
+    }
+    return { history, resumedFromEpoch: startRound };
+  } finally {
+    adam.dispose();
+  }
+}
+
+export const ibau: DefensePlugin<IbauDefenseConfig> = {
+  name: 'ibau',
+  description: 'minimax unlearning of a universal adversarial perturbation with implicit hypergradients',
+  configSchema: ibauDefenseSchema,
+  defaultCleanBudget: { fraction: 0.05 },
+  async run(model, ctx, cfg) {
+    const control = await ctx.phase('unlearning', cfg.rounds);
+    const result = await unlearn(model, ctx, cfg, ctx.seed, { ...control, progress: ctx.progress, signal: ctx.signal });
+    const last = result.history[result.history.length - 1];
+    return {
+      model,
+      history: { unlearning: result.history },
+      selectionRule: `none: the model after the last of ${cfg.rounds} rounds (fixed in advance; held-out accuracy is reported, not used)`,
+      details: {
+        hypergradient: cfg.hypergradient,
+        rounds: cfg.rounds,
+        heldOutAccuracy: last?.diagnostics?.heldOutAccuracy ?? NaN,
+        finalPerturbationNorm: last?.diagnostics?.deltaNorm ?? NaN,
+      },
+    };
+  },
+};
