@@ -10,6 +10,8 @@ import type { ArtifactRef } from '../store';
 import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
 import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
 import { artifactStore } from './context';
+import { epochTelemetry } from '../telemetry/epochs';
+import { draining, drainedAfterEpoch } from '../workers/drain';
 
 export interface CheckpointEntry {
   epoch: number;
@@ -31,11 +33,24 @@ export interface ResumeInfo {
   skippedCheckpoints: string[];
 }
 
+/**
+ * One path segment from an id a client chose (workflow ids may hold '/', '..', anything):
+ * never a separator, never a leading '.', so a record key cannot leave checkpoints/<run>/.
+ */
+function segment(id: string): string {
+  const safe = id.replace(/[^A-Za-z0-9._-]/g, '_');
+  return safe === '' || safe.startsWith('.') ? `_${safe}` : safe;
+}
+
+/** The store record listing an activity's checkpoints of one stage. */
+export function checkpointRecordKey(workflowId: string, runId: string, activityId: string, stage: string): string {
+  return `checkpoints/${segment(workflowId)}/${segment(runId)}/${segment(`${activityId}-${stage}`)}`;
+}
+
 function recordKey(stage: string): string {
   const info = Context.current().info;
   const wf = info.workflowExecution;
-  const id = `${wf?.workflowId ?? 'standalone'}/${wf?.runId ?? '-'}/${info.activityId}-${stage}`;
-  return `checkpoints/${id.replace(/[^A-Za-z0-9._/-]/g, '_')}`;
+  return checkpointRecordKey(wf?.workflowId ?? 'standalone', wf?.runId ?? '-', info.activityId, stage);
 }
 
 /** Finds the newest verifying checkpoint of this activity, if any. */
@@ -65,11 +80,16 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
   return { info: { resumedFromEpoch: 0, skippedCheckpoints: skipped } };
 }
 
-/** Hooks that store a checkpoint per epoch, heartbeat progress and carry cancellation. */
+/**
+ * Hooks that store a checkpoint per epoch, heartbeat progress and carry cancellation. With
+ * telemetry on, each epoch also becomes a span and a set of metrics (telemetry/epochs.ts).
+ * On a draining worker (SIGTERM) the attempt ends right after a checkpoint (workers/drain.ts).
+ */
 export function checkpointHooks(stage: string, epochs: number): EpochHooks & { history: CheckpointEntry[] } {
   const ctx = Context.current();
   const store = artifactStore();
   const key = recordKey(stage);
+  const telemetry = epochTelemetry(stage, epochs);
   const history: CheckpointEntry[] = [];
   let last: TrainingHeartbeat = { stage, epoch: 0, epochs };
   let loaded = false;
@@ -84,11 +104,15 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
         history.push(...((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < record.epoch));
         loaded = true;
       }
+      const t0 = performance.now();
       const checkpoint = await store.put(encodeCheckpoint(snapshot()));
       history.push({ epoch: record.epoch, checkpoint });
       await store.putRecord(key, history);
       last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint };
       ctx.heartbeat(last);
+      telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
+      // the last epoch's result is the stage's result: finishing beats handing it on
+      if (draining() && record.epoch < epochs) throw drainedAfterEpoch(stage, record.epoch);
     },
   };
 }

@@ -9,6 +9,13 @@ const attackSpec: CommandSpec = {
   options: [],
 };
 
+const defenseSpec: CommandSpec = {
+  name: 'defense',
+  brief: 'list the defenses with their defaults (ntml defense --help)',
+  summary: 'Defense library tools.',
+  options: [],
+};
+
 const address: OptionSpec = {
   name: 'address',
   value: 'HOST:PORT',
@@ -127,6 +134,7 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'sweep report NAME', spec: sweepReportSpec },
   { usage: 'store gc [--dry-run]', spec: storeGcSpec },
   { usage: 'attack list|preview', spec: attackSpec },
+  { usage: 'defense list', spec: defenseSpec },
 ];
 
 export function stackUsage(): string {

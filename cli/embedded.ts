@@ -52,26 +52,13 @@ async function installQuietRuntime(logFile: string): Promise<void> {
 }
 
 /**
- * The training worker of createTrainingWorker (workers/createWorkers.ts) with two changes for an
- * interactive command: heartbeats reach the server within a second (the SDK otherwise holds them
- * for up to 60 s, which hides per-epoch progress and delays cancellation), and a 3 s shutdown
- * grace, so Ctrl-C stops training at the next batch. Once createTrainingWorker takes a
- * heartbeat-throttle option this can call it instead.
+ * The training worker of createTrainingWorker (workers/createWorkers.ts) tuned for an
+ * interactive command: heartbeats reach the server within a second (per-epoch progress and
+ * prompt cancellation), and a 3 s shutdown grace, so Ctrl-C stops training at the next batch.
  */
 async function createEmbeddedTrainingWorker(connection: NativeConnection, namespace: string): Promise<Worker> {
-  const { Worker } = await import('@temporalio/worker');
-  const { TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
-  const activities = await import('../activities');
-  return Worker.create({
-    connection,
-    namespace,
-    taskQueue: TRAINING_TASK_QUEUE,
-    activities,
-    maxConcurrentActivityTaskExecutions: 1,
-    shutdownGraceTime: '3s',
-    maxHeartbeatThrottleInterval: '1s',
-    defaultHeartbeatThrottleInterval: '1s',
-  });
+  const { createTrainingWorker } = await import('../workers/createWorkers');
+  return createTrainingWorker({ connection, namespace, slots: 1, shutdownGraceSeconds: 3, heartbeatThrottleSeconds: 1 });
 }
 
 /**
@@ -169,7 +156,8 @@ export async function startEmbedded(opts: {
     await installQuietRuntime(workerLog);
     log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
     const { connectWorker, createOrchestrationWorker } = await import('../workers/createWorkers');
-    connection = await connectWorker(address);
+    // the local stack is plaintext, whatever NTML_TEMPORAL_TLS_* say about a remote cluster
+    connection = await connectWorker(address, {});
     workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
     workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
   } catch (err) {

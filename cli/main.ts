@@ -90,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
   const io: Io = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
 
   if (argv[0] === 'attack') return (await import('./attack')).attackCommand(argv.slice(1));
+  if (argv[0] === 'defense') return (await import('./defense')).defenseCommand(argv.slice(1));
   const r = route(argv);
   if ('text' in r) {
     process.stdout.write(`${r.text}\n`);
@@ -101,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   (await import('./quiet')).silenceKnownNotices();
+  // off unless NTML_OTEL_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT is set (then this loads the SDK)
+  telemetryStarted = Boolean(await (await import('../telemetry/setup')).startTelemetry({ serviceName: 'ntml-cli' }));
   const handler = await r.handler();
   return handler(args, io);
 }
@@ -129,7 +132,15 @@ function report(err: unknown): number {
   return 1;
 }
 
+let telemetryStarted = false;
+
+/** Exports the command's spans before exiting (process.exit would drop what is still buffered). */
+async function exit(code: number): Promise<never> {
+  if (telemetryStarted) await (await import('../telemetry/setup')).shutdownTelemetry().catch(() => undefined);
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => process.exit(report(err)),
+  (code) => exit(code),
+  (err) => exit(report(err)),
 );

@@ -69,7 +69,13 @@ async function finish(
 
 // --- ntml purify --config FILE ---------------------------------------------------------
 
+/** One trace per command: with telemetry on, the run's workflow, stages and epochs hang below this span. */
 export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
+  const { inSpan } = await import('../telemetry/spans');
+  return inSpan('ntml purify', { 'ntml.command': 'purify', 'ntml.config_file': stringOption(args, 'config') ?? '' }, () => purifyRunTraced(args, io));
+}
+
+async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
   const configFile = stringOption(args, 'config');
   if (!configFile) throw new UsageError('missing --config FILE (a YAML or JSON run configuration, e.g. examples/demo.yaml)');
   const addressFlag = stringOption(args, 'address');
@@ -117,18 +123,22 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
       info(io, 'interrupted before the run started');
       return INTERRUPTED;
     }
-    const { client } = await connectClient({ address, source }, namespace);
-    const { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
+    const { client } = await connectClient({ address, source, local: !remote }, namespace);
+    const { ORCHESTRATION_TASK_QUEUE: defaultOrchestration, TRAINING_TASK_QUEUE: defaultTraining } = await import('../workers/createWorkers');
+    // a deployment with its own queue names sets them for its workers and for this command alike
+    const orchestrationQueue = (remote && process.env.NTML_ORCHESTRATION_TASK_QUEUE?.trim()) || defaultOrchestration;
+    const trainingQueue = (remote && process.env.NTML_TRAINING_TASK_QUEUE?.trim()) || defaultTraining;
+    const queueOptions = trainingQueue === defaultTraining ? {} : { options: { trainingTaskQueue: trainingQueue } };
 
     // 3. start the workflow
     let handle: WorkflowHandle<typeof purify>;
     try {
       handle = await client.workflow.start<typeof purify>('purify', {
-        taskQueue: ORCHESTRATION_TASK_QUEUE,
+        taskQueue: orchestrationQueue,
         workflowId: runId,
         // a run id names one run (and its output folder), even after that run has ended
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        args: [{ config: config.raw }],
+        args: [{ config: config.raw, ...queueOptions }],
       });
     } catch (err) {
       const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
@@ -141,10 +151,10 @@ export async function purifyRun(args: ParsedArgs, io: Io): Promise<number> {
     info(io, `run ${runId} started on ${address} (namespace ${namespace}, from ${source})`);
     if (remote) {
       const [wf, act] = await Promise.all([
-        hasPollers(client, ORCHESTRATION_TASK_QUEUE, 'workflow'),
-        hasPollers(client, TRAINING_TASK_QUEUE, 'activity'),
+        hasPollers(client, orchestrationQueue, 'workflow'),
+        hasPollers(client, trainingQueue, 'activity'),
       ]);
-      const missing = [wf === false ? `orchestration (${ORCHESTRATION_TASK_QUEUE})` : '', act === false ? `training (${TRAINING_TASK_QUEUE})` : '']
+      const missing = [wf === false ? `orchestration (${orchestrationQueue})` : '', act === false ? `training (${trainingQueue})` : '']
         .filter(Boolean)
         .join(' and ');
       if (missing) {

@@ -13,6 +13,8 @@ export interface TemporalTarget {
   address: string;
   /** where the address came from, for messages */
   source: string;
+  /** a local stack of this machine (plaintext, whatever the TLS variables say) */
+  local?: boolean;
 }
 
 /** The stack recorded in DIR/stack.json if it is not marked stopped and its Temporal server still runs. */
@@ -41,7 +43,7 @@ export function findTarget(addressFlag: string | undefined): TemporalTarget | un
   const stack = recordedStack();
   if (stack?.temporal) {
     adoptStackEnv(stack.env);
-    return { address: stack.temporal.address, source: `the stack in ${DEFAULT_STACK_DIR}` };
+    return { address: stack.temporal.address, source: `the stack in ${DEFAULT_STACK_DIR}`, local: true };
   }
   return undefined;
 }
@@ -68,14 +70,42 @@ export function namespaceFrom(flagValue: string | undefined): string {
   return flagValue ?? process.env.NTML_NAMESPACE ?? 'default';
 }
 
-export async function connectClient(target: TemporalTarget, namespace: string): Promise<{ client: Client; connection: Connection }> {
+/**
+ * The client connection. TLS/mTLS and the API key come from the same NTML_TEMPORAL_TLS_* and
+ * NTML_TEMPORAL_API_KEY* variables as the workers' (workers/env.ts), the payload codec from
+ * NTML_PAYLOAD_KEY_FILE; with telemetry on, starting a run joins the command's trace.
+ * `plaintext`: the embedded stack, which has no TLS whatever the environment says.
+ */
+export async function connectClient(
+  target: TemporalTarget,
+  namespace: string,
+  opts: { plaintext?: boolean } = { plaintext: target.local },
+): Promise<{ client: Client; connection: Connection }> {
+  const { temporalSecurity, WorkerConfigError } = await import('../workers/env');
+  const { dataConverterFromEnv, PayloadKeyError } = await import('../workers/payloadCodec');
+  const { clientInterceptors } = await import('../telemetry/temporal');
+  let security: Awaited<ReturnType<typeof temporalSecurity>>;
+  let dataConverter: ReturnType<typeof dataConverterFromEnv>;
+  try {
+    security = opts.plaintext ? {} : temporalSecurity();
+    dataConverter = dataConverterFromEnv();
+  } catch (err) {
+    if (err instanceof WorkerConfigError || err instanceof PayloadKeyError) throw new UsageError(err.message);
+    throw err;
+  }
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: target.address, connectTimeout: 10_000 });
+    connection = await Connection.connect({
+      address: target.address,
+      connectTimeout: 10_000,
+      ...(security.tls ? { tls: security.tls } : {}),
+      ...(security.apiKey ? { apiKey: security.apiKey } : {}),
+    });
   } catch (err) {
     throw new UserError(`cannot reach Temporal at ${target.address} (from ${target.source}): ${(err as Error).message.split('\n')[0]}`);
   }
-  return { client: new Client({ connection, namespace }), connection };
+  const interceptors = clientInterceptors();
+  return { client: new Client({ connection, namespace, dataConverter, ...(interceptors ? { interceptors } : {}) }), connection };
 }
 
 /** Whether some worker polled the task queue recently (Temporal keeps pollers for a few minutes). */

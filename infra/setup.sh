@@ -72,7 +72,7 @@ go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION"
 go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
 
 # 4. TypeScript -> dist/
-src_stamp=$(find core store schemas activities workflows workers infra cli test bench examples -type f \( -name '*.ts' -o -name '*.json' -o -name '*.yaml' \) 2>/dev/null | sort | xargs cat tsconfig.json | sha256sum | cut -c1-16)
+src_stamp=$(find core store schemas activities workflows workers telemetry infra cli test bench examples -type f \( -name '*.ts' -o -name '*.json' -o -name '*.yaml' \) 2>/dev/null | sort | xargs cat tsconfig.json | sha256sum | cut -c1-16)
 if [ "$(cat "$TOOLS/stamps/build" 2>/dev/null)" != "$src_stamp" ] || [ ! -d dist ]; then
   say "compiling TypeScript"
   rm -rf dist

@@ -1,14 +1,32 @@
 /** Orchestration worker: runs workflow code only. `node dist/workers/orchestration.js` */
-import { connectWorker, createOrchestrationWorker } from './createWorkers';
-import { workerEnv } from './env';
+import { connectWorker, createOrchestrationWorker, TRAINING_TASK_QUEUE } from './createWorkers';
+import { describeSecurity, workerEnv } from './env';
+import { installWorkerRuntime } from './runtime';
+import { shutdownTelemetry, startTelemetry } from '../telemetry/setup';
+import { observeQueueBacklog } from '../telemetry/temporal';
 
 async function main() {
   const env = workerEnv();
-  const connection = await connectWorker(env.address);
+  installWorkerRuntime();
+  const telemetry = await startTelemetry({ serviceName: 'ntml-orchestration-worker' });
+  const connection = await connectWorker(env.address, env.security);
   const worker = await createOrchestrationWorker({ connection, namespace: env.namespace, taskQueue: env.orchestrationTaskQueue });
-  console.log(`ntml orchestration worker: queue ${worker.options.taskQueue}`);
-  await worker.run();
-  await connection.close();
+  // one process per deployment reports the backlog: the training queue's is what says "add GPU workers"
+  const stopObserving = observeQueueBacklog(connection.workflowService, env.namespace, [
+    { name: worker.options.taskQueue, kind: 'workflow' },
+    { name: env.trainingTaskQueue ?? TRAINING_TASK_QUEUE, kind: 'activity' },
+  ]);
+  console.log(
+    `ntml orchestration worker: queue ${worker.options.taskQueue}, Temporal ${env.address} (${describeSecurity(env.security)})` +
+      `${telemetry ? `, telemetry to ${telemetry.endpoint}` : ''}`,
+  );
+  try {
+    await worker.run();
+  } finally {
+    stopObserving();
+    await connection.close();
+    await shutdownTelemetry();
+  }
 }
 
 main().catch((err) => {
