@@ -88,7 +88,7 @@ async function connect(io: Io, addressFlag: string | undefined): Promise<{ clien
   if (target) return { client: (await connectClient(target, namespace)).client };
   const { startEmbedded } = await import('./embedded');
   const embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
-  return { client: (await connectClient({ address: embedded.address, source: 'the embedded stack' }, namespace)).client, embedded };
+  return { client: (await connectClient({ address: embedded.address, source: 'the embedded stack', local: true }, namespace)).client, embedded };
 }
 
 function progressLine(p: SweepProgress): string {
