@@ -2,3 +2,4 @@ export * from './purify';
 export * from './report';
 export * from './sweep';
 export * from './defense';
+export * from './audit';

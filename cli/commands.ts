@@ -1,6 +1,7 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
 import type { CommandSpec, OptionSpec } from './args';
 import { sweepStartSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
+import { auditBriefSpec } from './audit';
 
 const attackSpec: CommandSpec = {
   name: 'attack',
@@ -135,6 +136,7 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'store gc [--dry-run]', spec: storeGcSpec },
   { usage: 'attack list|preview', spec: attackSpec },
   { usage: 'defense list', spec: defenseSpec },
+  { usage: 'audit run|schedule|history', spec: auditBriefSpec },
 ];
 
 export function stackUsage(): string {

@@ -9,6 +9,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { commandUsage, parseArgs, type CommandSpec, type ParsedArgs } from './args';
 import * as specs from './commands';
 import * as sweepSpecs from './sweep';
+import { auditRoute } from './audit';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
 
@@ -67,6 +68,7 @@ function route(argv: string[]): Route {
         throw new UsageError(`${sub === undefined ? 'missing' : `unknown`} sweep subcommand${sub ? ` "${sub}"` : ''} (expected start, resume, status, cancel or report)`, specs.mainUsage());
     }
   }
+  if (command === 'audit') return auditRoute(sub, more);
   if (command === 'store' && sub === 'gc') {
     return { spec: sweepSpecs.storeGcSpec, rest: more, handler: async () => (await import('./sweep')).storeGc };
   }

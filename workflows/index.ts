@@ -1,2 +1,3 @@
 export * from './purify';
 export * from './sweep';
+export * from './audit';

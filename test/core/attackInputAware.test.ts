@@ -85,14 +85,30 @@ test('inputaware: config errors name the field', () => {
   expectField(() => drawInputAwareCross(small, eligible, eligible.subarray(0, 20), { ...cfg, crossRatio: 1 }, 1), 'crossRatio', /20 cross samples .* only 10/);
 });
 
-test('inputaware in prepareData: a clear error, since its poisoned set comes from the attack\'s own training', async () => {
+test('inputaware in prepareData: nothing is poisoned yet; the eligible indices wait for the attacker\'s own training run', async () => {
   const cfg = parsePurifyConfig({
     seed: 3,
     data: { format: 'synthetic', trainSize: 200, testSize: 40, height: 8, width: 8, numClasses: 4 },
     attack: { name: 'inputaware' },
     cleanBudget: 20,
   });
-  await assert.rejects(prepareData(cfg), (e: Error) => e instanceof AttackConfigError && e.field === 'triggerParameters.generatorsId' && /trainInputAwareBackdoor/.test(e.message));
+  const prepared = await prepareData(cfg);
+  assert.equal(prepared.poison, undefined);
+  assert.equal(prepared.backdoorTest, undefined);
+  assert.equal(prepared.summary.poisonedCount, 0);
+  const deferred = prepared.trainingControlled!;
+  assert.equal(deferred.attack.name, 'inputaware');
+  // everything outside the clean reserve (20 of 200: the budget exceeds the 5% reserve) is eligible
+  assert.equal(deferred.eligibleIndices.length, 180);
+  const clean = new Set<string>();
+  for (const ds of [prepared.cleanFit, prepared.cleanHeldOut]) {
+    const per = ds.height * ds.width * ds.channels;
+    for (let i = 0; i < ds.labels.length; i++) clean.add(Buffer.from(ds.images.subarray(i * per, (i + 1) * per)).toString('hex'));
+  }
+  const per = prepared.train.height * prepared.train.width * prepared.train.channels;
+  for (const i of deferred.eligibleIndices) {
+    assert.ok(!clean.has(Buffer.from(prepared.train.images.subarray(i * per, (i + 1) * per)).toString('hex')), `eligible ${i} is not in D_c`);
+  }
 });
 
 test('inputaware mechanics (tiny budget): deterministic per seed; materialised set at the rate; cross samples keep their labels; generators round-trip', async () => {

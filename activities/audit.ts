@@ -1,0 +1,483 @@
+/**
+ * The audit's activities: read the deployed model and pin its digest, measure it on the
+ * reference set (accuracy, known-trigger probes, Neural-Cleanse scan), export it for a
+ * purification, notify the webhook, and write the report and the history record.
+ * A missing, corrupt or unsupported model fails once, non-retryably, with a message that
+ * says which file and why; store or network hiccups are retried by Temporal.
+ */
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
+import { ArtifactIntegrityError, ArtifactNotFoundError, readArtifactUri, s3OptionsFromEnv, sha256Hex, type ArtifactRef } from '../store';
+import { ConfigError } from '../schemas/purify';
+import { LAYERS_ONLY, ncOptionsOf, parseAuditRequest, type AuditPolicy, type AuditRequest, type DeployedModel } from '../schemas/audit';
+import { DatasetError, type ImageDataset } from '../core/data/dataset';
+import { datasetDigest } from '../core/data/codec';
+import { loadDatasetFile } from '../core/experiment/prepareData';
+import { decodeClassifier, exportLayersModel, importLayersModel, ModelFormatError } from '../core/models/layersFormat';
+import { predictLabels, type Classifier } from '../core/models/classifier';
+import { accuracy } from '../core/metrics';
+import { backendKind, nativeTensorflowVersion } from '../core/tf';
+import { probeKnownTriggers } from '../core/audit/probes';
+import { anomalyIndices, reverseEngineerTrigger } from '../core/audit/neuralCleanse';
+import { reversedTriggerPng } from '../core/audit/triggerImage';
+import { resolveWebhookUrl, WebhookSecretError } from '../core/audit/webhookSecret';
+import { historyKey, lastRecord, readHistory } from '../core/audit/history';
+import {
+  auditMarkdown,
+  type AccuracyCheck,
+  type AuditedModel,
+  type AuditHistoryRecord,
+  type AuditNotification,
+  type AuditReport,
+  type IntegrityCheck,
+  type ModelFile,
+  type NcClassSummary,
+  type NcSummary,
+  type ProbeSummary,
+  type PurifyAction,
+  type ReferenceSetSummary,
+  type WebhookResult,
+} from '../core/audit/report';
+import { artifactStore, loadDataset, loadModel, localFile, saveDataset, saveModel, withKeepAlive } from './context';
+
+/** The deployed model cannot be audited as given: missing, corrupt, or not a layers model. */
+class AuditModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuditModelError';
+  }
+}
+
+/** Permanent problems become one non-retryable failure; anything else is retried. */
+async function permanentAsAuditFailure<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    const permanent = [AuditModelError, ConfigError, DatasetError, ModelFormatError, ArtifactNotFoundError, ArtifactIntegrityError];
+    if (permanent.some((cls) => err instanceof cls)) {
+      throw ApplicationFailure.nonRetryable((err as Error).message, (err as Error).name);
+    }
+    throw err;
+  }
+}
+
+// --- reading the deployed model ---------------------------------------------------------
+
+interface ReadModel {
+  classifier: Classifier;
+  source: string;
+  digest: string;
+  files: ModelFile[];
+}
+
+/** Bytes at a path, file:// or s3:// URI; undefined when there is no such object. */
+async function readLocation(location: string): Promise<Uint8Array | undefined> {
+  try {
+    if (location.startsWith('s3://')) return (await readArtifactUri(location, { s3: s3OptionsFromEnv() })).data;
+    return new Uint8Array(await fs.readFile(await localFile(location)));
+  } catch (err) {
+    if (err instanceof ArtifactNotFoundError || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function sibling(location: string, relative: string): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return `${location.slice(0, location.lastIndexOf('/') + 1)}${relative}`;
+  return path.join(path.dirname(location), relative);
+}
+
+async function readStoredModel(ref: ArtifactRef): Promise<ReadModel> {
+  const store = artifactStore();
+  let bytes: Uint8Array;
+  try {
+    bytes = await store.get(ref);
+  } catch (err) {
+    if (err instanceof ArtifactNotFoundError) {
+      throw new AuditModelError(`the model artifact ${ref.uri} (sha256 ${ref.sha256}) is missing from the store ${store.location}`);
+    }
+    if (err instanceof ArtifactIntegrityError) {
+      throw new AuditModelError(
+        `the model artifact ${ref.uri} is corrupt: the store holds ${err.actual.bytes} bytes with sha256 ${err.actual.sha256}, ` +
+          `the reference says ${err.expected.bytes} bytes with sha256 ${err.expected.sha256}`,
+      );
+    }
+    throw err;
+  }
+  try {
+    const classifier = await decodeClassifier(bytes, ref.uri);
+    return { classifier, source: ref.uri, digest: ref.sha256, files: [{ name: path.basename(ref.uri), sha256: ref.sha256, bytes: ref.bytes }] };
+  } catch (err) {
+    if (err instanceof ModelFormatError) throw new AuditModelError(`${err.message}; a stored model must be one ntml wrote (a packed tfjs layers model); ${LAYERS_ONLY}`);
+    throw err;
+  }
+}
+
+/** model.json and the weight files its manifest names, copied to a folder of their own, then loaded. */
+async function readLayersModel(location: string, inputRange: DeployedModel['inputRange']): Promise<ReadModel> {
+  const json = await readLocation(location);
+  if (!json) throw new AuditModelError(`the deployed model ${location} does not exist (no model.json there)`);
+  let manifest: Array<{ paths?: unknown }>;
+  try {
+    const parsed = JSON.parse(Buffer.from(json).toString('utf8'));
+    manifest = Array.isArray(parsed?.weightsManifest) ? parsed.weightsManifest : [];
+  } catch {
+    throw new AuditModelError(`the deployed model ${location} is corrupt: model.json is not valid JSON; ${LAYERS_ONLY}`);
+  }
+  const files: ModelFile[] = [{ name: 'model.json', sha256: sha256Hex(json), bytes: json.byteLength }];
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ntml-audit-model-'));
+  try {
+    await fs.writeFile(path.join(dir, 'model.json'), json);
+    for (const group of manifest) {
+      for (const p of Array.isArray(group.paths) ? group.paths : []) {
+        if (typeof p !== 'string' || path.isAbsolute(p) || p.split(/[\\/]/).includes('..')) {
+          throw new AuditModelError(`the deployed model ${location}: weight path ${JSON.stringify(p)} must stay inside the model's folder`);
+        }
+        const bytes = await readLocation(sibling(location, p));
+        if (!bytes) throw new AuditModelError(`the deployed model ${location} is incomplete: weight file "${p}" listed in its weightsManifest is missing`);
+        files.push({ name: p, sha256: sha256Hex(bytes), bytes: bytes.byteLength });
+        await fs.mkdir(path.dirname(path.join(dir, p)), { recursive: true });
+        await fs.writeFile(path.join(dir, p), bytes);
+      }
+    }
+    let classifier: Classifier;
+    const copy = path.join(dir, 'model.json');
+    try {
+      classifier = await importLayersModel(copy, inputRange ?? '0-1');
+    } catch (err) {
+      if (err instanceof ModelFormatError) {
+        throw new AuditModelError(`the deployed model ${err.message.split(copy).join(location)}; ${LAYERS_ONLY}`);
+      }
+      throw err;
+    }
+    // one digest over every file of the model, so a changed weights file changes it too
+    const digest = sha256Hex(Buffer.from(files.map((f) => `${f.name} ${f.sha256}\n`).join('')));
+    return { classifier, source: location, digest, files };
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+function readDeployedModel(m: DeployedModel): Promise<ReadModel> {
+  return m.artifact ? readStoredModel(m.artifact) : readLayersModel(m.layersModel!, m.inputRange);
+}
+
+// --- inspect: integrity, reference set, previous audit ----------------------------------
+
+export interface InspectedAudit {
+  model: AuditedModel;
+  referenceSet: ReferenceSetSummary;
+  integrity: IntegrityCheck;
+  previousAccuracy?: { accuracy: number; auditId: string; referenceDigest?: string };
+  historyKey: string;
+}
+
+export async function inspectAuditModel(input: { request: unknown; auditId: string; startedAt: string }): Promise<InspectedAudit> {
+  return withKeepAlive(() =>
+    permanentAsAuditFailure(async () => {
+      const r = parseAuditRequest(input.request);
+      const read = await readDeployedModel(r.model);
+      try {
+        let reference: ImageDataset;
+        try {
+          reference = await loadDatasetFile(r.referenceSet, (loc) => localFile(loc), 'referenceSet');
+        } catch (err) {
+          if (err instanceof ArtifactNotFoundError) throw new DatasetError(`referenceSet: ${err.message}`);
+          throw err;
+        }
+        const { meta } = read.classifier;
+        const [h, w, c] = meta.inputShape;
+        if (reference.height !== h || reference.width !== w || reference.channels !== c || reference.numClasses !== meta.numClasses) {
+          throw new AuditModelError(
+            `the deployed model expects ${h}x${w}x${c} images and ${meta.numClasses} classes, the reference set has ` +
+              `${reference.height}x${reference.width}x${reference.channels} and ${reference.numClasses}`,
+          );
+        }
+        const stored = r.model.artifact ?? (await saveModel(read.classifier));
+        const referenceDigest = datasetDigest(reference);
+        const key = historyKey(r.modelId, input.startedAt, input.auditId);
+        const history = await readHistory(artifactStore(), r.modelId);
+        const previous = lastRecord(history, (x) => x.digest !== undefined, key);
+        const integrity: IntegrityCheck = previous
+          ? {
+              status: previous.digest === read.digest ? 'unchanged' : 'changed',
+              digest: read.digest,
+              previousDigest: previous.digest,
+              previousAuditId: previous.auditId,
+              previousAuditAt: previous.startedAt,
+            }
+          : { status: 'first', digest: read.digest };
+        const lastMeasured = lastRecord(history, (x) => x.status === 'completed' && x.accuracy !== undefined, key);
+        return {
+          model: {
+            source: read.source,
+            digest: read.digest,
+            files: read.files,
+            arch: meta.arch,
+            inputShape: meta.inputShape,
+            numClasses: meta.numClasses,
+            inputRange: meta.inputRange,
+            stored,
+          },
+          referenceSet: {
+            source: describeDatasetFile(r.referenceSet),
+            digest: referenceDigest,
+            size: reference.labels.length,
+            numClasses: reference.numClasses,
+            stored: await saveDataset(reference),
+          },
+          integrity,
+          previousAccuracy: lastMeasured
+            ? { accuracy: lastMeasured.accuracy!, auditId: lastMeasured.auditId, referenceDigest: lastMeasured.referenceDigest }
+            : undefined,
+          historyKey: key,
+        };
+      } finally {
+        read.classifier.model.dispose();
+      }
+    }),
+  );
+}
+
+function describeDatasetFile(f: AuditRequest['referenceSet']): string {
+  return f.format === 'idx' ? `idx ${f.images} + ${f.labels}` : `${f.format} ${f.location}`;
+}
+
+// --- measurements -------------------------------------------------------------------------
+
+async function withModelAndReference<T>(model: ArtifactRef, reference: ArtifactRef, f: (c: Classifier, ref: ImageDataset) => Promise<T>): Promise<T> {
+  return permanentAsAuditFailure(async () => {
+    const c = await loadModel(model);
+    try {
+      return await f(c, await loadDataset(reference));
+    } finally {
+      c.model.dispose();
+    }
+  });
+}
+
+export async function measureAuditAccuracy(input: {
+  model: ArtifactRef;
+  reference: ArtifactRef;
+  previous?: InspectedAudit['previousAccuracy'];
+  referenceDigest: string;
+}): Promise<AccuracyCheck> {
+  return withKeepAlive(() =>
+    withModelAndReference(input.model, input.reference, async (c, ref) => {
+      const current = accuracy(await predictLabels(c, ref), ref.labels);
+      const p = input.previous;
+      const comparable = p !== undefined && p.referenceDigest === input.referenceDigest;
+      return {
+        current,
+        referenceSize: ref.labels.length,
+        previous: p?.accuracy,
+        previousAuditId: p?.auditId,
+        change: comparable ? current - p.accuracy : undefined,
+        comparable,
+      };
+    }),
+  );
+}
+
+export async function probeAuditTriggers(input: { model: ArtifactRef; reference: ArtifactRef; policy: AuditPolicy }): Promise<ProbeSummary> {
+  return withKeepAlive(() =>
+    withModelAndReference(input.model, input.reference, async (c, ref) => {
+      const { exclude, asrThreshold } = input.policy.probes;
+      const report = await probeKnownTriggers(c, ref);
+      const probes = report.probes.map((p) =>
+        exclude.includes(p.attack) ? { attack: p.attack, status: 'skipped' as const, how: 'skipped: excluded by the audit policy (probes.exclude)' } : p,
+      );
+      return { ...report, probes, asrThreshold };
+    }),
+  );
+}
+
+type NcClassDone = Omit<NcClassSummary, 'anomalyIndex' | 'flagged'>;
+
+/** JSON has no Infinity: an index of 1e6 stands for "MAD is 0 and the norm differs from the median". */
+const finiteIndex = (v: number) => (Number.isFinite(v) ? v : 1e6);
+
+/**
+ * Reverse-engineers one trigger per class. Finished classes travel in the heartbeat
+ * details, so a retried attempt (worker lost) continues with the next class.
+ */
+export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; reference: ArtifactRef; policy: AuditPolicy }): Promise<NcSummary> {
+  const ctx = Context.current();
+  const t0 = Date.now();
+  const o = ncOptionsOf(input.policy);
+  const resumed = (ctx.info.heartbeatDetails as { done?: NcClassDone[] } | undefined)?.done ?? [];
+  const done = new Map(resumed.map((d) => [d.targetClass, d]));
+  const classes = await withModelAndReference(input.model, input.reference, async (c, ref) => {
+    for (let target = 0; target < c.meta.numClasses; target++) {
+      if (done.has(target)) continue;
+      const t = await reverseEngineerTrigger(c, ref, target, o, (step) => {
+        if (ctx.cancellationSignal.aborted) throw new CancelledFailure('audit cancelled');
+        ctx.heartbeat({ done: [...done.values()], current: { targetClass: target, step } });
+      });
+      const image = await artifactStore().put(reversedTriggerPng(t.mask, t.pattern, ref));
+      done.set(target, {
+        targetClass: target,
+        maskL1: t.maskL1,
+        attackSuccessRate: t.attackSuccessRate,
+        reachedThreshold: t.reachedThreshold,
+        finalCost: t.finalCost,
+        image,
+      });
+      ctx.heartbeat({ done: [...done.values()] });
+    }
+    return [...done.values()].sort((a, b) => a.targetClass - b.targetClass);
+  });
+  const anomaly = anomalyIndices(
+    classes.map((c) => c.maskL1),
+    o.anomalyThreshold,
+  );
+  // only a trigger that reached the success threshold while being minimised is a minimal trigger; the
+  // masks of a scan stopped before that (too small a budget) are no evidence either way
+  const works = (c: NcClassDone) => c.reachedThreshold && c.attackSuccessRate >= 100 * o.attackSuccessThreshold;
+  const flagged = anomaly.flagged.filter((k) => works(classes[k]));
+  const candidates = classes.filter(works);
+  return {
+    stepsPerClass: o.stepsPerClass,
+    batchSize: o.batchSize,
+    cost: o.cost.mode === 'fixed' ? `fixed ${o.cost.value}` : `schedule from ${o.cost.initial}`,
+    seed: o.seed,
+    anomalyThreshold: o.anomalyThreshold,
+    attackSuccessThreshold: 100 * o.attackSuccessThreshold,
+    median: anomaly.median,
+    mad: anomaly.mad,
+    flagged,
+    smallestClass: candidates.length ? candidates.reduce((best, c) => (c.maskL1 < best.maskL1 ? c : best)).targetClass : undefined,
+    classes: classes.map((c) => ({ ...c, anomalyIndex: finiteIndex(anomaly.indices[c.targetClass]), flagged: flagged.includes(c.targetClass) })),
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
+// --- actions ------------------------------------------------------------------------------
+
+/** Where exported models for purification go: a folder every training worker can read. */
+function auditExportDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NTML_AUDIT_EXPORT_DIR?.trim() || path.join(os.tmpdir(), 'ntml-audit-models');
+}
+
+/**
+ * The audited model (its exact stored bytes) as model.json + weights.bin for `purify`'s
+ * standardModel, in a folder named by its digest.
+ */
+export async function exportAuditModel(input: { model: ArtifactRef; digest: string }): Promise<{ modelJson: string }> {
+  return withKeepAlive(() =>
+    permanentAsAuditFailure(async () => {
+      const c = await loadModel(input.model);
+      try {
+        const { modelJson } = await exportLayersModel(c, path.join(auditExportDir(), input.digest));
+        return { modelJson };
+      } finally {
+        c.model.dispose();
+      }
+    }),
+  );
+}
+
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+/**
+ * POSTs the notification as JSON. Errors name the secret, never the URL (it carries
+ * credentials). Connection failures, timeouts, 408, 429 and 5xx are retried by Temporal;
+ * other 4xx answers will not change on retry.
+ */
+export async function notifyAuditWebhook(input: { secret: string; notification: AuditNotification }): Promise<WebhookResult> {
+  let url: URL;
+  try {
+    url = await resolveWebhookUrl(input.secret);
+  } catch (err) {
+    if (err instanceof WebhookSecretError) throw ApplicationFailure.nonRetryable(err.message, err.name);
+    throw err;
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': 'ntml-audit' },
+      body: JSON.stringify(input.notification),
+      signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+      redirect: 'manual',
+    });
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string } };
+    if (e.name === 'TimeoutError') throw new Error(`webhook ${input.secret}: no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s`);
+    throw new Error(`webhook ${input.secret}: connection failed (${e.cause?.code ?? e.name})`);
+  }
+  await response.body?.cancel();
+  if (!response.ok) {
+    const message = `webhook ${input.secret}: HTTP ${response.status}`;
+    if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+      throw ApplicationFailure.nonRetryable(message, 'WebhookRejected');
+    }
+    throw new Error(message);
+  }
+  return { secret: input.secret, delivered: true, attempt: Context.current().info.attempt, status: response.status };
+}
+
+export async function writeAuditReport(input: { report: Omit<AuditReport, 'backend' | 'finishedAt'> }): Promise<{
+  report: ArtifactRef;
+  markdown: ArtifactRef;
+  historyKey: string;
+}> {
+  return withKeepAlive(async () => {
+    const report: AuditReport = { ...input.report, finishedAt: new Date().toISOString(), backend: `${backendKind} (TensorFlow ${nativeTensorflowVersion()})` };
+    const store = artifactStore();
+    const refs = {
+      report: await store.put(Buffer.from(JSON.stringify(report))),
+      markdown: await store.put(Buffer.from(auditMarkdown(report))),
+    };
+    const key = historyKey(report.modelId, report.startedAt, report.auditId);
+    const record: AuditHistoryRecord = {
+      auditId: report.auditId,
+      modelId: report.modelId,
+      startedAt: report.startedAt,
+      finishedAt: report.finishedAt,
+      status: 'completed',
+      verdict: report.verdict.verdict,
+      reasons: report.verdict.reasons,
+      digest: report.model.digest,
+      integrity: report.integrity.status,
+      accuracy: report.accuracy.current,
+      referenceDigest: report.referenceSet.digest,
+      ...refs,
+      webhook: report.actions.webhook,
+      purify: report.actions.purify,
+    };
+    await store.putRecord(key, record);
+    return { ...refs, historyKey: key };
+  });
+}
+
+/** Records an action that failed after the report was written (the report itself is immutable). */
+export async function amendAuditRecord(input: { historyKey: string; purify: PurifyAction }): Promise<void> {
+  const store = artifactStore();
+  const record = await store.getRecord<AuditHistoryRecord>(input.historyKey);
+  if (record) await store.putRecord(input.historyKey, { ...record, purify: input.purify });
+}
+
+/** A failed audit is part of the history too, with the reason. */
+export async function recordFailedAudit(input: {
+  modelId: string;
+  auditId: string;
+  startedAt: string;
+  error: string;
+  webhook?: WebhookResult;
+}): Promise<{ historyKey: string }> {
+  const key = historyKey(input.modelId, input.startedAt, input.auditId);
+  const record: AuditHistoryRecord = {
+    auditId: input.auditId,
+    modelId: input.modelId,
+    startedAt: input.startedAt,
+    finishedAt: new Date().toISOString(),
+    status: 'failed',
+    error: input.error,
+    webhook: input.webhook,
+  };
+  await artifactStore().putRecord(key, record);
+  return { historyKey: key };
+}

@@ -1,0 +1,106 @@
+/**
+ * Known-trigger probes: every trigger of the attack library, applied with the library's
+ * default parameters to the reference set. The target of a deployed backdoor is unknown, so
+ * for every class c the probe reports the attack success rate towards c: the % of reference
+ * images of other classes that the model predicts as c once triggered, next to the same
+ * rate without the trigger (the model's own confusion into c), and names the worst class.
+ *
+ * Triggers that depend on a run use what a default run of the library uses: WaNet's warp
+ * comes from the attack seed of a run with seed 0 (deriveSeed(0, 'attack')), Blended's
+ * noise from patternSeed 0. Input-Aware and Narcissus have no data-free default: their
+ * trigger is learned per run together with (IAD) or against (Narcissus) a model, so they are
+ * reported as skipped with the reason; the Neural-Cleanse scan is what covers such triggers.
+ */
+import { deriveSeed } from '../rng';
+import type { ImageDataset } from '../data/dataset';
+import { predictLabels, type Classifier } from '../models/classifier';
+import { AttackConfigError, getAttack, knownAttacks, parseAttackConfig, validateTriggerAgainst } from '../attacks/attack';
+
+/** The attack seed of a library run with the default seed 0 (prepareData derives it this way). */
+export const DEFAULT_PROBE_SEED = deriveSeed(0, 'attack');
+
+/** Why a registered attack has no trigger to probe with (attacks without an entry are tried). */
+export const UNPROBED_ATTACKS: Readonly<Record<string, string>> = {
+  inputaware:
+    'skipped: training-controlled; its trigger is the output of mask and pattern generators trained together with the backdoored model, so there is no data-free default trigger (the Neural-Cleanse scan covers it)',
+  narcissus:
+    'skipped: its trigger is a perturbation optimised per run on a surrogate model and the target class (minutes of training), so the library has no fixed default pattern (the Neural-Cleanse scan covers it)',
+};
+
+export interface AttackProbe {
+  attack: string;
+  status: 'probed' | 'skipped';
+  /** how the trigger was made (config and seed), or why it was skipped */
+  how: string;
+  /** per class c: % of triggered reference images of other classes predicted as c */
+  asrByClass?: number[];
+  /** per class c: % of the same images, untriggered, predicted as c */
+  cleanRateByClass?: number[];
+  worstClass?: number;
+  worstAsr?: number;
+}
+
+export interface ProbeReport {
+  seed: number;
+  referenceSize: number;
+  probes: AttackProbe[];
+}
+
+/** Per class c: % of the images whose label is not c that are predicted as c. */
+export function rateTowardsEachClass(predictions: Int32Array, labels: Int32Array, numClasses: number): number[] {
+  const hits = new Array<number>(numClasses).fill(0);
+  const others = new Array<number>(numClasses).fill(0);
+  const perClass = new Array<number>(numClasses).fill(0);
+  for (let i = 0; i < labels.length; i++) perClass[labels[i]]++;
+  for (let c = 0; c < numClasses; c++) others[c] = labels.length - perClass[c];
+  for (let i = 0; i < labels.length; i++) if (predictions[i] !== labels[i]) hits[predictions[i]]++;
+  return hits.map((h, c) => (others[c] === 0 ? NaN : (100 * h) / others[c]));
+}
+
+function worst(asr: number[]): { worstClass: number; worstAsr: number } {
+  let worstClass = 0;
+  for (let c = 1; c < asr.length; c++) if (asr[c] > asr[worstClass]) worstClass = c;
+  return { worstClass, worstAsr: asr[worstClass] };
+}
+
+/** Probes `attacks` (default: every registered attack) on `reference`. */
+export async function probeKnownTriggers(
+  c: Classifier,
+  reference: ImageDataset,
+  options: { attacks?: string[]; seed?: number } = {},
+): Promise<ProbeReport> {
+  const seed = options.seed ?? DEFAULT_PROBE_SEED;
+  const names = options.attacks ?? knownAttacks();
+  const clean = await predictLabels(c, reference);
+  const cleanRateByClass = rateTowardsEachClass(clean, reference.labels, reference.numClasses);
+  const probes: AttackProbe[] = [];
+  for (const attack of names) {
+    if (UNPROBED_ATTACKS[attack]) {
+      probes.push({ attack, status: 'skipped', how: UNPROBED_ATTACKS[attack] });
+      continue;
+    }
+    let triggered: ImageDataset;
+    let config;
+    try {
+      config = parseAttackConfig({ name: attack });
+      validateTriggerAgainst(config, reference);
+      triggered = getAttack(attack).applyTrigger(reference, config, seed);
+    } catch (err) {
+      if (!(err instanceof AttackConfigError)) throw err;
+      probes.push({ attack, status: 'skipped', how: `skipped: ${err.message}` });
+      continue;
+    }
+    const asrByClass = rateTowardsEachClass(await predictLabels(c, triggered), reference.labels, reference.numClasses);
+    // target, rate and labelMap belong to poisoning, not to the trigger
+    const parameters = Object.fromEntries(Object.entries(config).filter(([k]) => !['name', 'target', 'rate', 'labelMap'].includes(k)));
+    probes.push({
+      attack,
+      status: 'probed',
+      how: `default trigger ${JSON.stringify(parameters)}, attack seed ${seed}`,
+      asrByClass,
+      cleanRateByClass,
+      ...worst(asrByClass),
+    });
+  }
+  return { seed, referenceSize: reference.labels.length, probes };
+}

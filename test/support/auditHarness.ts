@@ -1,0 +1,120 @@
+/**
+ * What the audit tests share: the reference set as a file, audit requests with a CI-sized
+ * Neural-Cleanse budget, a local HTTP server standing in for a webhook, and a closed port
+ * for an unreachable one.
+ */
+import { promises as fs } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { encodeDataset } from '../../core/data/codec';
+import type { AuditRequestInput } from '../../schemas/audit';
+import { referenceSet } from './auditFixtures';
+
+/**
+ * A scan budget for CI: 50 Adam steps per class at step size 0.3 with a fixed L1 cost of
+ * 0.01 (NC's slow cost schedule needs ~300 steps to settle) is ~500 steps for the 10
+ * classes. Measured on the fixtures: the backdoored model's class-0 trigger shrinks to the
+ * bottom-right patch (mask L1 7.7, next smallest class 27.1, median 83.4), and the clean
+ * model's largest anomaly index is 1.28 (threshold 2).
+ */
+export const CI_NEURAL_CLEANSE = { stepsPerClass: 50, batchSize: 32, learningRate: 0.3, cost: 0.01 } as const;
+
+/**
+ * The synthetic classes are oriented gratings, and SIG's trigger (a vertical grating of 6
+ * cycles per width) is class 5's own feature: even the clean model sends 96.7% of the other
+ * images to class 5 under it (measured; test/core/auditProbes.test.ts). A team with such data
+ * excludes that probe as a natural feature of its classes, and so does the test policy.
+ */
+export const SYNTHETIC_DATA_PROBES = { exclude: ['sig'] };
+
+export async function tempDir(tag: string): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), `ntml-${tag}-`));
+}
+
+/** The 200-image reference set written as an ntml data set file; returns its path. */
+export async function writeReferenceSet(dir: string, size = 200): Promise<string> {
+  const file = path.join(dir, `reference-${size}.ntds`);
+  await fs.writeFile(file, encodeDataset(referenceSet(size)));
+  return file;
+}
+
+export function auditRequest(overrides: Partial<AuditRequestInput> & Pick<AuditRequestInput, 'modelId' | 'model' | 'referenceSet'>): AuditRequestInput {
+  return {
+    ...overrides,
+    policy: {
+      neuralCleanse: CI_NEURAL_CLEANSE,
+      probes: SYNTHETIC_DATA_PROBES,
+      ...(overrides.policy ?? {}),
+    },
+  };
+}
+
+export interface ReceivedHook {
+  path: string;
+  body: any;
+}
+
+export interface HookServer {
+  url: string;
+  received: ReceivedHook[];
+  /** resolves when `n` requests have arrived */
+  waitFor(n: number, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A webhook receiver on 127.0.0.1. `respond(n, req)` decides the answer to the n-th request
+ * (1-based): a status code, or a promise of one to hold the request open.
+ */
+export async function hookServer(respond: (n: number, req: IncomingMessage) => number | Promise<number> = () => 200): Promise<HookServer> {
+  const received: ReceivedHook[] = [];
+  const waiters: Array<() => void> = [];
+  const server: Server = createServer((req, res) => {
+    let data = '';
+    req.on('data', (d) => (data += d));
+    req.on('end', async () => {
+      let body: unknown = data;
+      try {
+        body = JSON.parse(data);
+      } catch {
+        // kept as text
+      }
+      received.push({ path: req.url ?? '', body });
+      waiters.splice(0).forEach((w) => w());
+      const status = await respond(received.length, req);
+      res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'no');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    async waitFor(n, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (received.length < n) {
+        if (Date.now() > deadline) throw new Error(`webhook got ${received.length} requests, expected ${n}`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 250);
+        });
+      }
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A URL on a port nothing listens on (bound, then released). */
+export async function unreachableUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}/hook`;
+}
