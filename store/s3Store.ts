@@ -34,6 +34,15 @@ function isConditionFailure(err: unknown): boolean {
   return status === 412 || name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || (status === 409 && name !== 'BucketAlreadyOwnedByYou');
 }
 
+/**
+ * A server may answer a conditional PUT of an existing object (412) before it has read the
+ * body and close the connection; the client then sees its upload reset instead of the 412.
+ */
+function isUploadReset(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || /\b(ECONNRESET|EPIPE)\b/.test(String((err as Error | undefined)?.message));
+}
+
 function isAuthFailure(err: unknown): boolean {
   const name = s3ErrorName(err);
   return s3ErrorStatus(err) === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied';
@@ -171,10 +180,14 @@ export class S3ArtifactStore implements ArtifactStore {
     const ref: ArtifactRef = { uri: this.uri(sha), sha256: sha, bytes: data.byteLength };
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        await this.putObject({ Key: key, Body: data, IfNoneMatch: '*', ContentType: 'application/octet-stream' });
-        return ref;
+        // content-addressed: an object already there is the common case for shared stages; a
+        // HEAD costs far less than uploading the body only to have the condition refuse it
+        if (!(await this.objectExists(key))) {
+          await this.putObject({ Key: key, Body: data, IfNoneMatch: '*', ContentType: 'application/octet-stream' });
+          return ref;
+        }
       } catch (err) {
-        if (!isConditionFailure(err)) throw err;
+        if (!isConditionFailure(err) && !isUploadReset(err)) throw err;
       }
       // Something is already there (or being written concurrently): keep it if it is good.
       const existing = await this.fetch(key);
@@ -213,8 +226,12 @@ export class S3ArtifactStore implements ArtifactStore {
   async has(ref: ArtifactRef | string): Promise<boolean> {
     const sha = assertSha256(typeof ref === 'string' ? ref : ref?.sha256);
     await this.ensureBucket();
+    return this.objectExists(this.objectKey(sha));
+  }
+
+  private async objectExists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(sha) }));
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
