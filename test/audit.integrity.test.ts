@@ -187,4 +187,8 @@ test('a missing or corrupt model fails the audit once with a clear message, reco
   }
   // four failed audits take seconds, not retry backoffs
   assert.ok(seconds < 60, `failures took ${seconds} s`);
+  // repair the object this test tampered with: the store is shared, and other tests check that
+  // every stored artifact verifies (a put of the right bytes replaces a corrupt object)
+  await store.put(Buffer.from(`the deployed model of ${stamp}`));
+  assert.ok(await store.verify(stored));
 });
