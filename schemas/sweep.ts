@@ -104,7 +104,8 @@ export function expandSweep(spec: SweepSpec): SweepCell[] {
   const g = spec.grid;
   const base = spec.base as Record<string, any>;
   const attacks = g.attack ?? [base.attack];
-  const defenses: DefenseSpec[] = g.defense ?? [{ name: 'ntml' }];
+  // without a defense axis every cell keeps the base's defense (NT-ML when the base names none)
+  const defenses: DefenseSpec[] = g.defense ?? [(base.defense as DefenseSpec | undefined) ?? { name: 'ntml' }];
   const models = g.model ?? [base.model];
   const budgets = g.cleanBudget ?? [base.cleanBudget];
   const seeds = g.seed === undefined ? [base.seed ?? 0] : Array.isArray(g.seed) ? g.seed : range(g.seed.from, g.seed.to);
