@@ -4,6 +4,7 @@
  * policy (schemas/audit.ts); it is validated here before any server is contacted.
  * Schedules are Temporal Schedules whose action starts the `audit` workflow.
  */
+import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -483,23 +484,3 @@ export function historyTable(records: AuditHistoryRecord[]): string {
   return rows.map((r) => r.map((c, i) => (widths[i] ? c.padEnd(widths[i]) : c)).join('  ')).join('\n');
 }
 
-/** Store settings: the environment, else the running local stack's (S3 started alone if it is down). */
-async function withStore<T>(io: Io, f: (store: import('../store').ArtifactStore) => Promise<T>): Promise<T> {
-  const { storeFromEnv } = await import('../store');
-  if (process.env.NTML_STORE) return f(storeFromEnv());
-  const { recordedStack, adoptStackEnv, DEFAULT_STACK_DIR } = await import('./temporal');
-  const running = recordedStack();
-  if (running) {
-    adoptStackEnv(running.env);
-    return f(storeFromEnv());
-  }
-  const { startLocalStack } = await import('../infra/stack');
-  info(io, `starting the local S3 server in ${DEFAULT_STACK_DIR} to read the store ...`);
-  const stack = await startLocalStack({ dir: DEFAULT_STACK_DIR, temporal: false, log: () => undefined });
-  try {
-    adoptStackEnv(stack.env);
-    return await f(storeFromEnv());
-  } finally {
-    await stack.stop();
-  }
-}

@@ -3,6 +3,7 @@
  * A sweep's workflow id is `sweep-<name>`: starting the same spec again resumes it in place
  * (finished cells are found in the store and skipped, shared stages come from the cache).
  */
+import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -176,27 +177,6 @@ export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
     return 0;
   } finally {
     await embedded?.stop();
-  }
-}
-
-/** Store settings: the environment, else the local stack's (started S3-only if it is down). */
-async function withStore<T>(io: Io, f: (store: import('../store').ArtifactStore) => Promise<T>): Promise<T> {
-  const { storeFromEnv } = await import('../store');
-  if (process.env.NTML_STORE) return f(storeFromEnv());
-  const { recordedStack, adoptStackEnv, DEFAULT_STACK_DIR } = await import('./temporal');
-  const running = recordedStack();
-  if (running) {
-    adoptStackEnv(running.env);
-    return f(storeFromEnv());
-  }
-  const { startLocalStack } = await import('../infra/stack');
-  info(io, `starting the local S3 server in ${DEFAULT_STACK_DIR} to read the store ...`);
-  const stack = await startLocalStack({ dir: DEFAULT_STACK_DIR, temporal: false });
-  try {
-    adoptStackEnv(stack.env);
-    return await f(storeFromEnv());
-  } finally {
-    await stack.stop();
   }
 }
 
