@@ -1,17 +1,25 @@
 /**
- * Training and inference throughput of the project's own training loop (core/train) on the
- * native TensorFlow backend: resnet20 and smallCnn at batch 128 on random 32x32x3 images,
- * without and with augmentation (random crop after 4-pixel padding + horizontal flip).
+ * Training and inference throughput of the project's own training loop (core/train) against a
+ * PyTorch reference of the same architectures, optimiser and batch size
+ * (bench/reference/pytorch_throughput.py), alternated in one run on the same machine.
  *
- *   node dist/bench/throughput.js [--images N] [--epochs E] [--out DIR]
+ *   node dist/bench/throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B]
+ *       [--threads T] [--archs resnet20,smallCnn] [--augment on|off] [--with-plain] [--no-pytorch]
+ *       [--out DIR] [--name BASE]
  *
- * Per configuration: a warm-up epoch on a small slice (kernel selection, allocations), then E
- * timed epochs over N images via trainClassifier, then predictLabels over the same images. Reports
- * images/s, peak RSS (sampled every 50 ms during the configuration, and the process maximum), and
- * the live tensor count before and after (a leak shows as a difference). Writes
- * bench/results/throughput.json and bench/results/throughput.md.
+ * Every configuration runs in a fresh child process (ours: this file with --worker; PyTorch:
+ * the reference script in a virtual environment under ~/.cache/ntml/bench-venv, created from
+ * bench/reference/requirements.txt on first use), so peak RSS is that configuration's own and
+ * no run inherits another's allocations. Both sides get the same thread count (tfjs through
+ * TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, PyTorch through torch.set_num_threads).
+ * Per configuration: a warm-up epoch on 512 images, E timed epochs over N random 32x32x3 images
+ * at batch B, then one warm-up and one timed inference pass over the same images. Rounds
+ * alternate which side goes first. --with-plain adds, in the first round, our loop with
+ * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
+ * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
  */
-import { promises as fs } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { tf, nativeTensorflowVersion, backendKind } from '../core/tf';
@@ -20,44 +28,87 @@ import type { ImageDataset } from '../core/data/dataset';
 import { createClassifier } from '../core/models/layersFormat';
 import { predictLabels } from '../core/models/classifier';
 import { trainClassifier } from '../core/train/trainClassifier';
+import { loopTimings } from '../core/train/epochLoop';
+import { useFastPath } from '../core/train/fast';
 import { TrainRecipe } from '../core/train/recipe';
-import type { ArchitectureName } from '../core/models/names';
+import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { findRepoRoot } from '../store/repoRoot';
 
+type Impl = 'ours' | 'ours-plain' | 'pytorch';
+
 interface Options {
+  rounds: number;
   images: number;
   epochs: number;
   batchSize: number;
   warmupImages: number;
+  threads: number;
+  archs: ArchitectureName[];
+  augment: boolean;
+  withPlain: boolean;
+  pytorch: boolean;
   out: string;
+  /** base name of the result files in `out` */
+  name: string;
 }
 
-interface Result {
+/** One configuration's numbers, as both the worker and the PyTorch script print them. */
+interface RunResult {
+  impl: Impl;
   arch: ArchitectureName;
+  round: number;
   augmentation: boolean;
   batchSize: number;
   images: number;
   epochs: number;
+  threads: number;
   parameters: number;
   warmupSeconds: number;
   trainSeconds: number;
   trainImagesPerSecond: number;
-  /** process CPU seconds per wall second during the timed training: the cores it actually got */
-  trainCoresBusy: number;
-  /** per timed epoch, from the epoch loop's own clock */
   epochImagesPerSecond: number[];
+  /** share of the timed training wall time spent gathering, augmenting and encoding batches */
+  dataShare: number;
+  /** process CPU seconds per wall second during the timed training */
+  trainCoresBusy: number;
   inferenceSeconds: number;
   inferenceImagesPerSecond: number;
   finalLoss: number;
+  /** the child process's peak resident memory over its whole life */
   peakRssMiB: number;
-  tensorsBefore: number;
-  tensorsAfterTraining: number;
-  tensorsAfterDispose: number;
+  /** 1-minute load average when the child started: other work on the machine */
+  loadAverage: number;
+  tensorsBefore?: number;
+  tensorsAfterTraining?: number;
+  tensorsAfterDispose?: number;
+  torch?: string;
 }
 
-function parseOptions(argv: string[]): Options {
-  const root = findRepoRoot(__dirname) ?? process.cwd();
-  const o: Options = { images: 2560, epochs: 2, batchSize: 128, warmupImages: 512, out: path.join(root, 'bench', 'results') };
+const root = findRepoRoot(__dirname) ?? process.cwd();
+const reference = path.join(root, 'bench', 'reference');
+const venv = path.join(os.homedir(), '.cache', 'ntml', 'bench-venv');
+// the CPU-only wheels of the pinned version; where unreachable, pip's default index (which
+// serves the same version as a CUDA build: larger, and just as CPU-bound here)
+const TORCH_CPU_INDEX = 'https://download.pytorch.org/whl/cpu';
+
+function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
+  const o: Options = {
+    rounds: 3,
+    images: 2560,
+    epochs: 1,
+    batchSize: 128,
+    warmupImages: 512,
+    threads: os.availableParallelism(),
+    archs: ['resnet20', 'smallCnn'],
+    augment: true,
+    withPlain: false,
+    pytorch: true,
+    out: path.join(root, 'bench', 'results'),
+    name: 'throughput',
+  };
+  let worker: { arch: ArchitectureName; round: number; plain: boolean } | undefined;
+  const usage =
+    'usage: throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B] [--threads T] [--archs a,b] [--augment on|off] [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]';
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const num = () => {
@@ -66,16 +117,40 @@ function parseOptions(argv: string[]): Options {
       i++;
       return n;
     };
-    if (flag === '--images') o.images = num();
+    const archList = () => {
+      const names = (value ?? '').split(',').filter(Boolean);
+      for (const n of names) if (!architectureNames.includes(n as ArchitectureName)) throw new Error(`unknown architecture ${n}`);
+      if (names.length === 0) throw new Error(`${flag} needs architecture names`);
+      i++;
+      return names as ArchitectureName[];
+    };
+    if (flag === '--rounds') o.rounds = num();
+    else if (flag === '--images') o.images = num();
     else if (flag === '--epochs') o.epochs = num();
     else if (flag === '--batch-size') o.batchSize = num();
+    else if (flag === '--threads') o.threads = num();
+    else if (flag === '--archs') o.archs = archList();
+    else if (flag === '--augment') {
+      if (value !== 'on' && value !== 'off') throw new Error('--augment needs on or off');
+      o.augment = value === 'on';
+      i++;
+    } else if (flag === '--with-plain') o.withPlain = true;
+    else if (flag === '--no-pytorch') o.pytorch = false;
     else if (flag === '--out') {
       if (!value) throw new Error('--out needs a folder');
       o.out = path.resolve(value);
       i++;
-    } else throw new Error(`unknown argument ${flag}; usage: throughput.js [--images N] [--epochs E] [--batch-size B] [--out DIR]`);
+    } else if (flag === '--name') {
+      if (!value || !/^[\w.-]+$/.test(value)) throw new Error('--name needs a file base name');
+      o.name = value;
+      i++;
+    } else if (flag === '--worker') {
+      worker = { arch: archList()[0], round: 0, plain: false };
+    } else if (flag === '--round' && worker) worker.round = num() - 1;
+    else if (flag === '--plain' && worker) worker.plain = true;
+    else throw new Error(`unknown argument ${flag}; ${usage}`);
   }
-  return o;
+  return { ...o, worker };
 }
 
 function randomImages(n: number, seed: number): ImageDataset {
@@ -87,187 +162,289 @@ function randomImages(n: number, seed: number): ImageDataset {
   return { name: `random:${n}`, height: 32, width: 32, channels: 3, numClasses: 10, images, labels };
 }
 
-const mib = (bytes: number) => bytes / (1024 * 1024);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
-/** Peak RSS while `f` runs, sampled every 50 ms (plus before and after). */
-async function withPeakRss<T>(f: () => Promise<T>): Promise<{ value: T; peakRss: number }> {
-  let peak = process.memoryUsage().rss;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 50);
-  try {
-    const value = await f();
-    peak = Math.max(peak, process.memoryUsage().rss);
-    return { value, peakRss: peak };
-  } finally {
-    clearInterval(timer);
-  }
-}
+// --- worker: one configuration of our loop, in its own process ---------------------------
 
-async function benchmark(arch: ArchitectureName, augmentation: boolean, data: ImageDataset, o: Options): Promise<Result> {
+async function worker(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
+  const loadAverage = os.loadavg()[0];
+  const data = randomImages(o.images, 7);
   const tensorsBefore = tf.memory().numTensors;
+  const fastPath = !plain && useFastPath();
   const recipe = (epochs: number) =>
     TrainRecipe.parse({
       epochs,
       batchSize: o.batchSize,
       learningRate: 0.05,
       schedule: 'constant',
-      augment: augmentation ? { padding: 4, flip: true } : { padding: 0, flip: false },
+      augment: o.augment ? { padding: 4, flip: true } : { padding: 0, flip: false },
     });
-  const { value, peakRss } = await withPeakRss(async () => {
-    const c = createClassifier(arch, data, 10, 1);
-    const parameters = c.model.countParams();
-    // warm-up: one epoch over a slice (first-call kernel selection and buffer allocation)
-    const warm = Int32Array.from({ length: Math.min(o.warmupImages, data.labels.length) }, (_, i) => i);
-    let t0 = performance.now();
-    await trainClassifier({ classifier: c, data, indices: warm, recipe: recipe(1), seed: 2 });
-    const warmupSeconds = (performance.now() - t0) / 1000;
+  const c = createClassifier(arch, data, 10, 1);
+  const parameters = c.model.countParams();
+  const warm = Int32Array.from({ length: Math.min(o.warmupImages, o.images) }, (_, i) => i);
+  let t0 = performance.now();
+  await trainClassifier({ classifier: c, data, indices: warm, recipe: recipe(1), seed: 2, fastPath });
+  const warmupSeconds = (performance.now() - t0) / 1000;
 
-    t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    const trained = await trainClassifier({ classifier: c, data, recipe: recipe(o.epochs), seed: 3 });
-    const trainSeconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    const trainCoresBusy = (cpu.user + cpu.system) / 1e6 / trainSeconds;
-    const tensorsAfterTraining = tf.memory().numTensors;
+  const assembly0 = loopTimings.batchAssemblySeconds;
+  const cpu0 = process.cpuUsage();
+  t0 = performance.now();
+  const trained = await trainClassifier({ classifier: c, data, recipe: recipe(o.epochs), seed: 3, fastPath });
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const dataSeconds = loopTimings.batchAssemblySeconds - assembly0;
+  const tensorsAfterTraining = tf.memory().numTensors;
 
-    await predictLabels(c, data, o.batchSize); // warm-up of the inference path
-    t0 = performance.now();
-    await predictLabels(c, data, o.batchSize);
-    const inferenceSeconds = (performance.now() - t0) / 1000;
-    c.model.dispose();
-    return {
-      parameters,
-      warmupSeconds,
-      trainSeconds,
-      trainCoresBusy,
-      history: trained.history,
-      tensorsAfterTraining,
-      inferenceSeconds,
-    };
-  });
-  const images = data.labels.length;
+  await predictLabels(c, data, o.batchSize); // warm-up of the inference path
+  t0 = performance.now();
+  await predictLabels(c, data, o.batchSize);
+  const inferenceSeconds = (performance.now() - t0) / 1000;
+  c.model.dispose();
   return {
+    impl: plain ? 'ours-plain' : 'ours',
     arch,
-    augmentation,
+    round,
+    augmentation: o.augment,
     batchSize: o.batchSize,
-    images,
+    images: o.images,
     epochs: o.epochs,
-    parameters: value.parameters,
-    warmupSeconds: value.warmupSeconds,
-    trainSeconds: value.trainSeconds,
-    trainImagesPerSecond: (images * o.epochs) / value.trainSeconds,
-    trainCoresBusy: value.trainCoresBusy,
-    epochImagesPerSecond: value.history.map((h) => h.images / h.seconds),
-    inferenceSeconds: value.inferenceSeconds,
-    inferenceImagesPerSecond: images / value.inferenceSeconds,
-    finalLoss: value.history[value.history.length - 1].loss,
-    peakRssMiB: mib(peakRss),
+    threads: o.threads,
+    parameters,
+    warmupSeconds,
+    trainSeconds,
+    trainImagesPerSecond: (o.images * o.epochs) / trainSeconds,
+    epochImagesPerSecond: trained.history.map((h) => h.images / h.seconds),
+    dataShare: dataSeconds / trainSeconds,
+    trainCoresBusy: (cpu.user + cpu.system) / 1e6 / trainSeconds,
+    inferenceSeconds,
+    inferenceImagesPerSecond: o.images / inferenceSeconds,
+    finalLoss: trained.history[trained.history.length - 1].loss,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    loadAverage,
     tensorsBefore,
-    tensorsAfterTraining: value.tensorsAfterTraining,
+    tensorsAfterTraining,
     tensorsAfterDispose: tf.memory().numTensors,
   };
 }
 
-function machine() {
+// --- the PyTorch environment -----------------------------------------------------------------
+
+function pinnedTorch(): string {
+  const m = /^torch==(\S+)/m.exec(readFileSync(path.join(reference, 'requirements.txt'), 'utf8'));
+  if (!m) throw new Error('bench/reference/requirements.txt pins no torch version');
+  return m[1];
+}
+
+/** The venv's python with the pinned torch installed (created on first use). */
+function pytorchPython(): string {
+  const python = path.join(venv, 'bin', 'python');
+  const want = pinnedTorch();
+  const installed = () =>
+    existsSync(python) &&
+    spawnSync(python, ['-c', 'import torch, sys; sys.stdout.write(torch.__version__.split("+")[0])'], { encoding: 'utf8' }).stdout === want;
+  if (installed()) return python;
+  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'inherit' }).status === 0;
+  if (!existsSync(python)) {
+    console.log(`creating the PyTorch reference environment in ${venv}`);
+    if (!run('python3', ['-m', 'venv', venv])) throw new Error('python3 -m venv failed: install Python 3 with the venv module');
+  }
+  const pip = path.join(venv, 'bin', 'pip');
+  const requirements = path.join(reference, 'requirements.txt');
+  console.log(`installing torch==${want} (CPU wheel index first)`);
+  const cpuWheel = run(pip, ['install', '--quiet', '--retries', '1', '--timeout', '20', '--index-url', TORCH_CPU_INDEX, `torch==${want}`]);
+  if (!cpuWheel) console.log('CPU wheel index unreachable; installing torch from the default index');
+  if (!run(pip, ['install', '--quiet', '-r', requirements]) || !installed()) {
+    throw new Error(`could not install torch==${want} into ${venv}`);
+  }
+  return python;
+}
+
+// --- the driver --------------------------------------------------------------------------------
+
+function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) {
+        reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err.slice(-2000)}`));
+        return;
+      }
+      resolve(JSON.parse(line) as RunResult);
+    });
+  });
+}
+
+async function runOurs(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
+  const args = [
+    __filename, '--worker', arch, '--round', String(round + 1), ...(plain ? ['--plain'] : []),
+    '--images', String(o.images), '--epochs', String(o.epochs), '--batch-size', String(o.batchSize),
+    '--threads', String(o.threads), '--augment', o.augment ? 'on' : 'off',
+  ];
+  const env = {
+    ...process.env,
+    TF_NUM_INTRAOP_THREADS: String(o.threads),
+    TF_NUM_INTEROP_THREADS: String(o.threads),
+    NTML_FAST_PATH: plain ? '0' : (process.env.NTML_FAST_PATH ?? '1'),
+  };
+  return runChild(process.execPath, args, env);
+}
+
+async function runPytorch(o: Options, python: string, arch: ArchitectureName, round: number): Promise<RunResult> {
+  const loadAverage = os.loadavg()[0];
+  const args = [
+    path.join(reference, 'pytorch_throughput.py'), '--arch', arch, '--images', String(o.images), '--epochs', String(o.epochs),
+    '--batch-size', String(o.batchSize), '--warmup-images', String(o.warmupImages), '--threads', String(o.threads),
+    '--augment', o.augment ? '1' : '0',
+  ];
+  const r = await runChild(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
+  return { ...r, impl: 'pytorch', round, loadAverage };
+}
+
+function machine(o: Options) {
   const cpus = os.cpus();
   return {
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     logicalCores: cpus.length,
     availableParallelism: os.availableParallelism(),
+    threads: o.threads,
     totalMemoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     node: process.version,
     tfjs: tf.version.tfjs,
     tensorflow: nativeTensorflowVersion(),
     backend: `${backendKind} (${tf.getBackend()})`,
-    /** 1-minute load average at the start: other work on the machine lowers every number */
-    loadAverageAtStart: Number(os.loadavg()[0].toFixed(2)),
+    oneDNN: process.env.TF_ENABLE_ONEDNN_OPTS ?? 'default',
+    fastPath: process.env.NTML_FAST_PATH ?? 'default (on)',
   };
 }
 
-interface RunInfo {
-  totalSeconds: number;
-  maxRssMiB: number;
-  date: string;
-  /** process CPU seconds / wall seconds: how many cores the run kept busy on average */
-  coresBusy: number;
-  loadAverageAtEnd: number;
+interface Summary {
+  arch: ArchitectureName;
+  trainRatios: number[];
+  inferenceRatios: number[];
+  medianTrainRatio: number;
+  medianInferenceRatio: number;
 }
 
-function markdown(results: Result[], m: ReturnType<typeof machine>, o: Options, run: RunInfo): string {
+function summarise(o: Options, runs: RunResult[]): Summary[] {
+  return o.archs.flatMap((arch) => {
+    const pairs = Array.from({ length: o.rounds }, (_, r) => [
+      runs.find((x) => x.arch === arch && x.round === r && x.impl === 'ours'),
+      runs.find((x) => x.arch === arch && x.round === r && x.impl === 'pytorch'),
+    ]).filter((p): p is [RunResult, RunResult] => !!p[0] && !!p[1]);
+    if (pairs.length === 0) return [];
+    const trainRatios = pairs.map(([a, b]) => a.trainImagesPerSecond / b.trainImagesPerSecond);
+    const inferenceRatios = pairs.map(([a, b]) => a.inferenceImagesPerSecond / b.inferenceImagesPerSecond);
+    return [{ arch, trainRatios, inferenceRatios, medianTrainRatio: median(trainRatios), medianInferenceRatio: median(inferenceRatios) }];
+  });
+}
+
+function markdown(o: Options, m: ReturnType<typeof machine>, runs: RunResult[], summary: Summary[], info: { date: string; loadStart: number; loadEnd: number; totalSeconds: number }): string {
   const f0 = (v: number) => v.toFixed(0);
-  const f1 = (v: number) => v.toFixed(1);
-  const rows = results.map(
+  const f2 = (v: number) => v.toFixed(2);
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const implName: Record<Impl, string> = { ours: 'ours (fast path)', 'ours-plain': 'ours (plain tfjs composition, NTML_FAST_PATH=0; oneDNN on)', pytorch: 'PyTorch' };
+  const rows = runs.map(
     (r) =>
-      `| ${r.arch} | ${r.augmentation ? 'crop+flip' : 'none'} | ${(r.parameters / 1000).toFixed(0)}k | ${f0(r.trainImagesPerSecond)} | ${r.epochImagesPerSecond.map(f0).join(' / ')} | ${r.trainCoresBusy.toFixed(2)} | ${f0(r.inferenceImagesPerSecond)} | ${f0(r.peakRssMiB)} | ${r.tensorsBefore} → ${r.tensorsAfterTraining} → ${r.tensorsAfterDispose} |`,
+      `| ${r.round + 1} | ${r.arch} | ${implName[r.impl]} | ${f0(r.trainImagesPerSecond)} | ${f0(r.inferenceImagesPerSecond)} | ${pct(r.dataShare)} | ${f2(r.trainCoresBusy)} | ${f0(r.peakRssMiB)} | ${f2(r.loadAverage)} | ${r.finalLoss.toFixed(3)} |`,
   );
+  const sums = summary.map(
+    (s) =>
+      `| ${s.arch} | ${s.trainRatios.map(f2).join(' / ')} | **${f2(s.medianTrainRatio)}** | ${s.inferenceRatios.map(f2).join(' / ')} | **${f2(s.medianInferenceRatio)}** |`,
+  );
+  const torch = runs.find((r) => r.impl === 'pytorch')?.torch;
   return [
-    '# Training throughput',
+    '# Training throughput: ours vs PyTorch',
     '',
-    `Measured ${run.date} with \`node dist/bench/throughput.js\` (bench/throughput.ts): the project's training loop`,
-    `(core/train/trainClassifier: SGD with momentum, weight decay, host-side batch assembly) at batch ${o.batchSize}`,
-    `on ${o.images} random 32x32x3 images, ${o.epochs} timed epochs after a one-epoch warm-up on ${o.warmupImages} images;`,
-    `inference is predictLabels over the same images (batch ${o.batchSize}, after one warm-up pass).`,
+    `Measured ${info.date} with \`node dist/bench/throughput.js\` (bench/throughput.ts): ${o.rounds} rounds, each running`,
+    `the project's training loop (core/train/trainClassifier) and the PyTorch reference (bench/reference/pytorch_throughput.py)`,
+    `in fresh processes, alternating which goes first. Batch ${o.batchSize}, ${o.images} random 32x32x3 images, ${o.epochs} timed epoch(s)`,
+    `after a warm-up epoch on ${o.warmupImages} images, augmentation ${o.augment ? 'random crop (pad 4) + flip' : 'off'}, SGD momentum 0.9,`,
+    `weight decay 5e-4; inference: one timed pass over the same images after a warm-up pass (ours: predictLabels; PyTorch:`,
+    `eval + inference_mode). ${o.threads} threads on both sides.`,
     '',
-    '| model | augmentation | params | train img/s | per epoch img/s | cores busy in training | inference img/s | peak RSS MiB | live tensors before → after training → after dispose |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '## Ratio ours / PyTorch (images per second; above 1 = we are faster)',
+    '',
+    '| model | training, per round | training median | inference, per round | inference median |',
+    '|---|---|---|---|---|',
+    ...sums,
+    '',
+    '## Runs',
+    '',
+    '| round | model | implementation | train img/s | inference img/s | data loading + augmentation share of training | cores busy in training | peak RSS MiB | load avg at start |  final loss |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Peak RSS is sampled every 50 ms during each configuration (the process maximum was ${f0(run.maxRssMiB)} MiB). Total run time ${f1(run.totalSeconds)} s;`,
-    `the process kept ${run.coresBusy.toFixed(2)} cores busy on average, with a 1-minute load average of ${m.loadAverageAtStart} at the start and ${run.loadAverageAtEnd} at the end`,
-    `(a load above the core count means other processes competed for the CPU and every number above is lower than on an idle machine).`,
-    '"Cores busy" is process CPU time over wall time during the timed epochs: below the core count, the run did not get the whole machine.',
-    'A tensor count that returns to its starting value after the model is disposed means the loop leaks no tensors.',
+    `1-minute load average ${info.loadStart.toFixed(2)} at the start and ${info.loadEnd.toFixed(2)} at the end, on ${m.logicalCores} cores; total ${info.totalSeconds.toFixed(0)} s.`,
+    'A load above the core count means other processes competed for the CPU during the run: every number above is then lower',
+    'than on an idle machine, and PyTorch (OpenMP threads that wait for each other at every parallel region) tends to lose more',
+    "to that competition than TensorFlow's thread pool does. Compare ratios only from runs on a quiet machine.",
+    'Peak RSS is each child process\'s own maximum (getrusage).',
     '',
     '## Machine',
     '',
     `- CPU: ${m.cpuModel}, ${m.logicalCores} logical cores (available parallelism ${m.availableParallelism}), ${m.totalMemoryGiB} GiB memory`,
     `- OS: ${m.platform}`,
-    `- Node.js ${m.node}, @tensorflow/tfjs-node ${m.tfjs} on native TensorFlow ${m.tensorflow}, backend ${m.backend}`,
-    '',
-    '## Reference points (quoted, not measured here)',
-    '',
-    'For ResNet-20 at batch 128 on a 2-core build machine:',
-    '',
-    '- a plain tfjs-node training loop: ~300 img/s',
-    '- PyTorch 2.13 on CPU: ~700 img/s',
+    `- Node.js ${m.node}, @tensorflow/tfjs-node ${m.tfjs} on native TensorFlow ${m.tensorflow}, backend ${m.backend}, TF_ENABLE_ONEDNN_OPTS=${m.oneDNN}`,
+    `- PyTorch ${torch ?? '(not run)'}`,
     '',
   ].join('\n');
 }
 
 async function main() {
   const o = parseOptions(process.argv.slice(2));
+  if (o.worker) {
+    const r = await worker(o, o.worker.arch, o.worker.round, o.worker.plain);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
   const t0 = performance.now();
-  const m = machine();
-  console.log(`machine: ${m.cpuModel}, ${m.logicalCores} cores, Node ${m.node}, tfjs ${m.tfjs}, TensorFlow ${m.tensorflow}`);
-  const data = randomImages(o.images, 7);
-  const results: Result[] = [];
-  for (const arch of ['resnet20', 'smallCnn'] as ArchitectureName[]) {
-    for (const augmentation of [false, true]) {
-      const r = await benchmark(arch, augmentation, data, o);
-      results.push(r);
-      console.log(
-        `${arch.padEnd(8)} aug=${augmentation ? 'on ' : 'off'}  train ${r.trainImagesPerSecond.toFixed(0)} img/s (${r.trainCoresBusy.toFixed(2)} cores busy)  ` +
-          `inference ${r.inferenceImagesPerSecond.toFixed(0)} img/s  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  ` +
-          `tensors ${r.tensorsBefore} -> ${r.tensorsAfterTraining} -> ${r.tensorsAfterDispose}  (warm-up ${r.warmupSeconds.toFixed(1)} s)`,
-      );
+  const loadStart = os.loadavg()[0];
+  const m = machine(o);
+  console.log(`machine: ${m.cpuModel}, ${m.logicalCores} cores, load ${loadStart.toFixed(2)}, Node ${m.node}, TensorFlow ${m.tensorflow}, ${o.threads} threads`);
+  const python = o.pytorch ? pytorchPython() : undefined;
+  const runs: RunResult[] = [];
+  const report = (r: RunResult) => {
+    runs.push(r);
+    console.log(
+      `round ${r.round + 1} ${r.arch.padEnd(8)} ${r.impl.padEnd(10)} train ${r.trainImagesPerSecond.toFixed(0).padStart(5)} img/s  ` +
+        `inference ${r.inferenceImagesPerSecond.toFixed(0).padStart(5)} img/s  data ${(100 * r.dataShare).toFixed(1)}%  ` +
+        `peak RSS ${r.peakRssMiB.toFixed(0)} MiB  load ${r.loadAverage.toFixed(2)}`,
+    );
+  };
+  for (let round = 0; round < o.rounds; round++) {
+    for (const arch of o.archs) {
+      const sides: (() => Promise<RunResult>)[] = [() => runOurs(o, arch, round, false)];
+      if (python) sides.push(() => runPytorch(o, python, arch, round));
+      if (round % 2 === 1) sides.reverse();
+      for (const side of sides) report(await side());
+      if (o.withPlain && round === 0) report(await runOurs(o, arch, round, true));
     }
   }
-  const totalSeconds = (performance.now() - t0) / 1000;
-  const usage = process.resourceUsage();
-  const run: RunInfo = {
-    totalSeconds,
-    maxRssMiB: usage.maxRSS / 1024,
-    date: new Date().toISOString(),
-    coresBusy: (usage.userCPUTime + usage.systemCPUTime) / 1e6 / totalSeconds,
-    loadAverageAtEnd: Number(os.loadavg()[0].toFixed(2)),
-  };
+  const summary = summarise(o, runs);
+  for (const s of summary) {
+    console.log(
+      `${s.arch}: ours/PyTorch training ${s.trainRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianTrainRatio.toFixed(2)}), ` +
+        `inference ${s.inferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianInferenceRatio.toFixed(2)})`,
+    );
+  }
+  const info = { date: new Date().toISOString(), loadStart, loadEnd: os.loadavg()[0], totalSeconds: (performance.now() - t0) / 1000 };
   await fs.mkdir(o.out, { recursive: true });
-  const json = { ...run, options: { images: o.images, epochs: o.epochs, batchSize: o.batchSize, warmupImages: o.warmupImages }, machine: m, results };
-  await fs.writeFile(path.join(o.out, 'throughput.json'), `${JSON.stringify(json, null, 2)}\n`);
-  await fs.writeFile(path.join(o.out, 'throughput.md'), markdown(results, m, o, run));
-  console.log(`total ${totalSeconds.toFixed(1)} s, ${run.coresBusy.toFixed(2)} cores busy, load ${m.loadAverageAtStart} -> ${run.loadAverageAtEnd}; wrote ${path.join(o.out, 'throughput.json')} and throughput.md`);
+  const { out: _out, ...options } = o;
+  const file = (ext: string) => path.join(o.out, `${o.name}.${ext}`);
+  await fs.writeFile(file('json'), `${JSON.stringify({ ...info, options, machine: m, summary, runs }, null, 2)}\n`);
+  await fs.writeFile(file('md'), markdown(o, m, runs, summary, info));
+  console.log(`load ${loadStart.toFixed(2)} -> ${info.loadEnd.toFixed(2)}; wrote ${file('json')} and ${file('md')}`);
 }
 
 main().catch((err) => {

@@ -25,6 +25,10 @@ function requestedBackend(): BackendKind {
 function load(kind: BackendKind): typeof TF {
   // TensorFlow's C++ logging floods stderr with CPU-feature notices otherwise.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  // TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; without them
+  // (e.g. on AMD) convolution backprop runs about twice as slowly (docs/performance.md).
+  // TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's own default.
+  process.env.TF_ENABLE_ONEDNN_OPTS ??= '1';
   const pkg = kind === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
   let mod: typeof TF;
   try {

@@ -74,6 +74,13 @@ export class TrainingCancelledError extends Error {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * Process-wide running totals of where the loop's wall time goes, for benchmarks
+ * (bench/throughput): batch assembly (gather + augmentation + encoding + tensor creation)
+ * and the step itself. Read a difference before/after a run; nothing in training depends on it.
+ */
+export const loopTimings = { batchAssemblySeconds: 0, stepSeconds: 0, batches: 0 };
+
 export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
   const all = o.indices ?? Int32Array.from({ length: o.data.labels.length }, (_, i) => i);
   const n = all.length;
@@ -118,13 +125,18 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
       const start = b * bs;
       const end = b === batchesPerEpoch - 1 ? n : start + bs;
       const idx = order.subarray(start, end);
+      const tData = performance.now();
       const x = tf.tensor4d(
         assembleBatch(o.data, idx, o.augment, rng, range, end - start === bs ? buffer : new Float32Array((end - start) * per)),
         [end - start, o.data.height, o.data.width, o.data.channels],
       );
       lr = learningRateAt(o.schedule, o.peakLearningRate, epoch * batchesPerEpoch + b, totalSteps);
+      const tStep = performance.now();
       const loss = o.step(x, idx, lr);
       x.dispose();
+      loopTimings.batchAssemblySeconds += (tStep - tData) / 1000;
+      loopTimings.stepSeconds += (performance.now() - tStep) / 1000;
+      loopTimings.batches++;
       const sum = lossSum;
       const next = tf.tidy(() => tf.add(sum, tf.mul(loss, end - start)) as TF.Scalar);
       lossSum.dispose();

@@ -4,10 +4,14 @@
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
+import { useFastPath } from './fast';
+import { momentumUpdate } from './fast/sgdUpdate';
 
 export interface SgdOptions {
   momentum: number;
   weightDecay: number;
+  /** update with bare TensorFlow ops (core/train/fast); default: the fast path setting (NTML_FAST_PATH) */
+  fast?: boolean;
 }
 
 export interface NamedArray {
@@ -17,14 +21,20 @@ export interface NamedArray {
 
 export class SgdMomentum {
   private velocities: TF.Variable[];
+  private readonly fast: boolean;
 
   constructor(private readonly variables: TF.Variable[], private readonly options: SgdOptions) {
     // tidy disposes the zerosLike temporaries; the variables are not tracked by it and survive
     this.velocities = tf.tidy(() => variables.map((v) => tf.variable(tf.zerosLike(v), false)));
+    this.fast = useFastPath(options.fast);
   }
 
   step(grads: TF.Tensor[], learningRate: number): void {
     const { momentum, weightDecay } = this.options;
+    if (this.fast) {
+      momentumUpdate(this.variables, this.velocities, grads, learningRate, momentum, weightDecay);
+      return;
+    }
     tf.tidy(() => {
       const lr = tf.scalar(learningRate);
       const mu = tf.scalar(momentum);

@@ -12,6 +12,7 @@ import { crossEntropy, softCrossEntropy, complementaryLoss, klToTarget } from '.
 import { runEpochs, type EpochHooks, type EpochLoopResult } from './epochLoop';
 import type { TrainingCheckpoint } from './checkpoint';
 import type { TrainRecipe } from './recipe';
+import { fastApply, useFastPath } from './fast';
 
 export { TrainRecipe } from './recipe';
 
@@ -39,6 +40,8 @@ export interface TrainClassifierOptions {
   hooks?: EpochHooks;
   /** after every optimiser step, e.g. to re-apply a pruning mask */
   afterStep?: () => void;
+  /** fused BN/ReLU kernels and native SGD update (core/train/fast); default: NTML_FAST_PATH, on unless 0 */
+  fastPath?: boolean;
 }
 
 function batchLoss(
@@ -80,8 +83,11 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
   const targets = o.targets ?? { kind: 'hard', labels: o.data.labels };
   const k = c.meta.numClasses;
   const vars = trainableVariables(c.model);
-  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay });
+  const fast = useFastPath(o.fastPath);
+  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay, fast });
   const training = recipe.batchNorm === 'train';
+  const forward = (x: TF.Tensor4D) =>
+    (fast ? fastApply(c.model, x, training) : c.model.apply(x, { training })) as TF.Tensor2D;
   try {
     return await runEpochs({
       data: o.data,
@@ -100,7 +106,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
       hooks: o.hooks,
       step: (x, idx, lr) => {
         const { value, grads } = tf.variableGrads(
-          () => tf.tidy(() => batchLoss(targets, c.model.apply(x, { training }) as TF.Tensor2D, x, idx, k)),
+          () => tf.tidy(() => batchLoss(targets, forward(x), x, idx, k)),
           vars,
         );
         optimizer.step(

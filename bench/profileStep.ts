@@ -1,0 +1,95 @@
+/**
+ * Per-kernel profile of one training step (the profile tables in docs/performance.md):
+ *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S]
+ * Batch 128 of 32x32x3, cross-entropy, SgdMomentum, on the path the environment selects
+ * (NTML_FAST_PATH, TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS). Prints wall and CPU time per
+ * step and a Markdown table of leaf kernels from tf.profile (scopes that only group other kernels
+ * are left out), with the native ops of the fast path (BN forward/backward, ReluGrad) timed
+ * around their calls. A benchmark: never run in CI.
+ */
+import * as os from 'node:os';
+import type * as TF from '@tensorflow/tfjs-node';
+import { tf } from '../core/tf';
+import { createClassifier } from '../core/models/layersFormat';
+import { architectureNames, type ArchitectureName } from '../core/models/names';
+import { SgdMomentum, trainableVariables } from '../core/train/sgd';
+import { crossEntropy } from '../core/train/losses';
+import { fastApply, useFastPath } from '../core/train/fast';
+import * as native from '../core/train/fast/native';
+
+// kernels that only group nested kernels, which the profile lists on their own
+const SCOPES = new Set(['Step', 'fusedConv2d__op', 'unnamed scope', 'logSoftmax__op', 'fusedMatMul__op']);
+
+async function main() {
+  const args = process.argv.slice(2);
+  const arch = (args.find((a) => architectureNames.includes(a as ArchitectureName)) ?? 'resnet20') as ArchitectureName;
+  const stepsAt = args.indexOf('--steps');
+  const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 4;
+  const fast = useFastPath();
+  const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
+  const vars = trainableVariables(c.model);
+  const optimizer = new SgdMomentum(vars, { momentum: 0.9, weightDecay: 5e-4 });
+  const x = tf.randomUniform([128, 32, 32, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
+  const y = tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 10), 'int32');
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  const add = (name: string, ms: number) => {
+    const e = byKernel.get(name) ?? { ms: 0, calls: 0 };
+    e.ms += ms;
+    e.calls++;
+    byKernel.set(name, e);
+  };
+  // time the fast path's native ops, which tf.profile does not see (they bypass the engine)
+  const runNative = native.runNative;
+  let recording = false;
+  (native as { runNative: typeof runNative }).runNative = (op, attrs, inputs, n) => {
+    const t = performance.now();
+    const out = runNative(op, attrs, inputs, n);
+    if (recording) add(`native ${op}`, performance.now() - t);
+    return out;
+  };
+  const step = () => {
+    const { value, grads } = tf.variableGrads(
+      () => tf.tidy(() => crossEntropy((fast ? fastApply(c.model, x, true) : c.model.apply(x, { training: true })) as TF.Tensor2D, y)),
+      vars,
+    );
+    optimizer.step(vars.map((v) => grads[v.name]), 0.05);
+    tf.dispose(grads);
+    value.dispose();
+  };
+
+  tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+  for (let i = 0; i < 3; i++) step();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = (performance.now() - t0) / steps;
+  const cpuMs = (cpu.user + cpu.system) / 1000 / steps;
+
+  const profiled = 2;
+  for (let r = 0; r < profiled; r++) {
+    recording = true;
+    const p = await tf.profile(() => step());
+    recording = false;
+    for (const k of p.kernels) if (!SCOPES.has(k.name)) add(k.name, k.kernelTimeMs as number);
+  }
+  const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  const total = rows.reduce((s, [, e]) => s + e.ms, 0) / profiled;
+  const kernels = rows.reduce((s, [, e]) => s + e.calls, 0) / profiled;
+  console.log(
+    `${arch}, fast path ${fast ? 'on' : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
+      `intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'}: ${wallMs.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU per step; ` +
+      `${kernels} kernels, ${total.toFixed(0)} ms of kernel time; load average ${os.loadavg()[0].toFixed(2)}`,
+  );
+  console.log('| kernel | ms per step | calls | share |\n|---|---|---|---|');
+  for (const [name, e] of rows.slice(0, 20)) {
+    console.log(`| ${name} | ${(e.ms / profiled).toFixed(1)} | ${e.calls / profiled} | ${((100 * e.ms) / profiled / total).toFixed(1)}% |`);
+  }
+  optimizer.dispose();
+  c.model.dispose();
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,175 @@
+/**
+ * The model's forward pass with TensorFlow's fused kernels where tfjs composes many small
+ * ops: BatchNormalization layers run as FusedBatchNormV3 (+ FusedBatchNormGradV3) and ReLU
+ * layers get the native ReluGrad; every other layer runs through its own layer.apply. The
+ * model stays a standard tfjs layers model: this only walks its graph, in the same order
+ * tfjs-layers' runInternalGraph does, and updates the BN moving statistics exactly as
+ * tfjs-layers' BatchNormalization.call does.
+ */
+import type * as TF from '@tensorflow/tfjs-node';
+import { tf } from '../../tf';
+import { fusedBatchNorm } from './batchNorm';
+import { fastRelu } from './relu';
+import { nativeMath } from './native';
+
+type Kind = 'batchNorm' | 'relu' | 'layer';
+
+interface Step {
+  layer: TF.layers.Layer;
+  kind: Kind;
+  inputs: number[];
+  outputs: number[];
+}
+
+interface Plan {
+  input: number;
+  outputs: number[];
+  steps: Step[];
+}
+
+/** tfjs-layers internals the plan reads; typed here because the public typings hide them. */
+interface SymbolicRef {
+  id: number;
+}
+interface GraphNode {
+  outboundLayer: TF.layers.Layer;
+  inputTensors: SymbolicRef[];
+  outputTensors: SymbolicRef[];
+}
+interface LayerVariableRef {
+  read(): TF.Tensor;
+  write(value: TF.Tensor): unknown;
+}
+interface BatchNormInternals {
+  axis: number;
+  momentum: number;
+  epsilon: number;
+  gamma?: LayerVariableRef;
+  beta?: LayerVariableRef;
+  movingMean: LayerVariableRef;
+  movingVariance: LayerVariableRef;
+}
+
+// layers whose masks would have to be threaded through the graph; models with them keep model.apply
+const MASKING_LAYERS = new Set(['Masking', 'Embedding']);
+
+function kindOf(layer: TF.layers.Layer): Kind {
+  const cls = layer.getClassName();
+  if (cls === 'BatchNormalization') {
+    const bn = layer as unknown as BatchNormInternals;
+    const rank = (layer.inputSpec?.[0]?.ndim as number | undefined) ?? 0;
+    if (rank === 4 && (bn.axis === -1 || bn.axis === 3) && bn.gamma && bn.beta) return 'batchNorm';
+  }
+  if (cls === 'ReLU' && (layer as unknown as { maxValue?: number | null }).maxValue == null) return 'relu';
+  if (cls === 'Activation' && (layer as unknown as { activation: { getClassName(): string } }).activation.getClassName() === 'Relu') {
+    return 'relu';
+  }
+  return 'layer';
+}
+
+function buildPlan(model: TF.LayersModel): Plan | undefined {
+  // a Sequential model wraps a functional one, which it builds on first use as its call() does
+  const seq = model as unknown as { model?: TF.LayersModel; build(): void };
+  if (model instanceof tf.Sequential && !seq.model) seq.build();
+  const graph = (model instanceof tf.Sequential ? seq.model : model) as unknown as {
+    nodesByDepth?: Record<string, GraphNode[]>;
+    inputs: SymbolicRef[];
+    outputs: SymbolicRef[];
+  };
+  if (!graph?.nodesByDepth || graph.inputs.length !== 1) return undefined;
+  const depths = Object.keys(graph.nodesByDepth)
+    .map(Number)
+    .sort((a, b) => b - a);
+  const steps: Step[] = [];
+  for (const depth of depths) {
+    for (const node of graph.nodesByDepth[String(depth)]) {
+      const layer = node.outboundLayer;
+      const cls = layer.getClassName();
+      if (cls === 'InputLayer') continue;
+      if (MASKING_LAYERS.has(cls)) return undefined;
+      steps.push({
+        layer,
+        kind: kindOf(layer),
+        inputs: node.inputTensors.map((t) => t.id),
+        outputs: node.outputTensors.map((t) => t.id),
+      });
+    }
+  }
+  return { input: graph.inputs[0].id, outputs: graph.outputs.map((t) => t.id), steps };
+}
+
+const plans = new WeakMap<TF.LayersModel, Plan | null>();
+
+function planOf(model: TF.LayersModel): Plan | undefined {
+  let plan = plans.get(model);
+  if (plan === undefined) {
+    plan = buildPlan(model) ?? null;
+    plans.set(model, plan);
+  }
+  return plan ?? undefined;
+}
+
+/**
+ * tfjs-layers' doMovingAverage, op for op: moving - (moving - batch) * (1 - momentum), with the
+ * decay rounded to float32 as tfjs does; bare TensorFlow ops, as nothing differentiates it.
+ */
+function updateMoving(variable: LayerVariableRef, batch: TF.Tensor, momentum: number): void {
+  const { sub, mul } = nativeMath;
+  tf.tidy(() => {
+    const orig = variable.read();
+    variable.write(sub(orig, mul(sub(orig, batch), tf.scalar(1 - momentum))));
+  });
+}
+
+function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean): TF.Tensor {
+  const bn = layer as unknown as BatchNormInternals;
+  if (x.rank !== 4) return layer.apply(x, { training }) as TF.Tensor;
+  const r = fusedBatchNorm(
+    x as TF.Tensor4D,
+    bn.gamma!.read() as TF.Tensor1D,
+    bn.beta!.read() as TF.Tensor1D,
+    bn.movingMean.read() as TF.Tensor1D,
+    bn.movingVariance.read() as TF.Tensor1D,
+    bn.epsilon,
+    training,
+  );
+  if (r.batchMean && r.batchVariance) {
+    updateMoving(bn.movingMean, r.batchMean, bn.momentum);
+    updateMoving(bn.movingVariance, r.batchVariance, bn.momentum);
+    r.batchMean.dispose();
+    r.batchVariance.dispose();
+  }
+  return r.y;
+}
+
+/** Whether `model` runs through fastApply's own graph walk (one input, no masking layers). */
+export function supportsFastApply(model: TF.LayersModel): boolean {
+  return planOf(model) !== undefined;
+}
+
+/**
+ * model.apply(x, { training }) with fused BN and ReLU kernels; falls back to model.apply for
+ * models whose graph it does not handle. Call inside tf.tidy (intermediates are not freed early).
+ */
+export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean): TF.Tensor | TF.Tensor[] {
+  const plan = planOf(model);
+  if (!plan) return model.apply(x, { training }) as TF.Tensor | TF.Tensor[];
+  const values = new Map<number, TF.Tensor>([[plan.input, x]]);
+  for (const step of plan.steps) {
+    const inputs = step.inputs.map((id) => {
+      const v = values.get(id);
+      if (!v) throw new Error(`fastApply: input of layer ${step.layer.name} was not computed`);
+      return v;
+    });
+    let outputs: TF.Tensor[];
+    if (step.kind === 'batchNorm') outputs = [batchNormLayer(step.layer, inputs[0], training)];
+    else if (step.kind === 'relu') outputs = [fastRelu(inputs[0])];
+    else {
+      const out = step.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training }) as TF.Tensor | TF.Tensor[];
+      outputs = Array.isArray(out) ? out : [out];
+    }
+    step.outputs.forEach((id, i) => values.set(id, outputs[i]));
+  }
+  const outputs = plan.outputs.map((id) => values.get(id)!);
+  return outputs.length === 1 ? outputs[0] : outputs;
+}

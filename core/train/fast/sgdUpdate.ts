@@ -1,0 +1,34 @@
+/**
+ * The SGD-with-momentum update as bare TensorFlow ops: per variable
+ *   v <- AddN(mu * v, g, wd * w);  w <- w - lr * v
+ * The maths is core/train/sgd.ts's (PyTorch semantics) with one AddN in place of two adds.
+ * Skipping the tfjs engine roughly halves the update's cost: about 390 engine ops per
+ * ResNet-20 step, each with kernel lookup, tape check and scope bookkeeping, become 5 native
+ * ops per variable. The new values replace the variables' buffers via assign, as tfjs does.
+ */
+import type * as TF from '@tensorflow/tfjs-node';
+import { tf } from '../../tf';
+import { nativeMath } from './native';
+
+export function momentumUpdate(
+  variables: TF.Variable[],
+  velocities: TF.Variable[],
+  grads: TF.Tensor[],
+  learningRate: number,
+  momentum: number,
+  weightDecay: number,
+): void {
+  const { mul, sub, addN } = nativeMath;
+  tf.tidy(() => {
+    const lr = tf.scalar(learningRate);
+    const mu = tf.scalar(momentum);
+    const wd = tf.scalar(weightDecay);
+    variables.forEach((w, i) => {
+      const terms = [mul(mu, velocities[i]), grads[i]];
+      if (weightDecay > 0) terms.push(mul(wd, w));
+      const v = addN(terms);
+      velocities[i].assign(v as TF.Variable);
+      w.assign(sub(w, mul(lr, v)) as TF.Variable);
+    });
+  });
+}
