@@ -104,8 +104,9 @@ test('a clean budget larger than the training split, or zero, fails with the fie
  * threshold is the issue's: ASR below the undefended model's, ACC within a stated bound.
  */
 const baselines: Array<{ defense: Record<string, unknown>; label: string; phases: string[]; minAsrDrop: number; maxAccDrop: number }> = [
-  // measured (seed 1): FP ASR 100 -> 65.7, ACC 99.9 -> 100; NAD ASR 100 -> 69.7, ACC 99.9 -> 99.8
-  { defense: { name: 'fp', fineTune: { steps: 60, rounds: 2 } }, label: 'FP', phases: ['fineTune'], minAsrDrop: 15, maxAccDrop: 5 },
+  // measured (seed 1): FP ASR 100 -> 58.1, ACC 100 -> 100 (fine-tuning at lr 0.1: at the default 0.01, 60 steps
+  // leave ASR at 95); NAD ASR 100 -> 70.3, ACC 100 -> 99.9
+  { defense: { name: 'fp', fineTune: { steps: 60, rounds: 2, learningRate: 0.1 } }, label: 'FP', phases: ['fineTune'], minAsrDrop: 15, maxAccDrop: 5 },
   {
     defense: { name: 'nad', learningRate: 0.2, stepsPerEpoch: 5, teacherEpochs: 5, epochs: 5 },
     label: 'NAD',
@@ -115,7 +116,7 @@ const baselines: Array<{ defense: Record<string, unknown>; label: string; phases
   },
   // ANP at its defaults prunes nothing on this data (masks below 0.05 already cost 55% held-out
   // accuracy; measured ASR 100 -> 100 in 24 min), and no single BN channel carries the BadNets
-  // backdoor here; a smaller eps and budget test the mechanics: measured ASR 100 -> 99.3 through
+  // backdoor here; a smaller eps and budget test the mechanics: measured ASR 100 -> 98.7 through
   // the workflow (93.9 in the core test's seed). The issue's bar is "below the undefended ASR".
   {
     defense: { name: 'anp', eps: 0.2, iterations: 100, checkpoints: 4, batchSize: 32 },

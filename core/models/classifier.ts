@@ -9,6 +9,7 @@ import type { ImageDataset } from '../data/dataset';
 import { imageBytes } from '../data/dataset';
 
 import type { InputRange } from './names';
+import { fastApply, useFastPath } from '../train/fast';
 
 export { InputRange } from './names';
 
@@ -68,6 +69,11 @@ function checkCompatible(c: Classifier, ds: ImageDataset): void {
   }
 }
 
+/** Inference-mode logits, through the fused BatchNorm/ReLU kernels where they run (same function up to float rounding). */
+export function inferenceLogits(model: TF.LayersModel, x: TF.Tensor): TF.Tensor {
+  return (useFastPath() ? fastApply(model, x, false) : model.apply(x, { training: false })) as TF.Tensor;
+}
+
 /** Softmax probabilities (row-major, size x numClasses), inference mode, no augmentation. */
 export async function predictProbabilities(
   c: Classifier,
@@ -83,7 +89,7 @@ export async function predictProbabilities(
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const probs = tf.tidy(() => {
-      const logits = c.model.apply(imagesToTensor(ds, start, end, c.meta.inputRange), { training: false }) as TF.Tensor;
+      const logits = inferenceLogits(c.model, imagesToTensor(ds, start, end, c.meta.inputRange));
       return tf.softmax(temperature === 1 ? logits : tf.div(logits, temperature));
     });
     out.set(await probs.data(), start * k);
@@ -99,7 +105,7 @@ export async function predictLabels(c: Classifier, ds: ImageDataset, batchSize =
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const pred = tf.tidy(() =>
-      tf.argMax(c.model.apply(imagesToTensor(ds, start, end, c.meta.inputRange), { training: false }) as TF.Tensor, -1),
+      tf.argMax(inferenceLogits(c.model, imagesToTensor(ds, start, end, c.meta.inputRange)), -1),
     );
     out.set(await pred.data(), start);
     pred.dispose();

@@ -6,7 +6,7 @@
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import type { ImageDataset } from '../data/dataset';
-import type { Classifier } from '../models/classifier';
+import { inferenceLogits, type Classifier } from '../models/classifier';
 import { SgdMomentum, trainableVariables } from './sgd';
 import { crossEntropy, softCrossEntropy, complementaryLoss, klToTarget } from './losses';
 import { runEpochs, type EpochHooks, type EpochLoopResult } from './epochLoop';
@@ -64,7 +64,7 @@ function batchLoss(
     case 'distill': {
       const t = targets.temperature;
       const teacherProbs = tf.tidy(() => {
-        const z = targets.teacher.model.apply(x, { training: false }) as TF.Tensor2D;
+        const z = inferenceLogits(targets.teacher.model, x) as TF.Tensor2D;
         return tf.softmax(t === 1 ? z : tf.div(z, t)) as TF.Tensor2D;
       });
       return klToTarget(logits, teacherProbs, t);

@@ -185,8 +185,9 @@ test('fp on the BadNets fixture: the held-out rule, the mask held through fine-t
   const fx = await backdooredFixture();
   assert.ok(fx.before.asr! > 90, `fixture must be backdoored (ASR ${fx.before.asr})`);
   const ctx = plainContext({ cleanFit: fx.data.cleanFit, cleanHeldOut: fx.data.cleanHeldOut, augment: { padding: 4, flip: false }, seed: 1 });
-  // 60 steps instead of 1,000 for CI time; pruning uses the defaults (accRatio 0.1, pruneStep 0.01)
-  const cfg = fpDefenseSchema.parse({ name: 'fp', fineTune: { steps: 60, rounds: 2 } });
+  // 60 fine-tuning steps instead of 1,000 for CI time, at lr 0.1 instead of 0.01 so that they still move the
+  // model (measured at lr 0.01: 60 steps ASR 95.0, 300 steps 84.3); pruning uses the defaults (accRatio 0.1, pruneStep 0.01)
+  const cfg = fpDefenseSchema.parse({ name: 'fp', fineTune: { steps: 60, rounds: 2, learningRate: 0.1 } });
   const model = await fx.model();
   const tensors = tf.memory().numTensors;
   const out = await fp.run(model, ctx, cfg);
@@ -213,7 +214,7 @@ test('fp on the BadNets fixture: the held-out rule, the mask held through fine-t
   assert.ok(relativeDrop(base, await score()) >= cfg.accRatio, 'one more channel must break the rule (else FP stopped early)');
   mask.dispose();
   probe.model.dispose();
-  // measured (seed 1): 23 of 32 channels pruned, held-out 100 -> 95; the 24th drops it to 80
+  // measured (seed 1): 14 of 32 channels pruned (23 on the plain tfjs path's fixture)
   assert.ok(d.pruned >= 8, `FP should prune the many dormant channels, pruned ${d.pruned}`);
 
   const after = await evaluateClassifier(out.model, fx.data.test, fx.data.backdoorTest);
@@ -222,7 +223,7 @@ test('fp on the BadNets fixture: the held-out rule, the mask held through fine-t
   x.dispose();
   model.model.dispose();
   console.log(`fp: pruned ${d.pruned}/32, ACC ${fx.before.acc.toFixed(1)} -> ${after.acc.toFixed(1)}, ASR ${fx.before.asr!.toFixed(1)} -> ${after.asr!.toFixed(1)}`);
-  // measured (seed 1): ASR 100 -> 66.9 (pruning alone, before fine-tuning: ~83), ACC 99.9 -> 100
+  // measured (seed 1): ASR 100 -> 58.9, ACC 100 -> 100
   assert.ok(after.asr! < fx.before.asr! - 15, `ASR ${after.asr} should drop by >= 15 points from ${fx.before.asr}`);
   assert.ok(after.acc > fx.before.acc - 5, `ACC ${after.acc} should stay within 5 points of ${fx.before.acc}`);
 });
