@@ -9,7 +9,7 @@ import type { ImageDataset } from '../data/dataset';
 import { imageBytes } from '../data/dataset';
 
 import type { InputRange } from './names';
-import { fastApply, useFastPath } from '../train/fast';
+import { applyModel } from '../train/fast';
 
 export { InputRange } from './names';
 
@@ -69,11 +69,6 @@ function checkCompatible(c: Classifier, ds: ImageDataset): void {
   }
 }
 
-/** Inference-mode logits, through the fused BatchNorm/ReLU kernels where they run (same function up to float rounding). */
-export function inferenceLogits(model: TF.LayersModel, x: TF.Tensor): TF.Tensor {
-  return (useFastPath() ? fastApply(model, x, false) : model.apply(x, { training: false })) as TF.Tensor;
-}
-
 /** Softmax probabilities (row-major, size x numClasses), inference mode, no augmentation. */
 export async function predictProbabilities(
   c: Classifier,
@@ -89,7 +84,7 @@ export async function predictProbabilities(
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const probs = tf.tidy(() => {
-      const logits = inferenceLogits(c.model, imagesToTensor(ds, start, end, c.meta.inputRange));
+      const logits = applyModel(c.model, imagesToTensor(ds, start, end, c.meta.inputRange), false);
       return tf.softmax(temperature === 1 ? logits : tf.div(logits, temperature));
     });
     out.set(await probs.data(), start * k);
@@ -105,7 +100,7 @@ export async function predictLabels(c: Classifier, ds: ImageDataset, batchSize =
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const pred = tf.tidy(() =>
-      tf.argMax(inferenceLogits(c.model, imagesToTensor(ds, start, end, c.meta.inputRange)), -1),
+      tf.argMax(applyModel(c.model, imagesToTensor(ds, start, end, c.meta.inputRange), false), -1),
     );
     out.set(await pred.data(), start);
     pred.dispose();

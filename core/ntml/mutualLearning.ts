@@ -7,7 +7,8 @@
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import type { ImageDataset } from '../data/dataset';
-import { inferenceLogits, type Classifier } from '../models/classifier';
+import type { Classifier } from '../models/classifier';
+import { applyModel } from '../train/fast';
 import { SgdMomentum, trainableVariables } from '../train/sgd';
 import { crossEntropy, klToTarget } from '../train/losses';
 import { runEpochs, type EpochHooks, type EpochLoopResult } from '../train/epochLoop';
@@ -66,7 +67,7 @@ export async function mutualLearning(o: MutualLearningOptions): Promise<EpochLoo
         // inference mode so T's BN statistics are updated once per step, by T's own pass.
         const s = tf.variableGrads(() => {
           const zS = o.student.model.apply(x, { training }) as TF.Tensor2D;
-          const pT = soften(inferenceLogits(o.teacher.model, x) as TF.Tensor2D);
+          const pT = soften(applyModel(o.teacher.model, x, false) as TF.Tensor2D);
           pStudent = tf.keep(soften(zS));
           return tf.add(crossEntropy(zS, labels), tf.mul(lambda, klToTarget(zS, pT, tau))) as TF.Scalar;
         }, sVars);

@@ -6,13 +6,13 @@
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import type { ImageDataset } from '../data/dataset';
-import { inferenceLogits, type Classifier } from '../models/classifier';
+import type { Classifier } from '../models/classifier';
 import { SgdMomentum, trainableVariables } from './sgd';
 import { crossEntropy, softCrossEntropy, complementaryLoss, klToTarget } from './losses';
 import { runEpochs, type EpochHooks, type EpochLoopResult } from './epochLoop';
 import type { TrainingCheckpoint } from './checkpoint';
 import type { TrainRecipe } from './recipe';
-import { fastApply, useFastPath } from './fast';
+import { applyModel, useFastPath } from './fast';
 
 export { TrainRecipe } from './recipe';
 
@@ -64,7 +64,7 @@ function batchLoss(
     case 'distill': {
       const t = targets.temperature;
       const teacherProbs = tf.tidy(() => {
-        const z = inferenceLogits(targets.teacher.model, x) as TF.Tensor2D;
+        const z = applyModel(targets.teacher.model, x, false) as TF.Tensor2D;
         return tf.softmax(t === 1 ? z : tf.div(z, t)) as TF.Tensor2D;
       });
       return klToTarget(logits, teacherProbs, t);
@@ -86,8 +86,6 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
   const fast = useFastPath(o.fastPath);
   const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay, fast });
   const training = recipe.batchNorm === 'train';
-  const forward = (x: TF.Tensor4D) =>
-    (fast ? fastApply(c.model, x, training) : c.model.apply(x, { training })) as TF.Tensor2D;
   try {
     return await runEpochs({
       data: o.data,
@@ -106,7 +104,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
       hooks: o.hooks,
       step: (x, idx, lr) => {
         const { value, grads } = tf.variableGrads(
-          () => tf.tidy(() => batchLoss(targets, forward(x), x, idx, k)),
+          () => tf.tidy(() => batchLoss(targets, applyModel(c.model, x, training, fast) as TF.Tensor2D, x, idx, k)),
           vars,
         );
         optimizer.step(

@@ -4,9 +4,11 @@
  * (or an explicit `fastPath: false`) selects the plain tfjs composition, which computes the
  * same function up to float rounding.
  */
+import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../tf';
 import { nativeBackendActive } from './native';
 import { fusedBatchNorm } from './batchNorm';
+import { fastApply } from './forward';
 
 export { fastApply, supportsFastApply } from './forward';
 export { fusedBatchNorm } from './batchNorm';
@@ -61,4 +63,12 @@ export function useFastPath(requested: boolean = fastPathRequested()): boolean {
     console.warn(`ntml: fused training kernels unavailable (${a.reason}); training on the plain tfjs path`);
   }
   return a.ok;
+}
+
+/**
+ * The model's forward pass: through the fused kernels when `fast` (default: the fast path
+ * setting, NTML_FAST_PATH), else tfjs-layers' own composition. Same function up to float rounding.
+ */
+export function applyModel(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean = useFastPath()): TF.Tensor {
+  return (fast ? fastApply(model, x, training) : model.apply(x, { training })) as TF.Tensor;
 }
