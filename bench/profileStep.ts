@@ -6,6 +6,12 @@
  * step and a Markdown table of leaf kernels from tf.profile (scopes that only group other kernels
  * are left out), with the native ops of the fast path (BN forward/backward, ReluGrad) timed
  * around their calls. A benchmark: never run in CI.
+ *
+ * Then the parallel-efficiency breakdown (why a step keeps fewer than all intra-op threads busy):
+ * every native kernel call (tfjs-node's binding.executeOp, which runs the kernel synchronously
+ * on the JavaScript thread's behalf) is timed for wall and process CPU time, without tf.profile's
+ * own overhead. Per kernel: cores busy = CPU / wall. The time between kernels (tape, tensor
+ * wrappers, argument marshalling in JavaScript) is the step's wall time minus the in-kernel time.
  */
 import * as os from 'node:os';
 import type * as TF from '@tensorflow/tfjs-node';
@@ -73,6 +79,7 @@ async function main() {
     recording = false;
     for (const k of p.kernels) if (!SCOPES.has(k.name)) add(k.name, k.kernelTimeMs as number);
   }
+  const efficiency = parallelEfficiency(step, steps);
   const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const total = rows.reduce((s, [, e]) => s + e.ms, 0) / profiled;
   const kernels = rows.reduce((s, [, e]) => s + e.calls, 0) / profiled;
@@ -85,8 +92,81 @@ async function main() {
   for (const [name, e] of rows.slice(0, 20)) {
     console.log(`| ${name} | ${(e.ms / profiled).toFixed(1)} | ${e.calls / profiled} | ${((100 * e.ms) / profiled / total).toFixed(1)}% |`);
   }
+  printEfficiency(efficiency, wallMs, cpuMs);
   optimizer.dispose();
   c.model.dispose();
+}
+
+interface KernelCost {
+  wallMs: number;
+  cpuMs: number;
+  calls: number;
+}
+
+interface Efficiency {
+  byKernel: Map<string, KernelCost>;
+  wallMs: number;
+  cpuMs: number;
+  steps: number;
+}
+
+/** Runs `steps` steps with every native kernel call timed for wall and CPU time. */
+function parallelEfficiency(step: () => void, steps: number): Efficiency {
+  // the binding's own properties are read-only: the backend gets an object inheriting from it for the duration
+  const backend = tf.backend() as unknown as { binding: { executeOp: (...a: unknown[]) => unknown } };
+  const binding = backend.binding;
+  const byKernel = new Map<string, KernelCost>();
+  const timedExecuteOp = (...a: unknown[]) => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const out = binding.executeOp(...a);
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    const e = byKernel.get(a[0] as string) ?? { wallMs: 0, cpuMs: 0, calls: 0 };
+    e.wallMs += wall;
+    e.cpuMs += (c.user + c.system) / 1000;
+    e.calls++;
+    byKernel.set(a[0] as string, e);
+    return out;
+  };
+  backend.binding = Object.defineProperty(Object.create(binding), 'executeOp', { value: timedExecuteOp });
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < steps; i++) step();
+  } finally {
+    backend.binding = binding;
+  }
+  const c = process.cpuUsage(c0);
+  return { byKernel, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000, steps };
+}
+
+function printEfficiency(e: Efficiency, untimedWallMs: number, untimedCpuMs: number): void {
+  const threads = Number(process.env.TF_NUM_INTRAOP_THREADS) || os.cpus().length;
+  const per = (v: number) => v / e.steps;
+  const rows = [...e.byKernel.entries()].sort((a, b) => b[1].wallMs - a[1].wallMs);
+  const inKernelWall = rows.reduce((s, [, k]) => s + k.wallMs, 0);
+  const inKernelCpu = rows.reduce((s, [, k]) => s + k.cpuMs, 0);
+  const between = { wallMs: e.wallMs - inKernelWall, cpuMs: e.cpuMs - inKernelCpu };
+  // core-time the step leaves idle, in ms per step: threads x wall - CPU
+  const idle = (k: { wallMs: number; cpuMs: number }) => Math.max(0, threads * k.wallMs - k.cpuMs);
+  const totalIdle = idle(e);
+  console.log(
+    `\nParallel efficiency, ${threads} intra-op thread(s): ${per(e.wallMs).toFixed(0)} ms wall, ${per(e.cpuMs).toFixed(0)} ms CPU per step ` +
+      `with per-kernel timing (${untimedWallMs.toFixed(0)} / ${untimedCpuMs.toFixed(0)} without); cores busy ${(e.cpuMs / e.wallMs).toFixed(2)} of ${threads}; ` +
+      `idle core time ${per(totalIdle).toFixed(0)} ms per step.`,
+  );
+  console.log('| where | wall ms per step | CPU ms per step | cores busy | calls | share of idle core time |\n|---|---|---|---|---|---|');
+  const line = (name: string, k: { wallMs: number; cpuMs: number }, calls: string) =>
+    console.log(
+      `| ${name} | ${per(k.wallMs).toFixed(1)} | ${per(k.cpuMs).toFixed(1)} | ${(k.cpuMs / Math.max(k.wallMs, 1e-9)).toFixed(2)} | ${calls} | ` +
+        // at one thread nothing is idle: a share of (almost) nothing would be noise
+        `${per(totalIdle) < 1 ? '-' : `${((100 * idle(k)) / totalIdle).toFixed(1)}%`} |`,
+    );
+  line('between kernels (JavaScript)', between, '');
+  for (const [name, k] of rows.slice(0, 14)) line(name, k, String(per(k.calls)));
+  const rest = rows.slice(14).reduce((s, [, k]) => ({ wallMs: s.wallMs + k.wallMs, cpuMs: s.cpuMs + k.cpuMs, calls: s.calls + k.calls }), { wallMs: 0, cpuMs: 0, calls: 0 });
+  if (rest.calls > 0) line(`${rows.length - 14} other kernels`, rest, String(per(rest.calls)));
 }
 
 main().catch((err) => {
