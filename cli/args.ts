@@ -115,6 +115,15 @@ export function stringOption(args: ParsedArgs, name: string): string | undefined
   return typeof v === 'string' ? v : undefined;
 }
 
+/** An integer option in [min, max]; `fallback` when absent; a usage error naming the option otherwise. */
+export function intOption(args: ParsedArgs, name: string, fallback: number, min: number, max: number): number {
+  const value = stringOption(args, name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got "${value}"`);
+  return n;
+}
+
 export function flag(args: ParsedArgs, name: string): boolean {
   return args.options[name] === true;
 }

@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { commandUsage, parseArgs, stringOption, type CommandSpec } from './args';
+import { commandUsage, intOption, parseArgs, stringOption, type CommandSpec } from './args';
 import { UsageError } from './errors';
 import { deriveSeed } from '../core/rng';
 import type { ImageDataset } from '../core/data/dataset';
@@ -62,13 +62,6 @@ function attackUsage(): string {
     '',
     'Run "ntml attack preview --help" for its options.',
   ].join('\n');
-}
-
-function intOption(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got "${value}"`);
-  return n;
 }
 
 async function readAttackConfig(file: string | undefined, name: string | undefined): Promise<ReturnType<typeof parseAttackConfig>> {
@@ -129,9 +122,9 @@ async function preview(argv: string[], io: Io): Promise<number> {
   }
   const out = stringOption(args, 'out');
   if (!out) throw new UsageError('--out FILE.png is required', commandUsage(attackPreview, true));
-  const seed = intOption(stringOption(args, 'seed'), 'seed', 0, 0, 2 ** 31 - 1);
-  const count = intOption(stringOption(args, 'count'), 'count', 8, 1, 64);
-  const scale = intOption(stringOption(args, 'scale'), 'scale', 4, 1, 32);
+  const seed = intOption(args, 'seed', 0, 0, 2 ** 31 - 1);
+  const count = intOption(args, 'count', 8, 1, 64);
+  const scale = intOption(args, 'scale', 4, 1, 32);
   const config = await readAttackConfig(stringOption(args, 'config'), stringOption(args, 'attack'));
   const plugin = getAttack(config.name);
   if (plugin.kind === 'training-controlled' || plugin.preparePoison) {

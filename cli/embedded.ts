@@ -1,7 +1,8 @@
 /**
- * Embedded mode of `ntml purify`: the local stack (a Temporal dev server and an S3 server in
- * .ntml/stack, or the one `ntml stack start` left running) plus an orchestration and a training
- * worker in this process, for the duration of one command.
+ * Embedded mode of `ntml purify` and `ntml sweep`: the local stack (a Temporal dev server and an
+ * S3 server in .ntml/stack, or the one `ntml stack start` left running) plus an orchestration
+ * worker in this process and training workers (one in this process, or N child processes that
+ * split the cores: cli/trainingProcesses.ts), for the duration of one command.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
@@ -10,6 +11,7 @@ import type { NativeConnection, Worker } from '@temporalio/worker';
 import { startLocalStack, type LocalStack } from '../infra/stack/index';
 import { UserError, debug } from './errors';
 import { adoptStackEnv, DEFAULT_STACK_DIR, recordedStack } from './temporal';
+import { startTrainingProcesses, type TrainingProcesses } from './trainingProcesses';
 
 export interface Embedded {
   address: string;
@@ -85,6 +87,8 @@ async function terminateLeftovers(address: string, namespace: string): Promise<s
 export async function startEmbedded(opts: {
   namespace: string;
   log: (line: string) => void;
+  /** training workers: 1 (default) runs one in this process; more run as child processes */
+  trainingProcesses?: number;
 }): Promise<Embedded> {
   const dir = DEFAULT_STACK_DIR;
   const log = opts.log;
@@ -135,18 +139,21 @@ export async function startEmbedded(opts: {
   let connection: NativeConnection | undefined;
   const workers: Worker[] = [];
   const runs: Promise<void>[] = [];
+  let children: TrainingProcesses | undefined;
   const stopAll = async (fast = false) => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    // the children drain like the in-process worker: a 3 s grace, then their epoch is cancelled
+    const childrenStopped = children?.stop(fast ? 1_500 : 10_000);
     if (fast) {
       // Interrupted: the servers already got the signal (infra/stack) and die with this process at
       // the latest (their watchdog), so neither their shutdown nor a worker drain, which would only
       // retry against them, is worth waiting for.
       const stopped = stack?.stop().catch(() => undefined);
-      await Promise.race([Promise.allSettled([stopped, ...runs]), new Promise((r) => setTimeout(r, 1_500))]);
+      await Promise.race([Promise.allSettled([stopped, childrenStopped, ...runs]), new Promise((r) => setTimeout(r, 1_500))]);
       debug('fast stop done');
       return;
     }
-    await Promise.allSettled(runs);
+    await Promise.allSettled([...runs, childrenStopped]);
     debug('workers stopped');
     await connection?.close().catch(() => undefined);
     await stack?.stop();
@@ -154,12 +161,22 @@ export async function startEmbedded(opts: {
   };
   try {
     await installQuietRuntime(workerLog);
-    log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
-    const { connectWorker, createOrchestrationWorker } = await import('../workers/createWorkers');
+    const processes = opts.trainingProcesses ?? 1;
+    const { connectWorker, createOrchestrationWorker, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
     // the local stack is plaintext, whatever NTML_TEMPORAL_TLS_* say about a remote cluster
     connection = await connectWorker(address, {});
-    workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
-    workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
+    if (processes > 1) {
+      children = await startTrainingProcesses({ count: processes, address, namespace: opts.namespace, taskQueue: TRAINING_TASK_QUEUE, logFile: workerLog });
+      log(
+        `started an orchestration worker in this process and ${processes} training worker processes ` +
+          `(pids ${children.pids.join(', ')}; ${children.threadsEach} TensorFlow thread${children.threadsEach === 1 ? '' : 's'} each; log: ${workerLog})`,
+      );
+      workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
+    } else {
+      log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
+      workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
+      workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
+    }
   } catch (err) {
     await stopAll();
     throw err;
@@ -176,6 +193,13 @@ export async function startEmbedded(opts: {
       },
     );
   });
+  if (children) {
+    failures.push(
+      children.failed.catch((err: Error) => {
+        throw new UserError(`${err.message} (see ${workerLog})`);
+      }),
+    );
+  }
   const workersFailed = Promise.race(failures) as Promise<never>;
   workersFailed.catch(() => undefined);
   let stopping: Promise<void> | undefined;

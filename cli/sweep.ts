@@ -7,7 +7,7 @@ import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { flag, stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { flag, intOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
@@ -24,11 +24,23 @@ export const sweepStartSpec: CommandSpec = {
   name: 'sweep start',
   brief: 'run (or resume in place) a sweep spec: cells as child workflows, then the report',
   summary: 'Run every cell of a sweep spec (attacks x defenses x models x budgets x seeds) with a concurrency cap.',
-  options: [{ name: 'spec', value: 'FILE', help: 'sweep spec, YAML or JSON (see examples/sweep.yaml)' }, address, out, { name: 'detach', help: 'start and return (needs --address and workers of their own)' }],
+  options: [
+    { name: 'spec', value: 'FILE', help: 'sweep spec, YAML or JSON (see examples/sweep.yaml)' },
+    address,
+    out,
+    { name: 'detach', help: 'start and return (needs --address and workers of their own)' },
+    {
+      name: 'training-processes',
+      value: 'N',
+      help: 'embedded stack only: training worker processes, each with cores/N TensorFlow threads (default on CPU: min(concurrency, cores); 1 = one worker in this process)',
+    },
+  ],
   details: `The spec is expanded and every cell validated before anything starts. Cells that share data,
 attack, model, training recipe and seed run their standard training once (the first of them
 runs first; the rest reuse its cached stages). Failed cells are listed, not fatal; running the
-same spec again ("ntml sweep resume") finishes only what is missing.`,
+same spec again ("ntml sweep resume") finishes only what is missing.
+On the embedded stack, cells run in parallel in separate training processes that split the
+cores (one TensorFlow process keeps only ~1.6 of 2 cores busy; see docs/performance.md).`,
 };
 export const sweepResumeSpec: CommandSpec = { ...sweepStartSpec, name: 'sweep resume', brief: 'finish what is missing of a sweep (same as start)' };
 export const sweepStatusSpec: CommandSpec = {
@@ -82,13 +94,13 @@ function loadSpec(file: string) {
   }
 }
 
-async function connect(io: Io, addressFlag: string | undefined): Promise<{ client: Client; embedded?: Embedded }> {
+async function connect(io: Io, addressFlag: string | undefined, trainingProcesses?: number): Promise<{ client: Client; embedded?: Embedded }> {
   const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
   const namespace = namespaceFrom(undefined);
   const target = findTarget(addressFlag);
   if (target) return { client: (await connectClient(target, namespace)).client };
   const { startEmbedded } = await import('./embedded');
-  const embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
+  const embedded = await startEmbedded({ namespace, log: (l) => info(io, l), trainingProcesses });
   return { client: (await connectClient({ address: embedded.address, source: 'the embedded stack', local: true }, namespace)).client, embedded };
 }
 
@@ -104,7 +116,12 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
   if (dataChoice) info(io, `data: ${dataChoice}`);
   info(io, `sweep ${spec.name}: ${cells.length} cells, at most ${spec.concurrency} at once`);
   const detach = flag(args, 'detach');
-  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  const { defaultTrainingProcesses, usableCores } = await import('./trainingProcesses');
+  const trainingProcesses = intOption(args, 'training-processes', defaultTrainingProcesses(spec.concurrency), 1, Math.max(64, usableCores()));
+  const { client, embedded } = await connect(io, stringOption(args, 'address'), trainingProcesses);
+  if (!embedded && stringOption(args, 'training-processes') !== undefined) {
+    info(io, 'note: --training-processes is for the embedded stack; the workers of this Temporal server are started elsewhere');
+  }
   if (detach && embedded) {
     await embedded.stop();
     throw new UsageError('--detach needs --address (the embedded workers stop with this command)');
