@@ -1,7 +1,10 @@
 /** Sweep spec expansion (pure): the defense axis and the base's defense. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { expandSweep, parseSweepSpec } from '../../schemas/sweep';
+import { readConfigFile, substituteAutoData } from '../../cli/config';
 
 const base = { mode: 'evaluation', tier: 'ci', data: { format: 'synthetic' }, attack: { name: 'badnets' } };
 
@@ -18,4 +21,23 @@ test('expandSweep: baseline settings sit beside the name and label the cell', ()
   assert.deepEqual(cells.map((c) => c.axes.defense), ['ft(steps=20)', 'ntml(ntLabel=hard)']);
   assert.deepEqual(cells[0].config.defense, { name: 'ft', steps: 20 });
   assert.throws(() => parseSweepSpec({ name: 's', base, grid: { defense: [{ name: 'ft', ntml: { tau: 2 } }] } }), /NT-ML switches given to defense ft/);
+});
+
+test('every committed sweep spec (bench/specs, examples) is valid and expands to the cell count its header states', () => {
+  const repo = path.resolve(__dirname, '..', '..', '..');
+  const files = [
+    ...readdirSync(path.join(repo, 'bench', 'specs')).map((f) => path.join(repo, 'bench', 'specs', f)),
+    path.join(repo, 'examples', 'sweep.yaml'),
+  ].filter((f) => /\.ya?ml$/.test(f));
+  assert.ok(files.length >= 6, `found ${files.length} spec files`);
+  // `data: {format: auto}` without a CIFAR-10 folder resolves to synthetic data: the grid is what is checked
+  const env = { NTML_CIFAR10_DIR: '' };
+  for (const file of files) {
+    const raw = readConfigFile(file) as Record<string, unknown>;
+    raw.base = substituteAutoData(raw.base as Record<string, unknown>, env, file).raw;
+    const cells = expandSweep(parseSweepSpec(raw, file));
+    const stated = readFileSync(file, 'utf8').match(/= (\d+) cells/);
+    if (stated) assert.equal(cells.length, Number(stated[1]), `${path.basename(file)} states ${stated[1]} cells`);
+    assert.ok(cells.length > 0, path.basename(file));
+  }
 });
