@@ -37,6 +37,7 @@ import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
 import { SgdMomentum, trainableVariables } from '../train/sgd';
 import { crossEntropy } from '../train/losses';
+import { applyModel } from '../train/fast';
 import { runEpochs, TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
 import type { TrainRecipe } from '../train/recipe';
 import { assembleBatch, noAugmentation } from '../train/augment';
@@ -396,7 +397,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
             () =>
               tf.tidy(() => {
                 const y = tf.tensor1d(labels, 'int32');
-                if (nb + nc === 0) return crossEntropy(c.model.apply(x, { training }) as TF.Tensor2D, y);
+                if (nb + nc === 0) return crossEntropy(applyModel(c.model, x, training) as TF.Tensor2D, y);
                 const x01 = scale === 1 && offset === 0 ? x : tf.div(tf.sub(x, offset), scale);
                 const src = tf.gather(x01, tf.tensor1d([...bdPos, ...partners], 'int32'));
                 const dst = tf.gather(x01, tf.tensor1d([...bdPos, ...crossPos], 'int32'));
@@ -405,7 +406,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
                 const mixed = tf.add(dst, tf.mul(tf.sub(p, dst), m));
                 const batch01 = tf.gather(tf.concat([x01, mixed]), tf.tensor1d(order, 'int32'));
                 const input = scale === 1 && offset === 0 ? batch01 : tf.add(tf.mul(batch01, scale), offset);
-                const ce = crossEntropy(c.model.apply(input, { training }) as TF.Tensor2D, y);
+                const ce = crossEntropy(applyModel(c.model, input, training) as TF.Tensor2D, y);
                 if (src.shape[0] < 2 || config.diversityWeight === 0) return ce;
                 const rot = tf.tensor1d(rotation(src.shape[0], 1), 'int32');
                 const div = diversityLoss(src, tf.gather(src, rot), p, tf.gather(p, rot));

@@ -35,6 +35,7 @@ import { trainClassifier } from '../train/trainClassifier';
 import { TrainRecipe } from '../train/recipe';
 import { assembleBatch } from '../train/augment';
 import { crossEntropy } from '../train/losses';
+import { applyModel } from '../train/fast';
 import { AttackConfigError } from './base';
 import {
   encodePerturbation,
@@ -139,7 +140,7 @@ function meanTriggerLoss(surrogate: Classifier, attacker: ImageDataset, delta: T
     for (let i = 0; i < x.length; i++) x[i] = attacker.images[start * per + i] / 255;
     const loss = tf.tidy(() => {
       const xt = tf.tensor4d(x, [end - start, attacker.height, attacker.width, attacker.channels]);
-      const logits = surrogate.model.apply(tf.clipByValue(tf.add(xt, delta), 0, 1), { training: false }) as TF.Tensor2D;
+      const logits = applyModel(surrogate.model, tf.clipByValue(tf.add(xt, delta), 0, 1), false) as TF.Tensor2D;
       return crossEntropy(logits, tf.fill([end - start], label, 'int32') as TF.Tensor1D);
     });
     sum += loss.dataSync()[0] * (end - start);
@@ -206,7 +207,7 @@ export async function generateNarcissusTrigger(o: NarcissusTriggerOptions): Prom
         const out = idx.length === bs ? buffer : new Float32Array(idx.length * per);
         const x = tf.tensor4d(assembleBatch(attacker, idx, config.augment, rng, '0-1', out), [idx.length, train.height, train.width, train.channels]);
         const labels = tf.fill([idx.length], extraClass, 'int32') as TF.Tensor1D;
-        const loss = () => crossEntropy(surrogate.model.apply(tf.clipByValue(tf.add(x, delta), 0, 1), { training: false }) as TF.Tensor2D, labels);
+        const loss = () => crossEntropy(applyModel(surrogate.model, tf.clipByValue(tf.add(x, delta), 0, 1), false) as TF.Tensor2D, labels);
         if (adam) {
           adam.minimize(loss, false, [delta]);
           tf.tidy(() => {

@@ -66,7 +66,7 @@ export async function mutualLearning(o: MutualLearningOptions): Promise<EpochLoo
         // T's forward inside S's tape is a constant for S (no S variable feeds it). It runs in
         // inference mode so T's BN statistics are updated once per step, by T's own pass.
         const s = tf.variableGrads(() => {
-          const zS = o.student.model.apply(x, { training }) as TF.Tensor2D;
+          const zS = applyModel(o.student.model, x, training) as TF.Tensor2D;
           const pT = soften(applyModel(o.teacher.model, x, false) as TF.Tensor2D);
           pStudent = tf.keep(soften(zS));
           return tf.add(crossEntropy(zS, labels), tf.mul(lambda, klToTarget(zS, pT, tau))) as TF.Scalar;
@@ -74,7 +74,7 @@ export async function mutualLearning(o: MutualLearningOptions): Promise<EpochLoo
         if (!oneWay) {
           // pStudent holds S's pre-update prediction: DML's simultaneous update.
           const t = tf.variableGrads(() => {
-            const zT = o.teacher.model.apply(x, { training }) as TF.Tensor2D;
+            const zT = applyModel(o.teacher.model, x, training) as TF.Tensor2D;
             return tf.add(crossEntropy(zT, labels), tf.mul(lambda, klToTarget(zT, pStudent!, tau))) as TF.Scalar;
           }, tVars);
           tOpt.step(tVars.map((v) => t.grads[v.name]), lr);

@@ -192,12 +192,12 @@ test('inputaware mechanics (tiny budget): deterministic per seed; materialised s
 
 test('inputaware at a reduced CI budget: the IAD-trained classifier has the backdoor and keeps a clean model\'s accuracy', async (t) => {
   // Budget (reduced from attacks.md): 16x16 synthetic images, generators 8-16-32 (not
-  // 32-64-128), mask phase 5 epochs (not 25), joint phase 10 epochs; tinyCnn, batch 64.
+  // 32-64-128), mask phase 10 epochs (not 25), joint phase 20 epochs; tinyCnn, batch 64.
   const seed = Number(process.env.NTML_IAD_SEED ?? 1);
   const { train, test: testSet } = generateSyntheticSplits({ trainSize: 2000, testSize: 400, seed, height: 16, width: 16 });
   const { restIndices } = drawCleanBudget(train, 100, seed);
-  const cfg = parseAttackConfig({ name: 'inputaware', maskEpochs: 5, generatorChannels: [8, 16, 32] });
-  const recipe = TrainRecipe.parse({ epochs: 10, batchSize: 64, learningRate: 0.05, augment: { padding: 2, flip: false } });
+  const cfg = parseAttackConfig({ name: 'inputaware', maskEpochs: 10, generatorChannels: [8, 16, 32] });
+  const recipe = TrainRecipe.parse({ epochs: 20, batchSize: 64, learningRate: 0.05, augment: { padding: 2, flip: false } });
   const shape = { height: 16, width: 16, channels: 3 };
   const iad = await trainInputAwareBackdoor({
     train,
@@ -216,10 +216,12 @@ test('inputaware at a reduced CI budget: the IAD-trained classifier has the back
   const [bad, ref] = [await evaluateClassifier(iad.classifier, testSet, backdoor), await evaluateClassifier(clean, testSet, backdoor)];
   const summary = `seed ${seed}: mean mask ${iad.meanMask.toFixed(4)}; IAD model ACC ${bad.acc.toFixed(1)} ASR ${bad.asr!.toFixed(1)}; clean model ACC ${ref.acc.toFixed(1)} ASR ${ref.asr!.toFixed(1)}`;
   t.diagnostic(summary);
-  // measured, seeds 1 / 2: mean mask 0.0232 / 0.0485; IAD model ACC 100 / 100, ASR 36.9 / 42.8;
-  // clean model ACC 100 / 100, ASR 0.0 / 0.3. The cross samples (an equal number, keeping their
-  // labels) make the backdoor input-specific and slow to learn: with crossRatio 0 the same budget
-  // reaches ASR 92 (seed 1), and the literature's ~98% needs the protocol's full epochs.
+  // Measured 2026-11-26 (fast path, oneDNN), seeds 1 / 2 / 3: mean mask 0.0126 / 0.0155 / 0.0295;
+  // IAD model ACC 100, ASR 33.9 / 50.6 / 40.6; clean model ASR 0.0 / 0.0 / 0.6 (plain path, seeds
+  // 1 / 3: ASR 39.7 / 52.5). The earlier budget (mask 5, joint 10 epochs) sat at the threshold:
+  // ASR 12-24 for seed 1 depending only on float rounding (fast vs plain path), and a mean mask
+  // of 0.0046 for seed 2. The cross samples (an equal number, keeping their labels) make the
+  // backdoor input-specific and slow to learn; the literature's ~98% needs the protocol's epochs.
   // The hinge 100 * mean(relu(m - 0.032)) penalises every mask value above 0.032, so the mean
   // mask settles around that density, not at it: the band below is about x4 either way.
   assert.ok(iad.meanMask > 0.008 && iad.meanMask < 0.128, `mean mask near the 0.032 density target: ${summary}`);
