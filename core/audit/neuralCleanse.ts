@@ -19,6 +19,7 @@ import { tf } from '../tf';
 import { Rng, deriveSeed } from '../rng';
 import { imageBytes, type ImageDataset } from '../data/dataset';
 import type { Classifier, InputRange } from '../models/classifier';
+import { applyModel } from '../train/fast';
 import { crossEntropy } from '../train/losses';
 
 export type NcCost =
@@ -163,7 +164,7 @@ export async function triggerSuccessRate(
       const chunk = pool.subarray(start, Math.min(pool.length, start + batchSize));
       const n = tf.tidy(() => {
         const x = stamp(pixels01(ds, chunk), m, p);
-        const logits = c.model.apply(encode(x, c.meta.inputRange), { training: false }) as TF.Tensor2D;
+        const logits = applyModel(c.model, encode(x, c.meta.inputRange), false) as TF.Tensor2D;
         return tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), target), 'int32'));
       });
       hits += (await n.data())[0];
@@ -232,7 +233,7 @@ export async function reverseEngineerTrigger(
         () => {
           const m = maskOf();
           const x = stamp(tf.gather(images, idx) as TF.Tensor4D, m, patternOf());
-          const logits = c.model.apply(encode(x, c.meta.inputRange), { training: false }) as TF.Tensor2D;
+          const logits = applyModel(c.model, encode(x, c.meta.inputRange), false) as TF.Tensor2D;
           hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), target), 'int32')));
           return tf.add(crossEntropy(logits, labels), tf.mul(costT, tf.sum(m))) as TF.Scalar;
         },

@@ -19,6 +19,7 @@ import type { Classifier } from '../models/classifier';
 import { cloneClassifier } from '../models/layersFormat';
 import type { AugmentOptions } from '../train/augment';
 import { runEpochs, type EpochLoopResult } from '../train/epochLoop';
+import { applyModelOutputs } from '../train/fast';
 import { crossEntropy } from '../train/losses';
 import { SgdMomentum, trainableVariables } from '../train/sgd';
 import { trainClassifier } from '../train/trainClassifier';
@@ -84,12 +85,12 @@ export async function attentionDistillation(o: AttentionDistillationOptions): Pr
       step: (x, idx, lr) => {
         const labels = tf.tensor1d(Int32Array.from(idx, (i) => o.data.labels[i]), 'int32');
         const targets = tf.tidy(() =>
-          (teacher.apply(x, { training: false }) as TF.Tensor[]).slice(0, L).map((f) => attentionMap(f as TF.Tensor4D, cfg.attentionPower)),
+          applyModelOutputs(teacher, x, false).slice(0, L).map((f) => attentionMap(f as TF.Tensor4D, cfg.attentionPower)),
         );
         const { value, grads } = tf.variableGrads(
           () =>
             tf.tidy(() => {
-              const outs = student.apply(x, { training: true }) as TF.Tensor[];
+              const outs = applyModelOutputs(student, x, true);
               let loss = crossEntropy(outs[L] as TF.Tensor2D, labels);
               for (let l = 0; l < L; l++) {
                 const at = attentionLoss(attentionMap(outs[l] as TF.Tensor4D, cfg.attentionPower), targets[l]);

@@ -72,3 +72,9 @@ export function useFastPath(requested: boolean = fastPathRequested()): boolean {
 export function applyModel(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean = useFastPath()): TF.Tensor {
   return (fast ? fastApply(model, x, training) : model.apply(x, { training })) as TF.Tensor;
 }
+
+/** applyModel for a model with several outputs (e.g. intermediate features): always a list. */
+export function applyModelOutputs(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean = useFastPath()): TF.Tensor[] {
+  const out = fast ? fastApply(model, x, training) : (model.apply(x, { training }) as TF.Tensor | TF.Tensor[]);
+  return Array.isArray(out) ? out : [out];
+}
