@@ -197,8 +197,10 @@ function markdown(meta: Record<string, unknown>, overhead: OverheadResult[], sca
     '# Orchestration cost',
     '',
     `Measured ${meta.measuredAt} with \`${meta.command}\` (bench/sweepScaling.ts) on ${meta.cpu}, ${meta.cores} cores;`,
-    `1-minute load average ${Number(meta.loadAverageStart).toFixed(2)} at the start and ${Number(meta.loadAverageEnd).toFixed(2)} at the end`,
-    '(above the core count, other processes competed for the CPU). Local Temporal dev server and versitygw, in-process workers.',
+    `1-minute load average ${Number(meta.loadAverageStart).toFixed(2)} at the start and ${Number(meta.loadAverageEnd).toFixed(2)} at the end.`,
+    // the bench's own Temporal server, S3 server and workers load the machine too: the average alone cannot say who competed
+    'The load includes this bench\'s own Temporal dev server, versitygw and in-process workers; a start value above the core count',
+    'can also be the decaying average of work that ended just before. Local Temporal dev server and versitygw, in-process workers.',
     '',
     '## Overhead: the same cells called directly vs run as a sweep',
     '',
