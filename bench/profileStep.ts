@@ -1,7 +1,8 @@
 /**
  * Per-kernel profile of one training step (the profile tables in docs/performance.md):
- *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S]
+ *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference]
  * Batch 128 of 32x32x3, cross-entropy, SgdMomentum, on the path the environment selects
+ * (--inference: one inference batch of 256 as predictLabels runs it, argmax read back)
  * (NTML_FAST_PATH, TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS). Prints wall and CPU time per
  * step and a Markdown table of leaf kernels from tf.profile (scopes that only group other kernels
  * are left out), with the native ops of the fast path (BN forward/backward, ReluGrad) timed
@@ -20,7 +21,7 @@ import { createClassifier } from '../core/models/layersFormat';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { SgdMomentum, trainableVariables } from '../core/train/sgd';
 import { crossEntropy } from '../core/train/losses';
-import { fastApply, useFastPath } from '../core/train/fast';
+import { applyModel, fastApply, useFastPath } from '../core/train/fast';
 import * as native from '../core/train/fast/native';
 
 // kernels that only group nested kernels, which the profile lists on their own
@@ -31,6 +32,7 @@ async function main() {
   const arch = (args.find((a) => architectureNames.includes(a as ArchitectureName)) ?? 'resnet20') as ArchitectureName;
   const stepsAt = args.indexOf('--steps');
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 4;
+  const inference = args.includes('--inference');
   const fast = useFastPath();
   const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
   const vars = trainableVariables(c.model);
@@ -53,7 +55,13 @@ async function main() {
     if (recording) add(`native ${op}`, performance.now() - t);
     return out;
   };
-  const step = () => {
+  const xInfer = tf.randomUniform([256, 32, 32, 3], 0, 1, 'float32', 2) as TF.Tensor4D;
+  const inferenceStep = () => {
+    const pred = tf.tidy(() => tf.argMax(applyModel(c.model, xInfer, false, fast), -1));
+    pred.dataSync();
+    pred.dispose();
+  };
+  const trainingStep = () => {
     const { value, grads } = tf.variableGrads(
       () => tf.tidy(() => crossEntropy((fast ? fastApply(c.model, x, true) : c.model.apply(x, { training: true })) as TF.Tensor2D, y)),
       vars,
@@ -62,6 +70,7 @@ async function main() {
     tf.dispose(grads);
     value.dispose();
   };
+  const step = inference ? inferenceStep : trainingStep;
 
   tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
   for (let i = 0; i < 3; i++) step();
@@ -84,7 +93,7 @@ async function main() {
   const total = rows.reduce((s, [, e]) => s + e.ms, 0) / profiled;
   const kernels = rows.reduce((s, [, e]) => s + e.calls, 0) / profiled;
   console.log(
-    `${arch}, fast path ${fast ? 'on' : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
+    `${arch} ${inference ? 'inference (batch 256)' : 'training (batch 128)'}, fast path ${fast ? 'on' : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
       `intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'}: ${wallMs.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU per step; ` +
       `${kernels} kernels, ${total.toFixed(0)} ms of kernel time; load average ${os.loadavg()[0].toFixed(2)}`,
   );
