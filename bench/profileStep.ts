@@ -21,7 +21,7 @@ import { createClassifier } from '../core/models/layersFormat';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { SgdMomentum, trainableVariables } from '../core/train/sgd';
 import { crossEntropy } from '../core/train/losses';
-import { applyModel, fastApply, useFastPath } from '../core/train/fast';
+import { applyModel, useFastPath } from '../core/train/fast';
 import * as native from '../core/train/fast/native';
 
 // kernels that only group nested kernels, which the profile lists on their own
@@ -63,7 +63,7 @@ async function main() {
   };
   const trainingStep = () => {
     const { value, grads } = tf.variableGrads(
-      () => tf.tidy(() => crossEntropy((fast ? fastApply(c.model, x, true) : c.model.apply(x, { training: true })) as TF.Tensor2D, y)),
+      () => tf.tidy(() => crossEntropy(applyModel(c.model, x, true, fast) as TF.Tensor2D, y)),
       vars,
     );
     optimizer.step(vars.map((v) => grads[v.name]), 0.05);

@@ -171,12 +171,11 @@ export async function startEmbedded(opts: {
         `started an orchestration worker in this process and ${processes} training worker processes ` +
           `(pids ${children.pids.join(', ')}; ${children.threadsEach} TensorFlow thread${children.threadsEach === 1 ? '' : 's'} each; log: ${workerLog})`,
       );
-      workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
     } else {
       log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
-      workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
-      workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
     }
+    workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
+    if (!children) workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
   } catch (err) {
     await stopAll();
     throw err;

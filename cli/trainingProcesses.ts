@@ -4,7 +4,7 @@
  * so two cells in one process take turns; and one process at 2 intra-op threads keeps only
  * about 1.6 of 2 cores busy (docs/performance.md). N single-slot processes at cores/N threads
  * each run N cells truly in parallel: on the 2-core build VM two 1-thread processes trained
- * smallCnn at 1.47x the steps per second of one 2-thread process (docs/sweeps.md).
+ * smallCnn at 1.47x the steps per second of one 2-thread process (docs/performance.md).
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -42,11 +42,8 @@ export function threadsPerProcess(count: number, env: NodeJS.ProcessEnv = proces
 
 /** The environment of one child: the local stack, plaintext, one slot, a short drain. */
 function childEnv(address: string, namespace: string, taskQueue: string, threads: number): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  // the embedded stack is plaintext, whatever the variables say about a remote cluster
-  for (const k of Object.keys(env)) if (k.startsWith('NTML_TEMPORAL_TLS') || k.startsWith('NTML_TEMPORAL_API_KEY')) delete env[k];
-  return {
-    ...env,
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
     NTML_TEMPORAL_ADDRESS: address,
     NTML_NAMESPACE: namespace,
     NTML_TRAINING_TASK_QUEUE: taskQueue,
@@ -55,6 +52,9 @@ function childEnv(address: string, namespace: string, taskQueue: string, threads
     NTML_SHUTDOWN_GRACE_SECONDS: '3',
     TF_NUM_INTRAOP_THREADS: String(threads),
   };
+  // the embedded stack is plaintext, whatever the variables say about a remote cluster
+  for (const k of Object.keys(env)) if (k.startsWith('NTML_TEMPORAL_TLS') || k.startsWith('NTML_TEMPORAL_API_KEY')) delete env[k];
+  return env;
 }
 
 export async function startTrainingProcesses(opts: {

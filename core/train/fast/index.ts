@@ -70,11 +70,15 @@ export function useFastPath(requested: boolean = fastPathRequested()): boolean {
  * setting, NTML_FAST_PATH), else tfjs-layers' own composition. Same function up to float rounding.
  */
 export function applyModel(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean = useFastPath()): TF.Tensor {
-  return (fast ? fastApply(model, x, training) : model.apply(x, { training })) as TF.Tensor;
+  return forward(model, x, training, fast) as TF.Tensor;
 }
 
 /** applyModel for a model with several outputs (e.g. intermediate features): always a list. */
 export function applyModelOutputs(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean = useFastPath()): TF.Tensor[] {
-  const out = fast ? fastApply(model, x, training) : (model.apply(x, { training }) as TF.Tensor | TF.Tensor[]);
+  const out = forward(model, x, training, fast);
   return Array.isArray(out) ? out : [out];
+}
+
+function forward(model: TF.LayersModel, x: TF.Tensor, training: boolean, fast: boolean): TF.Tensor | TF.Tensor[] {
+  return fast ? fastApply(model, x, training) : (model.apply(x, { training }) as TF.Tensor | TF.Tensor[]);
 }
