@@ -4,14 +4,18 @@
  * `{ epoch, loss, checkpoint }`. A retried attempt resumes from the newest checkpoint that
  * still verifies, looking at both the last heartbeat and the record (a heartbeat can be
  * lost with a killed worker); checkpoints that fail verification are reported and skipped.
+ * A cacheable stage files its record under its stage key (a function of everything it depends
+ * on), so a new run of the same computation resumes too; others under their run's identity.
  */
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef } from '../store';
 import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
 import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
-import { artifactStore } from './context';
+import { artifactStore, heartbeatDetails } from './context';
+import { runningComputation } from './stageCache';
 import { epochTelemetry } from '../telemetry/epochs';
 import { draining, drainedAfterEpoch } from '../workers/drain';
+import type { PrepareControl } from '../core/attacks/attack';
 
 export interface CheckpointEntry {
   epoch: number;
@@ -47,7 +51,14 @@ export function checkpointRecordKey(workflowId: string, runId: string, activityI
   return `checkpoints/${segment(workflowId)}/${segment(runId)}/${segment(`${activityId}-${stage}`)}`;
 }
 
+/** The record of a cacheable computation's checkpoints: shared by every run that computes it. */
+export function computationCheckpointKey(computation: string, stage: string): string {
+  return `checkpoints/stage/${computation}/${segment(stage)}`;
+}
+
 function recordKey(stage: string): string {
+  const computation = runningComputation();
+  if (computation) return computationCheckpointKey(computation, stage);
   const info = Context.current().info;
   const wf = info.workflowExecution;
   return checkpointRecordKey(wf?.workflowId ?? 'standalone', wf?.runId ?? '-', info.activityId, stage);
@@ -115,4 +126,35 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
       if (draining() && record.epoch < epochs) throw drainedAfterEpoch(stage, record.epoch);
     },
   };
+}
+
+/**
+ * The same contract for a long computation that is not an epoch loop (a learned trigger's
+ * optimisation): its states are stored, listed in the stage's record and announced in a
+ * heartbeat; a retried attempt gets the newest one that verifies as `resume`.
+ */
+export async function prepareControl(stage: string): Promise<{ control: PrepareControl; info: ResumeInfo }> {
+  const ctx = Context.current();
+  const store = artifactStore();
+  const key = recordKey(stage);
+  const { checkpoint, info } = await findResumePoint(stage);
+  if (checkpoint) ctx.log.info(`${stage}: resuming from round ${checkpoint.epoch}`);
+  let last: TrainingHeartbeat = { stage, epoch: checkpoint?.epoch ?? 0 };
+  const control: PrepareControl = {
+    signal: ctx.cancellationSignal,
+    resume: checkpoint,
+    onProgress: (done, total) => {
+      heartbeatDetails({ ...last, epochs: total, batch: done });
+    },
+    checkpoint: async (state) => {
+      const ref = await store.put(encodeCheckpoint(state));
+      const history = ((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < state.epoch);
+      history.push({ epoch: state.epoch, checkpoint: ref });
+      await store.putRecord(key, history);
+      last = { stage, epoch: state.epoch, checkpoint: ref };
+      heartbeatDetails(last);
+      if (draining()) throw drainedAfterEpoch(stage, state.epoch);
+    },
+  };
+  return { control, info };
 }

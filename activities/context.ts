@@ -43,14 +43,23 @@ export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T>
   }
 }
 
+const lastDetails = new WeakMap<Context, unknown>();
+
+/** A heartbeat whose details withKeepAlive repeats (a bare keep-alive beat would replace them on the server). */
+export function heartbeatDetails(details: unknown): void {
+  const ctx = Context.current();
+  lastDetails.set(ctx, details);
+  ctx.heartbeat(details);
+}
+
 /**
- * Heartbeats every second while a short stage runs, so a worker killed mid-stage is noticed
- * after the heartbeat timeout instead of the start-to-close timeout. (Training stages send
- * their own heartbeats with checkpoint details, which this would overwrite: not for them.)
+ * Heartbeats every second while a stage without its own regular beats runs, so a worker killed
+ * mid-stage is noticed after the heartbeat timeout instead of the start-to-close timeout. It
+ * repeats the details of the stage's last `heartbeatDetails` (a learned trigger's checkpoint).
  */
 export async function withKeepAlive<T>(f: () => Promise<T>): Promise<T> {
   const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), 1000);
+  const timer = setInterval(() => ctx.heartbeat(lastDetails.get(ctx)), 1000);
   try {
     return await f();
   } finally {

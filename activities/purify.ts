@@ -28,7 +28,7 @@ import { predictLabels } from '../core/models/classifier';
 import type { EpochLoopResult } from '../core/train/epochLoop';
 import type { TrainingCheckpoint } from '../core/train/checkpoint';
 import type { PurifyConfig } from '../schemas/purify';
-import { checkpointHooks, findResumePoint } from './checkpointing';
+import { checkpointHooks, findResumePoint, prepareControl } from './checkpointing';
 import { cachedStage, digestOf } from './stageCache';
 import {
   artifactStore,
@@ -61,7 +61,8 @@ export async function prepareData(input: { config: unknown; cache?: boolean }): 
 
 async function computePreparedData(cfg: PurifyConfig): Promise<DataRefs> {
   {
-    const data = await prepareCoreData(cfg, (loc) => localFile(loc));
+    const { control, info } = await prepareControl('poisonTrigger');
+    const data = await prepareCoreData(cfg, (loc) => localFile(loc), control);
     Context.current().heartbeat({ stage: 'prepareData' });
     const refs: DataRefs = {
       train: await saveDataset(data.train),
@@ -70,6 +71,7 @@ async function computePreparedData(cfg: PurifyConfig): Promise<DataRefs> {
       test: data.test ? await saveDataset(data.test) : undefined,
       backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
       summary: data.summary,
+      ...(info.resumedFromEpoch > 0 || info.skippedCheckpoints.length ? info : {}),
     };
     if (data.trainingControlled) {
       refs.attackTraining = {
@@ -119,7 +121,8 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
       model: cfg.model,
       training: cfg.training,
       seed: cfg.seed,
-      ...(attackTraining ? { attack: cfg.attack, eligible: digestOf(attackTraining.eligibleIndices), test: digestOf(input.data.test) } : {}),
+      // iad 2: the generators' Adam became the checkpointable core Adam (same update rule)
+      ...(attackTraining ? { attack: cfg.attack, eligible: digestOf(attackTraining.eligibleIndices), test: digestOf(input.data.test), iad: 2 } : {}),
     };
     // a user architecture is read from a path whose content may change: not cached
     return cachedStage('standardTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, async () => {
@@ -140,8 +143,8 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
  * Input-Aware: the attacker's own training run is the standard training. It trains the
  * classifier with the mask and pattern generators, materialises the poisoned training set
  * from the trained generators, and builds the triggered test set; the rest of the pipeline
- * works on those as on any poisoned data. No per-epoch checkpoints (the generators' optimiser
- * state is not checkpointed): a retried attempt trains again from the start.
+ * works on those as on any poisoned data. Checkpoints after every epoch of both phases (mask
+ * epochs first, then joint ones, in one record): a retried attempt continues from the newest.
  */
 async function trainInputAwareStandard(
   cfg: PurifyConfig,
@@ -152,8 +155,9 @@ async function trainInputAwareStandard(
   const train = await loadDataset(data.train);
   const eligibleIndices = Int32Array.from(await loadJson<number[]>(attackTraining.eligibleIndices));
   const classifier = await freshModel(cfg, train, deriveSeed(cfg.seed, 'init:standard'));
-  const ctx = Context.current();
   const attack = cfg.attack as InputAwareConfig;
+  const { checkpoint: resume, info } = await findResumePoint('inputaware');
+  const checkpoints = checkpointHooks('inputaware', attack.maskEpochs + cfg.training.epochs);
   const result = await trainInputAwareBackdoor({
     train,
     eligibleIndices,
@@ -161,10 +165,11 @@ async function trainInputAwareStandard(
     classifier,
     recipe: cfg.training,
     seed: attackTraining.attackSeed,
+    resume,
     hooks: {
-      signal: ctx.cancellationSignal,
-      onBatch: (phase, epoch, batch, batches) => ctx.heartbeat({ stage: `inputaware-${phase}`, epoch, batch: batch + 1, batches }),
-      onEpochEnd: (phase, record) => ctx.heartbeat({ stage: `inputaware-${phase}`, epoch: record.epoch, loss: record.loss }),
+      signal: checkpoints.signal,
+      onBatch: (_phase, epoch, batch, batches) => checkpoints.onBatch!(epoch, batch, batches),
+      onCheckpoint: (record, snapshot) => checkpoints.onEpochEnd!(record, snapshot),
     },
   });
   const test = data.test ? await loadDataset(data.test) : undefined;
@@ -193,8 +198,7 @@ async function trainInputAwareStandard(
     // the classifier's epochs (the mask generator's own phase precedes them)
     history: result.history,
     seconds: seconds(t0),
-    resumedFromEpoch: 0,
-    skippedCheckpoints: [],
+    ...info,
     data: refs,
   };
 }

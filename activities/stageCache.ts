@@ -6,6 +6,7 @@
  * verifies; otherwise the stage runs again and the entry is replaced.
  */
 import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
 import { canonicalJson } from '../core/data/codec';
 import { artifactStore } from './context';
 import type { ArtifactRef } from '../store';
@@ -13,7 +14,8 @@ import type { ArtifactRef } from '../store';
 /** Bump a stage's version whenever its behaviour (and so its output) changes. */
 export const STAGE_VERSIONS = {
   // 2: D_c drawn inside a clean reserve (cleanReserve)
-  prepareData: 2,
+  // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
+  prepareData: 3,
   standardTraining: 1,
   importStandardModel: 1,
   nonTargetLabels: 1,
@@ -50,6 +52,17 @@ function refsIn(value: unknown, out: ArtifactRef[] = []): ArtifactRef[] {
   return out;
 }
 
+const computations = new WeakMap<Context, string>();
+
+/**
+ * The stage key of the cacheable computation this activity is running, if any. Its
+ * checkpoints are filed under it (activities/checkpointing.ts), so any later run of the same
+ * computation (a sweep started again after Ctrl-C, whose runs are new) continues from them.
+ */
+export function runningComputation(): string | undefined {
+  return computations.get(Context.current());
+}
+
 /**
  * Returns the cached output of `stage` for `dependsOn`, or computes, stores and returns it.
  * `enabled: false` always computes (and still records the result).
@@ -70,6 +83,8 @@ export async function cachedStage<T extends object>(
       if (checks.every(Boolean)) return { ...entry.output, cached: true, cacheKey: key };
     }
   }
+  // the checkpoints of a computation whose inputs are not content-addressed stay with their run
+  if (enabled) computations.set(Context.current(), key);
   const output = await compute();
   const entry: CacheEntry<T> = { stage, version: STAGE_VERSIONS[stage], key, createdAt: new Date().toISOString(), output };
   await store.putRecord(recordKey, entry);

@@ -64,9 +64,11 @@ async function createEmbeddedTrainingWorker(connection: NativeConnection, namesp
 }
 
 /**
- * Runs still open on a stack this process just started. Only an `ntml purify` that owned the stack
- * ran workers for it, and Ctrl-C stops its servers at once (infra/stack), so such a run was
- * interrupted; terminating it keeps the new workers from picking it up next to the new run.
+ * Runs still open on a stack this process just started. Only an `ntml purify` or `ntml sweep` that
+ * owned the stack ran workers for it, and Ctrl-C stops its servers at once (infra/stack), so such a
+ * run was interrupted; terminating it keeps the new workers from picking it up next to the new run.
+ * The new run loses nothing stored: finished stages come from the stage cache, and a cacheable
+ * stage in progress continues from the checkpoints filed under its stage key.
  */
 async function terminateLeftovers(address: string, namespace: string): Promise<string[]> {
   const { Client, Connection } = await import('@temporalio/client');
@@ -75,7 +77,7 @@ async function terminateLeftovers(address: string, namespace: string): Promise<s
     const client = new Client({ connection, namespace });
     const ids: string[] = [];
     for await (const wf of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
-      await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('interrupted: the "ntml purify" that ran it was stopped');
+      await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('interrupted: the ntml command that ran it was stopped');
       ids.push(wf.workflowId);
     }
     return ids;
@@ -128,7 +130,7 @@ export async function startEmbedded(opts: {
   if (stack) {
     try {
       const left = await terminateLeftovers(address, opts.namespace);
-      for (const id of left) log(`terminated run ${id}, left unfinished in ${dir} by an interrupted "ntml purify"`);
+      for (const id of left) log(`terminated run ${id}, left unfinished in ${dir} by an interrupted ntml command (its finished stages and checkpoints are kept)`);
     } catch (err) {
       await stack.stop();
       throw new UserError(`the embedded Temporal server at ${address} does not answer: ${(err as Error).message.split('\n')[0]}`);

@@ -156,6 +156,11 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       const result = handle.result() as Promise<SweepOutcome>;
       outcome = await (embedded ? Promise.race([result, embedded.workersFailed]) : result);
     } catch (err) {
+      // Ctrl-C stops the workers the command started: their exit is the stop, not a failure
+      if (io.signal.aborted) {
+        info(io, `sweep ${spec.name}: stopped. The same command continues it: finished cells are kept, and stages in progress resume from their last checkpoint`);
+        return 130;
+      }
       throw new UserError(`sweep ${spec.name} failed: ${failureMessage(err)}`);
     } finally {
       clearInterval(poll);

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
 import { storeFromEnv } from '../store';
 import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+import type { CheckpointEntry } from '../activities/checkpointing';
+import { decodeCheckpoint } from '../core/train/checkpoint';
 
 quietRuntime();
 
@@ -33,12 +35,20 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
       const handle = await client.workflow.start('purify', {
         taskQueue: queues.orchestration,
         workflowId: `iad-${Date.now()}`,
-        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+        // cache off: the checkpoints are filed under this run (cacheable stages file them under their stage key)
+        args: [{ config, options: { trainingTaskQueue: queues.training, cache: false } }],
       });
-      return (await handle.result()) as PurifyOutcome;
+      return { ...((await handle.result()) as PurifyOutcome), workflowId: handle.workflowId };
     })
     .finally(close);
   const store = storeFromEnv();
+  // the attacker's run checkpointed after every epoch of both phases, in one record (resumable)
+  const records = (await store.listRecords(`checkpoints/${outcome.workflowId}/`)).filter((k) => k.endsWith('-inputaware'));
+  assert.equal(records.length, 1, `one IAD checkpoint record: ${JSON.stringify(records)}`);
+  const entries = (await store.getRecord<CheckpointEntry[]>(records[0]))!;
+  assert.deepEqual(entries.map((e) => e.epoch), Array.from({ length: 15 }, (_, i) => i + 1), '5 mask + 10 joint epochs');
+  assert.equal(decodeCheckpoint(await store.get(entries[4].checkpoint)).extra.phase, 'mask');
+  assert.equal(decodeCheckpoint(await store.get(entries[14].checkpoint)).extra.phase, 'joint');
   const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const s = report.data;
   console.log(`inputaware: poisoned ${s.poisonedCount}, backdoor test ${s.backdoorTestSize}; standard ACC ${report.metrics.standard.acc.toFixed(1)} ASR ${report.metrics.standard.asr!.toFixed(1)}`);
@@ -47,7 +57,8 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
   assert.equal(s.backdoorTestSize, 360);
   assert.ok(report.metrics.standard.asr !== undefined, 'the triggered test set reached evaluation');
   // This test is about the wiring; the attack's strength is the core test's subject. Measured
-  // here (seed 1, its own draws): ASR 10.8, against <= 0.3 for a clean model on IAD triggers.
+  // here (seed 1, its own draws): ASR 20.3 (10.8 before the generators moved to the core Adam),
+  // against <= 0.3 for a clean model on IAD triggers.
   assert.ok(report.metrics.standard.asr! >= 5, `the IAD model is backdoored (ASR ${report.metrics.standard.asr})`);
   assert.ok(report.attack?.includes('inputaware'));
   assert.deepEqual(

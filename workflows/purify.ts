@@ -67,7 +67,9 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
 
   begin('prepareData');
   const t0 = Date.now();
-  let data = await quick.prepareData({ config, cache });
+  // a learned trigger (Narcissus) trains a surrogate and optimises for hours at the paper's
+  // budget: the training stages' time limit, and it checkpoints like them
+  let data = await training.prepareData({ config, cache });
   done('prepareData', (Date.now() - t0) / 1000, data);
 
   begin('standardTraining');

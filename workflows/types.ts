@@ -17,6 +17,9 @@ export interface DataRefs {
   attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };
   summary: DataSummary;
   cached?: boolean;
+  /** a learned trigger continued from its checkpoint after this many rounds (0 or absent: from the start) */
+  resumedFromEpoch?: number;
+  skippedCheckpoints?: string[];
 }
 
 export interface TrainedModel {

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
+import type { TrainingCheckpoint } from '../train/checkpoint';
 import { badnets, badnetsConfigSchema } from './badnets';
 import { blended, blendedConfigSchema } from './blended';
 import { sig, sigConfigSchema } from './sig';
@@ -39,6 +40,22 @@ export {
   type TriggerParameters,
 } from './base';
 
+/**
+ * How a long preparePoison (a learned trigger) is stopped, saves its progress and continues
+ * after a restart. `resume` is a state this same computation (same train, eligible indices,
+ * config and seed) handed to `checkpoint` earlier; continuing from it gives the trigger an
+ * uninterrupted run gives, bit for bit.
+ */
+export interface PrepareControl {
+  signal?: AbortSignal;
+  resume?: TrainingCheckpoint;
+  checkpoint?: (state: TrainingCheckpoint) => Promise<void>;
+  /** optimisation rounds between checkpoints (the plugin picks a default otherwise) */
+  checkpointEvery?: number;
+  /** called between optimisation steps (heartbeats) */
+  onProgress?: (done: number, total: number) => Promise<void> | void;
+}
+
 export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
   readonly name: string;
   readonly kind: AttackKind;
@@ -55,7 +72,7 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
    * poisonTrainingSet, which then receives the result as `triggerParameters`. Async because
    * it trains models; deterministic in (train, eligibleIndices, config, seed).
    */
-  preparePoison?(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number): Promise<TriggerParameters>;
+  preparePoison?(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number, control?: PrepareControl): Promise<TriggerParameters>;
   /**
    * Poisons the training set. Poison indices come only from `eligibleIndices` (the
    * training indices outside the clean budget). Deterministic in (train, config, seed);

@@ -23,19 +23,23 @@
  *    materialised from them (inputAware.poisonTrainingSet) at the same rate.
  *
  * Every draw is seeded from `seed`; on one backend the result is a function of its inputs.
- * Epoch records go to hooks.onEpochEnd, but this run has no resumable checkpoint (the
- * generators' Adam state is not in it): a retried activity starts IAD training over.
+ * After every epoch of either phase `hooks.onCheckpoint` gets a TrainingCheckpoint (epochs
+ * counted across both phases: mask epochs first): the generators, the classifier, every
+ * optimiser's buffers and RNG position. Passed back as `resume`, training continues from it
+ * and ends with the same weights as an uninterrupted run.
  */
 import { createHash } from 'node:crypto';
 import type * as TF from '@tensorflow/tfjs-node';
 import type { io } from '@tensorflow/tfjs-core';
 import { tf } from '../tf';
-import { Rng, deriveSeed } from '../rng';
+import { Rng, deriveSeed, type RngState } from '../rng';
 import { imageBytes, type ImageDataset } from '../data/dataset';
 import { initialiseWeights } from '../models/architectures';
 import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
 import { SgdMomentum, trainableVariables } from '../train/sgd';
+import { Adam } from '../train/adam';
+import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
 import { crossEntropy } from '../train/losses';
 import { applyModel } from '../train/fast';
 import { runEpochs, TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
@@ -60,6 +64,8 @@ export interface InputAwareGenerators {
 export interface InputAwareHooks {
   onBatch?: (phase: 'mask' | 'joint', epoch: number, batch: number, batches: number) => Promise<void> | void;
   onEpochEnd?: (phase: 'mask' | 'joint', record: EpochRecord) => Promise<void> | void;
+  /** after each epoch of either phase; `record.epoch` counts mask epochs first, then joint epochs */
+  onCheckpoint?: (record: EpochRecord, checkpoint: () => TrainingCheckpoint) => Promise<void> | void;
   signal?: AbortSignal;
 }
 
@@ -73,6 +79,8 @@ export interface TrainInputAwareOptions {
   recipe: TrainRecipe;
   seed: number;
   hooks?: InputAwareHooks;
+  /** a checkpoint this same run handed to hooks.onCheckpoint: continue from it */
+  resume?: TrainingCheckpoint;
 }
 
 export interface InputAwareResult {
@@ -283,6 +291,23 @@ export function disposeInputAwareGenerators(g: InputAwareGenerators): void {
 
 // --- training -------------------------------------------------------------------------------
 
+/** Adam with the betas of the IAD code (0.5, 0.9) and TensorFlow's epsilon. */
+function generatorAdam(vars: TF.Variable[]): Adam {
+  return new Adam(vars, { beta1: 0.5, beta2: 0.9, epsilon: 1e-7 });
+}
+
+interface MaskPhaseState {
+  phase: 'mask';
+  history: EpochRecord[];
+}
+
+interface JointPhaseState {
+  phase: 'joint';
+  maskHistory: EpochRecord[];
+  meanMask: number;
+  pairRng: RngState;
+}
+
 async function trainMask(
   g: InputAwareGenerators,
   train: ImageDataset,
@@ -290,17 +315,26 @@ async function trainMask(
   batchSize: number,
   seed: number,
   hooks: InputAwareHooks | undefined,
+  resume: TrainingCheckpoint | undefined,
 ): Promise<EpochRecord[]> {
   const vars = trainableVariables(g.mask);
-  const optimiser = tf.train.adam(config.maskLearningRate, 0.5, 0.9);
-  const rng = new Rng(deriveSeed(seed, 'inputaware', 'mask-train'));
+  const optimiser = generatorAdam(vars);
+  let rng = new Rng(deriveSeed(seed, 'inputaware', 'mask-train'));
   const n = train.labels.length;
   const bs = Math.min(batchSize, n);
   const batches = Math.ceil(n / bs) - (n % bs === 1 && n > 1 ? 1 : 0);
   const per = imageBytes(train);
-  const history: EpochRecord[] = [];
+  let history: EpochRecord[] = [];
+  let first = 0;
   try {
-    for (let epoch = 0; epoch < config.maskEpochs; epoch++) {
+    if (resume) {
+      setModelWeights(g.mask, resume.arrays.mask, 'IAD checkpoint (mask generator)');
+      optimiser.restore(resume.arrays['optimizer:mask']);
+      rng = new Rng(resume.rngState);
+      history = (resume.extra as unknown as MaskPhaseState).history.slice();
+      first = resume.epoch;
+    }
+    for (let epoch = first; epoch < config.maskEpochs; epoch++) {
       const t0 = Date.now();
       const order = rng.permutation(n);
       let lossSum = 0;
@@ -309,29 +343,43 @@ async function trainMask(
         const idx = order.subarray(b * bs, b === batches - 1 ? n : (b + 1) * bs);
         const x = tf.tensor4d(assembleBatch(train, idx, noAugmentation, rng, '0-1', new Float32Array(idx.length * per)), [idx.length, train.height, train.width, train.channels]);
         const perm = tf.tensor1d(rotation(idx.length, 1 + rng.int(Math.max(1, idx.length - 1))), 'int32');
-        const cost = optimiser.minimize(
-          () => {
-            const m = maskOf(g, x, true);
-            const norm = tf.mean(tf.relu(tf.sub(m, config.maskDensity)));
-            const div = diversityLoss(x, tf.gather(x, perm), m, tf.gather(m, perm));
-            return tf.add(tf.mul(norm, config.maskNormWeight), tf.mul(div, config.diversityWeight)) as TF.Scalar;
-          },
-          true,
-          vars,
-        );
-        lossSum += cost!.dataSync()[0] * idx.length;
-        tf.dispose([cost!, x, perm]);
+        const { value, grads } = tf.variableGrads(() => {
+          const m = maskOf(g, x, true);
+          const norm = tf.mean(tf.relu(tf.sub(m, config.maskDensity)));
+          const div = diversityLoss(x, tf.gather(x, perm), m, tf.gather(m, perm));
+          return tf.add(tf.mul(norm, config.maskNormWeight), tf.mul(div, config.diversityWeight)) as TF.Scalar;
+        }, vars);
+        optimiser.step(vars.map((v) => grads[v.name]), config.maskLearningRate);
+        lossSum += value.dataSync()[0] * idx.length;
+        tf.dispose(grads);
+        tf.dispose([value, x, perm]);
         await hooks?.onBatch?.('mask', epoch, b, batches);
         await yieldToEventLoop();
       }
       const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / n, learningRate: config.maskLearningRate, seconds: (Date.now() - t0) / 1000, images: n };
       history.push(record);
       await hooks?.onEpochEnd?.('mask', record);
+      await hooks?.onCheckpoint?.(record, () => ({
+        epoch: epoch + 1,
+        rngState: rng.state(),
+        arrays: { mask: modelWeights(g.mask), 'optimizer:mask': optimiser.state() },
+        extra: { phase: 'mask', history: history.slice() } satisfies MaskPhaseState,
+      }));
     }
   } finally {
     optimiser.dispose();
   }
   return history;
+}
+
+/** Which phase a resume state belongs to, checked against this run's epochs. */
+function resumePhase(c: TrainingCheckpoint | undefined, config: InputAwareConfig, jointEpochs: number): 'mask' | 'joint' | undefined {
+  if (!c) return undefined;
+  const phase = (c.extra as { phase?: unknown }).phase;
+  const total = config.maskEpochs + jointEpochs;
+  if (phase === 'mask' && Number.isInteger(c.epoch) && c.epoch >= 1 && c.epoch <= config.maskEpochs && c.arrays.mask && c.arrays['optimizer:mask']) return 'mask';
+  if (phase === 'joint' && Number.isInteger(c.epoch) && c.epoch > config.maskEpochs && c.epoch <= total && c.arrays.mask && c.arrays.pattern) return 'joint';
+  throw new CheckpointFormatError(`cannot continue IAD training from this checkpoint: phase ${String(phase)} at epoch ${c.epoch} does not fit ${config.maskEpochs} mask + ${jointEpochs} joint epochs`);
 }
 
 /** IAD: mask generator, then pattern generator + classifier jointly; see the file comment. */
@@ -346,10 +394,20 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
   }
   const shape = { height: train.height, width: train.width, channels: train.channels };
   const g = createGenerators(shape, config, seed);
+  const phase = resumePhase(o.resume, config, recipe.epochs);
   let done = false;
   try {
-    const maskHistory = await trainMask(g, train, config, recipe.batchSize, seed, o.hooks);
-    const meanMask = meanMaskValue(g, train);
+    let maskHistory: EpochRecord[];
+    let meanMask: number;
+    if (phase === 'joint') {
+      const saved = o.resume!.extra as unknown as JointPhaseState;
+      setModelWeights(g.mask, o.resume!.arrays.mask, 'IAD checkpoint (mask generator)');
+      maskHistory = saved.maskHistory;
+      meanMask = saved.meanMask;
+    } else {
+      maskHistory = await trainMask(g, train, config, recipe.batchSize, seed, o.hooks, phase === 'mask' ? o.resume : undefined);
+      meanMask = meanMaskValue(g, train);
+    }
 
     const eligible = new Uint8Array(train.labels.length);
     o.eligibleIndices.forEach((i) => (eligible[i] = 1));
@@ -358,8 +416,8 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
     const cVars = trainableVariables(c.model);
     const gVars = trainableVariables(g.pattern);
     const sgd = new SgdMomentum(cVars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay });
-    const adam = tf.train.adam(config.generatorLearningRate, 0.5, 0.9);
-    const pairRng = new Rng(deriveSeed(seed, 'inputaware', 'cross-partners'));
+    const adam = generatorAdam(gVars);
+    let pairRng = new Rng(deriveSeed(seed, 'inputaware', 'cross-partners'));
     const training = recipe.batchNorm === 'train';
     let loop;
     try {
@@ -372,11 +430,26 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
         augment: recipe.augment,
         seed: deriveSeed(seed, 'inputaware', 'joint'),
         models: { model: c },
-        optimizers: { model: sgd },
+        optimizers: { model: sgd, pattern: adam },
+        carry: {
+          save: () => ({
+            arrays: { mask: modelWeights(g.mask), pattern: modelWeights(g.pattern) },
+            extra: { phase: 'joint', maskHistory, meanMask, pairRng: pairRng.state() } satisfies JointPhaseState,
+          }),
+          restore: (r) => {
+            setModelWeights(g.pattern, r.arrays.pattern, 'IAD checkpoint (pattern generator)');
+            pairRng = new Rng((r.extra as unknown as JointPhaseState).pairRng);
+          },
+        },
+        resume: phase === 'joint' ? { ...o.resume!, epoch: o.resume!.epoch - config.maskEpochs } : undefined,
         hooks: {
           signal: o.hooks?.signal,
           onBatch: (epoch, b, batches) => o.hooks?.onBatch?.('joint', epoch, b, batches),
-          onEpochEnd: (record) => o.hooks?.onEpochEnd?.('joint', record),
+          onEpochEnd: async (record, snapshot) => {
+            await o.hooks?.onEpochEnd?.('joint', record);
+            const epoch = config.maskEpochs + record.epoch;
+            await o.hooks?.onCheckpoint?.({ ...record, epoch }, () => ({ ...snapshot(), epoch }));
+          },
         },
         step: (x, idx, lr) => {
           const bs = idx.length;
@@ -418,7 +491,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
             cVars.map((v) => grads[v.name]),
             lr,
           );
-          if (vars.length > cVars.length) adam.applyGradients(gVars.map((v) => ({ name: v.name, tensor: grads[v.name] })));
+          if (vars.length > cVars.length) adam.step(gVars.map((v) => grads[v.name]), config.generatorLearningRate);
           tf.dispose(grads);
           return value;
         },

@@ -37,7 +37,7 @@ import {
   type PoisonResult,
   type TriggerParameters,
 } from './base';
-import type { AttackPlugin } from './attack';
+import type { AttackPlugin, PrepareControl } from './attack';
 
 /** The public out-of-distribution set the surrogate learns features from. */
 export const narcissusPoodSchema = z.discriminatedUnion('format', [
@@ -197,13 +197,13 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
   configSchema: narcissusConfigSchema,
   validateAgainst,
 
-  async preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number): Promise<NarcissusTriggerParameters> {
+  async preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number, control?: PrepareControl): Promise<NarcissusTriggerParameters> {
     validateBaseConfig(config, train);
     validateAgainst(config, train);
     // the cheap checks of poisonTrainingSet first, not after minutes of training
     checkEligible(eligibleIndices, train.labels.length);
     narcissusPoisonCount(train, eligibleIndices, config);
-    return engine().generateNarcissusTrigger({ train, eligibleIndices, config, seed });
+    return engine().generateNarcissusTrigger({ train, eligibleIndices, config, seed, control });
   },
 
   poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number, triggerParameters?: TriggerParameters): PoisonResult {

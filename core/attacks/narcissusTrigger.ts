@@ -21,6 +21,11 @@
  *
  * Every draw (weights, shuffles, augmentation) is seeded from `seed`: the trigger is a
  * deterministic function of (training set, eligible indices, config, seed) on one backend.
+ *
+ * At the paper's budget step 3 is hours on a CPU, so it checkpoints (`control.checkpoint`):
+ * once steps 1-2 are done and every `checkpointEvery` rounds, a TrainingCheckpoint holding the
+ * surrogate's weights, delta, the optimiser state and the RNG position. Continuing from one
+ * (`control.resume`) skips what it covers and ends with the same delta bit for bit.
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
@@ -36,7 +41,11 @@ import { TrainRecipe } from '../train/recipe';
 import { assembleBatch } from '../train/augment';
 import { crossEntropy } from '../train/losses';
 import { applyModel } from '../train/fast';
+import { Adam } from '../train/adam';
+import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
+import { TrainingCancelledError } from '../train/epochLoop';
 import { AttackConfigError } from './base';
+import type { PrepareControl } from './attack';
 import {
   encodePerturbation,
   narcissusPoodSchema,
@@ -50,9 +59,23 @@ export interface NarcissusTriggerOptions {
   eligibleIndices: Int32Array;
   config: NarcissusConfig;
   seed: number;
-  /** Called between trigger-generation steps (heartbeats); training yields to the event loop there. */
-  onStep?: (round: number, rounds: number) => Promise<void> | void;
-  signal?: AbortSignal;
+  /** cancellation, checkpoints, resume and progress (heartbeats) */
+  control?: PrepareControl;
+}
+
+const CHECKPOINT_STAGE = 'narcissus-trigger';
+
+/** What a checkpoint's `extra` holds besides the arrays. */
+interface TriggerCheckpointExtra {
+  stage: typeof CHECKPOINT_STAGE;
+  triggerLoss: number[];
+  attackerSamples: number;
+  triggerStep: NarcissusConfig['triggerStep'];
+}
+
+/** ~40 checkpoints over the optimisation: at the benchmark budget one per ~25 rounds (minutes on a CPU). */
+export function defaultCheckpointEvery(rounds: number): number {
+  return Math.max(1, Math.round(rounds / 40));
 }
 
 export interface ResolvedPood {
@@ -150,7 +173,7 @@ function meanTriggerLoss(surrogate: Classifier, attacker: ImageDataset, delta: T
 }
 
 export async function generateNarcissusTrigger(o: NarcissusTriggerOptions): Promise<NarcissusTriggerParameters> {
-  const { train, config, seed } = o;
+  const { train, config, seed, control = {} } = o;
   const attackerIndices = Array.from(o.eligibleIndices).filter((i) => train.labels[i] === config.target);
   if (attackerIndices.length === 0) {
     throw new AttackConfigError('target', `no eligible training image of target class ${config.target}: Narcissus needs target-class samples to learn its trigger`);
@@ -159,73 +182,97 @@ export async function generateNarcissusTrigger(o: NarcissusTriggerOptions): Prom
   const pood = await loadNarcissusPood(config.pood, train, seed);
   const extraClass = pood.dataset.numClasses;
   const shape = { height: train.height, width: train.width, channels: train.channels };
+  const n = attacker.labels.length;
+  const resume = control.resume ? checkResumable(control.resume, config, n, shape) : undefined;
+  const signal = control.signal;
+  const every = control.checkpointEvery ?? defaultCheckpointEvery(config.triggerRounds);
+  if (!Number.isInteger(every) || every < 1) throw new Error(`checkpointEvery must be a positive integer of rounds, got ${every}`);
 
-  // 1. surrogate on POOD + the target class as one more class
   const surrogate = createClassifier(config.surrogateArch, shape, extraClass + 1, deriveSeed(seed, 'narcissus', 'surrogate-init'));
   const radius = float32AtMost(config.linfRadius);
   const delta = tf.tidy(() => tf.variable(tf.zeros([train.height, train.width, train.channels]), true)) as TF.Variable<TF.Rank.R3>;
-  const adam = config.triggerStep === 'adam' ? tf.train.adam(config.triggerLearningRate) : undefined;
+  const adam = config.triggerStep === 'adam' ? new Adam([delta], { epsilon: 1e-7 }) : undefined;
+  let rng = new Rng(deriveSeed(seed, 'narcissus', 'trigger'));
+  let triggerLoss: number[] = [];
+  let firstRound = 0;
+  const snapshot = (roundsDone: number): TrainingCheckpoint => ({
+    epoch: roundsDone,
+    rngState: rng.state(),
+    arrays: {
+      surrogate: modelWeights(surrogate.model),
+      delta: [{ shape: delta.shape.slice(), values: Float32Array.from(delta.dataSync() as Float32Array) }],
+      ...(adam ? { optimizer: adam.state() } : {}),
+    },
+    extra: { stage: CHECKPOINT_STAGE, triggerLoss: triggerLoss.slice(), attackerSamples: n, triggerStep: config.triggerStep } satisfies TriggerCheckpointExtra,
+  });
   try {
-    await trainClassifier({
-      classifier: surrogate,
-      data: surrogateSet(pood.dataset, attacker, extraClass),
-      recipe: TrainRecipe.parse({ epochs: config.surrogateEpochs, batchSize: config.batchSize, learningRate: config.surrogateLearningRate, augment: config.augment }),
-      seed: deriveSeed(seed, 'narcissus', 'surrogate-train'),
-      hooks: { signal: o.signal },
-    });
-    // 2. poison warm-up on the target class alone
-    if (config.warmupRounds > 0) {
+    if (resume) {
+      setModelWeights(surrogate.model, resume.arrays.surrogate, 'narcissus checkpoint (surrogate)');
+      const saved = tf.tensor3d(resume.arrays.delta[0].values, delta.shape as [number, number, number]);
+      delta.assign(saved);
+      saved.dispose();
+      adam?.restore(resume.arrays.optimizer);
+      rng = new Rng(resume.rngState);
+      triggerLoss = (resume.extra as unknown as TriggerCheckpointExtra).triggerLoss.slice();
+      firstRound = resume.epoch;
+    } else {
+      // 1. surrogate on POOD + the target class as one more class
       await trainClassifier({
         classifier: surrogate,
-        data: attacker,
-        targets: { kind: 'hard', labels: new Int32Array(attacker.labels.length).fill(extraClass) },
-        recipe: TrainRecipe.parse({
-          epochs: config.warmupRounds,
-          batchSize: config.batchSize,
-          learningRate: config.warmupLearningRate,
-          schedule: 'constant',
-          augment: config.augment,
-        }),
-        seed: deriveSeed(seed, 'narcissus', 'warmup'),
-        hooks: { signal: o.signal },
+        data: surrogateSet(pood.dataset, attacker, extraClass),
+        recipe: TrainRecipe.parse({ epochs: config.surrogateEpochs, batchSize: config.batchSize, learningRate: config.surrogateLearningRate, augment: config.augment }),
+        seed: deriveSeed(seed, 'narcissus', 'surrogate-train'),
+        hooks: { signal },
       });
+      // 2. poison warm-up on the target class alone
+      if (config.warmupRounds > 0) {
+        await trainClassifier({
+          classifier: surrogate,
+          data: attacker,
+          targets: { kind: 'hard', labels: new Int32Array(attacker.labels.length).fill(extraClass) },
+          recipe: TrainRecipe.parse({
+            epochs: config.warmupRounds,
+            batchSize: config.batchSize,
+            learningRate: config.warmupLearningRate,
+            schedule: 'constant',
+            augment: config.augment,
+          }),
+          seed: deriveSeed(seed, 'narcissus', 'warmup'),
+          hooks: { signal },
+        });
+      }
+      await control.checkpoint?.(snapshot(0));
     }
 
-    // 3. projected Adam on delta
-    const rng = new Rng(deriveSeed(seed, 'narcissus', 'trigger'));
-    const n = attacker.labels.length;
+    // 3. projected steps on delta
     const bs = Math.min(config.batchSize, n);
     const per = imageBytes(attacker);
     const buffer = new Float32Array(bs * per);
-    const triggerLoss: number[] = [];
     const reportEvery = Math.max(1, Math.round(config.triggerRounds / 10));
-    for (let round = 0; round < config.triggerRounds; round++) {
+    for (let round = firstRound; round < config.triggerRounds; round++) {
       const order = rng.permutation(n);
       for (let start = 0; start < n; start += bs) {
-        if (o.signal?.aborted) throw new Error('Narcissus trigger generation cancelled');
+        if (signal?.aborted) throw new TrainingCancelledError();
         const idx = order.subarray(start, Math.min(n, start + bs));
         const out = idx.length === bs ? buffer : new Float32Array(idx.length * per);
         const x = tf.tensor4d(assembleBatch(attacker, idx, config.augment, rng, '0-1', out), [idx.length, train.height, train.width, train.channels]);
         const labels = tf.fill([idx.length], extraClass, 'int32') as TF.Tensor1D;
         const loss = () => crossEntropy(applyModel(surrogate.model, tf.clipByValue(tf.add(x, delta), 0, 1), false) as TF.Tensor2D, labels);
-        if (adam) {
-          adam.minimize(loss, false, [delta]);
-          tf.tidy(() => {
-            delta.assign(tf.clipByValue(delta, -radius, radius));
-          });
-        } else {
-          tf.tidy(() => {
-            const { grads } = tf.variableGrads(loss, [delta]);
-            delta.assign(tf.clipByValue(tf.sub(delta, tf.mul(tf.sign(grads[delta.name]), config.triggerLearningRate)), -radius, radius) as TF.Tensor3D);
-          });
-        }
+        tf.tidy(() => {
+          const { grads } = tf.variableGrads(loss, [delta]);
+          const g = grads[delta.name];
+          if (adam) adam.step([g], config.triggerLearningRate);
+          else delta.assign(tf.sub(delta, tf.mul(tf.sign(g), config.triggerLearningRate)) as TF.Tensor3D);
+          delta.assign(tf.clipByValue(delta, -radius, radius) as TF.Tensor3D);
+        });
         tf.dispose([x, labels]);
-        await o.onStep?.(round, config.triggerRounds);
+        await control.onProgress?.(round, config.triggerRounds);
         await yieldToEventLoop();
       }
       if ((round + 1) % reportEvery === 0 || round + 1 === config.triggerRounds) {
         triggerLoss.push(Number(meanTriggerLoss(surrogate, attacker, delta, extraClass, config.batchSize).toPrecision(4)));
       }
+      if ((round + 1) % every === 0 && round + 1 < config.triggerRounds) await control.checkpoint?.(snapshot(round + 1));
     }
     const values = Float32Array.from(delta.dataSync() as Float32Array);
     return {
@@ -248,4 +295,25 @@ export async function generateNarcissusTrigger(o: NarcissusTriggerOptions): Prom
     delta.dispose();
     disposeClassifier(surrogate);
   }
+}
+
+/** The resume state fits this computation (a state of another attack or budget is an error, not a silent restart). */
+function checkResumable(c: TrainingCheckpoint, config: NarcissusConfig, attackerSamples: number, shape: { height: number; width: number; channels: number }): TrainingCheckpoint {
+  const extra = c.extra as Partial<TriggerCheckpointExtra>;
+  const problem =
+    extra.stage !== CHECKPOINT_STAGE
+      ? `it is not a Narcissus trigger checkpoint (stage ${String(extra.stage)})`
+      : extra.attackerSamples !== attackerSamples
+        ? `it was taken over ${extra.attackerSamples} target-class samples, this run has ${attackerSamples}`
+        : extra.triggerStep !== config.triggerStep
+          ? `it used triggerStep ${extra.triggerStep}, this run ${config.triggerStep}`
+          : !Number.isInteger(c.epoch) || c.epoch < 0 || c.epoch > config.triggerRounds
+            ? `round ${c.epoch} is outside 0..${config.triggerRounds}`
+            : !c.arrays.surrogate || c.arrays.delta?.length !== 1 || c.arrays.delta[0].shape.join('x') !== `${shape.height}x${shape.width}x${shape.channels}`
+              ? `it lacks the surrogate or a ${shape.height}x${shape.width}x${shape.channels} delta`
+              : config.triggerStep === 'adam' && !c.arrays.optimizer
+                ? 'it lacks the Adam state'
+                : undefined;
+  if (problem) throw new CheckpointFormatError(`cannot continue the Narcissus trigger from this checkpoint: ${problem}`);
+  return c;
 }

@@ -12,7 +12,7 @@ import { loadFashionMnist, loadIdxPair, toRgb32 } from '../data/idx';
 import { generateSyntheticSplits } from '../data/synthetic';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
-import { getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/attack';
+import { getAttack, validateAttackAgainst, type AttackConfig, type PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
 import type { PoisonRecord } from '../attacks/base';
 import type { PurifyConfig, DatasetFile, EvaluationData } from '../../schemas/purify';
@@ -114,7 +114,8 @@ function splitClean(ds: ImageDataset, cleanIndices: Int32Array, fraction: number
   };
 }
 
-export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = localOnly): Promise<PreparedData> {
+/** `control`: cancellation and checkpoints of a learned trigger's optimisation (Narcissus), if the attack has one. */
+export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = localOnly, control?: PrepareControl): Promise<PreparedData> {
   const fraction = cfg.ntml.heldOutFraction;
   if (cfg.mode === 'evaluation') {
     const attack = cfg.attack as AttackConfig;
@@ -125,7 +126,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     const plugin = getAttack(attack.name);
     if (plugin.kind === 'training-controlled') return trainingControlledData(cfg, clean, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
     // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
-    const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed) : undefined;
+    const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed, control) : undefined;
     const poisoned = plugin.poisonTrainingSet(clean, restIndices, attack, attackSeed, learned);
     const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
     const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);

@@ -11,7 +11,7 @@ import type { ImageDataset } from '../data/dataset';
 import { imageBytes } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
 import { assembleBatch, type AugmentOptions } from './augment';
-import { learningRateAt, type SgdMomentum } from './sgd';
+import { learningRateAt, type NamedArray } from './sgd';
 import { modelWeights, setModelWeights, type TrainingCheckpoint } from './checkpoint';
 
 export interface EpochRecord {
@@ -46,7 +46,15 @@ export interface EpochLoopOptions {
   seed: number;
   /** models whose weights go into checkpoints, by name */
   models: Record<string, Classifier>;
-  optimizers: Record<string, SgdMomentum>;
+  optimizers: Record<string, CheckpointableOptimizer>;
+  /**
+   * State the caller's `step` keeps outside `models` and `optimizers` (another RNG stream, a
+   * generator trained alongside): saved into every checkpoint, handed back on resume.
+   */
+  carry?: {
+    save(): { arrays: Record<string, NamedArray[]>; extra: Record<string, unknown> };
+    restore(checkpoint: TrainingCheckpoint): void;
+  };
   /** one optimisation step on an encoded batch; returns the loss to log (kept on device) */
   step: (x: TF.Tensor4D, batchIndices: Int32Array, learningRate: number) => TF.Scalar;
   /** selection: higher is better; the best epoch's weights of `model` are returned */
@@ -55,6 +63,12 @@ export interface EpochLoopOptions {
   diagnostics?: (epoch: number) => Promise<Record<string, number>>;
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
+}
+
+/** SgdMomentum, Adam: buffers that a checkpoint captures and restores exactly. */
+export interface CheckpointableOptimizer {
+  state(): NamedArray[];
+  restore(state: NamedArray[]): void;
 }
 
 export interface EpochLoopResult {
@@ -99,6 +113,7 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
     const r = o.resume;
     for (const [name, c] of Object.entries(o.models)) setModelWeights(c.model, r.arrays[name], `checkpoint model "${name}"`);
     for (const [name, opt] of Object.entries(o.optimizers)) opt.restore(r.arrays[`optimizer:${name}`]);
+    o.carry?.restore(r);
     rng = new Rng(r.rngState);
     history = (r.extra.history as EpochRecord[]) ?? [];
     const b = r.extra.best as { epoch: number; score: number } | undefined;
@@ -162,12 +177,13 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
       for (const [name, c] of Object.entries(o.models)) arrays[name] = modelWeights(c.model);
       for (const [name, opt] of Object.entries(o.optimizers)) arrays[`optimizer:${name}`] = opt.state();
       if (best && o.select) arrays[`best:${o.select.model}`] = best.weights;
+      const carried = o.carry?.save();
       return {
         epoch: finished,
         rngState: rng.state(),
-        arrays,
+        arrays: { ...carried?.arrays, ...arrays },
         // a copy: the loop keeps appending to `history` after this snapshot is taken
-        extra: { history: history.slice(), best: best ? { epoch: best.epoch, score: best.score } : undefined },
+        extra: { ...carried?.extra, history: history.slice(), best: best ? { epoch: best.epoch, score: best.score } : undefined },
       };
     };
     await o.hooks?.onEpochEnd?.(record, snapshot);

@@ -29,6 +29,8 @@ import { TrainRecipe } from '../../core/train/recipe';
 import { evaluateClassifier } from '../../core/experiment/evaluate';
 import { prepareData } from '../../core/experiment/prepareData';
 import { parsePurifyConfig } from '../../schemas/purify';
+import type { InputAwareConfig } from '../../core/attacks/inputAware';
+import { CheckpointFormatError, decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../../core/train/checkpoint';
 
 function expectField(fn: () => unknown, field: string, re?: RegExp): void {
   assert.throws(fn, (e: Error) => {
@@ -188,6 +190,50 @@ test('inputaware mechanics (tiny budget): deterministic per seed; materialised s
   disposeInputAwareGenerators(loaded.generators);
   unregisterInputAwareGenerators(id);
   assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor leaks');
+});
+
+test('inputaware resume: continued from a checkpoint of either phase, the run ends with the uninterrupted weights and generators', async () => {
+  const { restIndices } = drawCleanBudget(small, 20, 1);
+  const cfg = parseAttackConfig({ name: 'inputaware', rate: 0.1, maskEpochs: 2, generatorChannels: [4, 8, 8] }) as InputAwareConfig;
+  const recipe = TrainRecipe.parse({ epochs: 2, batchSize: 32, learningRate: 0.05, augment: { padding: 1, flip: false } });
+  const run = async (resume?: TrainingCheckpoint) => {
+    const classifier = createClassifier('tinyCnn', { height: H, width: H, channels: 3 }, 10, 1);
+    const saved: TrainingCheckpoint[] = [];
+    const r = await trainInputAwareBackdoor({
+      train: small,
+      eligibleIndices: restIndices,
+      config: cfg,
+      classifier,
+      recipe,
+      seed: 7,
+      resume,
+      // through the byte format, as the activity stores them
+      hooks: { onCheckpoint: (_record, snapshot) => void saved.push(decodeCheckpoint(encodeCheckpoint(snapshot()))) },
+    });
+    const out = { id: r.triggerParameters.generatorsId as string, weights: weightsOf(classifier.model), images: r.poisoned.dataset.images, saved, history: r.history, maskHistory: r.maskHistory };
+    classifier.model.dispose();
+    disposeInputAwareGenerators(r.generators);
+    unregisterInputAwareGenerators(out.id);
+    return out;
+  };
+  const tensorsBefore = tf.memory().numTensors;
+  const whole = await run();
+  assert.deepEqual(whole.saved.map((c) => [c.epoch, c.extra.phase]), [[1, 'mask'], [2, 'mask'], [3, 'joint'], [4, 'joint']]);
+  for (const from of whole.saved.slice(0, 3)) {
+    const resumed = await run(from);
+    assert.deepEqual(resumed.saved.map((c) => c.epoch), [1, 2, 3, 4].filter((e) => e > from.epoch), `from epoch ${from.epoch}: only later checkpoints`);
+    assert.equal(resumed.id, whole.id, `from epoch ${from.epoch} (${from.extra.phase}): same generators`);
+    assert.deepEqual(resumed.weights, whole.weights, `from epoch ${from.epoch}: same classifier`);
+    assert.deepEqual(resumed.images, whole.images, `from epoch ${from.epoch}: same materialised set`);
+    assert.deepEqual(resumed.history.map((h) => h.loss), whole.history.map((h) => h.loss));
+    assert.deepEqual(resumed.maskHistory.map((h) => h.loss), whole.maskHistory.map((h) => h.loss));
+  }
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor leaks');
+  const longer = TrainRecipe.parse({ ...recipe, epochs: 1 });
+  await assert.rejects(
+    trainInputAwareBackdoor({ train: small, eligibleIndices: restIndices, config: cfg, classifier: createClassifier('tinyCnn', { height: H, width: H, channels: 3 }, 10, 1), recipe: longer, seed: 7, resume: whole.saved[3] }),
+    (e: Error) => e instanceof CheckpointFormatError && /2 mask \+ 1 joint/.test(e.message),
+  );
 });
 
 test('inputaware at a reduced CI budget: the IAD-trained classifier has the backdoor and keeps a clean model\'s accuracy', async (t) => {

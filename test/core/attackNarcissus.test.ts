@@ -22,6 +22,8 @@ import { TrainRecipe } from '../../core/train/recipe';
 import { evaluateClassifier } from '../../core/experiment/evaluate';
 import { tf } from '../../core/tf';
 import { prepareData } from '../../core/experiment/prepareData';
+import { CheckpointFormatError, decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../../core/train/checkpoint';
+import { TrainingCancelledError } from '../../core/train/epochLoop';
 import { parsePurifyConfig } from '../../schemas/purify';
 
 const H = 16;
@@ -215,6 +217,69 @@ test('narcissus: the learned trigger is deterministic per seed, within L-inf 16/
   const bd = buildBackdoorTestSet(small, cfg, 1, res.record.triggerParameters);
   const src = bd.sourceIndices[0];
   assert.equal(bd.images.images[0], Math.min(255, Math.max(0, Math.round(small.images[src * per] + 3 * 255 * delta[0]))));
+});
+
+test('narcissus: a trigger continued from any of its checkpoints equals the uninterrupted one, bit for bit; cancel stops it', async () => {
+  for (const triggerStep of ['sign', 'adam'] as const) {
+    const cfg = parseAttackConfig({
+      name: 'narcissus',
+      rate: 0.05,
+      surrogateArch: 'tinyCnn',
+      surrogateEpochs: 1,
+      warmupRounds: 1,
+      triggerRounds: 7,
+      triggerStep,
+      triggerLearningRate: triggerStep === 'adam' ? 0.01 : 0.004,
+      batchSize: 16,
+      pood: { format: 'synthetic', size: 100, numClasses: 4 },
+    });
+    const saved: TrainingCheckpoint[] = [];
+    const tensorsBefore = tf.memory().numTensors;
+    const whole = (await narcissus.preparePoison!(small, allIdx, cfg, 3, {
+      checkpointEvery: 3,
+      // through the byte format, as the activity stores them
+      checkpoint: async (c) => void saved.push(decodeCheckpoint(encodeCheckpoint(c))),
+    })) as NarcissusTriggerParameters;
+    assert.equal(tf.memory().numTensors, tensorsBefore, `${triggerStep}: no tensor leaks`);
+    assert.deepEqual(saved.map((c) => c.epoch), [0, 3, 6], `${triggerStep}: after warm-up, then every 3 rounds (none at the end)`);
+    assert.equal(saved[0].arrays.optimizer !== undefined, triggerStep === 'adam', 'Adam state only for Adam');
+    assert.notEqual(saved[1].arrays.delta[0].values.join(), saved[2].arrays.delta[0].values.join(), 'delta moved between checkpoints');
+    for (const from of saved) {
+      const later: number[] = [];
+      const resumed = (await narcissus.preparePoison!(small, allIdx, cfg, 3, {
+        resume: from,
+        checkpointEvery: 3,
+        checkpoint: async (c) => void later.push(c.epoch),
+      })) as NarcissusTriggerParameters;
+      assert.equal(resumed.perturbation, whole.perturbation, `${triggerStep}: continued from round ${from.epoch}, same trigger bytes`);
+      assert.deepEqual(resumed.triggerLoss, whole.triggerLoss, `${triggerStep}: same loss curve from round ${from.epoch}`);
+      assert.deepEqual(later, [3, 6].filter((r) => r > from.epoch), 'only the checkpoints after the resume point');
+    }
+    assert.equal(tf.memory().numTensors, tensorsBefore, `${triggerStep}: no tensor leaks after resuming`);
+  }
+
+  const cfg = parseAttackConfig({ name: 'narcissus', rate: 0.05, surrogateArch: 'tinyCnn', surrogateEpochs: 1, warmupRounds: 1, triggerRounds: 50, batchSize: 16, pood: { format: 'synthetic', size: 100, numClasses: 4 } });
+  const abort = new AbortController();
+  const rounds: number[] = [];
+  await assert.rejects(
+    narcissus.preparePoison!(small, allIdx, cfg, 3, {
+      signal: abort.signal,
+      checkpointEvery: 1,
+      checkpoint: async (c) => {
+        rounds.push(c.epoch);
+        if (c.epoch === 2) abort.abort();
+      },
+    }),
+    (e: Error) => e instanceof TrainingCancelledError,
+  );
+  assert.deepEqual(rounds, [0, 1, 2], 'stopped in the round after the cancel');
+  // a state of another computation is refused, not silently used
+  const adamCfg = { ...cfg, triggerStep: 'adam' as const };
+  const signState = (await new Promise<TrainingCheckpoint>((resolve, reject) => {
+    const stop = new AbortController();
+    narcissus.preparePoison!(small, allIdx, cfg, 3, { signal: stop.signal, checkpoint: async (c) => (resolve(c), stop.abort()) }).catch((e) => (e instanceof TrainingCancelledError ? undefined : reject(e)));
+  }));
+  await assert.rejects(narcissus.preparePoison!(small, allIdx, adamCfg, 3, { resume: signState }), (e: Error) => e instanceof CheckpointFormatError && /triggerStep sign/.test(e.message));
 });
 
 test('narcissus through prepareData: the trigger is learned once, poisons the training set and, x3, the backdoor test set', async () => {
