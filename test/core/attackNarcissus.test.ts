@@ -14,7 +14,7 @@ import { DEFAULT_FASHION_MNIST_DIR } from '../../core/data/idx';
 import type { ImageDataset } from '../../core/data/dataset';
 import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/attack';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
-import { decodePerturbation, encodePerturbation, narcissus, type NarcissusTriggerParameters } from '../../core/attacks/narcissus';
+import { decodePerturbation, encodePerturbation, narcissus, type NarcissusConfig, type NarcissusTriggerParameters } from '../../core/attacks/narcissus';
 import { loadNarcissusPood, resolvePoodChoice } from '../../core/attacks/narcissusTrigger';
 import { createClassifier } from '../../core/models/layersFormat';
 import { trainClassifier } from '../../core/train/trainClassifier';
@@ -55,6 +55,20 @@ function withDelta(delta: Float32Array, ds: ImageDataset): NarcissusTriggerParam
     triggerLoss: [],
     optimiser: 'none',
   };
+}
+
+/** Narcissus at a mechanics-only budget: tiny surrogate, one epoch each, a small synthetic POOD set. */
+function tinyNarcissus(overrides: Record<string, unknown>): NarcissusConfig {
+  return parseAttackConfig({
+    name: 'narcissus',
+    rate: 0.05,
+    surrogateArch: 'tinyCnn',
+    surrogateEpochs: 1,
+    warmupRounds: 1,
+    batchSize: 16,
+    pood: { format: 'synthetic', size: 100, numClasses: 4 },
+    ...overrides,
+  }) as NarcissusConfig;
 }
 
 /** A perturbation with every value in [-16/255, 16/255], varied per pixel. */
@@ -180,17 +194,7 @@ test('narcissus: the test-time trigger is delta x3 added in float, then clipped 
 
 test('narcissus: the learned trigger is deterministic per seed, within L-inf 16/255, and records its POOD set', async () => {
   // tiny budget: this checks the mechanics, not the attack's strength
-  const cfg = parseAttackConfig({
-    name: 'narcissus',
-    rate: 0.05,
-    surrogateArch: 'tinyCnn',
-    surrogateEpochs: 1,
-    warmupRounds: 1,
-    triggerRounds: 4,
-    triggerLearningRate: 0.02,
-    batchSize: 16,
-    pood: { format: 'synthetic', size: 100, numClasses: 4 },
-  });
+  const cfg = tinyNarcissus({ triggerRounds: 4, triggerLearningRate: 0.02 });
   const tensorsBefore = tf.memory().numTensors;
   const a: NarcissusTriggerParameters = (await narcissus.preparePoison!(small, allIdx, cfg, 1)) as NarcissusTriggerParameters;
   assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor leaks');
@@ -221,18 +225,7 @@ test('narcissus: the learned trigger is deterministic per seed, within L-inf 16/
 
 test('narcissus: a trigger continued from any of its checkpoints equals the uninterrupted one, bit for bit; cancel stops it', async () => {
   for (const triggerStep of ['sign', 'adam'] as const) {
-    const cfg = parseAttackConfig({
-      name: 'narcissus',
-      rate: 0.05,
-      surrogateArch: 'tinyCnn',
-      surrogateEpochs: 1,
-      warmupRounds: 1,
-      triggerRounds: 7,
-      triggerStep,
-      triggerLearningRate: triggerStep === 'adam' ? 0.01 : 0.004,
-      batchSize: 16,
-      pood: { format: 'synthetic', size: 100, numClasses: 4 },
-    });
+    const cfg = tinyNarcissus({ triggerRounds: 7, triggerStep, triggerLearningRate: triggerStep === 'adam' ? 0.01 : 0.004 });
     const saved: TrainingCheckpoint[] = [];
     const tensorsBefore = tf.memory().numTensors;
     const whole = (await narcissus.preparePoison!(small, allIdx, cfg, 3, {
@@ -258,7 +251,7 @@ test('narcissus: a trigger continued from any of its checkpoints equals the unin
     assert.equal(tf.memory().numTensors, tensorsBefore, `${triggerStep}: no tensor leaks after resuming`);
   }
 
-  const cfg = parseAttackConfig({ name: 'narcissus', rate: 0.05, surrogateArch: 'tinyCnn', surrogateEpochs: 1, warmupRounds: 1, triggerRounds: 50, batchSize: 16, pood: { format: 'synthetic', size: 100, numClasses: 4 } });
+  const cfg = tinyNarcissus({ triggerRounds: 50 });
   const abort = new AbortController();
   const rounds: number[] = [];
   await assert.rejects(
