@@ -30,6 +30,8 @@ export interface TrainingHeartbeat {
   checkpoint?: ArtifactRef;
   batch?: number;
   batches?: number;
+  /** a learned trigger's optimisation: the round under way (`epoch` is the last checkpointed round) */
+  round?: number;
 }
 
 export interface ResumeInfo {
@@ -144,14 +146,14 @@ export async function prepareControl(stage: string): Promise<{ control: PrepareC
     signal: ctx.cancellationSignal,
     resume: checkpoint,
     onProgress: (done, total) => {
-      heartbeatDetails({ ...last, epochs: total, batch: done });
+      heartbeatDetails({ ...last, epochs: total, round: done + 1 });
     },
     checkpoint: async (state) => {
       const ref = await store.put(encodeCheckpoint(state));
       const history = ((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < state.epoch);
       history.push({ epoch: state.epoch, checkpoint: ref });
       await store.putRecord(key, history);
-      last = { stage, epoch: state.epoch, checkpoint: ref };
+      last = { ...last, epoch: state.epoch, checkpoint: ref };
       heartbeatDetails(last);
       if (draining()) throw drainedAfterEpoch(stage, state.epoch);
     },

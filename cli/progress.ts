@@ -16,6 +16,8 @@ export interface Heartbeat {
   batch?: number;
   batches?: number;
   model?: string;
+  /** a learned trigger's optimisation (Narcissus): the round under way, of `epochs` rounds */
+  round?: number;
 }
 
 export interface RunSnapshot {
@@ -95,7 +97,10 @@ export function stageOf(s: RunSnapshot): string {
 export function epochText(h: Heartbeat | undefined, live: boolean): string {
   if (!h) return '';
   const parts: string[] = [];
-  if (h.epochs !== undefined) {
+  if (h.round !== undefined && h.epochs !== undefined) {
+    // rounds are short: the finished-round count would print a line a second; show checkpoints instead
+    parts.push(live ? `trigger round ${h.round}/${h.epochs}` : `trigger rounds ${h.epoch ?? 0}/${h.epochs} checkpointed`);
+  } else if (h.epochs !== undefined) {
     const finished = h.epoch ?? 0;
     if (live && h.batch !== undefined && h.batches !== undefined && finished < h.epochs) {
       parts.push(`epoch ${finished + 1}/${h.epochs}  batch ${h.batch}/${h.batches}`);

@@ -109,6 +109,26 @@ function progressLine(p: SweepProgress): string {
   return `sweep ${p.sweep}: ${p.done}/${p.total} done, ${p.running.length} running, ${p.failed} failed, ${p.reused} reused${eta}`;
 }
 
+/**
+ * One line per running cell: its label, stage and epoch (or trigger round) from the cell's purify
+ * run. `live` adds the batch (or round) under way; without it a line changes once per epoch.
+ */
+export async function runningCellLines(client: Client, p: SweepProgress, live: boolean): Promise<string[]> {
+  const { snapshot, stageOf, epochText } = await import('./progress');
+  return Promise.all(
+    (p.runningCells ?? []).map(async (cell) => {
+      try {
+        const s = await snapshot(client, client.workflow.getHandle(cell.workflowId), { query: false });
+        const waiting = s.activity && !s.activity.started && !s.activity.heartbeat;
+        const detail = waiting ? 'waiting for a training worker' : epochText(s.activity?.heartbeat, live);
+        return `  ${cell.label}: ${[stageOf(s), detail].filter(Boolean).join('  ')}`;
+      } catch {
+        return `  ${cell.label}: starting`;
+      }
+    }),
+  );
+}
+
 export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
   const file = stringOption(args, 'spec');
   if (!file) throw new UsageError('missing --spec FILE (a sweep spec, e.g. examples/sweep.yaml)');
@@ -145,8 +165,9 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
     let last = '';
     const poll = setInterval(async () => {
       try {
-        const line = progressLine(await handle.query<SweepProgress>('progress'));
-        if (line !== last) info(io, (last = line));
+        const p = await handle.query<SweepProgress>('progress');
+        const block = [progressLine(p), ...(await runningCellLines(client, p, false))].join('\n');
+        if (block !== last) info(io, (last = block));
       } catch {
         // between workflow tasks or after continue-as-new: the next poll answers
       }
@@ -180,7 +201,10 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
   try {
     const handle = client.workflow.getHandle(`sweep-${name}`);
     const d = await handle.describe();
-    if (d.status.name === 'RUNNING') io.stdout.write(`${progressLine(await handle.query<SweepProgress>('progress'))}\n`);
+    if (d.status.name === 'RUNNING') {
+      const p = await handle.query<SweepProgress>('progress');
+      io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
+    }
     else io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
     return 0;
   } catch (err) {

@@ -53,6 +53,13 @@ export interface SweepCell {
   config: Record<string, unknown>;
 }
 
+/** "wanet · none · D_c 100 · seed 2" (the model only when it is not the tier's default). */
+export function cellLabel(axes: SweepCell['axes']): string {
+  const parts = [axes.attack, axes.defense, `D_c ${axes.cleanBudget}`, `seed ${axes.seed}`];
+  if (axes.model !== 'tier default') parts.splice(3, 0, axes.model);
+  return parts.join(' · ');
+}
+
 /** FNV-1a, 64 bits as two 32-bit lanes: deterministic and available inside workflows. */
 export function stableHash(text: string): string {
   let h1 = 0x811c9dc5;

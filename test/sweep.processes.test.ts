@@ -15,7 +15,8 @@ import { startEmbedded, type Embedded } from '../cli/embedded';
 import { defaultTrainingProcesses, threadsPerProcess } from '../cli/trainingProcesses';
 import { ORCHESTRATION_TASK_QUEUE } from '../workers/createWorkers';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
-import type { SweepOutcome } from '../workflows/types';
+import type { SweepOutcome, SweepProgress } from '../workflows/types';
+import { runningCellLines } from '../cli/sweep';
 
 const repoCwd = process.cwd();
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-processes-'));
@@ -116,25 +117,46 @@ test('two training processes run two cells at the same time, and this process ru
     // different attacks: no shared stage, so both cells start at once
     grid: { attack: [{ name: 'badnets' }, { name: 'blended' }], seed: [1] },
   };
-  const outcome = (await client.workflow.execute('sweep', {
+  const handle = await client.workflow.start('sweep', {
     taskQueue: ORCHESTRATION_TASK_QUEUE,
     workflowId: `sweep-${name}`,
     args: [{ spec: input }],
-  })) as SweepOutcome;
+  });
+  // the live display: one line per running cell with its stage and epoch, as `ntml sweep` prints it
+  const seen = new Set<string>();
+  const result = handle.result() as Promise<SweepOutcome>;
+  let ended = false;
+  void result.finally(() => (ended = true)).catch(() => undefined);
+  while (!ended) {
+    try {
+      for (const l of await runningCellLines(client, await handle.query<SweepProgress>('progress'), true)) seen.add(l);
+    } catch {
+      // between workflow tasks: the next poll answers
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const outcome = await result;
   assert.equal(outcome.completed, 2, JSON.stringify(outcome.failed));
+  const training = [...seen].filter((l) => /standardTraining {2}epoch \d+\/\d+ {2}batch \d+\/\d+/.test(l));
+  for (const attack of ['badnets', 'blended']) {
+    assert.ok(
+      training.some((l) => l.startsWith(`  ${attack} · none · D_c 50 · seed 1: standardTraining`)),
+      `a live line for the ${attack} cell in standard training among:\n${[...seen].join('\n')}`,
+    );
+  }
 
   const identities = new Set(pids.map((p) => `${p}@${os.hostname()}`));
   const cells = expandSweep(parseSweepSpec(input));
-  const training: ActivityRun[] = [];
+  const standardRuns: ActivityRun[] = [];
   for (const cell of cells) {
     const runs = await activityRuns(`sweep-${name}--${cell.id}`);
     assert.ok(runs.length > 0, `cell ${cell.id} ran no activity`);
     for (const r of runs) assert.ok(identities.has(r.identity), `${r.type} ran on ${r.identity}, not on a training process (${[...identities].join(', ')})`);
     const t = runs.find((r) => r.type === 'trainStandardModel');
     assert.ok(t, `cell ${cell.id}: no trainStandardModel activity among ${runs.map((r) => r.type).join(', ')}`);
-    training.push(t);
+    standardRuns.push(t);
   }
-  const [a, b] = training;
+  const [a, b] = standardRuns;
   console.log(
     `standard training: ${a.identity} ${((a.ended - a.started) / 1000).toFixed(1)} s, ${b.identity} ${((b.ended - b.started) / 1000).toFixed(1)} s, ` +
       `overlap ${((Math.min(a.ended, b.ended) - Math.max(a.started, b.started)) / 1000).toFixed(1)} s`,

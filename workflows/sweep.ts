@@ -16,7 +16,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities';
-import { expandSweep, parseSweepSpec, sharedStageKey, type SweepCell } from '../schemas/sweep';
+import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell } from '../schemas/sweep';
 import type { PurifyInput } from './purify';
 import type { PurifyOutcome, SweepCellRecord, SweepOutcome, SweepProgress } from './types';
 import { TRAINING_TASK_QUEUE } from './purify';
@@ -50,6 +50,7 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   const failedIds = new Set(state.failed.map((f) => f.cellId));
   const running = new Set<string>();
   const sweepId = workflowInfo().workflowId;
+  const childId = (cell: SweepCell) => `${sweepId}--${cell.id}`;
 
   setHandler(sweepProgressQuery, (): SweepProgress => {
     const left = cells.length - finished.size - failedIds.size;
@@ -59,6 +60,9 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
       total: cells.length,
       done: finished.size,
       running: [...running],
+      runningCells: cells
+        .filter((c) => running.has(c.id))
+        .map((c) => ({ id: c.id, label: cellLabel(c.axes), workflowId: childId(c) })),
       failed: failedIds.size,
       reused: state.reused,
       etaSeconds: mean === undefined ? undefined : Math.round((mean * left) / 1000 / spec.concurrency),
@@ -85,7 +89,7 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
       state.reused++;
       return;
     }
-    const workflowId = `${sweepId}--${cell.id}`;
+    const workflowId = childId(cell);
     const startedAt = Date.now();
     let record: SweepCellRecord;
     try {

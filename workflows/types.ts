@@ -148,6 +148,8 @@ export interface SweepProgress {
   total: number;
   done: number;
   running: string[];
+  /** the running cells with their labels and child workflow ids (for per-cell progress) */
+  runningCells?: Array<{ id: string; label: string; workflowId: string }>;
   failed: number;
   /** cells found finished in the store (earlier runs of this spec) */
   reused: number;

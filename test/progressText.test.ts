@@ -1,0 +1,23 @@
+/**
+ * The progress texts `ntml purify` and `ntml sweep` print: epochs of training stages, rounds of
+ * a learned trigger's optimisation, and the sweep's cell labels.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { epochText } from '../cli/progress';
+import { cellLabel } from '../schemas/sweep';
+
+test('epochText: finished epochs, the batch under way when live, and trigger rounds', () => {
+  assert.equal(epochText(undefined, true), '');
+  assert.equal(epochText({ stage: 'standard', epoch: 0, epochs: 8 }, false), '8 epochs');
+  assert.equal(epochText({ stage: 'standard', epoch: 3, epochs: 8, loss: 1.23456 }, false), 'epoch 3/8  loss 1.2346');
+  assert.equal(epochText({ stage: 'standard', epoch: 3, epochs: 8, batch: 12, batches: 149 }, true), 'epoch 4/8  batch 12/149');
+  // a Narcissus trigger: epoch is the last checkpointed round, round the one under way
+  assert.equal(epochText({ stage: 'poisonTrigger', epoch: 25, epochs: 1000, round: 31 }, true), 'trigger round 31/1000');
+  assert.equal(epochText({ stage: 'poisonTrigger', epoch: 25, epochs: 1000, round: 31 }, false), 'trigger rounds 25/1000 checkpointed');
+});
+
+test('cellLabel: attack, defense, budget and seed; the model only when it is not the tier default', () => {
+  assert.equal(cellLabel({ attack: 'wanet', defense: 'none', cleanBudget: '100', seed: 2, model: 'tier default' }), 'wanet · none · D_c 100 · seed 2');
+  assert.equal(cellLabel({ attack: 'badnets', defense: 'ntml', cleanBudget: '5%', seed: 1, model: 'resnet20' }), 'badnets · ntml · D_c 5% · resnet20 · seed 1');
+});
