@@ -163,13 +163,20 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     }
     let last = '';
+    let polling = false;
     const poll = setInterval(async () => {
+      // one poll at a time: a worker busy with training in this process answers queries between
+      // batches, and overlapping polls would queue up until the server expires them
+      if (polling) return;
+      polling = true;
       try {
-        const p = await handle.query<SweepProgress>('progress');
+        const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
         const block = [progressLine(p), ...(await runningCellLines(client, p, false))].join('\n');
         if (block !== last) info(io, (last = block));
       } catch {
-        // between workflow tasks or after continue-as-new: the next poll answers
+        // between workflow tasks, after continue-as-new or past the deadline: the next poll answers
+      } finally {
+        polling = false;
       }
     }, 2000);
     let outcome: SweepOutcome;
