@@ -122,8 +122,9 @@ export async function trainStandardModel(input: { config: unknown; data: DataRef
       training: cfg.training,
       seed: cfg.seed,
       // iad 2: the generators' Adam became the checkpointable core Adam (same update rule);
-      // iad 3: the generators' forward on the fast path (same function, other float rounding)
-      ...(attackTraining ? { attack: cfg.attack, eligible: digestOf(attackTraining.eligibleIndices), test: digestOf(input.data.test), iad: 3 } : {}),
+      // iad 3: the generators' forward on the fast path (same function, other float rounding);
+      // iad 4: mask-phase image distances in per-channel std units (the authors' standardised inputs)
+      ...(attackTraining ? { attack: cfg.attack, eligible: digestOf(attackTraining.eligibleIndices), test: digestOf(input.data.test), iad: 4 } : {}),
     };
     // a user architecture is read from a path whose content may change: not cached
     return cachedStage('standardTraining', dependsOn, input.cache !== false && 'arch' in cfg.model, async () => {
