@@ -94,33 +94,47 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
 }
 
 /**
+ * One stage's checkpoint record: `append` stores a state and lists it after the entries of
+ * earlier epochs already recorded (a resumed attempt drops the ones it did not resume from).
+ */
+function checkpointList(key: string): { history: CheckpointEntry[]; append(state: TrainingCheckpoint): Promise<ArtifactRef> } {
+  const store = artifactStore();
+  const history: CheckpointEntry[] = [];
+  let loaded = false;
+  return {
+    history,
+    async append(state) {
+      if (!loaded) {
+        history.push(...((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < state.epoch));
+        loaded = true;
+      }
+      const checkpoint = await store.put(encodeCheckpoint(state));
+      history.push({ epoch: state.epoch, checkpoint });
+      await store.putRecord(key, history);
+      return checkpoint;
+    },
+  };
+}
+
+/**
  * Hooks that store a checkpoint per epoch, heartbeat progress and carry cancellation. With
  * telemetry on, each epoch also becomes a span and a set of metrics (telemetry/epochs.ts).
  * On a draining worker (SIGTERM) the attempt ends right after a checkpoint (workers/drain.ts).
  */
 export function checkpointHooks(stage: string, epochs: number): EpochHooks & { history: CheckpointEntry[] } {
   const ctx = Context.current();
-  const store = artifactStore();
-  const key = recordKey(stage);
+  const list = checkpointList(recordKey(stage));
   const telemetry = epochTelemetry(stage, epochs);
-  const history: CheckpointEntry[] = [];
   let last: TrainingHeartbeat = { stage, epoch: 0, epochs };
-  let loaded = false;
   return {
-    history,
+    history: list.history,
     signal: ctx.cancellationSignal,
     onBatch: (epoch, batch, batches) => {
       ctx.heartbeat({ ...last, batch: batch + 1, batches, epoch: last.epoch });
     },
     onEpochEnd: async (record: EpochRecord, snapshot) => {
-      if (!loaded) {
-        history.push(...((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < record.epoch));
-        loaded = true;
-      }
       const t0 = performance.now();
-      const checkpoint = await store.put(encodeCheckpoint(snapshot()));
-      history.push({ epoch: record.epoch, checkpoint });
-      await store.putRecord(key, history);
+      const checkpoint = await list.append(snapshot());
       last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint };
       ctx.heartbeat(last);
       telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
@@ -137,8 +151,7 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
  */
 export async function prepareControl(stage: string): Promise<{ control: PrepareControl; info: ResumeInfo }> {
   const ctx = Context.current();
-  const store = artifactStore();
-  const key = recordKey(stage);
+  const list = checkpointList(recordKey(stage));
   const { checkpoint, info } = await findResumePoint(stage);
   if (checkpoint) ctx.log.info(`${stage}: resuming from round ${checkpoint.epoch}`);
   let last: TrainingHeartbeat = { stage, epoch: checkpoint?.epoch ?? 0 };
@@ -149,10 +162,7 @@ export async function prepareControl(stage: string): Promise<{ control: PrepareC
       heartbeatDetails({ ...last, epochs: total, round: done + 1 });
     },
     checkpoint: async (state) => {
-      const ref = await store.put(encodeCheckpoint(state));
-      const history = ((await store.getRecord<CheckpointEntry[]>(key)) ?? []).filter((e) => e.epoch < state.epoch);
-      history.push({ epoch: state.epoch, checkpoint: ref });
-      await store.putRecord(key, history);
+      const ref = await list.append(state);
       last = { ...last, epoch: state.epoch, checkpoint: ref };
       heartbeatDetails(last);
       if (draining()) throw drainedAfterEpoch(stage, state.epoch);

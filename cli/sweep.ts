@@ -211,8 +211,9 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
     if (d.status.name === 'RUNNING') {
       const p = await handle.query<SweepProgress>('progress');
       io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
+    } else {
+      io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
     }
-    else io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
     return 0;
   } catch (err) {
     throw new UserError(`no sweep ${name}: ${failureMessage(err)}`);
