@@ -45,7 +45,7 @@ import {
   saveJson,
   saveModel,
 } from './context';
-import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitPlanOutput, TrainedModel } from '../workflows/types';
+import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitDistillationOutput, SplitPlanOutput, TrainedModel } from '../workflows/types';
 
 const seconds = (t0: number) => (Date.now() - t0) / 1000;
 
@@ -297,22 +297,35 @@ export async function trainNonTargetStudent(input: {
   }));
 }
 
+/**
+ * The switches a selection run of mutual learning or split distillation depends on: whether a
+ * refit follows does not change it, so a refit run shares it with the plain run. The refit
+ * itself is keyed by its `refitEpochs` as well.
+ */
+function selectionRunSwitches(ntml: PurifyConfig['ntml']): PurifyConfig['ntml'] {
+  return { ...ntml, refitOnAllClean: false };
+}
+
 export async function mutualLearning(input: {
   config: unknown;
   data: DataRefs;
   student: ArtifactRef;
   teacher: ArtifactRef;
+  /** refitOnAllClean: replay this many epochs (the selection run's choice) on all of D_c */
+  refitEpochs?: number;
   cache?: boolean;
 }): Promise<MutualLearningOutput> {
   const cfg = parseConfig(input.config);
   const d = input.data;
+  const refitEpochs = input.refitEpochs;
   const dependsOn = {
     student: digestOf(input.student),
     teacher: digestOf(input.teacher),
     data: [d.cleanFit, d.cleanHeldOut, d.test, d.backdoorTest].map(digestOf),
-    ntml: cfg.ntml,
+    ntml: selectionRunSwitches(cfg.ntml),
     augment: cfg.training.augment,
     seed: cfg.seed,
+    ...(refitEpochs === undefined ? {} : { refitEpochs }),
   };
   return cachedStage('mutualLearning', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const [student, teacher] = [await loadModel(input.student), await loadModel(input.teacher)];
@@ -328,8 +341,8 @@ export async function mutualLearning(input: {
           return out;
         }
       : undefined;
-    const out = await checkpointed('mutualLearning', cfg.ntml.mlEpochs, (control) =>
-      runMutualLearning(student, teacher, cleanFit, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, diagnostics }),
+    const out = await checkpointed(refitEpochs === undefined ? 'mutualLearning' : 'mutualLearningRefit', refitEpochs ?? cfg.ntml.mlEpochs, (control) =>
+      runMutualLearning(student, teacher, cleanFit, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, diagnostics, refitEpochs }),
     );
     const refs = { model: await saveModel(student), teacher: await saveModel(teacher) };
     student.model.dispose();
@@ -375,27 +388,38 @@ export async function splitDistillation(input: {
   student: ArtifactRef;
   standard: ArtifactRef;
   kept: ArtifactRef;
+  /** refitOnAllClean: replay this many epochs (the selection run's choice), no selection */
+  refitEpochs?: number;
   cache?: boolean;
-}): Promise<TrainedModel> {
+}): Promise<SplitDistillationOutput> {
   const cfg = parseConfig(input.config);
+  const refitEpochs = input.refitEpochs;
   const dependsOn = {
     models: [input.student, input.standard, input.kept, input.data.train, input.data.cleanHeldOut].map(digestOf),
-    ntml: cfg.ntml,
+    ntml: selectionRunSwitches(cfg.ntml),
     augment: cfg.training.augment,
     seed: cfg.seed,
+    ...(refitEpochs === undefined ? {} : { refitEpochs }),
   };
   return cachedStage('splitDistillation', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const [student, standard] = [await loadModel(input.student), await loadModel(input.standard)];
     const train = await loadDataset(input.data.train);
     const heldOut = await loadDataset(input.data.cleanHeldOut);
     const kept = Int32Array.from(await loadJson<number[]>(input.kept));
-    const out = await checkpointed('splitDistillation', cfg.ntml.splitEpochs, (control) =>
-      runSplitDistillation(student, standard, train, kept, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, control),
+    const out = await checkpointed(refitEpochs === undefined ? 'splitDistillation' : 'splitDistillationRefit', refitEpochs ?? cfg.ntml.splitEpochs, (control) =>
+      runSplitDistillation(student, standard, train, kept, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, refitEpochs }),
     );
     const ref = await saveModel(student);
     student.model.dispose();
     standard.model.dispose();
-    return { model: ref, history: out.history, seconds: out.seconds, resumedFromEpoch: out.resumedFromEpoch, skippedCheckpoints: out.skippedCheckpoints };
+    return {
+      model: ref,
+      history: out.history,
+      seconds: out.seconds,
+      resumedFromEpoch: out.resumedFromEpoch,
+      skippedCheckpoints: out.skippedCheckpoints,
+      selectedEpoch: out.result.selectedEpoch,
+    };
   }));
 }
 

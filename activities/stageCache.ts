@@ -23,7 +23,8 @@ export const STAGE_VERSIONS = {
   ntTraining: 1,
   mutualLearning: 1,
   splitPlan: 1,
-  splitDistillation: 1,
+  // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
+  splitDistillation: 2,
   defense: 1,
 } as const;
 export type CachedStage = keyof typeof STAGE_VERSIONS;

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { attackConfigSchema, knownAttacks } from '../core/attacks/attack';
-import { NtmlConfig, checkImplemented } from '../core/ntml/config';
+import { NtmlConfig } from '../core/ntml/config';
 import { defenseConfigSchema, defenseNames } from '../core/defenses/configs';
 import { TrainRecipe } from '../core/train/recipe';
 import { ArchitectureName, InputRange } from '../core/models/names';
@@ -180,9 +180,6 @@ export const PurifyConfig = z
       } else {
         for (const issue of defense.error.issues) ctx.addIssue({ ...issue, path: ['defense', ...issue.path] } as any);
       }
-    }
-    for (const message of checkImplemented(cfg.ntml)) {
-      ctx.addIssue({ code: 'custom', path: ['ntml'], message });
     }
   })
   .transform((cfg) => {

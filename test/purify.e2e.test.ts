@@ -12,6 +12,32 @@ quietRuntime();
 import { storeFromEnv } from '../store';
 import type { PurifyReport } from '../workflows/types';
 
+async function runPurify(tag: string, config: Record<string, unknown>) {
+  const store = storeFromEnv();
+  const queues = taskQueues(tag);
+  const workers = await inProcessWorkers(queues);
+  const { client, close } = await testClient();
+  const t0 = Date.now();
+  const outcome = await workers
+    .run(async () => {
+      const handle = await client.workflow.start('purify', {
+        taskQueue: queues.orchestration,
+        workflowId: `${tag}-${Date.now()}`,
+        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+      });
+      return (await handle.result()) as PurifyOutcome;
+    })
+    .finally(close);
+  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
+  return { outcome, report, seconds: (Date.now() - t0) / 1000 };
+}
+
+async function checkpointRecords() {
+  const store = storeFromEnv();
+  const keys = await store.listRecords('checkpoints/');
+  return Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await store.getRecord(k)] as const)));
+}
+
 test('ci-tier purify: the backdoored model has a high ASR and the purified student a far lower one', { timeout: 600_000 }, async () => {
   const run = await referenceRun();
   const store = storeFromEnv();
@@ -61,28 +87,8 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
 test('re-running the same config reuses every stage from the cache and returns the same models', { timeout: 600_000 }, async () => {
   const run = await referenceRun();
   const store = storeFromEnv();
-  const queues = taskQueues('rerun');
-  const workers = await inProcessWorkers(queues);
-  const { client, close } = await testClient();
-  const checkpointRecords = async () => {
-    const keys = await store.listRecords('checkpoints/');
-    return Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await store.getRecord(k)] as const)));
-  };
   const before = await checkpointRecords();
-  const t0 = Date.now();
-  const workflowId = `rerun-${Date.now()}`;
-  const outcome = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId,
-        args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training } }],
-      });
-      return (await handle.result()) as PurifyOutcome;
-    })
-    .finally(close);
-  const seconds = (Date.now() - t0) / 1000;
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
+  const { outcome, report, seconds } = await runPurify('rerun', ciConfig());
   const cachedStages = report.stages.filter((s) => s.cached).map((s) => s.stage);
   console.log(`re-run took ${seconds.toFixed(1)} s (first run ${run.seconds.toFixed(0)} s); cached: ${cachedStages.join(', ')}`);
   assert.deepEqual(cachedStages, [
@@ -98,4 +104,54 @@ test('re-running the same config reuses every stage from the cache and returns t
   // no training ran: no stage of this run wrote a checkpoint (cacheable stages file theirs under the stage key)
   assert.ok(Object.keys(before).some((k) => k.startsWith('checkpoints/stage/')), 'the first run did write checkpoints, under its stage keys');
   assert.deepEqual(await checkpointRecords(), before, 'no checkpoint record was added or changed');
+});
+
+test('refitOnAllClean: selection stages come from the plain run, then ML and split distillation replay the chosen epochs on all of D_c', { timeout: 600_000 }, async () => {
+  const reference = await referenceRun();
+  const store = storeFromEnv();
+  const { outcome, report } = await runPurify('refit', ciConfig({ ntml: { diagnosticSamples: 200, refitOnAllClean: true } }));
+  const stageNames = report.stages.map((s) => s.stage);
+  assert.deepEqual(stageNames, [
+    'prepareData',
+    'standardTraining',
+    'nonTargetLabels',
+    'ntTraining',
+    'mutualLearning',
+    'splitPlan',
+    'splitDistillation',
+    'mutualLearningRefit',
+    'splitPlanRefit',
+    'splitDistillationRefit',
+    'evaluation',
+  ]);
+  // the selection runs do not depend on whether a refit follows: all reused from the plain run
+  assert.deepEqual(
+    report.stages.filter((s) => s.cached).map((s) => s.stage),
+    stageNames.slice(0, 7),
+  );
+  const refit = report.refit!;
+  const { final, standard } = report.metrics;
+  console.log(
+    `measured: refit ML ${refit.mlEpochs} epochs, split ${refit.splitEpochs} epochs; final ACC ${final.acc.toFixed(1)} ASR ${final.asr!.toFixed(1)} ` +
+      `(plain run: ACC ${reference.outcome.summary.metrics.final.acc.toFixed(1)} ASR ${reference.outcome.summary.metrics.final.asr!.toFixed(1)})`,
+  );
+  // the replayed epochs are the ones the held-out selection kept: the first epoch with the best score
+  const scores = report.histories.mutualLearning.map((e) => e.score!);
+  const best = Math.max(...scores);
+  if (refit.mlEpochs > 0) assert.equal(refit.mlEpochs, scores.indexOf(best) + 1, `held-out scores ${scores.join(',')}`);
+  const splitScores = report.histories.splitDistillation.map((e) => e.score!);
+  if (refit.splitEpochs! > 0) assert.equal(refit.splitEpochs, splitScores.indexOf(Math.max(...splitScores)) + 1);
+  // each replay ran exactly that many epochs, over every clean sample, with nothing selected
+  const mlRefit = report.histories.mutualLearningRefit ?? [];
+  assert.equal(mlRefit.length, refit.mlEpochs);
+  assert.ok(mlRefit.every((e) => e.images === report.data.cleanBudget && e.score === undefined));
+  assert.equal((report.histories.splitDistillationRefit ?? []).length, refit.splitEpochs);
+  if (refit.mlEpochs + refit.splitEpochs! > 0) assert.notEqual(outcome.purifiedModel.sha256, reference.outcome.purifiedModel.sha256);
+  assert.equal(report.split?.estimatedTarget, 0);
+  // measured (seed 1): 32 ML epochs and 0 split epochs chosen; ACC 99.7 / ASR 0.7 (plain run 97.5 / 0.4)
+  assert.ok(final.asr! <= 15, `refit student ASR ${final.asr} should stay <= 15 (the plain run's bound)`);
+  assert.ok(final.acc >= standard.acc - 12, `refit student ACC ${final.acc} fell more than 12 points below ${standard.acc}`);
+  assert.match(report.selectionRule, /replayed .* on all 100 clean samples/);
+  const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
+  assert.match(markdown, new RegExp(`Refit on all of the clean set: mutual learning for ${refit.mlEpochs} epochs`));
 });

@@ -6,7 +6,7 @@ import { ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowI
 import type * as activities from '../activities';
 import { PurifyConfig, formatIssues } from '../schemas/purify';
 import { defenseDisplayName } from '../core/defenses/configs';
-import type { ArtifactRef, DefenseOutput, ModelMetricsSet, PurifyOutcome, PurifyProgress, StageTiming, TrainedModel, EpochRecord } from './types';
+import type { ArtifactRef, DefenseOutput, ModelMetricsSet, PurifyOutcome, PurifyProgress, PurifyReport, StageTiming, TrainedModel, EpochRecord } from './types';
 
 export interface PurifyInput {
   config: unknown;
@@ -82,6 +82,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
 
   let final: ArtifactRef;
   let split: { estimatedTarget: number; keptFraction: number } | undefined;
+  let refit: PurifyReport['refit'];
   let extraModels: Record<string, ArtifactRef> = {};
   let defenseDetails: DefenseOutput['details'] | undefined;
   let selectionRule = `checkpoints of mutual learning and split distillation chosen by accuracy on the held-out ${Math.round(
@@ -109,6 +110,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     done('mutualLearning', ml.seconds, ml);
 
     final = ml.model;
+    let selectedSplitEpochs: number | undefined;
     if (cfg.ntml.ml === 'split') {
       begin('splitPlan');
       const plan = await quick.planSplit({ config, data, student: ml.model, teacher: ml.teacher, standard: standard.model, cache });
@@ -118,8 +120,40 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
       const distilled = await training.splitDistillation({ config, data, student: ml.model, standard: standard.model, kept: plan.kept, cache });
       done('splitDistillation', distilled.seconds, distilled);
       final = distilled.model;
+      selectedSplitEpochs = distilled.selectedEpoch;
     }
-    extraModels = { ntStudent: ntStudent.model, teacher: ml.teacher };
+    let teacherAfterMl = ml.teacher;
+    if (cfg.ntml.refitOnAllClean) {
+      // the held-out slice chose the epochs; replay them from the same start on all of D_c
+      refit = { mlEpochs: ml.selectedEpoch, splitEpochs: selectedSplitEpochs };
+      begin('mutualLearningRefit');
+      const mlRefit = await training.mutualLearning({ config, data, student: ntStudent.model, teacher, refitEpochs: refit.mlEpochs, cache });
+      done('mutualLearningRefit', mlRefit.seconds, mlRefit);
+      final = mlRefit.model;
+      teacherAfterMl = mlRefit.teacher;
+      if (refit.splitEpochs !== undefined) {
+        begin('splitPlanRefit');
+        const plan = await quick.planSplit({ config, data, student: mlRefit.model, teacher: mlRefit.teacher, standard: standard.model, cache });
+        done('splitPlanRefit', plan.seconds, plan);
+        split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
+        begin('splitDistillationRefit');
+        const distilled = await training.splitDistillation({
+          config,
+          data,
+          student: mlRefit.model,
+          standard: standard.model,
+          kept: plan.kept,
+          refitEpochs: refit.splitEpochs,
+          cache,
+        });
+        done('splitDistillationRefit', distilled.seconds, distilled);
+        final = distilled.model;
+      }
+      selectionRule +=
+        `; then both stages replayed from their starting weights on all ${data.summary.cleanBudget} clean samples for the chosen epochs ` +
+        `(mutual learning ${refit.mlEpochs}${refit.splitEpochs === undefined ? '' : `, split distillation ${refit.splitEpochs}`}), without selection`;
+    }
+    extraModels = { ntStudent: ntStudent.model, teacher: teacherAfterMl };
   } else if (cfg.defense.name === 'none') {
     final = standard.model;
     selectionRule = 'no defense: the backdoored model is reported as it is';
@@ -165,6 +199,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
       metrics: m,
       der,
       split,
+      refit,
       stages,
       histories,
       skippedCheckpoints: skipped,

@@ -39,6 +39,11 @@ export interface TrainedModel {
 
 export interface MutualLearningOutput extends TrainedModel {
   teacher: ArtifactRef;
+  /** epoch whose student the held-out selection kept (0: the NT student; a refit: its last epoch) */
+  selectedEpoch: number;
+}
+
+export interface SplitDistillationOutput extends TrainedModel {
   selectedEpoch: number;
 }
 
@@ -95,6 +100,8 @@ export interface PurifyReport {
   metrics: ModelMetricsSet;
   der?: number;
   split?: { estimatedTarget: number; keptFraction: number };
+  /** refitOnAllClean: the epochs chosen on the held-out slice, replayed on all of D_c */
+  refit?: { mlEpochs: number; splitEpochs?: number };
   /** numbers a baseline reports: pruned neurons, thresholds, selected round */
   defenseDetails?: Record<string, number | string | boolean | number[]>;
   stages: StageTiming[];

@@ -69,3 +69,17 @@ export function subsetDataset(ds: ImageDataset, indices: ArrayLike<number>, name
   }
   return { ...ds, name, images, labels };
 }
+
+/** The records of `a` followed by those of `b` (same image shape and classes; pixels copied). */
+export function concatDatasets(a: ImageDataset, b: ImageDataset, name = `${a.name}+${b.name}`): ImageDataset {
+  for (const field of ['height', 'width', 'channels', 'numClasses'] as const) {
+    if (a[field] !== b[field]) throw new DatasetError(`cannot join ${a.name} and ${b.name}: ${field} ${a[field]} vs ${b[field]}`);
+  }
+  const images = new Uint8Array(a.images.length + b.images.length);
+  images.set(a.images);
+  images.set(b.images, a.images.length);
+  const labels = new Int32Array(a.labels.length + b.labels.length);
+  labels.set(a.labels);
+  labels.set(b.labels, a.labels.length);
+  return { ...a, name, images, labels };
+}

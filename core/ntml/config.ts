@@ -34,7 +34,10 @@ export const NtmlConfig = z
     splitEpochs: z.number().int().min(1).default(3).describe('epochs of split distillation (ml = split)'),
     splitBatchSize: z.number().int().min(2).default(128),
     heldOutFraction: z.number().gt(0).lt(1).default(0.2).describe('part of the clean set held out for selection'),
-    refitOnAllClean: z.boolean().default(false).describe('refit on all of D_c for the selected number of epochs'),
+    refitOnAllClean: z
+      .boolean()
+      .default(false)
+      .describe('after selecting on the held-out slice, replay ML (and split distillation) for the chosen epochs on all of D_c'),
     diagnosticSamples: z
       .number()
       .int()
@@ -44,17 +47,6 @@ export const NtmlConfig = z
   })
   .strict();
 export type NtmlConfig = z.infer<typeof NtmlConfig>;
-
-/** Switch values that exist in the reconstruction but are not implemented yet. */
-const notImplemented: Array<{ field: keyof NtmlConfig; value: unknown; why: string }> = [
-  { field: 'refitOnAllClean', value: true, why: 'refitting on all of D_c after selection is not implemented yet' },
-];
-
-export function checkImplemented(cfg: NtmlConfig): string[] {
-  return notImplemented
-    .filter((n) => cfg[n.field] === n.value)
-    .map((n) => `ntml.${String(n.field)} = ${JSON.stringify(n.value)}: ${n.why}`);
-}
 
 export function mlLearningRate(cfg: NtmlConfig): number {
   return cfg.mlLearningRate ?? (cfg.mlBatchNorm === 'frozen' ? 0.001 : 0.01);

@@ -19,14 +19,16 @@ import { mlLearningRate, type NtmlConfig } from './config';
 export interface MutualLearningOptions {
   student: Classifier;
   teacher: Classifier;
-  /** the clean records used for fitting (D_c minus the held-out slice) */
+  /** the clean records used for fitting (D_c minus the held-out slice; all of D_c in a refit) */
   clean: ImageDataset;
   config: NtmlConfig;
   /** the data set's augmentation (flip only where it keeps the class) */
   augment: AugmentOptions;
   seed: number;
-  /** held-out accuracy of the student (selection; higher is better) */
-  select: () => Promise<number>;
+  /** held-out accuracy of the student (selection; higher is better); absent in a refit */
+  select?: () => Promise<number>;
+  /** a refit: the first epochs of the `mlEpochs` schedule, no selection */
+  stopAfterEpoch?: number;
   diagnostics?: (epoch: number) => Promise<Record<string, number>>;
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
@@ -49,6 +51,7 @@ export async function mutualLearning(o: MutualLearningOptions): Promise<EpochLoo
     return await runEpochs({
       data: o.clean,
       epochs: cfg.mlEpochs,
+      stopAfterEpoch: o.stopAfterEpoch,
       batchSize: cfg.mlBatchSize,
       peakLearningRate: mlLearningRate(cfg),
       schedule: 'cosine',
@@ -56,7 +59,7 @@ export async function mutualLearning(o: MutualLearningOptions): Promise<EpochLoo
       seed: o.seed,
       models: { student: o.student, teacher: o.teacher },
       optimizers: oneWay ? { student: sOpt } : { student: sOpt, teacher: tOpt },
-      select: { model: 'student', score: o.select, includeInitial: true },
+      select: o.select ? { model: 'student', score: o.select, includeInitial: true } : undefined,
       diagnostics: o.diagnostics,
       resume: o.resume,
       hooks: o.hooks,

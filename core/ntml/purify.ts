@@ -30,6 +30,8 @@ export interface PurifyResult {
   student: Classifier;
   metrics: { standard: ModelMetrics; ntStudent: ModelMetrics; teacher: ModelMetrics; final: ModelMetrics; der?: number };
   split?: { estimatedTarget: number; keptFraction: number };
+  /** refitOnAllClean: the epochs the held-out selection chose, replayed on all of D_c */
+  refit?: { mlEpochs: number; splitEpochs?: number };
   histories: Record<string, EpochRecord[]>;
   seconds: Record<string, number>;
 }
@@ -73,36 +75,53 @@ export async function purify(
     teacher = await cloneClassifier(std);
   }
 
-  const student = nt.studentInit === 'standard' ? await cloneClassifier(std) : await newModel(deriveSeed(cfg.seed, 'init:student'));
+  let student = nt.studentInit === 'standard' ? await cloneClassifier(std) : await newModel(deriveSeed(cfg.seed, 'init:student'));
   histories.ntTraining = (
     await timed('ntTraining', () => trainNtStudent(student, data.train, targets, cfg.training, nt, cfg.seed))
   ).history;
   const ntStudent = await cloneClassifier(student);
 
   const diag = diagnosticSample(data.test, data.backdoorTest, nt.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
-  const diagnostics = diag.test
-    ? async () => {
-        const out: Record<string, number> = { acc: accuracy(await predictLabels(student, diag.test!), diag.test!.labels) };
-        if (diag.backdoor) out.asr = attackSuccessRate(await predictLabels(student, diag.backdoor.images), diag.backdoor.targetLabels);
-        return out;
-      }
-    : undefined;
-  histories.mutualLearning = (
-    await timed('mutualLearning', () =>
-      runMutualLearning(student, teacher, data.cleanFit, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { diagnostics }),
-    )
-  ).history;
+  // refitOnAllClean replays the selected run from these starting points on all of D_c
+  const mlStart = nt.refitOnAllClean ? { student: await cloneClassifier(student), teacher: await cloneClassifier(teacher) } : undefined;
+  const selected = await mutualLearningAndSplit(student, teacher, '');
 
-  let split: PurifyResult['split'];
-  if (nt.ml === 'split') {
-    const plan = await timed('splitPlan', () => planSplit(teacher, student, std, data.train));
-    split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
-    log(`split: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
-    histories.splitDistillation = (
-      await timed('splitDistillation', () =>
-        runSplitDistillation(student, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed),
-      )
-    ).history;
+  let split = selected.split;
+  let refit: PurifyResult['refit'];
+  if (mlStart) {
+    teacher.model.dispose();
+    student.model.dispose();
+    [student, teacher] = [mlStart.student, mlStart.teacher];
+    refit = { mlEpochs: selected.mlEpoch, splitEpochs: selected.splitEpoch };
+    log(`refit on all ${data.cleanFit.labels.length + data.cleanHeldOut.labels.length} clean samples: ${refit.mlEpochs} ML epochs` +
+      (refit.splitEpochs === undefined ? '' : `, ${refit.splitEpochs} split epochs`));
+    split = (await mutualLearningAndSplit(student, teacher, 'Refit', refit)).split;
+  }
+
+  async function mutualLearningAndSplit(s: Classifier, t: Classifier, suffix: '' | 'Refit', epochs?: { mlEpochs: number; splitEpochs?: number }) {
+    const diagnostics = diag.test
+      ? async () => {
+          const out: Record<string, number> = { acc: accuracy(await predictLabels(s, diag.test!), diag.test!.labels) };
+          if (diag.backdoor) out.asr = attackSuccessRate(await predictLabels(s, diag.backdoor.images), diag.backdoor.targetLabels);
+          return out;
+        }
+      : undefined;
+    const ml = await timed(`mutualLearning${suffix}`, () =>
+      runMutualLearning(s, t, data.cleanFit, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { diagnostics, refitEpochs: epochs?.mlEpochs }),
+    );
+    histories[`mutualLearning${suffix}`] = ml.history;
+    if (nt.ml !== 'split') return { mlEpoch: ml.selectedEpoch, splitEpoch: undefined, split: undefined };
+    const plan = await timed(`splitPlan${suffix}`, () => planSplit(t, s, std, data.train));
+    log(`split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
+    const distilled = await timed(`splitDistillation${suffix}`, () =>
+      runSplitDistillation(s, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { refitEpochs: epochs?.splitEpochs }),
+    );
+    histories[`splitDistillation${suffix}`] = distilled.history;
+    return {
+      mlEpoch: ml.selectedEpoch,
+      splitEpoch: distilled.selectedEpoch,
+      split: { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction },
+    };
   }
 
   const metrics = await timed('evaluation', async () => {
@@ -124,5 +143,5 @@ export async function purify(
     return m;
   });
   teacher.model.dispose();
-  return { standard: std, ntStudent, student, metrics, split, histories, seconds };
+  return { standard: std, ntStudent, student, metrics, split, refit, histories, seconds };
 }

@@ -50,7 +50,10 @@ export interface SplitDistillationOptions {
   config: NtmlConfig;
   augment: AugmentOptions;
   seed: number;
-  select: () => Promise<number>;
+  /** held-out accuracy of the student (selection); absent in a refit */
+  select?: () => Promise<number>;
+  /** a refit: the first epochs of the `splitEpochs` schedule, no selection */
+  stopAfterEpoch?: number;
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
 }
@@ -77,6 +80,7 @@ export async function splitDistillation(o: SplitDistillationOptions): Promise<Ep
     seed: o.seed,
     select: o.select,
     selectIncludesStart: true,
+    stopAfterEpoch: o.stopAfterEpoch,
     resume: o.resume,
     hooks: o.hooks,
   });

@@ -3,7 +3,7 @@
  * pipeline (purify.ts) and the Temporal activities both call these, so there is one
  * implementation of each stage; the activities only add storage, heartbeats and resume.
  */
-import type { ImageDataset } from '../data/dataset';
+import { concatDatasets, type ImageDataset } from '../data/dataset';
 import { deriveSeed } from '../rng';
 import { predictLabels, predictProbabilities, type Classifier } from '../models/classifier';
 import { cloneClassifier, createClassifier } from '../models/layersFormat';
@@ -27,6 +27,15 @@ import {
 export interface StageControl {
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
+}
+
+/**
+ * refitOnAllClean: after a run selected on the held-out slice, the refit replays the first
+ * `refitEpochs` epochs of the same schedule with no selection (the held-out slice has become
+ * training data, so nothing is left to select on).
+ */
+export interface RefitControl {
+  refitEpochs?: number;
 }
 
 /** A fresh model of the same architecture, seeded: for `scratch` students and self-distilled teachers. */
@@ -101,16 +110,18 @@ export async function runMutualLearning(
   cfg: NtmlConfig,
   augment: AugmentOptions,
   seed: number,
-  control: StageControl & { diagnostics?: (epoch: number) => Promise<Record<string, number>> } = {},
+  control: StageControl & RefitControl & { diagnostics?: (epoch: number) => Promise<Record<string, number>> } = {},
 ): Promise<EpochLoopResult> {
+  const refit = control.refitEpochs !== undefined;
   return mutualLearning({
     student,
     teacher,
-    clean: cleanFit,
+    clean: refit ? concatDatasets(cleanFit, cleanHeldOut, 'clean set (fit + held-out)') : cleanFit,
     config: cfg,
     augment,
     seed: deriveSeed(seed, 'ml'),
-    select: heldOutAccuracy(student, cleanHeldOut),
+    select: refit ? undefined : heldOutAccuracy(student, cleanHeldOut),
+    stopAfterEpoch: control.refitEpochs,
     diagnostics: control.diagnostics,
     resume: control.resume,
     hooks: control.hooks,
@@ -138,8 +149,9 @@ export async function runSplitDistillation(
   cfg: NtmlConfig,
   augment: AugmentOptions,
   seed: number,
-  control: StageControl = {},
+  control: StageControl & RefitControl = {},
 ): Promise<EpochLoopResult> {
+  const { refitEpochs, ...rest } = control;
   return splitDistillation({
     student,
     standard,
@@ -148,8 +160,9 @@ export async function runSplitDistillation(
     config: cfg,
     augment,
     seed: deriveSeed(seed, 'split'),
-    select: heldOutAccuracy(student, cleanHeldOut),
-    ...control,
+    select: refitEpochs === undefined ? heldOutAccuracy(student, cleanHeldOut) : undefined,
+    stopAfterEpoch: refitEpochs,
+    ...rest,
   });
 }
 

@@ -26,6 +26,11 @@ export function purifyMarkdown(r: PurifyReport): string {
     r.split
       ? `Split distillation: estimated target class ${r.split.estimatedTarget}, distilled on ${(100 * r.split.keptFraction).toFixed(1)}% of the training inputs.`
       : '',
+    r.refit
+      ? `Refit on all of the clean set: mutual learning for ${r.refit.mlEpochs} epochs` +
+        (r.refit.splitEpochs === undefined ? '' : ` and split distillation for ${r.refit.splitEpochs}`) +
+        ' (the epochs the held-out selection chose; the split line above is the refit run\'s).'
+      : '',
     r.defenseDetails
       ? `${r.defense} details: ${Object.entries(r.defenseDetails)
           .map(([k, v]) => `${k} ${Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`)

@@ -38,7 +38,13 @@ export interface EpochLoopOptions {
   data: ImageDataset;
   /** which records of `data` to train on (default: all) */
   indices?: Int32Array;
+  /** length of the learning-rate schedule (and of training, unless `stopAfterEpoch` ends it sooner) */
   epochs: number;
+  /**
+   * Train only the first epochs of the schedule: a refit replays the run a selection chose,
+   * epoch for epoch at the same learning rates, on more data.
+   */
+  stopAfterEpoch?: number;
   batchSize: number;
   peakLearningRate: number;
   schedule: 'cosine' | 'constant';
@@ -125,9 +131,10 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
     best = { epoch: 0, score: await o.select.score(), weights: modelWeights(o.models[o.select.model].model) };
   }
 
+  const lastEpoch = Math.min(o.epochs, o.stopAfterEpoch ?? o.epochs);
   const per = imageBytes(o.data);
   const buffer = new Float32Array(bs * per);
-  for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
+  for (let epoch = startEpoch; epoch < lastEpoch; epoch++) {
     const t0 = Date.now();
     const order = rng.shuffle(Int32Array.from(all));
     let lossSum: TF.Scalar = tf.scalar(0);
@@ -193,5 +200,5 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
     setModelWeights(o.models[o.select.model].model, best.weights, 'selected weights');
     return { history, selectedEpoch: best.epoch, selectedScore: best.score, resumedFromEpoch: startEpoch };
   }
-  return { history, selectedEpoch: o.epochs, resumedFromEpoch: startEpoch };
+  return { history, selectedEpoch: lastEpoch, resumedFromEpoch: startEpoch };
 }

@@ -16,8 +16,6 @@ import { applyModel, useFastPath } from './fast';
 
 export { TrainRecipe } from './recipe';
 
-
-
 export type TrainingTargets =
   | { kind: 'hard'; labels: Int32Array }
   | { kind: 'soft'; probs: Float32Array }
@@ -30,6 +28,8 @@ export interface TrainClassifierOptions {
   indices?: Int32Array;
   targets?: TrainingTargets;
   recipe: TrainRecipe;
+  /** train only the first epochs of the recipe's schedule (a refit; see runEpochs) */
+  stopAfterEpoch?: number;
   seed: number;
   /** held-out selection: the epoch with the highest score is kept */
   select?: () => Promise<number>;
@@ -91,6 +91,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
       data: o.data,
       indices: o.indices,
       epochs: recipe.epochs,
+      stopAfterEpoch: o.stopAfterEpoch,
       batchSize: recipe.batchSize,
       peakLearningRate: recipe.learningRate,
       schedule: recipe.schedule,

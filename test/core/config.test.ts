@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NtmlConfig, checkImplemented, mlLearningRate } from '../../core/ntml/config';
+import { NtmlConfig, mlLearningRate } from '../../core/ntml/config';
 import { ConfigError, PurifyConfig, parsePurifyConfig } from '../../schemas/purify';
 
 const synthetic = { format: 'synthetic', trainSize: 100, testSize: 20, height: 8, width: 8 } as const;
@@ -58,8 +58,6 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
   assert.equal(mlLearningRate(cfg), 0.001, 'frozen BN: 0.001');
   assert.equal(mlLearningRate(NtmlConfig.parse({ mlBatchNorm: 'train' })), 0.01, 'train BN: 0.01');
   assert.equal(mlLearningRate(NtmlConfig.parse({ mlBatchNorm: 'train', mlLearningRate: 0.003 })), 0.003);
-  assert.deepEqual(checkImplemented(cfg), []);
-  assert.equal(checkImplemented(NtmlConfig.parse({ refitOnAllClean: true })).length, 1);
 });
 
 test('NtmlConfig: every switch accepts its documented values', () => {
@@ -135,10 +133,10 @@ test('PurifyConfig: unknown keys are refused, at the top and inside sections', (
   rejects({ ...evaluation, attack: { name: 'badnets', size: 3 } }, /^attack: .*size/);
 });
 
-test('PurifyConfig: refitOnAllClean: true is refused as not implemented, naming the switch', () => {
-  const issues = issuesOf({ ...evaluation, ntml: { refitOnAllClean: true } });
-  assert.ok(issues.some((i) => /refitOnAllClean/.test(i) && /not implemented/.test(i)), JSON.stringify(issues));
-  assert.equal(parsePurifyConfig({ ...evaluation, ntml: { refitOnAllClean: false } }).ntml.refitOnAllClean, false);
+test('PurifyConfig: refitOnAllClean is a boolean switch, off by default', () => {
+  assert.equal(parsePurifyConfig(evaluation).ntml.refitOnAllClean, false);
+  assert.equal(parsePurifyConfig({ ...evaluation, ntml: { refitOnAllClean: true } }).ntml.refitOnAllClean, true);
+  rejects({ ...evaluation, ntml: { refitOnAllClean: 'yes' } }, /^ntml\.refitOnAllClean/);
 });
 
 test('PurifyConfig: each mode requires its inputs and refuses the other mode\'s', () => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../core/tf';
-import type { ImageDataset } from '../../core/data/dataset';
+import { concatDatasets, type ImageDataset } from '../../core/data/dataset';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { createClassifier } from '../../core/models/layersFormat';
 import { predictProbabilities, type Classifier } from '../../core/models/classifier';
@@ -16,7 +16,8 @@ import { estimateTargetClass, inputsKeptForDistillation, splitDistillation } fro
 import { trainClassifier } from '../../core/train/trainClassifier';
 import { decodeCheckpoint, encodeCheckpoint } from '../../core/train/checkpoint';
 import { noAugmentation } from '../../core/train/augment';
-import { heldOutAccuracy } from '../../core/ntml/stages';
+import { heldOutAccuracy, runMutualLearning } from '../../core/ntml/stages';
+import { deriveSeed } from '../../core/rng';
 
 const shape8 = { height: 8, width: 8, channels: 3 };
 
@@ -318,6 +319,44 @@ test('mutualLearning: selection can keep the starting student when no epoch beat
   assert.ok(!sameAll(after.teacher, before.teacher), 'the teacher keeps its last weights');
   models.student.model.dispose();
   models.teacher.model.dispose();
+});
+
+test('runMutualLearning refit: all of D_c, no selection, the first epochs of the full schedule bit for bit', async () => {
+  const heldOut = data(10, 4);
+  const config = NtmlConfig.parse({ ml: 'clean', mlEpochs: 3, mlBatchSize: 16, mlBatchNorm: 'train' });
+  const augment = { padding: 1, flip: false };
+  // the reference: the full 3-epoch schedule on fit + held-out, weights taken after epoch 2
+  const ref = pair();
+  let afterTwo: { student: ArrayLike<number>[]; teacher: ArrayLike<number>[] } | undefined;
+  await mutualLearning({
+    ...ref,
+    clean: concatDatasets(clean, heldOut),
+    config,
+    augment,
+    seed: deriveSeed(5, 'ml'),
+    hooks: {
+      onEpochEnd: (record, snapshot) => {
+        if (record.epoch !== 2) return;
+        const c = snapshot();
+        afterTwo = { student: c.arrays.student.map((a) => a.values), teacher: c.arrays.teacher.map((a) => a.values) };
+      },
+    },
+  });
+  const refit = pair();
+  const r = await runMutualLearning(refit.student, refit.teacher, clean, heldOut, config, augment, 5, { refitEpochs: 2 });
+  assert.equal(r.history.length, 2);
+  assert.ok(r.history.every((h) => h.images === 50 && h.score === undefined), 'every clean sample, nothing selected');
+  assert.equal(r.selectedEpoch, 2);
+  assert.ok(sameAll(weightsOf(refit.student.model), afterTwo!.student.map((v) => Float32Array.from(v))));
+  assert.ok(sameAll(weightsOf(refit.teacher.model), afterTwo!.teacher.map((v) => Float32Array.from(v))));
+  // without refitEpochs the same call trains on the fit part and selects on the held-out part
+  const plain = pair();
+  const p = await runMutualLearning(plain.student, plain.teacher, clean, heldOut, config, augment, 5);
+  assert.ok(p.history.length === 3 && p.history.every((h) => h.images === 40 && h.score !== undefined));
+  for (const m of [ref, refit, plain]) {
+    m.student.model.dispose();
+    m.teacher.model.dispose();
+  }
 });
 
 // --- split distillation ---------------------------------------------------------------------------------

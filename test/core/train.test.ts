@@ -454,6 +454,30 @@ test('trainClassifier: exact resume from an epoch-1 checkpoint (encoded or in me
   first.model.dispose();
 });
 
+test('trainClassifier: stopAfterEpoch replays the first epochs of the full schedule exactly (a refit)', async () => {
+  const ds = data(48);
+  const full = createClassifier('tinyCnn', shape8, 4, 4);
+  let afterTwo: ArrayLike<number>[] | undefined;
+  const fullResult = await train(full, ds, 21, {
+    hooks: { onEpochEnd: (record, snapshot) => void (record.epoch === 2 && (afterTwo = snapshot().arrays.model.map((a) => a.values))) },
+  });
+  const stopped = createClassifier('tinyCnn', shape8, 4, 4);
+  const r = await train(stopped, ds, 21, { stopAfterEpoch: 2 });
+  assert.equal(r.history.length, 2);
+  assert.equal(r.selectedEpoch, 2);
+  // the same learning rates as the full run's first two epochs: the schedule is not compressed
+  assert.deepEqual(timeless(r.history), timeless(fullResult.history.slice(0, 2)));
+  assert.ok(r.history[1].learningRate > fullResult.history[2].learningRate);
+  assert.ok(sameArrays(weightsOf(stopped.model), afterTwo!), 'bit-identical to the full run after epoch 2');
+  // training for 0 epochs leaves the weights as they were
+  const untouched = createClassifier('tinyCnn', shape8, 4, 4);
+  const before = weightsOf(untouched.model);
+  const none = await train(untouched, ds, 21, { stopAfterEpoch: 0 });
+  assert.equal(none.history.length, 0);
+  assert.ok(sameArrays(weightsOf(untouched.model), before));
+  for (const c of [full, stopped, untouched]) c.model.dispose();
+});
+
 test('trainClassifier: selection restores the best held-out epoch (or the start when allowed and best)', async () => {
   const ds = data(32);
   for (const { scores, includeStart, want } of [
