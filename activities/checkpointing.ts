@@ -32,6 +32,8 @@ export interface TrainingHeartbeat {
   batches?: number;
   /** a learned trigger's optimisation: the round under way (`epoch` is the last checkpointed round) */
   round?: number;
+  /** the last epoch's diagnostics (an IAD mask phase's mask health, ML's student ACC/ASR) */
+  diagnostics?: Record<string, number>;
 }
 
 export interface ResumeInfo {
@@ -135,7 +137,7 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
     onEpochEnd: async (record: EpochRecord, snapshot) => {
       const t0 = performance.now();
       const checkpoint = await list.append(snapshot());
-      last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint };
+      last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint, ...(record.diagnostics ? { diagnostics: record.diagnostics } : {}) };
       ctx.heartbeat(last);
       telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
       // the last epoch's result is the stage's result: finishing beats handing it on

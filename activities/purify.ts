@@ -197,8 +197,9 @@ async function trainInputAwareStandard(
   result.generators.pattern.dispose();
   return {
     model,
-    // the classifier's epochs (the mask generator's own phase precedes them)
+    // the classifier's epochs; the mask generator's own phase precedes them, with its mask health per epoch
     history: result.history,
+    phaseHistories: { inputAwareMask: result.maskHistory },
     seconds: seconds(t0),
     ...info,
     data: refs,

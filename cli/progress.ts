@@ -18,6 +18,8 @@ export interface Heartbeat {
   model?: string;
   /** a learned trigger's optimisation (Narcissus): the round under way, of `epochs` rounds */
   round?: number;
+  /** the last epoch's diagnostics, e.g. an IAD mask phase's meanMask / emptyMasks */
+  diagnostics?: Record<string, number>;
 }
 
 export interface RunSnapshot {
@@ -111,6 +113,9 @@ export function epochText(h: Heartbeat | undefined, live: boolean): string {
     }
   }
   if (h.loss !== undefined && Number.isFinite(h.loss)) parts.push(`loss ${h.loss.toFixed(4)}`);
+  for (const [name, v] of Object.entries(h.diagnostics ?? {})) {
+    parts.push(`${name} ${Number(v.toPrecision(3))}`);
+  }
   if (h.model) parts.push(`model ${h.model}`);
   return parts.join('  ');
 }

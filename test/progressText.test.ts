@@ -11,6 +11,11 @@ test('epochText: finished epochs, the batch under way when live, and trigger rou
   assert.equal(epochText(undefined, true), '');
   assert.equal(epochText({ stage: 'standard', epoch: 0, epochs: 8 }, false), '8 epochs');
   assert.equal(epochText({ stage: 'standard', epoch: 3, epochs: 8, loss: 1.23456 }, false), 'epoch 3/8  loss 1.2346');
+  assert.equal(
+    epochText({ stage: 'inputaware', epoch: 9, epochs: 33, loss: 8.7, diagnostics: { meanMask: 0.03951, emptyMasks: 0 } }, false),
+    'epoch 9/33  loss 8.7000  meanMask 0.0395  emptyMasks 0',
+  );
+  assert.equal(epochText({ stage: 'mutualLearning', epoch: 2, epochs: 60, diagnostics: { acc: 97.26, asr: 0.4 } }, false), 'epoch 2/60  acc 97.3  asr 0.4');
   assert.equal(epochText({ stage: 'standard', epoch: 3, epochs: 8, batch: 12, batches: 149 }, true), 'epoch 4/8  batch 12/149');
   // a Narcissus trigger: epoch is the last checkpointed round, round the one under way
   assert.equal(epochText({ stage: 'poisonTrigger', epoch: 25, epochs: 1000, round: 31 }, true), 'trigger round 31/1000');

@@ -62,6 +62,11 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
   // <= 0.3 for a clean model on IAD triggers.
   assert.ok(report.metrics.standard.asr! >= 20, `the IAD model is backdoored (ASR ${report.metrics.standard.asr})`);
   assert.ok(report.attack?.includes('inputaware'));
+  // the mask phase's health per epoch reaches the report
+  const maskPhase = report.histories['standardTraining:inputAwareMask'];
+  assert.equal(maskPhase.length, 10);
+  assert.ok(maskPhase.every((e) => e.diagnostics!.meanMask > 0 && e.diagnostics!.emptyMasks < 0.5), JSON.stringify(maskPhase.map((e) => e.diagnostics)));
+  assert.equal(report.histories.standardTraining.length, 20);
   assert.deepEqual(
     report.stages.map((x) => x.stage),
     ['prepareData', 'standardTraining', 'defense (FT)', 'evaluation'],

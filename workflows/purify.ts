@@ -62,6 +62,7 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     progress.completed.push(stage);
     stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch, cached: t?.cached });
     if (t?.history) histories[stage] = t.history;
+    for (const [phase, h] of Object.entries(t?.phaseHistories ?? {})) histories[`${stage}:${phase}`] = h;
     if (t?.skippedCheckpoints) skipped.push(...t.skippedCheckpoints.map((s) => `${stage}: ${s}`));
   };
 

@@ -30,6 +30,8 @@ export interface TrainedModel {
   skippedCheckpoints: string[];
   /** true when the stage's output came from the stage cache */
   cached?: boolean;
+  /** histories of phases before `history` (an Input-Aware run's mask phase), by phase; reported as "stage:phase" */
+  phaseHistories?: Record<string, EpochRecord[]>;
   /**
    * A training-controlled attack's run returns the data the rest of the pipeline uses: the
    * poisoned training set it materialised, the triggered test set and the poison record.

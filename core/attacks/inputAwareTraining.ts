@@ -36,7 +36,7 @@ import type * as TF from '@tensorflow/tfjs-node';
 import type { io } from '@tensorflow/tfjs-core';
 import { tf } from '../tf';
 import { Rng, deriveSeed, type RngState } from '../rng';
-import { imageBytes, type ImageDataset } from '../data/dataset';
+import { imageBytes, subsetDataset, type ImageDataset } from '../data/dataset';
 import { initialiseWeights } from '../models/architectures';
 import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
@@ -240,6 +240,27 @@ export function meanMaskValue(g: InputAwareGenerators, images: ImageDataset, bat
   return sum / (n * images.height * images.width);
 }
 
+/**
+ * Mask-phase health on a probe set: the mean of m(x), and the share of images whose mask is
+ * (almost) empty. A collapsing mask generator (every mask 0: no trigger at all) shows here
+ * epochs before the attack silently fails.
+ */
+export function maskHealth(g: InputAwareGenerators, images: ImageDataset, batchSize = 128): { meanMask: number; emptyMasks: number } {
+  const n = images.labels.length;
+  let sum = 0;
+  let empty = 0;
+  for (let start = 0; start < n; start += batchSize) {
+    const end = Math.min(n, start + batchSize);
+    const perImage = tf.tidy(() => tf.mean(maskOf(g, images01(images, start, end), false), [1, 2, 3]));
+    for (const v of perImage.dataSync()) {
+      sum += v;
+      if (v < 1e-4) empty++;
+    }
+    perImage.dispose();
+  }
+  return { meanMask: Number((sum / n).toFixed(5)), emptyMasks: Number((empty / n).toFixed(4)) };
+}
+
 // --- encoding and the registry ------------------------------------------------------------
 
 const MAGIC = 'NTMLIAD1';
@@ -350,6 +371,8 @@ async function trainMask(
   const per = imageBytes(train);
   let history: EpochRecord[] = [];
   let first = 0;
+  // a fixed probe of the first training images: inference only, so training is unchanged
+  const probe = subsetDataset(train, Int32Array.from({ length: Math.min(n, 512) }, (_, i) => i));
   // image distances in per-channel standard-deviation units (see channelStd)
   const invStd = tf.tensor1d(channelStd(train).map((v) => 1 / v));
   try {
@@ -383,7 +406,14 @@ async function trainMask(
         await hooks?.onBatch?.('mask', epoch, b, batches);
         await yieldToEventLoop();
       }
-      const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / n, learningRate: config.maskLearningRate, seconds: (Date.now() - t0) / 1000, images: n };
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        loss: lossSum / n,
+        learningRate: config.maskLearningRate,
+        seconds: (Date.now() - t0) / 1000,
+        images: n,
+        diagnostics: maskHealth(g, probe),
+      };
       history.push(record);
       await hooks?.onEpochEnd?.('mask', record);
       await hooks?.onCheckpoint?.(record, () => ({

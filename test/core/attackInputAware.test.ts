@@ -236,6 +236,7 @@ test('inputaware resume: continued from a checkpoint of either phase, the run en
     assert.deepEqual(resumed.images, whole.images, `from epoch ${from.epoch}: same materialised set`);
     assert.deepEqual(resumed.history.map((h) => h.loss), whole.history.map((h) => h.loss));
     assert.deepEqual(resumed.maskHistory.map((h) => h.loss), whole.maskHistory.map((h) => h.loss));
+    assert.deepEqual(resumed.maskHistory.map((h) => h.diagnostics), whole.maskHistory.map((h) => h.diagnostics));
   }
   assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor leaks');
   const longer = TrainRecipe.parse({ ...recipe, epochs: 1 });
@@ -282,6 +283,16 @@ test('inputaware at a reduced CI budget: the IAD-trained classifier has the back
   // The hinge 100 * mean(relu(m - 0.032)) penalises every mask value above 0.032, so the mean
   // mask settles around that density, not at it: the band below is about x4 either way.
   assert.ok(iad.meanMask > 0.008 && iad.meanMask < 0.128, `mean mask near the 0.032 density target: ${summary}`);
+  // the mask phase records its health per epoch on a fixed probe of training images
+  const health = iad.maskHistory.map((h) => h.diagnostics!);
+  assert.equal(health.length, cfg.maskEpochs);
+  assert.ok(health.every((d) => d.meanMask > 0 && d.meanMask < 1 && d.emptyMasks >= 0 && d.emptyMasks <= 1), JSON.stringify(health));
+  const last = health[health.length - 1];
+  assert.ok(Math.abs(last.meanMask - iad.meanMask) < 0.5 * iad.meanMask, `probe ${last.meanMask} vs all images ${iad.meanMask}`);
+  t.diagnostic(`mask health per epoch: ${JSON.stringify(health)}`);
+  // measured (seed 1): mean mask 0.012-0.10 over the 10 epochs, 0.0281 at the end, with 0.98% of
+  // the probe images (5 of 512) left without a trigger; a collapse would show as a share near 1
+  assert.ok(last.emptyMasks <= 0.05, `at most 5% of images without a trigger, got ${last.emptyMasks}`);
   assert.ok(bad.asr! >= 20, `IAD ASR >= 20: ${summary}`);
   assert.ok(ref.asr! <= 5, `a clean model ignores the generated triggers (ASR <= 5): ${summary}`);
   assert.ok(bad.acc >= ref.acc - 3, `IAD keeps clean accuracy within 3 points: ${summary}`);
