@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import { deriveSeed } from '../core/rng';
 import { prepareData as prepareCoreData } from '../core/experiment/prepareData';
-import { diagnosticSample, evaluateClassifier } from '../core/experiment/evaluate';
+import { diagnosticSample, evaluateClassifier, sampleDiagnostics } from '../core/experiment/evaluate';
 import { initialiseWeights } from '../core/models/architectures';
 import { createClassifier, importLayersModel, cloneClassifier, ModelFormatError } from '../core/models/layersFormat';
 import type { Classifier } from '../core/models/classifier';
@@ -20,11 +20,9 @@ import {
   trainSelfDistilledTeacher,
   trainStandard,
 } from '../core/ntml/stages';
-import { accuracy, attackSuccessRate } from '../core/metrics';
 import { trainInputAwareBackdoor } from '../core/attacks/inputAwareTraining';
 import type { InputAwareConfig } from '../core/attacks/inputAware';
 import { buildBackdoorTestSet } from '../core/attacks/testSet';
-import { predictLabels } from '../core/models/classifier';
 import type { EpochLoopResult } from '../core/train/epochLoop';
 import type { TrainingCheckpoint } from '../core/train/checkpoint';
 import type { PurifyConfig } from '../schemas/purify';
@@ -335,13 +333,7 @@ export async function mutualLearning(input: {
     const test = input.data.test ? await loadDataset(input.data.test) : undefined;
     const backdoor = input.data.backdoorTest ? await loadBackdoorTest(input.data.backdoorTest) : undefined;
     const diag = diagnosticSample(test, backdoor, cfg.ntml.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
-    const diagnostics = diag.test
-      ? async () => {
-          const out: Record<string, number> = { acc: accuracy(await predictLabels(student, diag.test!), diag.test!.labels) };
-          if (diag.backdoor) out.asr = attackSuccessRate(await predictLabels(student, diag.backdoor.images), diag.backdoor.targetLabels);
-          return out;
-        }
-      : undefined;
+    const diagnostics = sampleDiagnostics(student, diag);
     const out = await checkpointed(refitEpochs === undefined ? 'mutualLearning' : 'mutualLearningRefit', refitEpochs ?? cfg.ntml.mlEpochs, (control) =>
       runMutualLearning(student, teacher, cleanFit, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, diagnostics, refitEpochs }),
     );

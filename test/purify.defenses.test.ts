@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, taskQueues, testClient } from './support/temporal';
+import { ciConfig, quietRuntime, referenceRun, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
 import type { PurifyOutcome, PurifyReport } from '../workflows/types';
 
@@ -19,29 +19,9 @@ function causeMessages(err: unknown): string {
   return out.join(' <- ');
 }
 
-async function purifyRun(tag: string, config: Record<string, unknown>): Promise<{ outcome: PurifyOutcome; report: PurifyReport; markdown: string }> {
-  const queues = taskQueues(tag);
-  const workers = await inProcessWorkers(queues);
-  const { client, close } = await testClient();
-  const outcome = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId: `${tag}-${Date.now()}`,
-        args: [{ config, options: { trainingTaskQueue: queues.training } }],
-      });
-      return (await handle.result()) as PurifyOutcome;
-    })
-    .finally(close);
-  const store = storeFromEnv();
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
-  const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
-  return { outcome, report, markdown };
-}
-
 test('defense none: reuses the stored backdoored model and reports it unchanged (DER 50)', { timeout: 600_000 }, async () => {
   const reference = await referenceRun();
-  const { outcome, report } = await purifyRun('none', ciConfig({ defense: { name: 'none' } }));
+  const { outcome, report } = await runPurifyWorkflow('none', ciConfig({ defense: { name: 'none' } }));
   const reused = report.stages.find((s) => s.stage === 'standardTraining');
   assert.equal(reused?.cached, true, 'standard training must come from the stage cache');
   const refReport = JSON.parse(Buffer.from(await storeFromEnv().get(reference.outcome.report)).toString('utf8')) as PurifyReport;
@@ -57,7 +37,7 @@ test('ft through the workflow: starts from the stored model, lowers ASR, reports
   // The synthetic ci data is learnt to 100% clean accuracy, so fine-tuning at the spec's
   // lr 0.01 barely moves the backdoor (measured ASR 100 -> 97); a stated stronger setting
   // (lr 0.2) tests the mechanics here, the defaults run in bench/.
-  const { report, markdown } = await purifyRun('ft', ciConfig({ defense: { name: 'ft', steps: 120, rounds: 4, learningRate: 0.2 } }));
+  const { report, markdown } = await runPurifyWorkflow('ft', ciConfig({ defense: { name: 'ft', steps: 120, rounds: 4, learningRate: 0.2 } }));
   assert.equal(report.stages.find((s) => s.stage === 'standardTraining')?.cached, true);
   assert.deepEqual(
     report.stages.map((s) => s.stage),
@@ -76,7 +56,7 @@ test('ft through the workflow: starts from the stored model, lowers ASR, reports
 test('a smaller clean budget draws inside the reserve: the same backdoored model is reused', { timeout: 600_000 }, async () => {
   const reference = await referenceRun();
   const refReport = JSON.parse(Buffer.from(await storeFromEnv().get(reference.outcome.report)).toString('utf8')) as PurifyReport;
-  const { report } = await purifyRun('budget', ciConfig({ cleanBudget: 40, defense: { name: 'none' } }));
+  const { report } = await runPurifyWorkflow('budget', ciConfig({ cleanBudget: 40, defense: { name: 'none' } }));
   assert.equal(report.data.cleanBudget, 40);
   assert.equal(report.data.cleanReserve, 100);
   assert.equal(report.models.standard.sha256, refReport.models.standard.sha256);
@@ -84,14 +64,14 @@ test('a smaller clean budget draws inside the reserve: the same backdoored model
 
 test('a clean budget larger than the training split, or zero, fails with the field named', { timeout: 120_000 }, async () => {
   await assert.rejects(
-    purifyRun('toolarge', ciConfig({ cleanBudget: 5000, defense: { name: 'ft' } })),
+    runPurifyWorkflow('toolarge', ciConfig({ cleanBudget: 5000, defense: { name: 'ft' } })),
     (err: unknown) => {
       assert.ok(err instanceof WorkflowFailedError);
       assert.match(causeMessages(err), /cleanBudget: 5000 images requested but the training set has only 2000/);
       return true;
     },
   );
-  await assert.rejects(purifyRun('zero', ciConfig({ cleanBudget: 0, defense: { name: 'ft' } })), (err: unknown) => {
+  await assert.rejects(runPurifyWorkflow('zero', ciConfig({ cleanBudget: 0, defense: { name: 'ft' } })), (err: unknown) => {
     assert.ok(err instanceof WorkflowFailedError);
     assert.match(causeMessages(err), /cleanBudget: .*(at least 1|>=1|too small)/i);
     return true;
@@ -138,7 +118,7 @@ const baselines: Array<{ defense: Record<string, unknown>; label: string; phases
 for (const b of baselines) {
   test(`${b.label} through the workflow: lowers ASR by > ${b.minAsrDrop} points, ACC within ${b.maxAccDrop}`, { timeout: 600_000 }, async () => {
     await referenceRun();
-    const { report } = await purifyRun(String(b.defense.name), ciConfig({ defense: b.defense }));
+    const { report } = await runPurifyWorkflow(String(b.defense.name), ciConfig({ defense: b.defense }));
     assert.equal(report.stages.find((s) => s.stage === 'standardTraining')?.cached, true, 'starts from the stored backdoored model');
     assert.ok(report.stages.some((s) => s.stage === `defense (${b.label})`));
     for (const phase of b.phases) assert.ok(report.histories[`defense:${phase}`]?.length > 0, `history of phase ${phase}`);

@@ -5,32 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, taskQueues, testClient } from './support/temporal';
-import type { PurifyOutcome } from '../workflows/types';
-
-quietRuntime();
+import { ciConfig, quietRuntime, referenceRun, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
 import type { PurifyReport } from '../workflows/types';
 
-async function runPurify(tag: string, config: Record<string, unknown>) {
-  const store = storeFromEnv();
-  const queues = taskQueues(tag);
-  const workers = await inProcessWorkers(queues);
-  const { client, close } = await testClient();
-  const t0 = Date.now();
-  const outcome = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId: `${tag}-${Date.now()}`,
-        args: [{ config, options: { trainingTaskQueue: queues.training } }],
-      });
-      return (await handle.result()) as PurifyOutcome;
-    })
-    .finally(close);
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
-  return { outcome, report, seconds: (Date.now() - t0) / 1000 };
-}
+quietRuntime();
+
+/** The stages of a default NT-ML run before evaluation, in order. */
+const NTML_STAGES = ['prepareData', 'standardTraining', 'nonTargetLabels', 'ntTraining', 'mutualLearning', 'splitPlan', 'splitDistillation'];
 
 async function checkpointRecords() {
   const store = storeFromEnv();
@@ -68,16 +50,7 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
   const markdown = Buffer.from(await store.get(run.outcome.markdown)).toString('utf8');
   assert.match(markdown, /\| \*\*purified student \(final\)\*\* \| \d+\.\d \| \d+\.\d \|/);
   const stageNames = report.stages.map((s) => s.stage);
-  assert.deepEqual(stageNames, [
-    'prepareData',
-    'standardTraining',
-    'nonTargetLabels',
-    'ntTraining',
-    'mutualLearning',
-    'splitPlan',
-    'splitDistillation',
-    'evaluation',
-  ]);
+  assert.deepEqual(stageNames, [...NTML_STAGES, 'evaluation']);
   // per-epoch ML diagnostics are recorded (ACC/ASR of the student)
   const ml = report.histories.mutualLearning;
   assert.equal(ml.length, 60);
@@ -88,18 +61,10 @@ test('re-running the same config reuses every stage from the cache and returns t
   const run = await referenceRun();
   const store = storeFromEnv();
   const before = await checkpointRecords();
-  const { outcome, report, seconds } = await runPurify('rerun', ciConfig());
+  const { outcome, report, seconds } = await runPurifyWorkflow('rerun', ciConfig());
   const cachedStages = report.stages.filter((s) => s.cached).map((s) => s.stage);
   console.log(`re-run took ${seconds.toFixed(1)} s (first run ${run.seconds.toFixed(0)} s); cached: ${cachedStages.join(', ')}`);
-  assert.deepEqual(cachedStages, [
-    'prepareData',
-    'standardTraining',
-    'nonTargetLabels',
-    'ntTraining',
-    'mutualLearning',
-    'splitPlan',
-    'splitDistillation',
-  ]);
+  assert.deepEqual(cachedStages, NTML_STAGES);
   assert.equal(outcome.purifiedModel.sha256, run.outcome.purifiedModel.sha256);
   // no training ran: no stage of this run wrote a checkpoint (cacheable stages file theirs under the stage key)
   assert.ok(Object.keys(before).some((k) => k.startsWith('checkpoints/stage/')), 'the first run did write checkpoints, under its stage keys');
@@ -108,26 +73,13 @@ test('re-running the same config reuses every stage from the cache and returns t
 
 test('refitOnAllClean: selection stages come from the plain run, then ML and split distillation replay the chosen epochs on all of D_c', { timeout: 600_000 }, async () => {
   const reference = await referenceRun();
-  const store = storeFromEnv();
-  const { outcome, report } = await runPurify('refit', ciConfig({ ntml: { diagnosticSamples: 200, refitOnAllClean: true } }));
+  const { outcome, report, markdown } = await runPurifyWorkflow('refit', ciConfig({ ntml: { diagnosticSamples: 200, refitOnAllClean: true } }));
   const stageNames = report.stages.map((s) => s.stage);
-  assert.deepEqual(stageNames, [
-    'prepareData',
-    'standardTraining',
-    'nonTargetLabels',
-    'ntTraining',
-    'mutualLearning',
-    'splitPlan',
-    'splitDistillation',
-    'mutualLearningRefit',
-    'splitPlanRefit',
-    'splitDistillationRefit',
-    'evaluation',
-  ]);
+  assert.deepEqual(stageNames, [...NTML_STAGES, 'mutualLearningRefit', 'splitPlanRefit', 'splitDistillationRefit', 'evaluation']);
   // the selection runs do not depend on whether a refit follows: all reused from the plain run
   assert.deepEqual(
     report.stages.filter((s) => s.cached).map((s) => s.stage),
-    stageNames.slice(0, 7),
+    NTML_STAGES,
   );
   const refit = report.refit!;
   const { final, standard } = report.metrics;
@@ -152,6 +104,5 @@ test('refitOnAllClean: selection stages come from the plain run, then ML and spl
   assert.ok(final.asr! <= 15, `refit student ASR ${final.asr} should stay <= 15 (the plain run's bound)`);
   assert.ok(final.acc >= standard.acc - 12, `refit student ACC ${final.acc} fell more than 12 points below ${standard.acc}`);
   assert.match(report.selectionRule, /replayed .* on all 100 clean samples/);
-  const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
   assert.match(markdown, new RegExp(`Refit on all of the clean set: mutual learning for ${refit.mlEpochs} epochs`));
 });

@@ -1,6 +1,6 @@
 /** ACC / ASR / RA of a classifier, plus NT-ML's confidence diagnostic. */
 import { predictLabels, predictProbabilities, type Classifier } from '../models/classifier';
-import { evaluateModel, type EvalResult } from '../metrics';
+import { accuracy, attackSuccessRate, evaluateModel, type EvalResult } from '../metrics';
 import type { ImageDataset } from '../data/dataset';
 import { subsetDataset } from '../data/dataset';
 import type { BackdoorTestSet } from '../attacks/testSet';
@@ -47,4 +47,18 @@ export function diagnosticSample(
       : backdoor;
   }
   return out;
+}
+
+/** Per-epoch diagnostics of a model on a diagnostic sample: ACC, and ASR where triggered images exist (never used for selection). */
+export function sampleDiagnostics(
+  model: Classifier,
+  sample: { test?: ImageDataset; backdoor?: BackdoorTestSet },
+): (() => Promise<Record<string, number>>) | undefined {
+  const { test, backdoor } = sample;
+  if (!test) return undefined;
+  return async () => {
+    const out: Record<string, number> = { acc: accuracy(await predictLabels(model, test), test.labels) };
+    if (backdoor) out.asr = attackSuccessRate(await predictLabels(model, backdoor.images), backdoor.targetLabels);
+    return out;
+  };
 }

@@ -5,12 +5,10 @@
  */
 import type { PurifyConfig } from '../../schemas/purify';
 import type { PreparedData } from '../experiment/prepareData';
-import { evaluateClassifier, diagnosticSample, type ModelMetrics } from '../experiment/evaluate';
+import { evaluateClassifier, diagnosticSample, sampleDiagnostics, type ModelMetrics } from '../experiment/evaluate';
 import { defenseEffectivenessRating } from '../metrics';
 import { deriveSeed } from '../rng';
 import type { Classifier } from '../models/classifier';
-import { predictLabels } from '../models/classifier';
-import { accuracy, attackSuccessRate } from '../metrics';
 import type { EpochRecord } from '../train/epochLoop';
 import {
   cloneClassifier,
@@ -99,13 +97,7 @@ export async function purify(
   }
 
   async function mutualLearningAndSplit(s: Classifier, t: Classifier, suffix: '' | 'Refit', epochs?: { mlEpochs: number; splitEpochs?: number }) {
-    const diagnostics = diag.test
-      ? async () => {
-          const out: Record<string, number> = { acc: accuracy(await predictLabels(s, diag.test!), diag.test!.labels) };
-          if (diag.backdoor) out.asr = attackSuccessRate(await predictLabels(s, diag.backdoor.images), diag.backdoor.targetLabels);
-          return out;
-        }
-      : undefined;
+    const diagnostics = sampleDiagnostics(s, diag);
     const ml = await timed(`mutualLearning${suffix}`, () =>
       runMutualLearning(s, t, data.cleanFit, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { diagnostics, refitEpochs: epochs?.mlEpochs }),
     );

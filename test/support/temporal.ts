@@ -11,7 +11,7 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
 import type { PurifyInput } from '../../workflows/purify';
-import type { PurifyOutcome } from '../../workflows/types';
+import type { PurifyOutcome, PurifyReport } from '../../workflows/types';
 import { storeFromEnv } from '../../store';
 import { toolPath } from '../../infra/stack';
 
@@ -39,6 +39,32 @@ export function temporalAddress(): string {
 export async function testClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: temporalAddress() });
   return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+/** One purify workflow on fresh in-process workers; its stored report and Markdown read back. */
+export async function runPurifyWorkflow(
+  tag: string,
+  config: Record<string, unknown>,
+): Promise<{ outcome: PurifyOutcome; report: PurifyReport; markdown: string; seconds: number }> {
+  const queues = taskQueues(tag);
+  const workers = await inProcessWorkers(queues);
+  const { client, close } = await testClient();
+  const t0 = Date.now();
+  const outcome = await workers
+    .run(async () => {
+      const handle = await client.workflow.start('purify', {
+        taskQueue: queues.orchestration,
+        workflowId: `${tag}-${Date.now()}`,
+        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+      });
+      return (await handle.result()) as PurifyOutcome;
+    })
+    .finally(close);
+  const seconds = (Date.now() - t0) / 1000;
+  const store = storeFromEnv();
+  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
+  const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
+  return { outcome, report, markdown, seconds };
 }
 
 /** Unique task queues per test so that workers of other tests never take its tasks. */
