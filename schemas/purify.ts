@@ -74,11 +74,14 @@ export const CleanBudget = z.union([
 export const Tier = z.enum(['ci', 'cpu', 'paper']);
 export type Tier = z.infer<typeof Tier>;
 
-const tierRecipes: Record<'ci' | 'cpu', z.input<typeof TrainRecipe>> = {
+// protocol.md's tiers; paper is the BackdoorBench protocol (PreAct-ResNet18, SGD lr 0.01 cosine,
+// wd 5e-4, batch 128, 100 epochs), meant for GPU workers
+const tierRecipes: Record<Tier, z.input<typeof TrainRecipe>> = {
   ci: { epochs: 6, batchSize: 64, learningRate: 0.05 },
   cpu: { epochs: 8, batchSize: 128, learningRate: 0.05 },
+  paper: { epochs: 100, batchSize: 128, learningRate: 0.01 },
 };
-const tierModels: Record<'ci' | 'cpu', ArchitectureName> = { ci: 'tinyCnn', cpu: 'smallCnn' };
+const tierModels: Record<Tier, ArchitectureName> = { ci: 'tinyCnn', cpu: 'smallCnn', paper: 'preactResnet18' };
 
 /**
  * The recipe's fields, each optional and without its default: only what the user sets may
@@ -136,13 +139,6 @@ export const PurifyConfig = z
     const forbid = (field: keyof typeof cfg, why: string) => {
       if (cfg[field] !== undefined) ctx.addIssue({ code: 'custom', path: [field], message: `not allowed: ${why}` });
     };
-    if (cfg.tier === 'paper') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['tier'],
-        message: 'the paper tier (PreAct-ResNet18, 100 epochs on GPU workers) is not implemented yet; use "ci" or "cpu"',
-      });
-    }
     if (cfg.mode === 'evaluation') {
       need('data', 'evaluation mode poisons clean data');
       need('attack', 'evaluation mode needs the attack to apply, e.g. { name: badnets }');
@@ -183,7 +179,7 @@ export const PurifyConfig = z
     }
   })
   .transform((cfg) => {
-    const tier = cfg.tier === 'paper' ? 'cpu' : cfg.tier;
+    const tier = cfg.tier;
     return {
       ...cfg,
       attack: cfg.attack === undefined ? undefined : attackConfigSchema.parse(cfg.attack),

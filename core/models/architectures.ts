@@ -90,10 +90,47 @@ function resnet20(input: SymbolicTensor, numClasses: number): SymbolicTensor {
   return head(x, numClasses);
 }
 
+function bn(name: string): TF.layers.Layer {
+  return tf.layers.batchNormalization({ name, momentum: 0.9, epsilon: 1e-5 });
+}
+
+function conv(name: string, filters: number, kernelSize: number, strides = 1): TF.layers.Layer {
+  return tf.layers.conv2d({ name, filters, kernelSize, strides, padding: 'same', useBias: false });
+}
+
+/**
+ * paper tier (protocol.md, the BackdoorBench protocol): PreAct-ResNet18 for 32x32 inputs (He et
+ * al. 2016, "Identity mappings"): a 3x3 64-filter stem, four stages of two pre-activation basic
+ * blocks (64/128/256/512 filters, stride 2 from the second stage on), global average pooling and
+ * a linear layer; 11,171,146 trainable parameters for 10 classes. A block computes
+ * a = relu(bn1(x)); y = conv2(relu(bn2(conv1(a)))) + shortcut, where the shortcut is x, or a 1x1
+ * strided projection of a when the shape changes.
+ */
+function preactResnet18(input: SymbolicTensor, numClasses: number): SymbolicTensor {
+  let x = conv('stem_conv', 64, 3).apply(input) as SymbolicTensor;
+  [64, 128, 256, 512].forEach((filters, s) => {
+    for (let b = 0; b < 2; b++) {
+      const name = `s${s + 1}b${b + 1}`;
+      const strides = s > 0 && b === 0 ? 2 : 1;
+      let a = bn(`${name}_bn1`).apply(x) as SymbolicTensor;
+      a = tf.layers.reLU({ name: `${name}_relu1` }).apply(a) as SymbolicTensor;
+      const project = strides !== 1 || (x.shape[3] as number) !== filters;
+      const shortcut = project ? (conv(`${name}_proj_conv`, filters, 1, strides).apply(a) as SymbolicTensor) : x;
+      let y = conv(`${name}_conv1`, filters, 3, strides).apply(a) as SymbolicTensor;
+      y = bn(`${name}_bn2`).apply(y) as SymbolicTensor;
+      y = tf.layers.reLU({ name: `${name}_relu2` }).apply(y) as SymbolicTensor;
+      y = conv(`${name}_conv2`, filters, 3).apply(y) as SymbolicTensor;
+      x = tf.layers.add({ name: `${name}_add` }).apply([y, shortcut]) as SymbolicTensor;
+    }
+  });
+  return head(x, numClasses);
+}
+
 const builders: Record<ArchitectureName, (input: SymbolicTensor, numClasses: number) => SymbolicTensor> = {
   tinyCnn,
   smallCnn,
   resnet20,
+  preactResnet18,
 };
 
 /** Builds an architecture with logits output and seeded weights. */

@@ -1,7 +1,7 @@
 /** Names of the built-in architectures and input encodings (pure: workflows import these). */
 import { z } from 'zod';
 
-export const architectureNames = ['tinyCnn', 'smallCnn', 'resnet20'] as const;
+export const architectureNames = ['tinyCnn', 'smallCnn', 'resnet20', 'preactResnet18'] as const;
 export const ArchitectureName = z.enum(architectureNames);
 export type ArchitectureName = z.infer<typeof ArchitectureName>;
 

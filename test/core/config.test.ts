@@ -158,8 +158,14 @@ test('PurifyConfig: each mode requires its inputs and refuses the other mode\'s'
   rejects({ ...protection, cleanSet: { format: 'parquet', location: 'x' } }, /^cleanSet/);
 });
 
-test('PurifyConfig: tier "paper" is refused with a clear message', () => {
-  rejects({ ...evaluation, tier: 'paper' }, /^tier: .*paper tier.*not implemented.*"ci" or "cpu"/);
+test('PurifyConfig: tier "paper" is the BackdoorBench protocol: PreAct-ResNet18, SGD lr 0.01 cosine, wd 5e-4, batch 128, 100 epochs', () => {
+  const paper = parsePurifyConfig({ ...evaluation, tier: 'paper' });
+  assert.deepEqual(paper.model, { arch: 'preactResnet18' });
+  assert.deepEqual(
+    { ...paper.training, augment: undefined },
+    { epochs: 100, batchSize: 128, learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4, schedule: 'cosine', batchNorm: 'train', augment: undefined },
+  );
+  assert.equal(parsePurifyConfig({ ...evaluation, tier: 'paper', training: { epochs: 2 } }).training.learningRate, 0.01, 'an override keeps the tier\'s other values');
   rejects({ ...evaluation, tier: 'gpu' }, /^tier: /);
 });
 

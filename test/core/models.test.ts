@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../core/tf';
-import { buildModel } from '../../core/models/architectures';
+import { architectureNames, buildModel } from '../../core/models/architectures';
 import { encodePixels, predictLabels, predictProbabilities } from '../../core/models/classifier';
 import {
   ModelFormatError,
@@ -49,7 +49,7 @@ async function tmpDir(): Promise<string> {
 }
 
 test('architectures: every built-in model maps 8x8x3 images to logits of numClasses', () => {
-  for (const arch of ['tinyCnn', 'smallCnn', 'resnet20'] as const) {
+  for (const arch of architectureNames) {
     const m = buildModel(arch, shape8, 5, 0);
     assert.deepEqual(m.inputs[0].shape, [null, 8, 8, 3], arch);
     assert.deepEqual(m.outputs[0].shape, [null, 5], arch);
@@ -58,6 +58,18 @@ test('architectures: every built-in model maps 8x8x3 images to logits of numClas
     out.dispose();
     m.dispose();
   }
+});
+
+test('preactResnet18: the paper tier\'s PreAct-ResNet18 for CIFAR-10 has its 11,171,146 trainable parameters', () => {
+  const m = buildModel('preactResnet18', { height: 32, width: 32, channels: 3 }, 10, 0);
+  const trainable = m.trainableWeights.reduce((n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
+  // stem 1,728; stages 147,968 / 525,184 / 2,098,944 / 8,392,192 (BN gamma and beta included); linear 5,130
+  assert.equal(trainable, 11_171_146);
+  const layerNames = m.layers.map((l) => l.name);
+  assert.deepEqual(layerNames.filter((n) => n.endsWith('_proj_conv')), ['s2b1_proj_conv', 's3b1_proj_conv', 's4b1_proj_conv']);
+  assert.equal(layerNames.filter((n) => n.endsWith('_add')).length, 8);
+  assert.deepEqual(m.getLayer('s4b2_add').outputShape, [null, 4, 4, 512]);
+  m.dispose();
 });
 
 test('architectures: initialisation is a function of the seed; BN and kernels follow the documented scheme', () => {

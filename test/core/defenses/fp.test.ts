@@ -51,11 +51,16 @@ const expected: Record<ArchitectureName, { layer: string; channels: number; via:
   smallCnn: { layer: 'b3b_relu', channels: 128, via: /BatchNorm "b3b_bn"/ },
   // the last activation is ReLU(residual + shortcut): no BN produces it alone
   resnet20: { layer: 's3b3_relu', channels: 64, via: /rows of "logits"/ },
+  // pre-activation blocks: the last feature map is the residual sum itself
+  preactResnet18: { layer: 's4b2_add', channels: 512, via: /rows of "logits"/ },
 };
+
+/** Residual nets end in a sum that no BN produces alone: FP masks the head's kernel rows. */
+const maskedInHead = (arch: ArchitectureName) => arch === 'resnet20' || arch === 'preactResnet18';
 
 /** The mask's effect on the pruned channels: their activations (BN masking) or the head's kernel rows reading them. */
 function prunedResidue(c: Classifier, arch: ArchitectureName, pruned: number[], x: TF.Tensor4D): number {
-  return arch === 'resnet20' ? prunedKernelRows(c, pruned) : prunedActivation(c, expected[arch].layer, pruned, x);
+  return maskedInHead(arch) ? prunedKernelRows(c, pruned) : prunedActivation(c, expected[arch].layer, pruned, x);
 }
 
 const sgdStep = {
@@ -90,7 +95,7 @@ for (const arch of Object.keys(expected) as ArchitectureName[]) {
     mask.set([5, 0, 3, want.channels - 1, 3]);
     assert.deepEqual(mask.pruned, pruned);
     assert.equal(prunedResidue(c, arch, pruned, x), 0);
-    if (arch === 'resnet20') {
+    if (maskedInHead(arch)) {
       // exact removal: the logits are the unmasked head applied to features with those channels zeroed
       const diff = tf.tidy(() => {
         const keep = tf.tensor1d(Float32Array.from({ length: want.channels }, (_, i) => (pruned.includes(i) ? 0 : 1)));
@@ -109,7 +114,7 @@ for (const arch of Object.keys(expected) as ArchitectureName[]) {
     const moved = modelWeights(c.model).some((w, i) => w.values.some((v, j) => v !== weightsBefore[i].values[j]));
     assert.ok(moved, 'the step must change weights');
     assert.equal(prunedResidue(c, arch, pruned, x), 0);
-    if (arch === 'resnet20') {
+    if (maskedInHead(arch)) {
       // the head's rows get gradients: without re-applying, a step would revive the channels
       const probe = await decodeClassifier(await encodeClassifier(c));
       await trainClassifier({ classifier: probe, data, recipe: sgdStep, seed: 5 });

@@ -15,21 +15,24 @@ import { getDefense } from '../../../core/defenses/registry';
 import { evaluateClassifier } from '../../../core/experiment/evaluate';
 import { backdooredFixture } from '../../support/backdoored';
 
-const stageNames: Record<ArchitectureName, string[]> = {
-  tinyCnn: ['b1_relu', 'b2_relu', 'b3_relu'],
-  smallCnn: ['b1b_relu', 'b2b_relu', 'b3b_relu'],
-  resnet20: ['s1b3_relu', 's2b3_relu', 's3b3_relu'],
+const stageNames: Record<ArchitectureName, { last3: string[]; heights: number[]; stages: number }> = {
+  tinyCnn: { last3: ['b1_relu', 'b2_relu', 'b3_relu'], heights: [32, 16, 8], stages: 3 },
+  smallCnn: { last3: ['b1b_relu', 'b2b_relu', 'b3b_relu'], heights: [32, 16, 8], stages: 3 },
+  resnet20: { last3: ['s1b3_relu', 's2b3_relu', 's3b3_relu'], heights: [32, 16, 8], stages: 3 },
+  // the last layer at 16x16 and 8x8 is the next stage's pre-activation relu(bn(sum)); at 4x4 the final sum
+  preactResnet18: { last3: ['s3b1_relu1', 's4b1_relu1', 's4b2_add'], heights: [16, 8, 4], stages: 4 },
 };
 
 test('featureStages: the last layer of each conv resolution, on the built-in architectures', () => {
   for (const arch of Object.keys(stageNames) as ArchitectureName[]) {
+    const want = stageNames[arch];
     const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
     const stages = featureStages(c.model, 3);
-    assert.deepEqual(stages.map((s) => s.layer.name), stageNames[arch], arch);
-    assert.deepEqual(stages.map((s) => s.height), [32, 16, 8], arch);
+    assert.deepEqual(stages.map((s) => s.layer.name), want.last3, arch);
+    assert.deepEqual(stages.map((s) => s.height), want.heights, arch);
     // tinyCnn's pool3 (4x4) has no conv of its own: not a stage
-    assert.equal(allFeatureStages(c.model).length, 3, arch);
-    assert.throws(() => featureStages(c.model, 4), /has 3 feature stage\(s\).*4 are needed/);
+    assert.equal(allFeatureStages(c.model).length, want.stages, arch);
+    assert.throws(() => featureStages(c.model, want.stages + 1), new RegExp(`has ${want.stages} feature stage\\(s\\).*${want.stages + 1} are needed`));
 
     // the multi-output view shares the variables: same logits as the model
     const x = tf.tidy(() => tf.fill([2, 32, 32, 3], 0.3) as TF.Tensor4D);
