@@ -100,7 +100,7 @@ describe('ntml purify --config: validation before anything starts', () => {
     { name: 'unknown field', yaml: `${base}attack: {name: badnets}\nbogusField: 1\n`, field: /bogusField/ },
     { name: 'unknown attack', yaml: `${base}attack: {name: nosuch}\n`, field: /attack\.name/ },
     { name: 'rate out of range', yaml: `${base}attack: {name: badnets, rate: 2}\n`, field: /attack\.rate/ },
-    { name: 'several problems at once', yaml: 'mode: evaluation\ntier: paper\ncleanBudget: -3\nattack: {name: badnets}\n', field: /tier[\s\S]*cleanBudget|cleanBudget[\s\S]*tier/ },
+    { name: 'several problems at once', yaml: 'mode: evaluation\ntier: gpu\ncleanBudget: -3\nattack: {name: badnets}\n', field: /tier[\s\S]*cleanBudget|cleanBudget[\s\S]*tier/ },
     { name: 'auto data with a stray field', yaml: 'data: {format: auto, trainSize: 50}\nattack: {name: badnets}\n', field: /data\.trainSize/ },
   ];
   for (const c of bad) {
