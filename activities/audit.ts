@@ -242,7 +242,9 @@ export async function inspectAuditModel(input: { request: unknown; auditId: stri
 }
 
 function describeDatasetFile(f: AuditRequest['referenceSet']): string {
-  return f.format === 'idx' ? `idx ${f.images} + ${f.labels}` : `${f.format} ${f.location}`;
+  if (f.format === 'idx') return `idx ${f.images} + ${f.labels}`;
+  if (f.format === 'imageFolder') return `imageFolder ${f.dir}${f.labels ? ` + ${f.labels}` : ''}`;
+  return `${f.format} ${f.location}`;
 }
 
 // --- measurements -------------------------------------------------------------------------

@@ -52,7 +52,7 @@ export function cifar10DirFromEnv(env: NodeJS.ProcessEnv = process.env): { dir?:
 }
 
 /**
- * `data: {format: auto[, trainSubset: N]}` -> CIFAR-10 from NTML_CIFAR10_DIR when it is there
+ * `data: {format: auto[, trainSubset: N | all]}` -> CIFAR-10 from NTML_CIFAR10_DIR when it is there
  * (default subset 2000 images), else synthetic data. Other configs are returned unchanged.
  */
 export function substituteAutoData(
@@ -69,6 +69,10 @@ export function substituteAutoData(
   }
   const cifar = cifar10DirFromEnv(env);
   if (cifar.dir) {
+    // 'all': the whole training split (the paper tier); a number: a class-stratified subset
+    if (data.trainSubset === 'all') {
+      return { raw: { ...raw, data: { format: 'cifar10', path: cifar.dir } }, choice: `CIFAR-10 from ${cifar.why} (all training images, full test set)` };
+    }
     const trainSubset = data.trainSubset ?? 2000;
     return {
       raw: { ...raw, data: { format: 'cifar10', path: cifar.dir, trainSubset } },

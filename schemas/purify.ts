@@ -15,6 +15,19 @@ const location = z
   .min(1)
   .describe('a local path readable by the workers, an s3://bucket/key URI, or a file:// URI');
 
+const imageSide = z.number().int().min(8).max(256).default(32).describe('images are resized to size x size (antialiased bilinear)');
+const classList = z
+  .array(z.string().min(1))
+  .min(2)
+  .refine((names) => new Set(names).size === names.length, 'class names must be distinct')
+  .describe('class folder names in label order (default: integer folder names are the labels, other names are sorted)');
+const ImageFolderSplit = z
+  .object({
+    dir: z.string().min(1).describe('a local folder'),
+    labels: z.string().min(1).optional().describe('CSV with a file column (Filename/Path) and a class column (ClassId/label); paths relative to dir'),
+  })
+  .strict();
+
 /** Clean data from which an evaluation-mode run draws D_c and poisons the rest. */
 export const EvaluationData = z.discriminatedUnion('format', [
   z
@@ -44,14 +57,44 @@ export const EvaluationData = z.discriminatedUnion('format', [
       rgb32: z.boolean().default(false).describe('pad to 32x32 and replicate to 3 channels'),
     })
     .strict(),
+  z
+    .object({
+      format: z.literal('gtsrb'),
+      path: z.string().min(1).describe('GTSRB root: Final_Training/Images + Final_Test/Images with GT-final_test.csv, or Kaggle Train/ + Test.csv'),
+      size: imageSide,
+      trainSubset: z.number().int().min(10).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      format: z.literal('imageFolder'),
+      train: ImageFolderSplit.describe('training split: one subfolder per class, or a folder with a labels CSV'),
+      test: ImageFolderSplit.describe('test split, same classes'),
+      size: imageSide,
+      channels: z.union([z.literal(1), z.literal(3)]).default(3),
+      classes: classList.optional(),
+      trainSubset: z.number().int().min(10).optional(),
+    })
+    .strict(),
 ]);
 export type EvaluationData = z.infer<typeof EvaluationData>;
 
-/** A user's data set file: an ntml data set (.ntds), a CIFAR-10 binary batch, or an IDX pair. */
+/** A user's data set: an ntml data set (.ntds), a CIFAR-10 binary batch, an IDX pair, or a folder of images. */
 export const DatasetFile = z.discriminatedUnion('format', [
   z.object({ format: z.literal('ntml'), location }).strict(),
   z.object({ format: z.literal('cifar10Batch'), location }).strict(),
   z.object({ format: z.literal('idx'), images: location, labels: location, numClasses: z.number().int().min(2).default(10) }).strict(),
+  z
+    .object({
+      format: z.literal('imageFolder'),
+      dir: z.string().min(1).describe('a local folder readable by the workers (or file:// URI): one subfolder per class, or images named in labels'),
+      labels: location.optional().describe('CSV with a file column (Filename/Path) and a class column (ClassId/label); paths relative to dir'),
+      size: imageSide,
+      channels: z.union([z.literal(1), z.literal(3)]).default(3),
+      classes: classList.optional(),
+      numClasses: z.number().int().min(2).optional().describe('when a folder does not hold every class'),
+    })
+    .strict(),
 ]);
 export type DatasetFile = z.infer<typeof DatasetFile>;
 

@@ -211,6 +211,9 @@ describe('example configs', () => {
     writeFileSync(path.join(dir, 'data_batch_1.bin'), '');
     const r = substituteAutoData({ data: { format: 'auto', trainSubset: 500 } }, { NTML_CIFAR10_DIR: dir });
     assert.deepEqual(r.raw.data, { format: 'cifar10', path: path.resolve(dir), trainSubset: 500 });
+    const all = substituteAutoData({ data: { format: 'auto', trainSubset: 'all' } }, { NTML_CIFAR10_DIR: dir });
+    assert.deepEqual(all.raw.data, { format: 'cifar10', path: path.resolve(dir) }, 'all: no subset');
+    assert.match(all.choice ?? '', /all training images/);
     const same = { data: { format: 'synthetic' } };
     assert.equal(substituteAutoData(same, { NTML_CIFAR10_DIR: dir }).raw, same);
   });

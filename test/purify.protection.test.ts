@@ -16,7 +16,9 @@ import { decodeClassifier, exportLayersModel, importLayersModel } from '../core/
 import { parsePurifyConfig } from '../schemas/purify';
 import { prepareData } from '../core/experiment/prepareData';
 import { predictLabels } from '../core/models/classifier';
-import { attackSuccessRate } from '../core/metrics';
+import { accuracy, attackSuccessRate } from '../core/metrics';
+import { imageBytes, type ImageDataset } from '../core/data/dataset';
+import { tf } from '../core/tf';
 import type { PurifyOutcome, PurifyReport } from '../workflows/types';
 import { ciConfig } from './support/temporal';
 
@@ -29,11 +31,13 @@ test('protection mode purifies a user-supplied backdoored layers model without k
   try {
     // The user's files: the poisoned training set, a clean set and test set, and their backdoored model.
     const evaluation = await prepareData(parsePurifyConfig(ciConfig()));
-    const files = { train: path.join(dir, 'train.ntds'), clean: path.join(dir, 'clean.ntds'), test: path.join(dir, 'test.ntds') };
+    const files = { train: path.join(dir, 'train.ntds'), clean: path.join(dir, 'clean.ntds') };
     await fs.writeFile(files.train, encodeDataset(evaluation.train));
     const clean = { ...evaluation.cleanFit, images: Buffer.concat([evaluation.cleanFit.images, evaluation.cleanHeldOut.images]), labels: Int32Array.from([...evaluation.cleanFit.labels, ...evaluation.cleanHeldOut.labels]) };
     await fs.writeFile(files.clean, encodeDataset(clean));
-    await fs.writeFile(files.test, encodeDataset(evaluation.test!));
+    // the test set as a folder of PNGs, one subfolder per class, as users keep images
+    const testDir = path.join(dir, 'test-images');
+    await writeImageFolder(evaluation.test!, testDir);
     const referenceReport = JSON.parse(Buffer.from(await store.get(reference.outcome.report)).toString('utf8')) as PurifyReport;
     const userModel = await decodeClassifier(await store.get(referenceReport.models.standard));
     const { modelJson } = await exportLayersModel(userModel, path.join(dir, 'deployed-model'));
@@ -53,7 +57,7 @@ test('protection mode purifies a user-supplied backdoored layers model without k
                 seed: 2,
                 trainingSet: { format: 'ntml', location: files.train },
                 cleanSet: { format: 'ntml', location: files.clean },
-                testSet: { format: 'ntml', location: files.test },
+                testSet: { format: 'imageFolder', dir: testDir, size: evaluation.test!.height },
                 standardModel: { layersModel: modelJson },
                 // the synthetic classes are oriented gratings: mirroring changes the class
                 training: { augment: { padding: 4, flip: false } },
@@ -85,7 +89,21 @@ test('protection mode purifies a user-supplied backdoored layers model without k
     assert.ok(asrBefore >= 90);
     assert.ok(asrAfter <= 15, `ASR after protection-mode purification ${asrAfter}`);
     assert.ok(report.metrics.final.acc >= report.metrics.standard.acc - 12);
+    // the PNG folder was read back pixel for pixel: ACC in the report is the ACC on the original test set
+    const accOutside = accuracy(await predictLabels(reloaded, evaluation.test!), evaluation.test!.labels);
+    assert.ok(Math.abs(accOutside - report.metrics.final.acc) < 1e-9, `report ACC ${report.metrics.final.acc} vs ${accOutside} on the original test set`);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+async function writeImageFolder(ds: ImageDataset, dir: string): Promise<void> {
+  const per = imageBytes(ds);
+  for (let i = 0; i < ds.labels.length; i++) {
+    const classDir = path.join(dir, String(ds.labels[i]));
+    await fs.mkdir(classDir, { recursive: true });
+    const img = tf.tensor3d(ds.images.subarray(i * per, (i + 1) * per), [ds.height, ds.width, ds.channels], 'int32');
+    await fs.writeFile(path.join(classDir, `${String(i).padStart(5, '0')}.png`), await tf.node.encodePng(img));
+    img.dispose();
+  }
+}

@@ -10,6 +10,8 @@ import { type ImageDataset, subsetDataset, validateDataset, DatasetError } from 
 import { loadCifar10, loadCifar10Batch } from '../data/cifar10';
 import { loadFashionMnist, loadIdxPair, toRgb32 } from '../data/idx';
 import { generateSyntheticSplits } from '../data/synthetic';
+import { loadImageFolder } from '../data/imageFolder';
+import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
 import { getAttack, validateAttackAgainst, type AttackConfig, type PrepareControl } from '../attacks/attack';
@@ -76,6 +78,29 @@ async function loadEvaluationData(data: EvaluationData, seed: number): Promise<{
       if (data.rgb32) [train, test] = [toRgb32(train), toRgb32(test)];
       return { train, test, source: `Fashion-MNIST (${data.path ?? 'default location'})` };
     }
+    case 'gtsrb': {
+      let train = await loadGtsrb(data.path, 'train', data.size);
+      const test = await loadGtsrb(data.path, 'test', data.size);
+      if (data.trainSubset) train = stratifiedSubset(train, data.trainSubset, deriveSeed(seed, 'subset'));
+      return { train, test, source: `GTSRB (${data.path}, ${data.size}x${data.size}${data.trainSubset ? `, ${data.trainSubset}-image subset` : ''})` };
+    }
+    case 'imageFolder': {
+      const common = { size: data.size, channels: data.channels };
+      let train = await loadImageFolder(data.train.dir, { ...common, labels: data.train.labels, classes: data.classes, field: 'data.train' });
+      // the test split is numbered by the training split's classes, so a class missing from one keeps its label
+      const test = await loadImageFolder(data.test.dir, {
+        ...common,
+        labels: data.test.labels,
+        classes: data.classes ?? train.classNames,
+        numClasses: train.classNames ? undefined : train.numClasses,
+        field: 'data.test',
+      });
+      if (test.numClasses > train.numClasses) {
+        throw new DatasetError(`data.test: has class ${test.numClasses - 1}, but the training split has only ${train.numClasses} classes`);
+      }
+      if (data.trainSubset) train = stratifiedSubset(train, data.trainSubset, deriveSeed(seed, 'subset'));
+      return { train, test, source: `image folders (${data.train.dir}, ${data.test.dir}, ${data.size}x${data.size})` };
+    }
   }
 }
 
@@ -90,6 +115,14 @@ export async function loadDatasetFile(file: DatasetFile, localFile: LocalFile = 
       return loadCifar10Batch(await localFile(file.location));
     case 'idx':
       return loadIdxPair(await localFile(file.images), await localFile(file.labels), { numClasses: file.numClasses });
+    case 'imageFolder': {
+      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(file.dir) && !file.dir.startsWith('file://')) {
+        throw new DatasetError(`${field}.dir: ${file.dir}: an image folder must be a local folder of the workers (pack it into an .ntds file to read it from S3)`);
+      }
+      const dir = file.dir.startsWith('file://') ? new URL(file.dir).pathname : file.dir;
+      const labels = file.labels ? await localFile(file.labels) : undefined;
+      return loadImageFolder(dir, { size: file.size, channels: file.channels, labels, classes: file.classes, numClasses: file.numClasses, field });
+    }
   }
 }
 
@@ -158,6 +191,11 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
     if (!ds) continue;
     validateDataset(ds, field);
+    if (ds.classNames && train.classNames && ds.classNames.join('\n') !== train.classNames.join('\n')) {
+      throw new DatasetError(
+        `${field}: class folders ${ds.classNames.join(', ')} differ from trainingSet's ${train.classNames.join(', ')}; list them in the same order with \`classes\` on both`,
+      );
+    }
     if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels || ds.numClasses !== train.numClasses) {
       throw new DatasetError(
         `${field}: ${ds.height}x${ds.width}x${ds.channels} with ${ds.numClasses} classes does not match trainingSet (${train.height}x${train.width}x${train.channels}, ${train.numClasses} classes)`,
@@ -222,5 +260,5 @@ function trainingControlledData(
 }
 
 function describe(f: DatasetFile): string {
-  return f.format === 'idx' ? f.images : f.location;
+  return f.format === 'idx' ? f.images : f.format === 'imageFolder' ? f.dir : f.location;
 }

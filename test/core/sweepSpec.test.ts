@@ -1,7 +1,8 @@
 /** Sweep spec expansion (pure): the defense axis and the base's defense. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { expandSweep, parseSweepSpec } from '../../schemas/sweep';
 import { readConfigFile, substituteAutoData } from '../../cli/config';
@@ -40,4 +41,13 @@ test('every committed sweep spec (bench/specs, examples) is valid and expands to
     if (stated) assert.equal(cells.length, Number(stated[1]), `${path.basename(file)} states ${stated[1]} cells`);
     assert.ok(cells.length > 0, path.basename(file));
   }
+  // with CIFAR-10 there, the paper tier trains on the whole training split and the cpu tier on its 20k subset
+  const cifar = mkdtempSync(path.join(tmpdir(), 'ntml-cifar-'));
+  writeFileSync(path.join(cifar, 'data_batch_1.bin'), '');
+  const dataOf = (spec: string) => {
+    const raw = readConfigFile(path.join(repo, 'bench', 'specs', spec)) as Record<string, unknown>;
+    return substituteAutoData(raw.base as Record<string, unknown>, { NTML_CIFAR10_DIR: cifar }, spec).raw.data as Record<string, unknown>;
+  };
+  assert.deepEqual(dataOf('table-paper.yaml'), { format: 'cifar10', path: cifar });
+  assert.equal(dataOf('table-cpu.yaml').trainSubset, 20000);
 });
