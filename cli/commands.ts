@@ -1,6 +1,6 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
 import type { CommandSpec, OptionSpec } from './args';
-import { sweepStartSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
+import { sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
 import { auditBriefSpec } from './audit';
 
 const attackSpec: CommandSpec = {
@@ -139,15 +139,21 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'audit run|schedule|history', spec: auditBriefSpec },
 ];
 
-export function stackUsage(): string {
+export const stackUsage = () => groupUsage('stack', [stackStart, stackStop, stackStatusSpec]);
+
+/** `ntml <group> --help` for a command group: each subcommand's one-line brief. */
+function groupUsage(group: string, subs: CommandSpec[]): string {
   return [
-    'usage: ntml stack start|stop|status [options]',
+    `usage: ntml ${group} ${subs.map((s) => s.name.slice(group.length + 1)).join('|')} [options]`,
     '',
-    ...[stackStart, stackStop, stackStatusSpec].map((s) => `  ntml ${s.name.padEnd(14)}${s.brief}`),
+    ...subs.map((s) => `  ntml ${s.name.padEnd(16)}${s.brief}`),
     '',
-    'Run "ntml stack <subcommand> --help" for its options.',
+    `Run "ntml ${group} <subcommand> --help" for its options.`,
   ].join('\n');
 }
+
+export const sweepUsage = () => groupUsage('sweep', [sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec]);
+export const storeUsage = () => groupUsage('store', [storeGcSpec]);
 
 export function mainUsage(): string {
   const lines = [

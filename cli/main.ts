@@ -65,12 +65,15 @@ function route(argv: string[]): Route {
       case 'report':
         return { spec: sweepSpecs.sweepReportSpec, rest: more, handler: async () => (await sweep()).sweepReport };
       default:
-        throw new UsageError(`${sub === undefined ? 'missing' : `unknown`} sweep subcommand${sub ? ` "${sub}"` : ''} (expected start, resume, status, cancel or report)`, specs.mainUsage());
+        if (sub === '--help' || sub === '-h') return { text: specs.sweepUsage() };
+        throw new UsageError(`${sub === undefined ? 'missing' : `unknown`} sweep subcommand${sub ? ` "${sub}"` : ''} (expected start, resume, status, cancel or report)`, specs.sweepUsage());
     }
   }
   if (command === 'audit') return auditRoute(sub, more);
-  if (command === 'store' && sub === 'gc') {
-    return { spec: sweepSpecs.storeGcSpec, rest: more, handler: async () => (await import('./sweep')).storeGc };
+  if (command === 'store') {
+    if (sub === 'gc') return { spec: sweepSpecs.storeGcSpec, rest: more, handler: async () => (await import('./sweep')).storeGc };
+    if (sub === '--help' || sub === '-h') return { text: specs.storeUsage() };
+    throw new UsageError(`${sub === undefined ? 'missing' : 'unknown'} store subcommand${sub ? ` "${sub}"` : ''} (expected gc)`, specs.storeUsage());
   }
   throw new UsageError(`unknown command "${command}"`, specs.mainUsage());
 }

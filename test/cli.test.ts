@@ -49,6 +49,14 @@ describe('ntml --help', () => {
     assert.equal((await ntml([])).code, 0, 'no arguments prints the help');
   });
 
+  it('lists the subcommands of each command group', async () => {
+    for (const [group, subs] of [['stack', ['start', 'stop', 'status']], ['sweep', ['start', 'resume', 'status', 'cancel', 'report']], ['store', ['gc']]] as const) {
+      const r = await ntml([group, '--help']);
+      assert.equal(r.code, 0, `${group} --help: ${r.stderr}`);
+      for (const sub of subs) assert.match(r.stdout, new RegExp(`ntml ${group} ${sub} `), `${group} --help lacks ${sub}:\n${r.stdout}`);
+    }
+  });
+
   it('documents the options of each command', async () => {
     const expected: Array<[string[], string[]]> = [
       [['purify'], ['--config', '--address', '--namespace', '--local', '--id', '--detach', '--out']],
@@ -72,6 +80,9 @@ describe('ntml --help', () => {
       [['frobnicate'], /unknown command "frobnicate"/],
       [['purify', 'explode'], /unknown purify subcommand "explode"/],
       [['stack', 'restart'], /unknown stack subcommand "restart"/],
+      [['sweep', 'pause'], /unknown sweep subcommand "pause"/],
+      [['sweep'], /missing sweep subcommand/],
+      [['store'], /missing store subcommand/],
       [['purify', '--config', 'x.yaml', '--bogus'], /unknown option --bogus/],
       [['purify', 'status'], /missing ID/],
       [['purify', 'status', 'a', 'b'], /unexpected argument "b"/],
