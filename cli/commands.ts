@@ -17,6 +17,13 @@ const defenseSpec: CommandSpec = {
   options: [],
 };
 
+const dataSpec: CommandSpec = {
+  name: 'data',
+  brief: 'pack an image folder into an .ntds file; inspect a data set (ntml data --help)',
+  summary: 'Data set tools.',
+  options: [],
+};
+
 const address: OptionSpec = {
   name: 'address',
   value: 'HOST:PORT',
@@ -136,13 +143,14 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'store gc [--dry-run]', spec: storeGcSpec },
   { usage: 'attack list|preview', spec: attackSpec },
   { usage: 'defense list', spec: defenseSpec },
+  { usage: 'data pack|inspect', spec: dataSpec },
   { usage: 'audit run|schedule|history', spec: auditBriefSpec },
 ];
 
 export const stackUsage = () => groupUsage('stack', [stackStart, stackStop, stackStatusSpec]);
 
 /** `ntml <group> --help` for a command group: each subcommand's one-line brief. */
-function groupUsage(group: string, subs: CommandSpec[]): string {
+export function groupUsage(group: string, subs: CommandSpec[]): string {
   return [
     `usage: ntml ${group} ${subs.map((s) => s.name.slice(group.length + 1)).join('|')} [options]`,
     '',

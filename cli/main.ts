@@ -96,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (argv[0] === 'attack') return (await import('./attack')).attackCommand(argv.slice(1));
   if (argv[0] === 'defense') return (await import('./defense')).defenseCommand(argv.slice(1));
+  if (argv[0] === 'data') return (await import('./data')).dataCommand(argv.slice(1));
   const r = route(argv);
   if ('text' in r) {
     process.stdout.write(`${r.text}\n`);
