@@ -45,6 +45,7 @@ import { trainableVariables } from '../train/sgd';
 import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
+import { applyModel } from '../train/fast';
 
 /** Input-range width per unit of delta (see the file comment). */
 export const DELTA_UNIT = 0.25;
@@ -226,7 +227,7 @@ export async function unlearn(
   if (n < 2) throw new Error(`I-BAU needs at least 2 clean samples, got ${n}`);
   const vars = trainableVariables(c.model);
   const adam = new Adam(vars);
-  const forward = (x: TF.Tensor4D) => c.model.apply(x, { training: false }) as TF.Tensor2D;
+  const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
   const stepsPerRound = cfg.stepsPerRound ?? Math.ceil(n / Math.min(cfg.batchSize, n));
   const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
   const signal = control.hooks?.signal ?? control.signal;
