@@ -25,7 +25,7 @@ export const STAGE_VERSIONS = {
   splitPlan: 1,
   // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
   splitDistillation: 2,
-  // 2: I-BAU's forward on the fused fast path (float rounding differs from model.apply)
+  // 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
   defense: 2,
 } as const;
 export type CachedStage = keyof typeof STAGE_VERSIONS;

@@ -60,11 +60,14 @@ function kindOf(layer: TF.layers.Layer): Kind {
     const rank = (layer.inputSpec?.[0]?.ndim as number | undefined) ?? 0;
     if (rank === 4 && (bn.axis === -1 || bn.axis === 3) && bn.gamma && bn.beta) return 'batchNorm';
   }
-  if (cls === 'ReLU' && (layer as unknown as { maxValue?: number | null }).maxValue == null) return 'relu';
-  if (cls === 'Activation' && (layer as unknown as { activation: { getClassName(): string } }).activation.getClassName() === 'Relu') {
-    return 'relu';
-  }
-  return 'layer';
+  return isPlainRelu(layer) ? 'relu' : 'layer';
+}
+
+/** A ReLU layer (or relu Activation) without a cap: what fastRelu computes. */
+export function isPlainRelu(layer: TF.layers.Layer): boolean {
+  const cls = layer.getClassName();
+  if (cls === 'ReLU') return (layer as unknown as { maxValue?: number | null }).maxValue == null;
+  return cls === 'Activation' && (layer as unknown as { activation: { getClassName(): string } }).activation.getClassName() === 'Relu';
 }
 
 function buildPlan(model: TF.LayersModel): Plan | undefined {

@@ -99,6 +99,39 @@ test('mask and noise enter as (mask + noiseScale) * gamma and (1 + noiseShift) *
   model.dispose();
 });
 
+test('the fused neuron forward (fast path) gives the composed one\'s logits and mask / noise gradients', () => {
+  for (const arch of ['smallCnn', 'resnet20'] as const) {
+    const model = buildModel(arch, shape, 10, 8);
+    randomiseBatchNorm(model, 9);
+    const x = randomImages(4, 13);
+    const y = tf.tensor1d([1, 4, 7, 2], 'int32');
+    const rng = new Rng(10);
+    const layers = bnNeuronLayers(model);
+    const vars = layers.flatMap((l) =>
+      (['mask', 'noiseScale', 'noiseShift'] as const).map((role) =>
+        tf.variable(tf.tensor1d(Float32Array.from({ length: l.channels }, () => (role === 'mask' ? rng.uniform(0.5, 1) : rng.uniform(-0.4, 0.4)))), true, `${arch}-${l.name}-${role}`),
+      ),
+    );
+    const mods = Object.fromEntries(layers.map((l, i) => [l.name, { mask: vars[3 * i] as TF.Tensor1D, noiseScale: vars[3 * i + 1] as TF.Tensor1D, noiseShift: vars[3 * i + 2] as TF.Tensor1D }]));
+    const run = (fast: boolean) =>
+      tf.variableGrads(() => tf.losses.softmaxCrossEntropy(tf.oneHot(y, 10), forwardWithNeurons(model, x, mods, fast) as TF.Tensor2D) as TF.Scalar, vars);
+    const fused = run(true);
+    const composed = run(false);
+    let worst = 0;
+    for (const v of vars) {
+      const scale = Math.max(1e-3, maxAbs(composed.grads[v.name]));
+      worst = Math.max(worst, tf.tidy(() => maxAbs(tf.sub(fused.grads[v.name], composed.grads[v.name]))) / scale);
+    }
+    const lossDiff = Math.abs(fused.value.dataSync()[0] - composed.value.dataSync()[0]);
+    // float32 rounding of two orders of the same arithmetic; measured: loss 0 / 2.4e-7,
+    // gradients 1.2e-6 / 1.6e-6 of their largest entry (smallCnn / resnet20)
+    assert.ok(lossDiff < 1e-5, `${arch}: loss differs by ${lossDiff}`);
+    assert.ok(worst < 1e-3, `${arch}: mask/noise gradients differ by ${worst} of their largest entry`);
+    tf.dispose([x, y, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads), ...vars]);
+    model.dispose();
+  }
+});
+
 test('a model without BatchNorm layers is refused with its name', () => {
   const input = tf.input({ shape: [32, 32, 3] });
   const flat = tf.layers.flatten().apply(input) as TF.SymbolicTensor;
