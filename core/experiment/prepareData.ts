@@ -191,14 +191,16 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
     if (!ds) continue;
     validateDataset(ds, field);
-    if (ds.classNames && train.classNames && ds.classNames.join('\n') !== train.classNames.join('\n')) {
-      throw new DatasetError(
-        `${field}: class folders ${ds.classNames.join(', ')} differ from trainingSet's ${train.classNames.join(', ')}; list them in the same order with \`classes\` on both`,
-      );
-    }
     if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels || ds.numClasses !== train.numClasses) {
       throw new DatasetError(
         `${field}: ${ds.height}x${ds.width}x${ds.channels} with ${ds.numClasses} classes does not match trainingSet (${train.height}x${train.width}x${train.channels}, ${train.numClasses} classes)`,
+      );
+    }
+    // folder names are what numbers an image folder's classes: two folders sorted apart label differently
+    const folders = (f: DatasetFile | undefined) => f?.format === 'imageFolder';
+    if (folders(cfg[field]) && folders(cfg.trainingSet) && ds.classNames && train.classNames && ds.classNames.join('\n') !== train.classNames.join('\n')) {
+      throw new DatasetError(
+        `${field}: class folders ${ds.classNames.join(', ')} differ from trainingSet's ${train.classNames.join(', ')}; list them in the same order with \`classes\` on both`,
       );
     }
   }
