@@ -53,7 +53,8 @@ export function cifar10DirFromEnv(env: NodeJS.ProcessEnv = process.env): { dir?:
 
 /**
  * `data: {format: auto[, trainSubset: N | all]}` -> CIFAR-10 from NTML_CIFAR10_DIR when it is there
- * (default subset 2000 images), else synthetic data. Other configs are returned unchanged.
+ * (default subset 2000 images), else synthetic data. `data: {format: gtsrb}` without a path takes
+ * NTML_GTSRB_DIR. Other configs are returned unchanged.
  */
 export function substituteAutoData(
   raw: Record<string, unknown>,
@@ -61,6 +62,15 @@ export function substituteAutoData(
   source = 'config',
 ): { raw: Record<string, unknown>; choice?: string } {
   const data = raw.data as Record<string, unknown> | undefined;
+  if (data && typeof data === 'object' && data.format === 'gtsrb' && data.path === undefined) {
+    // like NTML_CIFAR10_DIR: a spec names the data set, each machine says where its copy is
+    const dir = env.NTML_GTSRB_DIR?.trim();
+    if (!dir) {
+      const issues = ['data.path: required for format "gtsrb" (or set NTML_GTSRB_DIR to the GTSRB folder)'];
+      throw new ConfigError(`${source} is invalid:\n  ${issues[0]}`, issues);
+    }
+    return { raw: { ...raw, data: { ...data, path: path.resolve(dir) } }, choice: `GTSRB from NTML_GTSRB_DIR=${dir}` };
+  }
   if (!data || typeof data !== 'object' || data.format !== 'auto') return { raw };
   const extra = Object.keys(data).filter((k) => k !== 'format' && k !== 'trainSubset');
   if (extra.length) {

@@ -225,6 +225,11 @@ describe('example configs', () => {
     const all = substituteAutoData({ data: { format: 'auto', trainSubset: 'all' } }, { NTML_CIFAR10_DIR: dir });
     assert.deepEqual(all.raw.data, { format: 'cifar10', path: path.resolve(dir) }, 'all: no subset');
     assert.match(all.choice ?? '', /all training images/);
+    const gtsrb = substituteAutoData({ data: { format: 'gtsrb', size: 32 } }, { NTML_GTSRB_DIR: dir });
+    assert.deepEqual(gtsrb.raw.data, { format: 'gtsrb', size: 32, path: path.resolve(dir) });
+    assert.throws(() => substituteAutoData({ data: { format: 'gtsrb' } }, {}, 'spec.yaml'), /spec\.yaml is invalid:\n  data\.path: required for format "gtsrb" \(or set NTML_GTSRB_DIR/);
+    const given = { data: { format: 'gtsrb', path: '/elsewhere' } };
+    assert.equal(substituteAutoData(given, { NTML_GTSRB_DIR: dir }).raw, given, 'an explicit path wins');
     const same = { data: { format: 'synthetic' } };
     assert.equal(substituteAutoData(same, { NTML_CIFAR10_DIR: dir }).raw, same);
   });

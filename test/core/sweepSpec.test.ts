@@ -32,7 +32,7 @@ test('every committed sweep spec (bench/specs, examples) is valid and expands to
   ].filter((f) => /\.ya?ml$/.test(f));
   assert.ok(files.length >= 6, `found ${files.length} spec files`);
   // `data: {format: auto}` without a CIFAR-10 folder resolves to synthetic data: the grid is what is checked
-  const env = { NTML_CIFAR10_DIR: '' };
+  const env = { NTML_CIFAR10_DIR: '', NTML_GTSRB_DIR: '/data/gtsrb' };
   for (const file of files) {
     const raw = readConfigFile(file) as Record<string, unknown>;
     raw.base = substituteAutoData(raw.base as Record<string, unknown>, env, file).raw;
@@ -50,4 +50,7 @@ test('every committed sweep spec (bench/specs, examples) is valid and expands to
   };
   assert.deepEqual(dataOf('table-paper.yaml'), { format: 'cifar10', path: cifar });
   assert.equal(dataOf('table-cpu.yaml').trainSubset, 20000);
+  const raw = readConfigFile(path.join(repo, 'bench', 'specs', 'table-paper-gtsrb.yaml')) as Record<string, unknown>;
+  const gtsrb = substituteAutoData(raw.base as Record<string, unknown>, { NTML_GTSRB_DIR: '/data/gtsrb' }, 'gtsrb').raw.data;
+  assert.deepEqual(gtsrb, { format: 'gtsrb', size: 32, path: path.resolve('/data/gtsrb') });
 });
