@@ -100,10 +100,11 @@ async function pack(args: ParsedArgs, io: Io): Promise<number> {
   const out = args.options.out;
   if (typeof out !== 'string') throw new UsageError('--out FILE is required', commandUsage(dataPack, true));
   if (!args.options.force && (await fs.stat(out).catch(() => undefined))) throw new UserError(`${out} exists; pass --force to replace it`, 2);
-  const spec = folderSpec(dir, args);
+  if (!(await fs.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`${dir}: not a folder; pack takes a folder of images`, 2);
   const ds = await loadAny(dir, args);
   const { encodeDataset } = await import('../core/data/codec');
-  const bytes = encodeDataset(ds, { packedFrom: path.basename(path.resolve(dir)), size: ds.height, ...(spec.format === 'imageFolder' && spec.labels ? { labels: path.basename(spec.labels) } : {}) });
+  const labels = args.options.labels;
+  const bytes = encodeDataset(ds, { packedFrom: path.basename(path.resolve(dir)), size: ds.height, ...(typeof labels === 'string' ? { labels: path.basename(labels) } : {}) });
   await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
   try {

@@ -68,6 +68,7 @@ test('ntml data: bad options and paths exit 2 naming the option', () => {
     [['data', 'pack', path.join(dir, 'images'), '--out', path.join(dir, 'x.ntds'), '--size', 'big'], /--size needs a whole number/],
     [['data', 'pack', path.join(dir, 'images'), '--out', path.join(dir, 'x.ntds'), '--channels', '4'], /--channels: /],
     [['data', 'inspect', path.join(dir, 'nowhere')], /nowhere: no such file or folder/],
+    [['data', 'pack', path.join(dir, 'images', 'stop', '0.ppm'), '--out', path.join(dir, 'x.ntds')], /0\.ppm: not a folder; pack takes a folder of images/],
     [['data', 'inspect', path.join(dir, 'images', 'stop', '0.ppm')], /0\.ppm/],
   ];
   for (const [args, message] of cases) {
