@@ -52,11 +52,15 @@ export interface DataSummary {
 
 /** Resolves a location (path or URI) to a local file path; the activity layer supplies S3. */
 export type LocalFile = (location: string) => Promise<string>;
+/** A local path or file:// URI as a path; undefined for any other URI (s3://, https://, ...). */
+function localPathOf(location: string): string | undefined {
+  if (location.startsWith('file://')) return new URL(location).pathname;
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location) ? undefined : location;
+}
 const localOnly: LocalFile = async (location) => {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !location.startsWith('file://')) {
-    throw new DatasetError(`${location}: only local paths can be read here`);
-  }
-  return location.startsWith('file://') ? new URL(location).pathname : location;
+  const local = localPathOf(location);
+  if (local === undefined) throw new DatasetError(`${location}: only local paths can be read here`);
+  return local;
 };
 
 async function loadEvaluationData(data: EvaluationData, seed: number): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
@@ -116,10 +120,10 @@ export async function loadDatasetFile(file: DatasetFile, localFile: LocalFile = 
     case 'idx':
       return loadIdxPair(await localFile(file.images), await localFile(file.labels), { numClasses: file.numClasses });
     case 'imageFolder': {
-      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(file.dir) && !file.dir.startsWith('file://')) {
+      const dir = localPathOf(file.dir);
+      if (dir === undefined) {
         throw new DatasetError(`${field}.dir: ${file.dir}: an image folder must be a local folder of the workers (pack it into an .ntds file to read it from S3)`);
       }
-      const dir = file.dir.startsWith('file://') ? new URL(file.dir).pathname : file.dir;
       const labels = file.labels ? await localFile(file.labels) : undefined;
       return loadImageFolder(dir, { size: file.size, channels: file.channels, labels, classes: file.classes, numClasses: file.numClasses, field });
     }
