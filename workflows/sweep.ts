@@ -109,6 +109,7 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
         endedAt: Date.now(),
         metrics: outcome.summary.metrics,
         der: outcome.summary.der,
+        split: outcome.summary.split,
         stages: outcome.summary.stages,
         report: outcome.report,
         purifiedModel: outcome.purifiedModel,

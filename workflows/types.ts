@@ -147,6 +147,8 @@ export interface SweepCellRecord {
   endedAt: number;
   metrics?: PurifyOutcome['summary']['metrics'];
   der?: number;
+  /** NT-ML's split distillation (absent for the baselines and in records written before it was kept) */
+  split?: PurifyOutcome['summary']['split'];
   stages?: StageTiming[];
   report?: ArtifactRef;
   purifiedModel?: ArtifactRef;

@@ -5,6 +5,8 @@
  * (re)generated at any time from the store. Pure and deterministic: no clock, no I/O
  * (svgPlots.renderSweepReport writes the files).
  */
+import { z } from 'zod';
+import { baseAttackShape } from '../attacks/base';
 import type { SweepCellRecord } from '../../workflows/types';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
@@ -24,6 +26,14 @@ export interface SweepRowCell {
   ra?: number;
   standardAcc?: number;
   standardAsr?: number;
+  /** NT-ML's intermediate models (ntml.md diagnostics): the NT student before mutual learning, the teacher after it */
+  ntStudentAcc?: number;
+  ntStudentAsr?: number;
+  teacherAcc?: number;
+  teacherAsr?: number;
+  /** split distillation: the fraction of training inputs kept (target class estimated right or not) */
+  splitKeptFraction?: number;
+  splitTargetRight?: number;
   der?: number;
   /** sum of the seconds of stages that were not reused from the stage cache */
   computeSeconds: number;
@@ -49,6 +59,14 @@ export interface SweepRow {
   /** undefended (standard training) model */
   standardAcc: Stat | null;
   standardAsr: Stat | null;
+  /** NT-ML rows only (null for the baselines): see SweepRowCell */
+  ntStudentAcc: Stat | null;
+  ntStudentAsr: Stat | null;
+  teacherAcc: Stat | null;
+  teacherAsr: Stat | null;
+  splitKeptFraction: Stat | null;
+  /** share of seeds (0-100) whose split stage estimated the attack's target class */
+  splitTargetRight: Stat | null;
   der: Stat | null;
   computeSeconds: Stat | null;
   wallSeconds: Stat | null;
@@ -147,7 +165,7 @@ function cellNumbers(r: SweepCellRecord): SweepRowCell {
   const computeSeconds = stages.filter((s) => !s.cached && finite(s.seconds)).reduce((t, s) => t + s.seconds, 0);
   const cell: SweepRowCell = { cellId: r.cellId, seed: r.axes.seed, computeSeconds };
   if (finite(r.endedAt) && finite(r.startedAt)) cell.wallSeconds = Math.max(0, r.endedAt - r.startedAt) / 1000;
-  const set = (k: 'acc' | 'asr' | 'ra' | 'standardAcc' | 'standardAsr' | 'der', v: unknown) => {
+  const set = (k: Exclude<keyof SweepRowCell, 'cellId' | 'seed' | 'computeSeconds' | 'wallSeconds'>, v: unknown) => {
     if (finite(v)) cell[k] = v;
   };
   set('acc', m?.final?.acc);
@@ -155,8 +173,25 @@ function cellNumbers(r: SweepCellRecord): SweepRowCell {
   set('ra', m?.final?.ra);
   set('standardAcc', m?.standard?.acc);
   set('standardAsr', m?.standard?.asr);
+  set('ntStudentAcc', m?.ntStudent?.acc);
+  set('ntStudentAsr', m?.ntStudent?.asr);
+  set('teacherAcc', m?.teacher?.acc);
+  set('teacherAsr', m?.teacher?.asr);
+  if (r.split && finite(r.split.keptFraction)) {
+    set('splitKeptFraction', r.split.keptFraction * 100);
+    const target = attackTarget(r.config);
+    if (target !== undefined && finite(r.split.estimatedTarget)) set('splitTargetRight', r.split.estimatedTarget === target ? 100 : 0);
+  }
   set('der', r.der);
   return cell;
+}
+
+const attackLabelFields = z.object(baseAttackShape).passthrough();
+
+/** The target class of a cell's all-to-one attack, its default (attacks.md) applied; undefined for all-to-all or no attack. */
+function attackTarget(config: Record<string, unknown>): number | undefined {
+  const parsed = attackLabelFields.safeParse(config?.attack);
+  return parsed.success && parsed.data.labelMap === 'allToOne' ? parsed.data.target : undefined;
 }
 
 /** Aggregates cell records into the sweep report (rows, failed cells, Markdown, CSV, JSON). */
@@ -190,6 +225,12 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
         ra: pick('ra'),
         standardAcc: pick('standardAcc'),
         standardAsr: pick('standardAsr'),
+        ntStudentAcc: pick('ntStudentAcc'),
+        ntStudentAsr: pick('ntStudentAsr'),
+        teacherAcc: pick('teacherAcc'),
+        teacherAsr: pick('teacherAsr'),
+        splitKeptFraction: pick('splitKeptFraction'),
+        splitTargetRight: pick('splitTargetRight'),
         der: pick('der'),
         computeSeconds: pick('computeSeconds'),
         wallSeconds: pick('wallSeconds'),
@@ -229,6 +270,9 @@ export function formatStat(s: Stat | null): string {
   return `${s.mean.toFixed(1)} ± ${s.std === null ? '–' : s.std.toFixed(1)}`;
 }
 
+/** "ACC / ASR" means with one decimal, "–" for a missing one. */
+const accAsr = (acc: Stat | null, asr: Stat | null) => `${acc ? acc.mean.toFixed(1) : '–'} / ${asr ? asr.mean.toFixed(1) : '–'}`;
+
 const mdCell = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
 
 function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[]): string {
@@ -254,6 +298,34 @@ function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[]): s
   ];
   if (rows.some((r) => r.n > 0 && r.n < 3)) {
     lines.push('', 'Groups with fewer than 3 completed seeds are smoke tests, not results (protocol: mean ± std over ≥ 3 seeds).');
+  }
+  const staged = rows.filter((r) => r.ntStudentAcc || r.teacherAcc);
+  if (staged.length > 0) {
+    lines.push(
+      '',
+      '## NT-ML stages',
+      '',
+      'Where NT-ML loses clean accuracy and where the backdoor goes (ACC / ASR, mean over seeds): the undefended model, ' +
+        'the NT student (non-target label training, before mutual learning), the teacher after mutual learning, and the ' +
+        'purified student. Split distillation: the share of training inputs kept and of seeds whose estimated target ' +
+        'class was the attack\'s.',
+      '',
+      '| attack | defense | clean budget | model | n | undefended | NT student | teacher | purified | split kept % | target found % |',
+      '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+      ...staged.map(
+        (r) =>
+          `| ${[r.attack, r.defense, r.cleanBudget, r.model].map(mdCell).join(' | ')} | ${r.n} | ` +
+          [
+            accAsr(r.standardAcc, r.standardAsr),
+            accAsr(r.ntStudentAcc, r.ntStudentAsr),
+            accAsr(r.teacherAcc, r.teacherAsr),
+            accAsr(r.acc, r.asr),
+            r.splitKeptFraction ? r.splitKeptFraction.mean.toFixed(1) : '–',
+            r.splitTargetRight ? r.splitTargetRight.mean.toFixed(0) : '–',
+          ].join(' | ') +
+          ' |',
+      ),
+    );
   }
   lines.push('', `## Failed cells (${failed.length})`, '');
   if (failed.length === 0) lines.push('None.');
@@ -310,6 +382,12 @@ export const SWEEP_CSV_COLUMNS = [
   'compute_seconds_std',
   'wall_seconds_mean',
   'wall_seconds_std',
+  'nt_student_acc_mean',
+  'nt_student_asr_mean',
+  'teacher_acc_mean',
+  'teacher_asr_mean',
+  'split_kept_percent_mean',
+  'split_target_found_percent',
 ] as const;
 
 function sweepCsv(sweep: string, rows: SweepRow[]): string {
@@ -334,6 +412,12 @@ function sweepCsv(sweep: string, rows: SweepRow[]): string {
         ...stats(r.der),
         ...stats(r.computeSeconds),
         ...stats(r.wallSeconds),
+        csvNum(r.ntStudentAcc?.mean),
+        csvNum(r.ntStudentAsr?.mean),
+        csvNum(r.teacherAcc?.mean),
+        csvNum(r.teacherAsr?.mean),
+        csvNum(r.splitKeptFraction?.mean),
+        csvNum(r.splitTargetRight?.mean),
       ]
         .map(csvField)
         .join(','),

@@ -161,10 +161,59 @@ test('markdown: title, how to read, mean ± std cells with 1 decimal, failed cel
   assert.match(md, /wanet \/ ntml \/ budget 100 \/ cnn \/ seed 0: attack failed: grid out of range/);
   assert.match(md, /fewer than 3 completed seeds/);
   assert.ok(md.includes('asr_vs_acc.svg') && md.includes('der_by_defense.svg'));
-  // the table has a constant column count (no stray pipes from labels)
-  const table = md.split('\n').filter((l) => l.startsWith('| '));
+  // each table has a constant column count (no stray pipes from labels)
   const cols = (l: string) => l.replace(/\\\|/g, '').split('|').length;
-  assert.ok(table.every((l) => cols(l) === cols(table[0])), table.join('\n'));
+  const tables = md.split('\n\n').map((block) => block.split('\n').filter((l) => l.startsWith('| '))).filter((t) => t.length > 0);
+  assert.equal(tables.length, 2, 'the results table and the NT-ML stages table');
+  for (const table of tables) assert.ok(table.every((l) => cols(l) === cols(table[0])), table.join('\n'));
+});
+
+test('NT-ML stages: NT student and teacher per row, split kept share and target found, baselines left out', () => {
+  const withSplit = (r: SweepCellRecord, attack: Record<string, unknown>, split?: { estimatedTarget: number; keptFraction: number }) => ({
+    ...r,
+    config: { attack },
+    ...(split ? { split } : {}),
+  });
+  const baseline = cell({ defense: 'ft', seed: 0 }, { acc: 88, asr: 10 });
+  delete baseline.metrics!.ntStudent;
+  delete baseline.metrics!.teacher;
+  const recs = [
+    withSplit(cell({ seed: 0 }, { acc: 60, asr: 4 }), { name: 'badnets' }, { estimatedTarget: 0, keptFraction: 0.8 }),
+    withSplit(cell({ seed: 1 }, { acc: 62, asr: 6 }), { name: 'badnets', target: 3 }, { estimatedTarget: 0, keptFraction: 0.7 }),
+    withSplit(cell({ attack: 'blended', seed: 0 }), { name: 'blended', labelMap: 'allToAll' }, { estimatedTarget: 2, keptFraction: 0.9 }),
+    withSplit(cell({ attack: 'sig', seed: 0 }), { name: 'sig' }),
+    baseline,
+  ];
+  const rep = buildSweepReport(recs, { sweep: 'st' });
+  const row = (attack: string, defense = 'ntml') => rep.rows.find((r) => r.attack === attack && r.defense === defense)!;
+  const a = row('badnets');
+  assert.deepEqual(a.ntStudentAcc, { mean: 80, std: 0, n: 2 });
+  assert.deepEqual(a.teacherAsr, { mean: 4, std: 0, n: 2 });
+  close(a.splitKeptFraction!.mean, 75);
+  // seed 0 attacked class 0 (the default) and found it; seed 1 attacked class 3 and the split chose 0
+  assert.deepEqual(a.cells.map((c) => c.splitTargetRight), [100, 0]);
+  assert.equal(a.splitTargetRight!.mean, 50);
+  // all-to-all has no single target; a record without split has neither number
+  assert.equal(row('blended').splitTargetRight, null);
+  close(row('blended').splitKeptFraction!.mean, 90);
+  assert.equal(row('sig').splitKeptFraction, null);
+  const ft = row('badnets', 'ft');
+  assert.equal(ft.ntStudentAcc, null);
+  assert.equal(ft.teacherAcc, null);
+
+  const md = rep.markdown;
+  assert.match(md, /## NT-ML stages/);
+  const stageLine = md.split('\n').find((l) => l.startsWith('| badnets | ntml | 100 | cnn | 2 | 93.0 / 95.0 |'));
+  assert.equal(stageLine, '| badnets | ntml | 100 | cnn | 2 | 93.0 / 95.0 | 80.0 / 5.0 | 85.0 / 4.0 | 61.0 / 5.0 | 75.0 | 50 |');
+  assert.ok(!md.split('## NT-ML stages')[1].split('## Failed')[0].includes('| ft |'), 'a baseline has no NT-ML stages row');
+
+  const [header, ...lines] = parseCsv(rep.csv);
+  const csvRow = lines.find((l) => l[header.indexOf('attack')] === 'badnets' && l[header.indexOf('defense')] === 'ntml')!;
+  assert.equal(csvRow[header.indexOf('nt_student_acc_mean')], '80');
+  assert.equal(csvRow[header.indexOf('split_kept_percent_mean')], '75');
+  assert.equal(csvRow[header.indexOf('split_target_found_percent')], '50');
+  const ftRow = lines.find((l) => l[header.indexOf('defense')] === 'ft')!;
+  assert.equal(ftRow[header.indexOf('teacher_acc_mean')], '');
 });
 
 /** Minimal RFC 4180 parser for the checks. */
