@@ -31,8 +31,9 @@ export interface SweepRowCell {
   ntStudentAsr?: number;
   teacherAcc?: number;
   teacherAsr?: number;
-  /** split distillation: the fraction of training inputs kept (target class estimated right or not) */
+  /** split distillation: the training inputs it kept, in percent (0-100) despite the name's "fraction" */
   splitKeptFraction?: number;
+  /** 100 when split's estimated target class was the attack's, 0 when not */
   splitTargetRight?: number;
   der?: number;
   /** sum of the seconds of stages that were not reused from the stage cache */
