@@ -31,8 +31,8 @@ export interface SweepRowCell {
   ntStudentAsr?: number;
   teacherAcc?: number;
   teacherAsr?: number;
-  /** split distillation: the training inputs it kept, in percent (0-100) despite the name's "fraction" */
-  splitKeptFraction?: number;
+  /** split distillation: the training inputs it kept, in percent (0-100) */
+  splitKeptPercent?: number;
   /** 100 when split's estimated target class was the attack's, 0 when not */
   splitTargetRight?: number;
   der?: number;
@@ -65,7 +65,7 @@ export interface SweepRow {
   ntStudentAsr: Stat | null;
   teacherAcc: Stat | null;
   teacherAsr: Stat | null;
-  splitKeptFraction: Stat | null;
+  splitKeptPercent: Stat | null;
   /** share of seeds (0-100) whose split stage estimated the attack's target class */
   splitTargetRight: Stat | null;
   der: Stat | null;
@@ -179,7 +179,7 @@ function cellNumbers(r: SweepCellRecord): SweepRowCell {
   set('teacherAcc', m?.teacher?.acc);
   set('teacherAsr', m?.teacher?.asr);
   if (r.split && finite(r.split.keptFraction)) {
-    set('splitKeptFraction', r.split.keptFraction * 100);
+    set('splitKeptPercent', r.split.keptFraction * 100);
     const target = attackTarget(r.config);
     if (target !== undefined && finite(r.split.estimatedTarget)) set('splitTargetRight', r.split.estimatedTarget === target ? 100 : 0);
   }
@@ -230,7 +230,7 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
         ntStudentAsr: pick('ntStudentAsr'),
         teacherAcc: pick('teacherAcc'),
         teacherAsr: pick('teacherAsr'),
-        splitKeptFraction: pick('splitKeptFraction'),
+        splitKeptPercent: pick('splitKeptPercent'),
         splitTargetRight: pick('splitTargetRight'),
         der: pick('der'),
         computeSeconds: pick('computeSeconds'),
@@ -321,7 +321,7 @@ function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[]): s
             accAsr(r.ntStudentAcc, r.ntStudentAsr),
             accAsr(r.teacherAcc, r.teacherAsr),
             accAsr(r.acc, r.asr),
-            r.splitKeptFraction ? r.splitKeptFraction.mean.toFixed(1) : '–',
+            r.splitKeptPercent ? r.splitKeptPercent.mean.toFixed(1) : '–',
             r.splitTargetRight ? r.splitTargetRight.mean.toFixed(0) : '–',
           ].join(' | ') +
           ' |',
@@ -417,7 +417,7 @@ function sweepCsv(sweep: string, rows: SweepRow[]): string {
         csvNum(r.ntStudentAsr?.mean),
         csvNum(r.teacherAcc?.mean),
         csvNum(r.teacherAsr?.mean),
-        csvNum(r.splitKeptFraction?.mean),
+        csvNum(r.splitKeptPercent?.mean),
         csvNum(r.splitTargetRight?.mean),
       ]
         .map(csvField)

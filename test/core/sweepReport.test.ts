@@ -189,14 +189,14 @@ test('NT-ML stages: NT student and teacher per row, split kept share and target 
   const a = row('badnets');
   assert.deepEqual(a.ntStudentAcc, { mean: 80, std: 0, n: 2 });
   assert.deepEqual(a.teacherAsr, { mean: 4, std: 0, n: 2 });
-  close(a.splitKeptFraction!.mean, 75);
+  close(a.splitKeptPercent!.mean, 75);
   // seed 0 attacked class 0 (the default) and found it; seed 1 attacked class 3 and the split chose 0
   assert.deepEqual(a.cells.map((c) => c.splitTargetRight), [100, 0]);
   assert.equal(a.splitTargetRight!.mean, 50);
   // all-to-all has no single target; a record without split has neither number
   assert.equal(row('blended').splitTargetRight, null);
-  close(row('blended').splitKeptFraction!.mean, 90);
-  assert.equal(row('sig').splitKeptFraction, null);
+  close(row('blended').splitKeptPercent!.mean, 90);
+  assert.equal(row('sig').splitKeptPercent, null);
   const ft = row('badnets', 'ft');
   assert.equal(ft.ntStudentAcc, null);
   assert.equal(ft.teacherAcc, null);
