@@ -11,6 +11,7 @@ import { createClassifier, importLayersModel, cloneClassifier, ModelFormatError 
 import type { Classifier } from '../core/models/classifier';
 import type { ImageDataset } from '../core/data/dataset';
 import { decodeNtTargets, encodeNtTargets } from '../core/ntml/nonTargetLabels';
+import { mlLearningRate } from '../core/ntml/config';
 import {
   computeNtTargets,
   planSplit as planCoreSplit,
@@ -301,8 +302,33 @@ export async function trainNonTargetStudent(input: {
  * refit follows does not change it, so a refit run shares it with the plain run. The refit
  * itself is keyed by its `refitEpochs` as well.
  */
-function selectionRunSwitches(ntml: PurifyConfig['ntml']): PurifyConfig['ntml'] {
-  return { ...ntml, refitOnAllClean: false };
+/**
+ * The switches mutual learning reads. Cells that differ only in what comes after it (split
+ * target, split epochs, refit, `split` vs `clean`) share one ML stage in the cache; the refit
+ * replay is keyed by its epochs on top of these.
+ */
+function mutualLearningSwitches(n: PurifyConfig['ntml']) {
+  return {
+    direction: n.ml === 'oneWay' ? 'oneWay' : 'mutual',
+    lambda: n.lambda,
+    mlTau: n.mlTau,
+    mlEpochs: n.mlEpochs,
+    mlBatchSize: n.mlBatchSize,
+    mlBatchNorm: n.mlBatchNorm,
+    learningRate: mlLearningRate(n),
+    diagnosticSamples: n.diagnosticSamples,
+  };
+}
+
+/** The switches split distillation reads (t^ and the kept inputs come in as the `kept` artifact). */
+function splitDistillationSwitches(n: PurifyConfig['ntml']) {
+  return {
+    splitEpochs: n.splitEpochs,
+    splitBatchSize: n.splitBatchSize,
+    mlBatchNorm: n.mlBatchNorm,
+    learningRate: mlLearningRate(n),
+    splitSelect: n.splitSelect,
+  };
 }
 
 export async function mutualLearning(input: {
@@ -321,7 +347,7 @@ export async function mutualLearning(input: {
     student: digestOf(input.student),
     teacher: digestOf(input.teacher),
     data: [d.cleanFit, d.cleanHeldOut, d.test, d.backdoorTest].map(digestOf),
-    ntml: selectionRunSwitches(cfg.ntml),
+    ntml: mutualLearningSwitches(cfg.ntml),
     augment: cfg.training.augment,
     seed: cfg.seed,
     ...(refitEpochs === undefined ? {} : { refitEpochs }),
@@ -359,11 +385,14 @@ export async function planSplit(input: {
   standard: ArtifactRef;
   cache?: boolean;
 }): Promise<SplitPlanOutput> {
-  const dependsOn = [input.teacher, input.student, input.standard, input.data.train].map(digestOf);
+  const from = parseConfig(input.config).ntml.splitTarget;
+  const models = [input.teacher, input.student, input.standard, input.data.train].map(digestOf);
+  // the default's key stays the plain list, so plans stored before the switch existed still count
+  const dependsOn = from === 'teacher' ? models : { models, splitTarget: from };
   return withKeepAlive(() => cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
     const models = [await loadModel(input.teacher), await loadModel(input.student), await loadModel(input.standard)];
-    const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train));
+    const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train), from);
     models.forEach((m) => m.model.dispose());
     return {
       kept: await saveJson(Array.from(plan.kept)),
@@ -389,7 +418,7 @@ export async function splitDistillation(input: {
   const refitEpochs = input.refitEpochs;
   const dependsOn = {
     models: [input.student, input.standard, input.kept, input.data.train, input.data.cleanHeldOut].map(digestOf),
-    ntml: selectionRunSwitches(cfg.ntml),
+    ntml: splitDistillationSwitches(cfg.ntml),
     augment: cfg.training.augment,
     seed: cfg.seed,
     ...(refitEpochs === undefined ? {} : { refitEpochs }),

@@ -10,6 +10,8 @@ export const TeacherKind = z.enum(['standard', 'selfDistilled']);
 export const StudentInit = z.enum(['standard', 'scratch']);
 export const MlVariant = z.enum(['split', 'clean', 'oneWay']);
 export const MlBatchNorm = z.enum(['frozen', 'train']);
+export const SplitTarget = z.enum(['teacher', 'standard']);
+export const SplitSelect = z.enum(['heldOut', 'last']);
 
 export const NtmlConfig = z
   .object({
@@ -33,6 +35,12 @@ export const NtmlConfig = z
       .describe('learning rate of ML and split distillation (default 0.001 with frozen BN, 0.01 with train)'),
     splitEpochs: z.number().int().min(1).default(3).describe('epochs of split distillation (ml = split)'),
     splitBatchSize: z.number().int().min(2).default(128),
+    splitTarget: SplitTarget.default('teacher').describe(
+      'who over-predicts t^ against the student after ML: teacher (T after ML, ntml.md) | standard (f_std, ours)',
+    ),
+    splitSelect: SplitSelect.default('heldOut').describe(
+      'split distillation keeps: heldOut (best held-out epoch, the start included, ntml.md) | last (the last epoch, ours)',
+    ),
     heldOutFraction: z.number().gt(0).lt(1).default(0.2).describe('part of the clean set held out for selection'),
     refitOnAllClean: z
       .boolean()

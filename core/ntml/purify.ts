@@ -103,7 +103,7 @@ export async function purify(
     );
     histories[`mutualLearning${suffix}`] = ml.history;
     if (nt.ml !== 'split') return { mlEpoch: ml.selectedEpoch, splitEpoch: undefined, split: undefined };
-    const plan = await timed(`splitPlan${suffix}`, () => planSplit(t, s, std, data.train));
+    const plan = await timed(`splitPlan${suffix}`, () => planSplit(t, s, std, data.train, nt.splitTarget));
     log(`split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
     const distilled = await timed(`splitDistillation${suffix}`, () =>
       runSplitDistillation(s, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { refitEpochs: epochs?.splitEpochs }),

@@ -36,9 +36,10 @@ export function inputsKeptForDistillation(standardPred: Int32Array, target: numb
   return Int32Array.from(kept);
 }
 
-export async function predictionsForSplit(teacher: Classifier, student: Classifier, standard: Classifier, train: ImageDataset) {
-  const [t, s, f] = [await predictLabels(teacher, train), await predictLabels(student, train), await predictLabels(standard, train)];
-  return { teacher: t, student: s, standard: f };
+/** Predicted labels of each model on the training inputs (no teacher pass when t^ does not need it). */
+export async function predictionsForSplit(teacher: Classifier | undefined, student: Classifier, standard: Classifier, train: ImageDataset) {
+  const t = teacher ? await predictLabels(teacher, train) : undefined;
+  return { teacher: t, student: await predictLabels(student, train), standard: await predictLabels(standard, train) };
 }
 
 export interface SplitDistillationOptions {

@@ -133,9 +133,20 @@ export interface SplitPlan extends TargetEstimate {
   keptFraction: number;
 }
 
-export async function planSplit(teacher: Classifier, student: Classifier, standard: Classifier, train: ImageDataset): Promise<SplitPlan> {
-  const pred = await predictionsForSplit(teacher, student, standard, train);
-  const estimate = estimateTargetClass(pred.teacher, pred.student, standard.meta.numClasses);
+/**
+ * `from`: whose over-prediction against the student names t^. `teacher` (ntml.md) is T after
+ * mutual learning; when ML has cleaned T too (mlBatchNorm train) it no longer over-predicts the
+ * target, so `standard` asks f_std, which training on the poisoned set left backdoored for sure.
+ */
+export async function planSplit(
+  teacher: Classifier,
+  student: Classifier,
+  standard: Classifier,
+  train: ImageDataset,
+  from: NtmlConfig['splitTarget'] = 'teacher',
+): Promise<SplitPlan> {
+  const pred = await predictionsForSplit(from === 'teacher' ? teacher : undefined, student, standard, train);
+  const estimate = estimateTargetClass(from === 'teacher' ? pred.teacher! : pred.standard, pred.student, standard.meta.numClasses);
   const kept = inputsKeptForDistillation(pred.standard, estimate.estimatedTarget);
   return { ...estimate, kept, keptFraction: kept.length / train.labels.length };
 }
@@ -160,7 +171,7 @@ export async function runSplitDistillation(
     config: cfg,
     augment,
     seed: deriveSeed(seed, 'split'),
-    select: refitEpochs === undefined ? heldOutAccuracy(student, cleanHeldOut) : undefined,
+    select: refitEpochs === undefined && cfg.splitSelect === 'heldOut' ? heldOutAccuracy(student, cleanHeldOut) : undefined,
     stopAfterEpoch: refitEpochs,
     ...rest,
   });

@@ -51,6 +51,8 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
     mlBatchNorm: 'frozen',
     splitEpochs: 3,
     splitBatchSize: 128,
+    splitTarget: 'teacher',
+    splitSelect: 'heldOut',
     heldOutFraction: 0.2,
     refitOnAllClean: false,
     diagnosticSamples: 500,

@@ -8,7 +8,7 @@ import { tf } from '../../core/tf';
 import { concatDatasets, type ImageDataset } from '../../core/data/dataset';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { createClassifier } from '../../core/models/layersFormat';
-import { predictProbabilities, type Classifier } from '../../core/models/classifier';
+import { predictLabels, predictProbabilities, type Classifier } from '../../core/models/classifier';
 import { NtmlConfig, mlLearningRate } from '../../core/ntml/config';
 import { decodeNtTargets, encodeNtTargets, nonTargetTargets } from '../../core/ntml/nonTargetLabels';
 import { mutualLearning } from '../../core/ntml/mutualLearning';
@@ -16,7 +16,7 @@ import { estimateTargetClass, inputsKeptForDistillation, splitDistillation } fro
 import { trainClassifier } from '../../core/train/trainClassifier';
 import { decodeCheckpoint, encodeCheckpoint } from '../../core/train/checkpoint';
 import { noAugmentation } from '../../core/train/augment';
-import { heldOutAccuracy, runMutualLearning } from '../../core/ntml/stages';
+import { heldOutAccuracy, planSplit, runMutualLearning, runSplitDistillation } from '../../core/ntml/stages';
 import { deriveSeed } from '../../core/rng';
 
 const shape8 = { height: 8, width: 8, channels: 3 };
@@ -414,4 +414,49 @@ test('splitDistillation: distils the student towards the frozen standard model o
   assert.ok(sameAll(weightsOf(standard.model), standardWeights), 'the standard model is frozen');
   standard.model.dispose();
   student.model.dispose();
+});
+
+test('planSplit splitTarget: t^ from the teacher after ML (default) or from f_std, each against the student', async () => {
+  const train = data(64, 11);
+  // three differently initialised models predict different class mixes, so the two estimates differ
+  const [teacher, student, standard] = [41, 42, 43].map((seed) => createClassifier('tinyCnn', shape8, 4, seed));
+  const [t, s, f] = [await predictLabels(teacher, train), await predictLabels(student, train), await predictLabels(standard, train)];
+  const fromTeacher = estimateTargetClass(t, s, 4);
+  const fromStandard = estimateTargetClass(f, s, 4);
+  assert.notDeepEqual(fromTeacher.excess, fromStandard.excess, 'precondition: the teacher and f_std disagree');
+  const byDefault = await planSplit(teacher, student, standard, train);
+  const byStandard = await planSplit(teacher, student, standard, train, 'standard');
+  assert.deepEqual(byDefault.excess, fromTeacher.excess);
+  assert.deepEqual(byStandard.excess, fromStandard.excess);
+  for (const [plan, e] of [[byDefault, fromTeacher], [byStandard, fromStandard]] as const) {
+    assert.equal(plan.estimatedTarget, e.estimatedTarget);
+    // the kept inputs are always those f_std does not assign to t^
+    assert.deepEqual(Array.from(plan.kept), Array.from(inputsKeptForDistillation(f, e.estimatedTarget)));
+  }
+  for (const m of [teacher, student, standard]) m.model.dispose();
+});
+
+test('runSplitDistillation splitSelect: heldOut scores every epoch and may keep the start; last keeps the last epoch', async () => {
+  const train = data(48, 7);
+  const heldOut = data(12, 8);
+  const standard = createClassifier('tinyCnn', shape8, 4, 30);
+  const kept = Int32Array.from({ length: 24 }, (_, i) => 2 * i);
+  const run = async (splitSelect: 'heldOut' | 'last') => {
+    const student = createClassifier('tinyCnn', shape8, 4, 31);
+    const cfg = NtmlConfig.parse({ splitEpochs: 3, splitBatchSize: 16, mlBatchNorm: 'train', mlLearningRate: 0.05, splitSelect });
+    const r = await runSplitDistillation(student, standard, train, kept, heldOut, cfg, noAugmentation, 1);
+    const w = weightsOf(student.model);
+    student.model.dispose();
+    return { r, w };
+  };
+  const held = await run('heldOut');
+  const last = await run('last');
+  assert.ok(held.r.history.every((h) => h.score !== undefined), 'heldOut scores each epoch');
+  assert.ok(held.r.selectedEpoch >= 0 && held.r.selectedEpoch <= 3);
+  assert.ok(last.r.history.every((h) => h.score === undefined), 'last never looks at the held-out slice');
+  assert.equal(last.r.selectedEpoch, 3);
+  // same seed and schedule: the last run's weights are what the held-out run had after epoch 3
+  if (held.r.selectedEpoch === 3) assert.ok(sameAll(held.w, last.w));
+  else assert.ok(!sameAll(held.w, last.w), 'heldOut kept an earlier epoch, so its weights differ from the last epoch');
+  standard.model.dispose();
 });
