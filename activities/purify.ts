@@ -320,6 +320,13 @@ function mutualLearningSwitches(n: PurifyConfig['ntml']) {
   };
 }
 
+/** Per-epoch ACC/ASR of `student` on a fixed sample of the test sets (recorded, never selected on). */
+async function testDiagnostics(data: DataRefs, cfg: PurifyConfig, student: Classifier) {
+  const test = data.test ? await loadDataset(data.test) : undefined;
+  const backdoor = data.backdoorTest ? await loadBackdoorTest(data.backdoorTest) : undefined;
+  return sampleDiagnostics(student, diagnosticSample(test, backdoor, cfg.ntml.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics')));
+}
+
 /** The switches split distillation reads (t^ and the kept inputs come in as the `kept` artifact). */
 function splitDistillationSwitches(n: PurifyConfig['ntml']) {
   return {
@@ -328,6 +335,7 @@ function splitDistillationSwitches(n: PurifyConfig['ntml']) {
     mlBatchNorm: n.mlBatchNorm,
     learningRate: mlLearningRate(n),
     splitSelect: n.splitSelect,
+    diagnosticSamples: n.diagnosticSamples,
   };
 }
 
@@ -356,10 +364,7 @@ export async function mutualLearning(input: {
     const [student, teacher] = [await loadModel(input.student), await loadModel(input.teacher)];
     const cleanFit = await loadDataset(input.data.cleanFit);
     const heldOut = await loadDataset(input.data.cleanHeldOut);
-    const test = input.data.test ? await loadDataset(input.data.test) : undefined;
-    const backdoor = input.data.backdoorTest ? await loadBackdoorTest(input.data.backdoorTest) : undefined;
-    const diag = diagnosticSample(test, backdoor, cfg.ntml.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
-    const diagnostics = sampleDiagnostics(student, diag);
+    const diagnostics = await testDiagnostics(input.data, cfg, student);
     const out = await checkpointed(refitEpochs === undefined ? 'mutualLearning' : 'mutualLearningRefit', refitEpochs ?? cfg.ntml.mlEpochs, (control) =>
       runMutualLearning(student, teacher, cleanFit, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, diagnostics, refitEpochs }),
     );
@@ -418,6 +423,7 @@ export async function splitDistillation(input: {
   const refitEpochs = input.refitEpochs;
   const dependsOn = {
     models: [input.student, input.standard, input.kept, input.data.train, input.data.cleanHeldOut].map(digestOf),
+    diagnostics: [input.data.test, input.data.backdoorTest].map(digestOf),
     ntml: splitDistillationSwitches(cfg.ntml),
     augment: cfg.training.augment,
     seed: cfg.seed,
@@ -428,8 +434,9 @@ export async function splitDistillation(input: {
     const train = await loadDataset(input.data.train);
     const heldOut = await loadDataset(input.data.cleanHeldOut);
     const kept = Int32Array.from(await loadJson<number[]>(input.kept));
+    const diagnostics = await testDiagnostics(input.data, cfg, student);
     const out = await checkpointed(refitEpochs === undefined ? 'splitDistillation' : 'splitDistillationRefit', refitEpochs ?? cfg.ntml.splitEpochs, (control) =>
-      runSplitDistillation(student, standard, train, kept, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, refitEpochs }),
+      runSplitDistillation(student, standard, train, kept, heldOut, cfg.ntml, cfg.training.augment, cfg.seed, { ...control, refitEpochs, diagnostics }),
     );
     const ref = await saveModel(student);
     student.model.dispose();

@@ -106,7 +106,10 @@ export async function purify(
     const plan = await timed(`splitPlan${suffix}`, () => planSplit(t, s, std, data.train, nt.splitTarget));
     log(`split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
     const distilled = await timed(`splitDistillation${suffix}`, () =>
-      runSplitDistillation(s, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { refitEpochs: epochs?.splitEpochs }),
+      runSplitDistillation(s, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, {
+        refitEpochs: epochs?.splitEpochs,
+        diagnostics: sampleDiagnostics(s, diag),
+      }),
     );
     histories[`splitDistillation${suffix}`] = distilled.history;
     return {

@@ -55,6 +55,8 @@ export interface SplitDistillationOptions {
   select?: () => Promise<number>;
   /** a refit: the first epochs of the `splitEpochs` schedule, no selection */
   stopAfterEpoch?: number;
+  /** per-epoch diagnostics recorded in the history (never used for selection) */
+  diagnostics?: (epoch: number) => Promise<Record<string, number>>;
   resume?: TrainingCheckpoint;
   hooks?: EpochHooks;
 }
@@ -82,6 +84,7 @@ export async function splitDistillation(o: SplitDistillationOptions): Promise<Ep
     select: o.select,
     selectIncludesStart: true,
     stopAfterEpoch: o.stopAfterEpoch,
+    diagnostics: o.diagnostics,
     resume: o.resume,
     hooks: o.hooks,
   });

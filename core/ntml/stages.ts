@@ -160,7 +160,7 @@ export async function runSplitDistillation(
   cfg: NtmlConfig,
   augment: AugmentOptions,
   seed: number,
-  control: StageControl & RefitControl = {},
+  control: StageControl & RefitControl & { diagnostics?: (epoch: number) => Promise<Record<string, number>> } = {},
 ): Promise<EpochLoopResult> {
   const { refitEpochs, ...rest } = control;
   return splitDistillation({

@@ -436,7 +436,7 @@ test('planSplit splitTarget: t^ from the teacher after ML (default) or from f_st
   for (const m of [teacher, student, standard]) m.model.dispose();
 });
 
-test('runSplitDistillation splitSelect: heldOut scores every epoch and may keep the start; last keeps the last epoch', async () => {
+test('runSplitDistillation splitSelect: heldOut scores every epoch and may keep the start; last keeps the last epoch; diagnostics per epoch', async () => {
   const train = data(48, 7);
   const heldOut = data(12, 8);
   const standard = createClassifier('tinyCnn', shape8, 4, 30);
@@ -444,7 +444,11 @@ test('runSplitDistillation splitSelect: heldOut scores every epoch and may keep 
   const run = async (splitSelect: 'heldOut' | 'last') => {
     const student = createClassifier('tinyCnn', shape8, 4, 31);
     const cfg = NtmlConfig.parse({ splitEpochs: 3, splitBatchSize: 16, mlBatchNorm: 'train', mlLearningRate: 0.05, splitSelect });
-    const r = await runSplitDistillation(student, standard, train, kept, heldOut, cfg, noAugmentation, 1);
+    const seen: number[] = [];
+    const diagnostics = async (epoch: number) => (seen.push(epoch), { acc: 10 * epoch });
+    const r = await runSplitDistillation(student, standard, train, kept, heldOut, cfg, noAugmentation, 1, { diagnostics });
+    assert.deepEqual(r.history.map((h) => h.diagnostics?.acc), seen.map((e) => 10 * e), 'every epoch records its diagnostics');
+    assert.equal(seen.length, 3);
     const w = weightsOf(student.model);
     student.model.dispose();
     return { r, w };
