@@ -24,7 +24,8 @@ export const STAGE_VERSIONS = {
   mutualLearning: 1,
   splitPlan: 1,
   // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
-  splitDistillation: 2,
+  // 3: the history records per-epoch test diagnostics
+  splitDistillation: 3,
   // 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
   defense: 2,
 } as const;
