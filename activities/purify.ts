@@ -392,7 +392,7 @@ export async function planSplit(input: {
 }): Promise<SplitPlanOutput> {
   const from = parseConfig(input.config).ntml.splitTarget;
   const models = [input.teacher, input.student, input.standard, input.data.train].map(digestOf);
-  // the default's key stays the plain list, so plans stored before the switch existed still count
+  // t^ from the teacher keeps the plain list as key: plans stored before the switch existed still count
   const dependsOn = from === 'teacher' ? models : { models, splitTarget: from };
   return withKeepAlive(() => cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();

@@ -135,15 +135,16 @@ export interface SplitPlan extends TargetEstimate {
 
 /**
  * `from`: whose over-prediction against the student names t^. `teacher` (ntml.md) is T after
- * mutual learning; when ML has cleaned T too (mlBatchNorm train) it no longer over-predicts the
- * target, so `standard` asks f_std, which training on the poisoned set left backdoored for sure.
+ * mutual learning; when ML has cleaned T too (mlBatchNorm train, the default) it no longer
+ * over-predicts the target, so `standard` (the default) asks f_std, which training on the
+ * poisoned set left backdoored.
  */
 export async function planSplit(
   teacher: Classifier,
   student: Classifier,
   standard: Classifier,
   train: ImageDataset,
-  from: NtmlConfig['splitTarget'] = 'teacher',
+  from: NtmlConfig['splitTarget'],
 ): Promise<SplitPlan> {
   const pred = await predictionsForSplit(from === 'teacher' ? teacher : undefined, student, standard, train);
   const estimate = estimateTargetClass(from === 'teacher' ? pred.teacher! : pred.standard, pred.student, standard.meta.numClasses);

@@ -48,17 +48,17 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
     mlTau: 1,
     mlEpochs: 60,
     mlBatchSize: 32,
-    mlBatchNorm: 'frozen',
+    mlBatchNorm: 'train',
     splitEpochs: 3,
     splitBatchSize: 128,
-    splitTarget: 'teacher',
-    splitSelect: 'heldOut',
+    splitTarget: 'standard',
+    splitSelect: 'last',
     heldOutFraction: 0.2,
     refitOnAllClean: false,
     diagnosticSamples: 500,
   });
-  assert.equal(mlLearningRate(cfg), 0.001, 'frozen BN: 0.001');
-  assert.equal(mlLearningRate(NtmlConfig.parse({ mlBatchNorm: 'train' })), 0.01, 'train BN: 0.01');
+  assert.equal(mlLearningRate(cfg), 0.01, 'train BN (the default): 0.01');
+  assert.equal(mlLearningRate(NtmlConfig.parse({ mlBatchNorm: 'frozen' })), 0.001, 'frozen BN: 0.001');
   assert.equal(mlLearningRate(NtmlConfig.parse({ mlBatchNorm: 'train', mlLearningRate: 0.003 })), 0.003);
 });
 
