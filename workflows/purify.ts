@@ -86,7 +86,8 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   let refit: PurifyReport['refit'];
   let extraModels: Record<string, ArtifactRef> = {};
   let defenseDetails: DefenseOutput['details'] | undefined;
-  let selectionRule = `checkpoints of mutual learning and split distillation chosen by accuracy on the held-out ${Math.round(
+  const selected = cfg.ntml.ml === 'split' && cfg.ntml.splitSelect === 'heldOut' ? 'mutual learning and split distillation' : 'mutual learning';
+  let selectionRule = `checkpoints of ${selected} chosen by accuracy on the held-out ${Math.round(
     cfg.ntml.heldOutFraction * 100,
   )}% of the clean set (never the test set); other stages keep their last epoch`;
   if (cfg.defense.name === 'ntml') {
