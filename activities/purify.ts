@@ -298,14 +298,9 @@ export async function trainNonTargetStudent(input: {
 }
 
 /**
- * The switches a selection run of mutual learning or split distillation depends on: whether a
- * refit follows does not change it, so a refit run shares it with the plain run. The refit
- * itself is keyed by its `refitEpochs` as well.
- */
-/**
  * The switches mutual learning reads. Cells that differ only in what comes after it (split
- * target, split epochs, refit, `split` vs `clean`) share one ML stage in the cache; the refit
- * replay is keyed by its epochs on top of these.
+ * target, split epochs, refitOnAllClean, `split` vs `clean`) share one ML stage in the cache, so a
+ * refit run shares its selection run with the plain run; the replay is keyed by its epochs on top.
  */
 function mutualLearningSwitches(n: PurifyConfig['ntml']) {
   return {
