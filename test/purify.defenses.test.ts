@@ -105,9 +105,10 @@ const baselines: Array<{ defense: Record<string, unknown>; label: string; phases
     minAsrDrop: 0,
     maxAccDrop: 5,
   },
-  // I-BAU at its defaults makes 5 Adam steps at lr 1e-4 on 80 samples (ASR stays 100)
+  // I-BAU at its defaults makes 5 Adam steps at lr 1e-4 on 80 samples (ASR stays 100); at lr 2e-3
+  // the outer steps cost 19 points of ACC on one build VM's native TensorFlow (core test), 5e-4 is stable
   {
-    defense: { name: 'ibau', rounds: 3, stepsPerRound: 10, learningRate: 2e-3, innerSteps: 20, batchSize: 32 },
+    defense: { name: 'ibau', rounds: 3, stepsPerRound: 10, learningRate: 5e-4, innerSteps: 20, batchSize: 32 },
     label: 'I-BAU',
     phases: ['unlearning'],
     minAsrDrop: 20,

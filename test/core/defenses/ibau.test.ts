@@ -312,10 +312,12 @@ test('I-BAU at a reduced CI budget lowers the ASR of the BadNets model and keeps
   // At the defaults I-BAU does not help with 80 clean samples: one pass per round is one Adam step
   // of lr 1e-4, 5 in all, and 5 inner steps barely move delta on this confident model (||delta||
   // 0.3 of a radius of 10): measured ASR 100 -> 100. The mechanics are tested with 3 rounds of 10
-  // Adam steps at lr 2e-3, 20 inner steps, batches of 32. Measured: ACC 99.9 -> 99.9, ASR 100 ->
-  // 51.2, ~40 s (the first-order variant at lr 1e-3 and 5 rounds: ASR 75.4, the implicit one 74.8).
+  // Adam steps at lr 5e-4, 20 inner steps, batches of 32. Measured 2026-11-26: ACC 100 -> 99.7, ASR
+  // 100 -> 49.2. At lr 2e-3 an earlier build VM measured 99.9 / 51.2, but a later one's native
+  // TensorFlow gave 85.8 / 15.4 (1e-3: 56.3 / 28.1): at this budget the outer steps are on the
+  // edge of stability, and lr 5e-4 stays inside it.
   const model = await fx.model();
-  const cfg = ibauDefenseSchema.parse({ name: 'ibau', rounds: 3, learningRate: 2e-3, stepsPerRound: 10, innerSteps: 20, batchSize: 32 });
+  const cfg = ibauDefenseSchema.parse({ name: 'ibau', rounds: 3, learningRate: 5e-4, stepsPerRound: 10, innerSteps: 20, batchSize: 32 });
   const out = await ibau.run(model, await fixtureContext({ seed: 1 }), cfg);
   const after = await evaluateClassifier(out.model, fx.data.test, fx.data.backdoorTest);
   console.log(`ibau: ACC ${fx.before.acc.toFixed(1)} -> ${after.acc.toFixed(1)}, ASR ${fx.before.asr!.toFixed(1)} -> ${after.asr!.toFixed(1)}, ${JSON.stringify(out.details)}`);
