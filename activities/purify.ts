@@ -391,9 +391,11 @@ export async function planSplit(input: {
   const dependsOn = from === 'teacher' ? models : { models, splitTarget: from };
   return withKeepAlive(() => cachedStage('splitPlan', dependsOn, input.cache !== false, () => nonRetryableOnBadInput(async () => {
     const t0 = Date.now();
-    const models = [await loadModel(input.teacher), await loadModel(input.student), await loadModel(input.standard)];
-    const plan = await planCoreSplit(models[0], models[1], models[2], await loadDataset(input.data.train), from);
-    models.forEach((m) => m.model.dispose());
+    // only splitTarget teacher reads the teacher: the default never loads it
+    const teacher = from === 'teacher' ? await loadModel(input.teacher) : undefined;
+    const [student, standard] = [await loadModel(input.student), await loadModel(input.standard)];
+    const plan = await planCoreSplit(teacher, student, standard, await loadDataset(input.data.train), from);
+    [teacher, student, standard].forEach((m) => m?.model.dispose());
     return {
       kept: await saveJson(Array.from(plan.kept)),
       estimatedTarget: plan.estimatedTarget,

@@ -140,12 +140,13 @@ export interface SplitPlan extends TargetEstimate {
  * poisoned set left backdoored.
  */
 export async function planSplit(
-  teacher: Classifier,
+  teacher: Classifier | undefined,
   student: Classifier,
   standard: Classifier,
   train: ImageDataset,
   from: NtmlConfig['splitTarget'],
 ): Promise<SplitPlan> {
+  if (from === 'teacher' && !teacher) throw new Error('planSplit: splitTarget teacher needs the teacher model');
   const pred = await predictionsForSplit(from === 'teacher' ? teacher : undefined, student, standard, train);
   const estimate = estimateTargetClass(from === 'teacher' ? pred.teacher! : pred.standard, pred.student, standard.meta.numClasses);
   const kept = inputsKeptForDistillation(pred.standard, estimate.estimatedTarget);
