@@ -106,6 +106,35 @@ test('a 2x2x2 grid completes, shares standard training, holds the cap, and a re-
   );
 });
 
+test('a single shared-stage group: the rest of the group starts once the first cell has stored standard training, not when it ends', { timeout: 900_000 }, async () => {
+  const name = `group-${Date.now().toString(36)}`;
+  const queues = taskQueues('sweep-group');
+  const workers = await inProcessWorkers(queues);
+  // target 7: a backdoored model no other test of this run trains, so the leader computes it;
+  // more epochs after standard training keep the leader running well after the follower starts
+  const grid: SweepSpecInput['grid'] = { attack: [{ name: 'badnets', target: 7 }], defense: [{ name: 'ntml', ntml: { ntEpochs: 6, mlEpochs: 8, splitEpochs: 2 } }, { name: 'ft', steps: 20, rounds: 2 }], seed: [1] };
+  const outcome = await workers.run(
+    () =>
+      client.workflow.execute('sweep', {
+        taskQueue: queues.orchestration,
+        workflowId: `sweep-${name}`,
+        args: [{ spec: spec(name, { grid }), options: { trainingTaskQueue: queues.training } }],
+      }) as Promise<SweepOutcome>,
+  );
+  assert.equal(outcome.completed, 2, JSON.stringify(outcome.failed));
+  const records = await cellRecords(name);
+  const trained = (r: SweepCellRecord) => r.stages!.find((s) => s.stage === 'standardTraining')!.cached !== true;
+  const leader = records.find(trained)!;
+  const follower = records.find((r) => !trained(r))!;
+  assert.ok(leader && follower, 'standard training ran once and the other cell reused it');
+  const sharedSeconds = leader.stages!.filter((s) => s.stage === 'prepareData' || s.stage === 'standardTraining').reduce((a, s) => a + s.seconds, 0);
+  const waited = (follower.startedAt - leader.startedAt) / 1000;
+  const overlap = (leader.endedAt - follower.startedAt) / 1000;
+  console.log(`leader's shared stages ${sharedSeconds.toFixed(1)} s; the follower started ${waited.toFixed(1)} s after it, ${overlap.toFixed(1)} s before it ended`);
+  assert.ok(waited >= sharedSeconds, 'the follower waited for the shared stages');
+  assert.ok(follower.startedAt < leader.endedAt, 'the follower started while the first cell was still running');
+});
+
 test('killing the training worker mid-sweep: a new worker finishes it without redoing finished cells', { timeout: 900_000 }, async () => {
   const name = `kill-${Date.now().toString(36)}`;
   const queues = taskQueues('sweep-kill');

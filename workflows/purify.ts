@@ -2,7 +2,7 @@
  * purify: NT-ML as a durable pipeline. Deterministic orchestration only: every stage is an
  * activity on the training task queue that reads and writes the artifact store.
  */
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities';
 import { PurifyConfig, formatIssues } from '../schemas/purify';
 import { defenseDisplayName } from '../core/defenses/configs';
@@ -18,8 +18,16 @@ export interface PurifyInput {
     maximumAttempts?: number;
     /** reuse stage outputs of earlier runs with identical inputs (default true) */
     cache?: boolean;
+    /**
+     * Signal the parent workflow (`sharedStagesReady`, with this run's workflow id) once the
+     * stages cells of a sweep share (data, backdoored model) are stored: the sweep then starts
+     * the rest of the group instead of waiting for this whole cell.
+     */
+    announceSharedStages?: boolean;
   };
 }
+
+export const sharedStagesReadySignal = defineSignal<[workflowId: string]>('sharedStagesReady');
 
 export const purifyProgressQuery = defineQuery<PurifyProgress>('progress');
 export const TRAINING_TASK_QUEUE = 'ntml-training';
@@ -80,6 +88,14 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   done('standardTraining', standard.seconds, standard);
   // a training-controlled attack (Input-Aware) poisoned the data during its own training run
   if (standard.data) data = standard.data;
+  const parent = workflowInfo().parent;
+  if (options.announceSharedStages && parent) {
+    try {
+      await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(sharedStagesReadySignal, workflowInfo().workflowId);
+    } catch {
+      // a parent that has gone away has nobody left to start: the cell itself goes on
+    }
+  }
 
   let final: ArtifactRef;
   let split: { estimatedTarget: number; keptFraction: number } | undefined;

@@ -1,8 +1,8 @@
 /**
  * sweep: runs the cells of a sweep spec as child `purify` workflows in a sliding window
  * (never more than `concurrency` at once). Cells that share their expensive stages
- * (data, attack, model, training recipe, seed) wait for the first such cell, which fills
- * the stage cache they then reuse. Failed cells are recorded and do not fail the sweep.
+ * (data, attack, model, training recipe, seed) wait until the first such cell has stored
+ * them (it signals after standard training), then reuse them from the stage cache. Failed cells are recorded and do not fail the sweep.
  * Before the history grows large the workflow continues as new with its bookkeeping.
  */
 import {
@@ -19,7 +19,7 @@ import type * as activities from '../activities';
 import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell } from '../schemas/sweep';
 import type { PurifyInput } from './purify';
 import type { PurifyOutcome, SweepCellRecord, SweepOutcome, SweepProgress } from './types';
-import { TRAINING_TASK_QUEUE } from './purify';
+import { TRAINING_TASK_QUEUE, sharedStagesReadySignal } from './purify';
 
 export interface SweepInput {
   spec: unknown;
@@ -71,15 +71,19 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   });
   if (!input.state) await writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
 
-  // the first cell of each shared-stage group runs before the rest of its group
-  const leaderOf = new Map<string, string>();
-  for (const c of cells) if (!leaderOf.has(sharedStageKey(c.config))) leaderOf.set(sharedStageKey(c.config), c.id);
+  // the first cell of each shared-stage group runs before the rest of its group, until it
+  // has stored the shared stages (its signal) or ended
+  const leaderOf = new Map<string, SweepCell>();
+  for (const c of cells) if (!leaderOf.has(sharedStageKey(c.config))) leaderOf.set(sharedStageKey(c.config), c);
+  const sharedStored = new Set<string>();
+  setHandler(sharedStagesReadySignal, (workflowId) => void sharedStored.add(workflowId));
   const settled = (id: string) => finished.has(id) || failedIds.has(id);
   const ready = (c: SweepCell) => {
     if (settled(c.id) || running.has(c.id)) return false;
     const leader = leaderOf.get(sharedStageKey(c.config))!;
-    return leader === c.id || settled(leader);
+    return leader.id === c.id || settled(leader.id) || sharedStored.has(childId(leader));
   };
+  const childOptions: PurifyInput['options'] = { ...input.options, announceSharedStages: true };
 
   const runCell = async (cell: SweepCell): Promise<void> => {
     const existing = await readSweepCell({ sweep: spec.name, cellId: cell.id });
@@ -96,7 +100,7 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
       const outcome = (await executeChild('purify', {
         workflowId,
         taskQueue: workflowInfo().taskQueue,
-        args: [{ config: cell.config, options: input.options } satisfies PurifyInput],
+        args: [{ config: cell.config, options: childOptions } satisfies PurifyInput],
       })) as PurifyOutcome;
       record = {
         sweep: spec.name,
@@ -161,7 +165,8 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
       throw ApplicationFailure.nonRetryable('sweep scheduler found no runnable cell', 'SweepSchedulerError');
     }
     const before = finished.size + failedIds.size;
-    await condition(() => finished.size + failedIds.size > before || running.size === 0);
+    const storedBefore = sharedStored.size;
+    await condition(() => finished.size + failedIds.size > before || running.size === 0 || sharedStored.size > storedBefore);
   }
   if (stopLaunching && cells.some((c) => !settled(c.id))) {
     await continueAsNew<typeof sweep>({
