@@ -41,8 +41,8 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   }
   const { readSweepCell, writeSweepCell, writeSweepSpec } = proxyActivities<typeof activities>({
     taskQueue: input.options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
-    // store bookkeeping takes well under a second; a lost worker is retried after a minute
-    startToCloseTimeout: '1m',
+    // store bookkeeping takes well under a second; an attempt on a lost worker is retried after 20 s
+    startToCloseTimeout: '20s',
     retry: { maximumAttempts: 10 },
   });
   const state = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
