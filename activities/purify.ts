@@ -312,6 +312,8 @@ function mutualLearningSwitches(n: PurifyConfig['ntml']) {
     mlBatchNorm: n.mlBatchNorm,
     learningRate: mlLearningRate(n),
     diagnosticSamples: n.diagnosticSamples,
+    // only when set: ML stages stored before the switch existed keep their keys
+    ...(n.mlSelect === 'last' ? { mlSelect: n.mlSelect } : {}),
   };
 }
 

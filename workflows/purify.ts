@@ -102,10 +102,15 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   let refit: PurifyReport['refit'];
   let extraModels: Record<string, ArtifactRef> = {};
   let defenseDetails: DefenseOutput['details'] | undefined;
-  const selected = cfg.ntml.ml === 'split' && cfg.ntml.splitSelect === 'heldOut' ? 'mutual learning and split distillation' : 'mutual learning';
-  let selectionRule = `checkpoints of ${selected} chosen by accuracy on the held-out ${Math.round(
-    cfg.ntml.heldOutFraction * 100,
-  )}% of the clean set (never the test set); other stages keep their last epoch`;
+  const selected = [
+    ...(cfg.ntml.mlSelect === 'heldOut' ? ['mutual learning'] : []),
+    ...(cfg.ntml.ml === 'split' && cfg.ntml.splitSelect === 'heldOut' ? ['split distillation'] : []),
+  ].join(' and ');
+  let selectionRule = selected
+    ? `checkpoints of ${selected} chosen by accuracy on the held-out ${Math.round(
+        cfg.ntml.heldOutFraction * 100,
+      )}% of the clean set (never the test set); other stages keep their last epoch`
+    : 'every stage keeps its last epoch (no selection)';
   if (cfg.defense.name === 'ntml') {
     begin('nonTargetLabels');
     const labels = await quick.computeNonTargetLabels({ config, data, standard: standard.model, cache });

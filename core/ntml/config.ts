@@ -14,6 +14,7 @@ export const MlVariant = z.enum(['split', 'clean', 'oneWay']);
 export const MlBatchNorm = z.enum(['train', 'frozen']);
 export const SplitTarget = z.enum(['standard', 'teacher']);
 export const SplitSelect = z.enum(['last', 'heldOut']);
+export const MlSelect = z.enum(['heldOut', 'last']);
 
 export const NtmlConfig = z
   .object({
@@ -29,6 +30,9 @@ export const NtmlConfig = z
     mlTau: z.number().positive().max(100).default(1).describe('temperature of the mutual-learning KL'),
     mlEpochs: z.number().int().min(1).default(60).describe('passes over the clean set in mutual learning'),
     mlBatchSize: z.number().int().min(2).default(32),
+    mlSelect: MlSelect.default('heldOut').describe(
+      'mutual learning keeps: heldOut (best held-out epoch, the start included, ntml.md) | last (the last epoch, ours)',
+    ),
     mlBatchNorm: MlBatchNorm.default('train').describe('BN in ML and split distillation: train (lr 0.01) | frozen (inference-mode BN, lr 0.001)'),
     mlLearningRate: z
       .number()

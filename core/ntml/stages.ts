@@ -120,7 +120,7 @@ export async function runMutualLearning(
     config: cfg,
     augment,
     seed: deriveSeed(seed, 'ml'),
-    select: refit ? undefined : heldOutAccuracy(student, cleanHeldOut),
+    select: refit || cfg.mlSelect === 'last' ? undefined : heldOutAccuracy(student, cleanHeldOut),
     stopAfterEpoch: control.refitEpochs,
     diagnostics: control.diagnostics,
     resume: control.resume,

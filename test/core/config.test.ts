@@ -48,6 +48,7 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
     mlTau: 1,
     mlEpochs: 60,
     mlBatchSize: 32,
+    mlSelect: 'heldOut',
     mlBatchNorm: 'train',
     splitEpochs: 3,
     splitBatchSize: 128,
@@ -65,6 +66,8 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
 test('NtmlConfig: every switch accepts its documented values', () => {
   for (const ntLabel of ['soft', 'hard', 'mix', 'negative']) assert.equal(NtmlConfig.parse({ ntLabel }).ntLabel, ntLabel);
   for (const ml of ['split', 'clean', 'oneWay']) assert.equal(NtmlConfig.parse({ ml }).ml, ml);
+  for (const mlSelect of ['heldOut', 'last']) assert.equal(NtmlConfig.parse({ mlSelect }).mlSelect, mlSelect);
+  assert.equal(NtmlConfig.safeParse({ mlSelect: 'best' }).success, false);
   assert.equal(NtmlConfig.parse({ teacher: 'selfDistilled', studentInit: 'scratch', tau: 4, mlTau: 4 }).teacher, 'selfDistilled');
   for (const bad of [{ tau: 0 }, { heldOutFraction: 1 }, { heldOutFraction: 0 }, { lambda: -1 }, { mlEpochs: 1.5 }, { mlBatchSize: 1 }, { mixEpsilon: 1.1 }]) {
     assert.equal(NtmlConfig.safeParse(bad).success, false, JSON.stringify(bad));

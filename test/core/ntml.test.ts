@@ -359,6 +359,28 @@ test('runMutualLearning refit: all of D_c, no selection, the first epochs of the
   }
 });
 
+test('runMutualLearning mlSelect: heldOut scores every epoch; last never looks at the held-out slice and keeps the last epoch', async () => {
+  const heldOut = data(10, 4);
+  const augment = { padding: 1, flip: false };
+  const run = async (mlSelect: 'heldOut' | 'last') => {
+    const config = NtmlConfig.parse({ ml: 'clean', mlEpochs: 3, mlBatchSize: 16, mlBatchNorm: 'train', mlSelect });
+    const m = pair();
+    const r = await runMutualLearning(m.student, m.teacher, clean, heldOut, config, augment, 5);
+    const w = weightsOf(m.student.model);
+    m.student.model.dispose();
+    m.teacher.model.dispose();
+    return { r, w };
+  };
+  const held = await run('heldOut');
+  const last = await run('last');
+  assert.ok(held.r.history.every((h) => h.score !== undefined), 'heldOut scores each epoch');
+  assert.ok(last.r.history.length === 3 && last.r.history.every((h) => h.images === 40 && h.score === undefined), 'last trains on the fit part only and scores nothing');
+  assert.equal(last.r.selectedEpoch, 3);
+  // same seed and schedule: the last run's student is the held-out run's after epoch 3
+  if (held.r.selectedEpoch === 3) assert.ok(sameAll(held.w, last.w));
+  else assert.ok(!sameAll(held.w, last.w), 'heldOut kept an earlier epoch, so its weights differ from the last epoch');
+});
+
 // --- split distillation ---------------------------------------------------------------------------------
 
 test('estimateTargetClass: the class the teacher over-predicts relative to the student; ties to the lower class', () => {
