@@ -2,7 +2,8 @@
  * sweep: runs the cells of a sweep spec as child `purify` workflows in a sliding window
  * (never more than `concurrency` at once). Cells that share their expensive stages
  * (data, attack, model, training recipe, seed) wait until the first such cell has stored
- * them (it signals after standard training), then reuse them from the stage cache. Failed cells are recorded and do not fail the sweep.
+ * them (it signals after standard training), then reuse them from the stage cache. Failed
+ * cells are recorded and do not fail the sweep.
  * Before the history grows large the workflow continues as new with its bookkeeping.
  */
 import {
