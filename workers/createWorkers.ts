@@ -8,13 +8,12 @@
 import * as path from 'node:path';
 import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { TRAINING_TASK_QUEUE } from '../workflows/purify';
+import { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } from '../workflows/contract';
 import { activityInterceptors, workflowInterceptorModules, workflowSinks } from '../telemetry/temporal';
 import { payloadCodecFromEnv } from './payloadCodec';
 import { temporalSecurity, type TemporalSecurity } from './env';
 
-export const ORCHESTRATION_TASK_QUEUE = 'ntml-orchestration';
-export { TRAINING_TASK_QUEUE };
+export { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE };
 
 export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.js');
 

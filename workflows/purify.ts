@@ -7,6 +7,8 @@ import type * as activities from '../activities';
 import { PurifyConfig, formatIssues } from '../schemas/purify';
 import { defenseDisplayName } from '../core/defenses/configs';
 import type { ArtifactRef, DefenseOutput, ModelMetricsSet, PurifyOutcome, PurifyProgress, PurifyReport, StageTiming, TrainedModel, EpochRecord } from './types';
+import { TRAINING_TASK_QUEUE } from './contract';
+export { TRAINING_TASK_QUEUE };
 
 export interface PurifyInput {
   config: unknown;
@@ -30,7 +32,6 @@ export interface PurifyInput {
 export const sharedStagesReadySignal = defineSignal<[workflowId: string]>('sharedStagesReady');
 
 export const purifyProgressQuery = defineQuery<PurifyProgress>('progress');
-export const TRAINING_TASK_QUEUE = 'ntml-training';
 
 export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   const parsed = PurifyConfig.safeParse(input.config);
