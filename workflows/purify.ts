@@ -69,7 +69,9 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
   };
   const done = (stage: string, seconds: number, t?: Partial<TrainedModel>) => {
     progress.completed.push(stage);
-    stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch, cached: t?.cached });
+    // the stage-cache key (activities add it at run time) lets `ntml store export` find a cell's entries
+    const cacheKey = (t as { cacheKey?: string } | undefined)?.cacheKey;
+    stages.push({ stage, seconds, resumedFromEpoch: t?.resumedFromEpoch, cached: t?.cached, ...(cacheKey ? { cacheKey } : {}) });
     if (t?.history) histories[stage] = t.history;
     for (const [phase, h] of Object.entries(t?.phaseHistories ?? {})) histories[`${stage}:${phase}`] = h;
     if (t?.skippedCheckpoints) skipped.push(...t.skippedCheckpoints.map((s) => `${stage}: ${s}`));
@@ -185,7 +187,8 @@ export async function purify(input: PurifyInput): Promise<PurifyOutcome> {
     begin('defense');
     const defended = await training.runDefense({ config, data, backdoored: standard.model, cache });
     progress.completed.push('defense');
-    stages.push({ stage: `defense (${defended.defense})`, seconds: defended.seconds, cached: defended.cached, resumedFromEpoch: Object.values(defended.resumedFrom)[0] });
+    const defenseKey = (defended as { cacheKey?: string }).cacheKey;
+    stages.push({ stage: `defense (${defended.defense})`, seconds: defended.seconds, cached: defended.cached, resumedFromEpoch: Object.values(defended.resumedFrom)[0], ...(defenseKey ? { cacheKey: defenseKey } : {}) });
     for (const [phase, h] of Object.entries(defended.history)) histories[`defense:${phase}`] = h;
     skipped.push(...defended.skippedCheckpoints.map((s) => `defense: ${s}`));
     final = defended.model;

@@ -85,6 +85,8 @@ export interface StageTiming {
   resumedFromEpoch?: number;
   /** reused from an earlier run with the same inputs (seconds are the original run's) */
   cached?: boolean;
+  /** the stage-cache entry this stage read or wrote (cache/<stage>/<key>); absent for uncached stages */
+  cacheKey?: string;
 }
 
 export interface PurifyReport {
