@@ -19,6 +19,8 @@ export { S3ArtifactStore, createS3Client, parseS3Location } from './s3Store';
 export { parseArtifactUri, readArtifactUri, type ExternalArtifact, type ParsedArtifactUri } from './uri';
 export { assertRecordKey, assertRecordPrefix, assertSha256, isSha256, sha256Hex } from './keys';
 export { findRepoRoot } from './repoRoot';
+export { BundleError, collectBundle, decodeBundle, encodeBundle, importBundle, type BundleContent, type BundleManifest, type ImportResult } from './bundle';
+export { CELLS_SELECTION, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
 
 /**
  * Opens a store at "s3://bucket[/prefix]", "file:///abs/dir", or a plain directory path

@@ -1,0 +1,91 @@
+/**
+ * What a sweep's state is in the store, for `ntml store export`:
+ *   sweeps/<name>/spec            the spec the sweep ran
+ *   sweeps/<name>/cells/<cellId>  one record per cell (metrics, report, purified model)
+ *   cache/<stage>/<key>           the stage-cache entries its cells read or wrote; each cell
+ *                                 record names them by key, stage by stage (StageTiming.cacheKey)
+ * The artifacts come with the records (store/bundle.ts follows their references).
+ */
+import { StoreError } from './errors';
+import type { ArtifactStore } from './types';
+
+/** The pseudo-stage that selects the sweep's spec and cell records. */
+export const CELLS_SELECTION = 'cells';
+
+interface CellRecordShape {
+  cellId?: string;
+  status?: string;
+  stages?: Array<{ stage: string; cacheKey?: string }>;
+}
+
+export interface SweepSelection {
+  /** record keys to bundle, sorted */
+  recordKeys: string[];
+  /** completed cells whose state is exported */
+  cells: number;
+  /** stage-cache entries by stage */
+  cacheEntries: Record<string, number>;
+  /** stage keys the cells name but the store no longer holds (replaced after a version bump, or deleted) */
+  missingCacheEntries: string[];
+}
+
+export class SweepStateError extends StoreError {}
+
+/**
+ * The records of sweep `sweep` to export. `stages` holds stage-cache stage names (the middle
+ * segment of cache/<stage>/<key>) and/or CELLS_SELECTION; undefined selects everything.
+ * Only completed cells count: a failed cell has nothing worth moving and runs again anyway.
+ */
+export async function sweepRecordKeys(store: ArtifactStore, sweep: string, stages?: ReadonlySet<string>): Promise<SweepSelection> {
+  const wants = (s: string) => stages === undefined || stages.has(s);
+  const specKey = `sweeps/${sweep}/spec`;
+  const cellKeys = await store.listRecords(`sweeps/${sweep}/cells/`);
+  if (cellKeys.length === 0 && (await store.getRecord(specKey)) === undefined) {
+    throw new SweepStateError(`no sweep named ${JSON.stringify(sweep)} in the store ${store.location} (no record ${specKey})`);
+  }
+  const completed: Array<{ key: string; record: CellRecordShape }> = [];
+  for (const key of cellKeys) {
+    const record = await store.getRecord<CellRecordShape>(key);
+    if (record?.status === 'completed') completed.push({ key, record });
+  }
+
+  const keys: string[] = [];
+  if (wants(CELLS_SELECTION)) {
+    if ((await store.getRecord(specKey)) !== undefined) keys.push(specKey);
+    keys.push(...completed.map((c) => c.key));
+  }
+
+  const cacheEntries: Record<string, number> = {};
+  const missing = new Set<string>();
+  const wantsCache = stages === undefined || [...stages].some((s) => s !== CELLS_SELECTION);
+  if (wantsCache) {
+    // stage keys are sha256 of (stage, version, inputs): one listing maps each to its record
+    const byKey = new Map<string, { recordKey: string; stage: string }>();
+    for (const recordKey of await store.listRecords('cache/')) {
+      const [, stage, key] = recordKey.split('/');
+      if (stage && key) byKey.set(key, { recordKey, stage });
+    }
+    const chosen = new Set<string>();
+    for (const { key, record } of completed) {
+      const named = (record.stages ?? []).filter((s) => typeof s.cacheKey === 'string');
+      if (named.length === 0) {
+        throw new SweepStateError(
+          `cell ${record.cellId ?? key} of sweep ${sweep} names no stage-cache keys (it was recorded by an ntml before they were kept), ` +
+            `so its cached stages cannot be found; export only its records with --stages ${CELLS_SELECTION}`,
+        );
+      }
+      for (const s of named) {
+        const entry = byKey.get(s.cacheKey!);
+        if (!entry) {
+          missing.add(`${s.stage} ${s.cacheKey}`);
+          continue;
+        }
+        if (!wants(entry.stage) || chosen.has(entry.recordKey)) continue;
+        chosen.add(entry.recordKey);
+        cacheEntries[entry.stage] = (cacheEntries[entry.stage] ?? 0) + 1;
+      }
+    }
+    keys.push(...chosen);
+  }
+  return { recordKeys: [...new Set(keys)].sort(), cells: completed.length, cacheEntries, missingCacheEntries: [...missing].sort() };
+}
