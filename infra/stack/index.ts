@@ -18,6 +18,7 @@ export { startTemporalDevServer, temporalHealthy, type TemporalDevServer, type T
 export { startS3Server, s3Healthy, loadOrCreateCredentials, type S3Server, type S3ServerOptions } from './s3';
 export { toolPath, toolsDir, toolVersion, PINNED_TOOLS } from './tools';
 export { freePort, isAlive, groupAlive, killGroup } from './proc';
+export { DEFAULT_STACK_DIR, stackDirFromEnv } from './dir';
 
 export interface StackEnv {
   NTML_TEMPORAL_ADDRESS?: string;

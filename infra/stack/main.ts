@@ -8,7 +8,7 @@
  * prints `export NTML_...=...` lines on stdout, so CI can `eval "$(node dist/infra/stack/main.js start --dir D)"`.
  * `--foreground` keeps them attached until SIGINT/SIGTERM. Logs go to stderr.
  */
-import { envToShell, readStackFile, stackStatus, startLocalStack, stopStack } from './index';
+import { envToShell, readStackFile, stackDirFromEnv, stackStatus, startLocalStack, stopStack } from './index';
 import { groupAlive } from './proc';
 
 // The AWS SDK warns on every start that releases after January 2027 need Node 22; not actionable here.
@@ -27,12 +27,12 @@ interface Args {
 }
 
 const USAGE = `usage: main.js <start|stop|status|env> [--dir DIR] [--foreground] [--no-temporal] [--no-s3]
-       [--temporal-port N] [--temporal-ui-port N] [--s3-port N] [--bucket NAME]   (DIR defaults to .ntml/stack)`;
+       [--temporal-port N] [--temporal-ui-port N] [--s3-port N] [--bucket NAME]   (DIR defaults to $NTML_STACK_DIR, else .ntml/stack)`;
 
 function parseArgs(argv: string[]): Args {
   const [command, ...rest] = argv;
   if (!command || !['start', 'stop', 'status', 'env'].includes(command)) throw new Error(USAGE);
-  const args: Args = { command, dir: '.ntml/stack', foreground: false, temporal: true, s3: true };
+  const args: Args = { command, dir: stackDirFromEnv(), foreground: false, temporal: true, s3: true };
   const num = (flag: string, v: string | undefined): number => {
     const n = Number(v);
     if (!v || !Number.isInteger(n) || n <= 0 || n > 65535) throw new Error(`${flag} needs a port number`);
