@@ -40,6 +40,13 @@ export interface ParsedArgs {
 
 export const helpOption: OptionSpec = { name: 'help', help: 'show this help' };
 
+/** Commands that use the local stack take its folder; main.ts hands it on as NTML_STACK_DIR. */
+export const stackDirOption: OptionSpec = {
+  name: 'stack-dir',
+  value: 'DIR',
+  help: 'local stack folder (default: $NTML_STACK_DIR, else .ntml/stack);\nit may live outside the checkout',
+};
+
 /** The help text of a command; `brief` leaves out the details paragraphs (for usage errors). */
 export function commandUsage(spec: CommandSpec, brief = false): string {
   const pos = (spec.positionals ?? []).map((p) => (p.optional ? `[${p.name}]` : p.name)).join(' ');

@@ -1,7 +1,8 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
-import type { CommandSpec, OptionSpec } from './args';
+import { stackDirOption, type CommandSpec, type OptionSpec } from './args';
 import { sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
 import { auditBriefSpec } from './audit';
+import { storeExportSpec, storeImportSpec } from './storeBundle';
 
 const attackSpec: CommandSpec = {
   name: 'attack',
@@ -35,7 +36,7 @@ const out: OptionSpec = {
   value: 'DIR',
   help: 'where report.md, report.json and model/ are written\n(default: runs/<run id>/)',
 };
-const stackDir: OptionSpec = { name: 'dir', value: 'DIR', help: 'stack state folder (default: .ntml/stack)' };
+const stackDir: OptionSpec = { name: 'dir', value: 'DIR', help: 'stack state folder (same as --stack-dir)' };
 
 const ADDRESS_RULES = `Which Temporal server: --address, else $NTML_TEMPORAL_ADDRESS, else the stack started by
 "ntml stack start" in .ntml/stack (its store settings are used too). The artifact store
@@ -57,6 +58,7 @@ export const purifyRun: CommandSpec = {
     { name: 'id', value: 'RUN_ID', help: 'workflow id (default: purify-<name or "run">-<timestamp>)' },
     { name: 'detach', help: 'print the run id and return; needs workers of their own (--address)' },
     out,
+    stackDirOption,
   ],
   details: `The config is validated before anything starts; errors name each field (exit code 2).
 Without --address and $NTML_TEMPORAL_ADDRESS (or with --local) the command starts the embedded
@@ -83,7 +85,7 @@ export const purifyStatus: CommandSpec = {
   brief: 'status, stage and epoch of a run; results once finished',
   summary: 'Show a run: workflow status, current stage and epoch, and the results table once it has finished.',
   positionals: [{ name: 'ID', help: 'the run (workflow) id printed by "ntml purify"' }],
-  options: [address, namespace],
+  options: [address, namespace, stackDirOption],
   details: ADDRESS_RULES,
 };
 
@@ -92,7 +94,7 @@ export const purifyAttach: CommandSpec = {
   brief: 'follow a run started earlier or elsewhere, then write its report',
   summary: 'Follow the live progress of a run started earlier or elsewhere, then print and write its report.',
   positionals: [{ name: 'ID', help: 'the run (workflow) id' }],
-  options: [address, namespace, out],
+  options: [address, namespace, out, stackDirOption],
   details: `${ADDRESS_RULES}\nThe run needs workers polling its server (this command starts none).`,
 };
 
@@ -101,7 +103,7 @@ export const purifyCancel: CommandSpec = {
   brief: 'cancel a run',
   summary: 'Request cancellation of a run; the training stage stops at the next batch.',
   positionals: [{ name: 'ID', help: 'the run (workflow) id' }],
-  options: [address, namespace],
+  options: [address, namespace, stackDirOption],
   details: ADDRESS_RULES,
 };
 
@@ -110,7 +112,7 @@ export const stackStart: CommandSpec = {
   brief: 'start the local Temporal + S3 stack in the background',
   summary:
     'Start the local stack in the background: a Temporal dev server and an S3 server (versitygw) on 127.0.0.1.\nPrints `export NTML_...=...` lines for workers and other shells (eval "$(ntml stack start)").',
-  options: [stackDir, { name: 'ui-port', value: 'PORT', help: 'also serve the Temporal web UI on this port' }],
+  options: [stackDir, stackDirOption, { name: 'ui-port', value: 'PORT', help: 'also serve the Temporal web UI on this port' }],
   details: 'Servers come from .tools/bin (bash infra/setup.sh). "ntml purify" uses this stack when it is running.',
 };
 
@@ -118,14 +120,14 @@ export const stackStop: CommandSpec = {
   name: 'stack stop',
   brief: 'stop the local stack',
   summary: 'Stop the servers recorded in the stack folder (their data stays for the next start).',
-  options: [stackDir],
+  options: [stackDir, stackDirOption],
 };
 
 export const stackStatusSpec: CommandSpec = {
   name: 'stack status',
   brief: 'is the local stack running and healthy?',
   summary: 'Show whether the local stack is running and healthy (exit code 0 when it is, 1 otherwise).',
-  options: [stackDir, { name: 'json', help: 'print the status as JSON' }],
+  options: [stackDir, stackDirOption, { name: 'json', help: 'print the status as JSON' }],
 };
 
 export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
@@ -141,6 +143,7 @@ export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
   { usage: 'sweep cancel NAME', spec: sweepCancelSpec },
   { usage: 'sweep report NAME', spec: sweepReportSpec },
   { usage: 'store gc [--dry-run]', spec: storeGcSpec },
+  { usage: 'store export|import', spec: storeExportSpec },
   { usage: 'attack list|preview', spec: attackSpec },
   { usage: 'defense list', spec: defenseSpec },
   { usage: 'data pack|inspect', spec: dataSpec },
@@ -161,7 +164,7 @@ export function groupUsage(group: string, subs: CommandSpec[]): string {
 }
 
 export const sweepUsage = () => groupUsage('sweep', [sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec]);
-export const storeUsage = () => groupUsage('store', [storeGcSpec]);
+export const storeUsage = () => groupUsage('store', [storeGcSpec, storeExportSpec, storeImportSpec]);
 
 export function mainUsage(): string {
   const lines = [

@@ -10,7 +10,7 @@ import { inspect } from 'node:util';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { startLocalStack, type LocalStack } from '../infra/stack/index';
 import { UserError, debug } from './errors';
-import { adoptStackEnv, DEFAULT_STACK_DIR, recordedStack } from './temporal';
+import { adoptStackEnv, recordedStack, stackDir } from './temporal';
 import { startTrainingProcesses, type TrainingProcesses } from './trainingProcesses';
 
 export interface Embedded {
@@ -92,7 +92,7 @@ export async function startEmbedded(opts: {
   /** training workers: 1 (default) runs one in this process; more run as child processes */
   trainingProcesses?: number;
 }): Promise<Embedded> {
-  const dir = DEFAULT_STACK_DIR;
+  const dir = stackDir();
   const log = opts.log;
   let stack: LocalStack | undefined;
   let address: string;

@@ -9,6 +9,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { commandUsage, parseArgs, type CommandSpec, type ParsedArgs } from './args';
 import * as specs from './commands';
 import * as sweepSpecs from './sweep';
+import * as bundleSpecs from './storeBundle';
 import { auditRoute } from './audit';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
@@ -72,8 +73,10 @@ function route(argv: string[]): Route {
   if (command === 'audit') return auditRoute(sub, more);
   if (command === 'store') {
     if (sub === 'gc') return { spec: sweepSpecs.storeGcSpec, rest: more, handler: async () => (await import('./sweep')).storeGc };
+    if (sub === 'export') return { spec: bundleSpecs.storeExportSpec, rest: more, handler: async () => (await import('./storeBundle')).storeExport };
+    if (sub === 'import') return { spec: bundleSpecs.storeImportSpec, rest: more, handler: async () => (await import('./storeBundle')).storeImport };
     if (sub === '--help' || sub === '-h') return { text: specs.storeUsage() };
-    throw new UsageError(`${sub === undefined ? 'missing' : 'unknown'} store subcommand${sub ? ` "${sub}"` : ''} (expected gc)`, specs.storeUsage());
+    throw new UsageError(`${sub === undefined ? 'missing' : 'unknown'} store subcommand${sub ? ` "${sub}"` : ''} (expected gc, export or import)`, specs.storeUsage());
   }
   throw new UsageError(`unknown command "${command}"`, specs.mainUsage());
 }
@@ -107,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${commandUsage(r.spec)}\n`);
     return 0;
   }
+  // one setting for every module that looks for the local stack (infra/stack/dir.ts reads it)
+  if (typeof args.options['stack-dir'] === 'string') process.env.NTML_STACK_DIR = args.options['stack-dir'];
   (await import('./quiet')).silenceKnownNotices();
   // off unless NTML_OTEL_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT is set (then this loads the SDK)
   telemetryStarted = Boolean(await (await import('../telemetry/setup')).startTelemetry({ serviceName: 'ntml-cli' }));

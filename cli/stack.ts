@@ -3,10 +3,10 @@ import { commandUsage, flag, stringOption, type ParsedArgs } from './args';
 import { stackStart as stackStartSpec } from './commands';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
-import { DEFAULT_STACK_DIR } from './temporal';
+import { stackDir } from './temporal';
 
 function dirOf(args: ParsedArgs): string {
-  return stringOption(args, 'dir') ?? DEFAULT_STACK_DIR;
+  return stringOption(args, 'dir') ?? stackDir();
 }
 
 export async function stackStart(args: ParsedArgs, io: Io): Promise<number> {
@@ -33,7 +33,7 @@ export async function stackStart(args: ParsedArgs, io: Io): Promise<number> {
       `  Temporal  ${stack.env.NTML_TEMPORAL_ADDRESS}${uiPort ? `  (web UI http://127.0.0.1:${uiPort})` : ''}`,
       `  S3        ${stack.env.NTML_S3_ENDPOINT}  (store ${stack.env.NTML_STORE})`,
       `"ntml purify" uses it (workers in its own process); for separate workers: eval "$(ntml stack start)" prints these exports.`,
-      `stop it with: ntml stack stop${dir === DEFAULT_STACK_DIR ? '' : ` --dir ${dir}`}`,
+      `stop it with: ntml stack stop${dir === stackDir() ? '' : ` --dir ${dir}`}`,
     ].join('\n') + '\n',
   );
   return 0;

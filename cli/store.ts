@@ -9,15 +9,15 @@ interface Io {
 export async function withStore<T>(io: Io, f: (store: ArtifactStore) => Promise<T>): Promise<T> {
   const { storeFromEnv } = await import('../store');
   if (process.env.NTML_STORE) return f(storeFromEnv());
-  const { recordedStack, adoptStackEnv, DEFAULT_STACK_DIR } = await import('./temporal');
+  const { recordedStack, adoptStackEnv, stackDir } = await import('./temporal');
   const running = recordedStack();
   if (running) {
     adoptStackEnv(running.env);
     return f(storeFromEnv());
   }
   const { startLocalStack } = await import('../infra/stack');
-  io.stderr.write(`starting the local S3 server in ${DEFAULT_STACK_DIR} to read the store ...\n`);
-  const stack = await startLocalStack({ dir: DEFAULT_STACK_DIR, temporal: false, log: () => undefined });
+  io.stderr.write(`starting the local S3 server in ${stackDir()} to read the store ...\n`);
+  const stack = await startLocalStack({ dir: stackDir(), temporal: false, log: () => undefined });
   try {
     adoptStackEnv(stack.env);
     return await f(storeFromEnv());

@@ -7,7 +7,7 @@ import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { flag, intOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { flag, intOption, stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
@@ -34,6 +34,7 @@ export const sweepStartSpec: CommandSpec = {
       value: 'N',
       help: 'embedded stack only: training worker processes, each with cores/N TensorFlow threads (default on CPU: min(concurrency, cores); 1 = one worker in this process)',
     },
+    stackDirOption,
   ],
   details: `The spec is expanded and every cell validated before anything starts. Cells that share data,
 attack, model, training recipe and seed run their standard training once (the first of them
@@ -48,21 +49,21 @@ export const sweepStatusSpec: CommandSpec = {
   brief: 'progress of a sweep: done / running / failed / reused, ETA',
   summary: 'Show the progress of a sweep.',
   positionals: [{ name: 'NAME', help: 'the sweep name from its spec' }],
-  options: [address],
+  options: [address, stackDirOption],
 };
 export const sweepCancelSpec: CommandSpec = {
   name: 'sweep cancel',
   brief: 'cancel a sweep and its running cells',
   summary: 'Cancel a sweep; running cells are cancelled through their heartbeats.',
   positionals: [{ name: 'NAME', help: 'the sweep name' }],
-  options: [address],
+  options: [address, stackDirOption],
 };
 export const sweepReportSpec: CommandSpec = {
   name: 'sweep report',
   brief: 'tables (Markdown, CSV, JSON) and plots from the stored cell results',
   summary: 'Build the sweep report from the stored results only (no Temporal needed).',
   positionals: [{ name: 'NAME', help: 'the sweep name' }],
-  options: [out],
+  options: [out, stackDirOption],
 };
 export const storeGcSpec: CommandSpec = {
   name: 'store gc',
@@ -71,6 +72,7 @@ export const storeGcSpec: CommandSpec = {
   options: [
     { name: 'dry-run', help: 'list what would be deleted and the space it frees; delete nothing' },
     { name: 'drop-checkpoints', help: 'also reclaim the per-epoch checkpoints of finished stages' },
+    stackDirOption,
   ],
 };
 

@@ -2,12 +2,12 @@
  * Which Temporal server a command talks to, and the client connection to it. Loaded only by
  * commands that need a server, so --help and config validation start nothing.
  */
-import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { groupAlive, readStackFile, type StackEnv } from '../infra/stack/index';
+import { groupAlive, readStackFile, stackDirFromEnv, type StackEnv } from '../infra/stack/index';
 import { UsageError, UserError } from './errors';
 
-export const DEFAULT_STACK_DIR = path.join('.ntml', 'stack');
+/** The local stack's folder: --stack-dir (main.ts puts it in NTML_STACK_DIR), $NTML_STACK_DIR, else .ntml/stack. */
+export const stackDir = (): string => stackDirFromEnv();
 
 export interface TemporalTarget {
   address: string;
@@ -18,7 +18,7 @@ export interface TemporalTarget {
 }
 
 /** The stack recorded in DIR/stack.json if it is not marked stopped and its Temporal server still runs. */
-export function recordedStack(dir = DEFAULT_STACK_DIR) {
+export function recordedStack(dir = stackDir()) {
   const info = readStackFile(dir);
   if (!info || info.stoppedAt || !info.temporal || !groupAlive(info.temporal.pgid)) return undefined;
   return info;
@@ -43,7 +43,7 @@ export function findTarget(addressFlag: string | undefined): TemporalTarget | un
   const stack = recordedStack();
   if (stack?.temporal) {
     adoptStackEnv(stack.env);
-    return { address: stack.temporal.address, source: `the stack in ${DEFAULT_STACK_DIR}`, local: true };
+    return { address: stack.temporal.address, source: `the stack in ${stackDir()}`, local: true };
   }
   return undefined;
 }
@@ -53,7 +53,7 @@ export function requireTarget(addressFlag: string | undefined): TemporalTarget {
   if (!target) {
     throw new UsageError(
       `no Temporal server to ask: pass --address HOST:PORT, set NTML_TEMPORAL_ADDRESS, or start the local stack with "ntml stack start"\n` +
-        `(runs of an embedded "ntml purify" are kept in ${DEFAULT_STACK_DIR}; "ntml stack start" brings that server back)`,
+        `(runs of an embedded "ntml purify" are kept in ${stackDir()}; "ntml stack start" brings that server back)`,
     );
   }
   return target;

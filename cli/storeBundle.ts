@@ -1,0 +1,120 @@
+/**
+ * `ntml store export|import`: a sweep's state (cell records, stage-cache entries and the
+ * artifacts they reference) as one bundle file, loaded into any store (docs/bundles.md).
+ * The specs are light; the handlers load the store and the bundle code when they run.
+ */
+import { promises as fsp } from 'node:fs';
+import { stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { UsageError, UserError } from './errors';
+import type { Io } from './purify';
+import { withStore } from './store';
+
+export const storeExportSpec: CommandSpec = {
+  name: 'store export',
+  brief: 'write a sweep (or chosen stages of it) to one bundle file',
+  summary: "Write a sweep's cell records, the stage-cache entries its cells used and every artifact they reference to one bundle file.",
+  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST]'],
+  options: [
+    { name: 'sweep', value: 'NAME', help: 'the sweep (its spec name)' },
+    { name: 'out', value: 'FILE', help: 'the bundle file to write (e.g. sweep.ntmlb)' },
+    {
+      name: 'stages',
+      value: 'LIST',
+      help: 'comma-separated: "cells" (the spec and cell records) and/or stage-cache\nstages (prepareData, standardTraining, ...); default: all of them',
+    },
+    stackDirOption,
+  ],
+  details: `The bundle is deterministic: the same records and artifacts give the same bytes.
+Only completed cells are exported. Import it elsewhere with "ntml store import FILE".
+The store comes from $NTML_STORE / $NTML_S3_* (else the local stack's).`,
+};
+
+export const storeImportSpec: CommandSpec = {
+  name: 'store import',
+  brief: 'load a bundle into the store (verified first; skips what is there)',
+  summary: 'Load a bundle written by "ntml store export" into the store (filesystem or S3).',
+  positionals: [{ name: 'FILE', help: 'the bundle file' }],
+  options: [stackDirOption],
+  details: `Every entry's size and sha256 and the manifest are checked before anything is written; a
+tampered or truncated bundle is refused, naming the bad entry. Artifacts and records the store
+already holds are skipped; a record it holds with other content is kept and listed.
+After the import, "ntml sweep start" with the same spec reuses what was imported.`,
+};
+
+function parseStages(value: string | undefined, known: readonly string[]): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const stages = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (stages.length === 0) throw new UsageError('--stages needs at least one stage');
+  for (const s of stages) {
+    if (!known.includes(s)) throw new UsageError(`--stages: unknown stage "${s}" (expected ${known.join(', ')})`);
+  }
+  return new Set(stages);
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
+  const sweep = stringOption(args, 'sweep');
+  const out = stringOption(args, 'out');
+  if (!sweep) throw new UsageError('--sweep NAME is required');
+  if (!out) throw new UsageError('--out FILE is required');
+  const { STAGE_VERSIONS } = await import('../activities/stageCache');
+  const { CELLS_SELECTION, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
+  const stages = parseStages(stringOption(args, 'stages'), [CELLS_SELECTION, ...Object.keys(STAGE_VERSIONS)]);
+  const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
+  const { atomicWriteFile, sha256Hex } = await import('../store');
+  await withStore(io, async (store) => {
+    try {
+      const selection = await sweepRecordKeys(store, sweep, stages);
+      for (const m of selection.missingCacheEntries) io.stderr.write(`note: stage-cache entry ${m} is no longer in the store; not exported\n`);
+      const content = await collectBundle(store, selection.recordKeys, { sweep, stages: stages ? [...stages].sort() : 'all' });
+      const file = encodeBundle(content);
+      await atomicWriteFile(out, file);
+      const caches = Object.entries(selection.cacheEntries).map(([s, n]) => `${s} ${n}`).join(', ') || 'none';
+      const artifactBytes = content.artifacts.reduce((n, a) => n + a.data.byteLength, 0);
+      io.stdout.write(
+        `wrote ${out}: ${content.records.length} records (${stages === undefined || stages.has(CELLS_SELECTION) ? selection.cells : 0} cells; ` +
+          `stage-cache entries: ${caches}), ${content.artifacts.length} artifacts (${mib(artifactBytes)}), ` +
+          `${mib(file.byteLength)} compressed, sha256 ${sha256Hex(file)}\n`,
+      );
+    } catch (err) {
+      if (err instanceof BundleError || err instanceof SweepStateError) throw new UserError(err.message);
+      throw err;
+    }
+  });
+  return 0;
+}
+
+export async function storeImport(args: ParsedArgs, io: Io): Promise<number> {
+  const file = args.positionals[0];
+  let bytes: Buffer;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (err) {
+    throw new UserError(`cannot read bundle ${file}: ${(err as Error).message}`);
+  }
+  const { BundleError, decodeBundle, importBundle } = await import('../store/bundle');
+  // verify the whole file before a store is even opened
+  let content;
+  try {
+    content = await decodeBundle(bytes, file);
+  } catch (err) {
+    if (err instanceof BundleError) throw new UserError(`${err.message}; nothing was written`);
+    throw err;
+  }
+  await withStore(io, async (store) => {
+    let r;
+    try {
+      r = await importBundle(store, content);
+    } catch (err) {
+      if (err instanceof BundleError) throw new UserError(err.message);
+      throw err;
+    }
+    io.stdout.write(
+      `imported ${file} into ${store.location}: artifacts ${r.artifactsWritten} written, ${r.artifactsSkipped} already there; ` +
+        `records ${r.recordsWritten} written, ${r.recordsSkipped} already there (${mib(r.bytesWritten)} written)\n`,
+    );
+    for (const key of r.recordsKept) io.stderr.write(`kept the store's own record ${key} (the bundle's differs)\n`);
+  });
+  return 0;
+}
