@@ -4,6 +4,8 @@
  * into a fresh store B (S3), and the same spec against B finishes with every cell reused. A
  * second bundle with only the stage-cache entries (no cell records) goes into a fresh store C:
  * there every cell runs again, and every cacheable stage is a cache hit on the imported entry.
+ * A third bundle without prepareData (no data sets) into store D: the data is regenerated from
+ * the seed and every later stage still hits.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -128,9 +130,28 @@ test('a sweep exported from one store and imported into a fresh one finishes the
     assert.deepEqual(r.metrics, before.metrics, `cell ${r.cellId}: the same results`);
   }
   assert.deepEqual(await storeC.listRecords('cache/'), importedEntries, 'no stage was computed and cached anew in store C');
-  const sizes = await Promise.all([bundle, stagesOnly].map(async (f) => (await fsp.stat(f)).size));
+
+  // without prepareData (no data sets or poisoned copies in the bundle): the data is regenerated
+  // from the seed with the same digests, so every later stage still hits the imported cache
+  const noData = path.join(tmp, 'no-data.ntmlb');
+  const later = Object.keys(STAGE_VERSIONS).filter((s) => s !== 'prepareData');
+  await cli(storeA.root, () => storeExport({ options: { sweep: name, out: noData, stages: later.join(',') }, positionals: [], help: false }, io));
+  const storeD = new FileArtifactStore(path.join(tmp, 'd'));
+  await cli(storeD.root, () => storeImport({ options: {}, positionals: [noData], help: false }, io));
+  assert.deepEqual((await storeD.listRecords('cache/')).filter((k) => k.startsWith('cache/prepareData/')), []);
+  const fourth = await runSweep(storeD, 'd');
+  assert.equal(fourth.completed, 2, JSON.stringify(fourth.failed));
+  for (const r of await cells(storeD)) {
+    const before = original.find((o) => o.cellId === r.cellId)!;
+    assert.deepEqual(cacheKeysOf(r), cacheKeysOf(before), `cell ${r.cellId} (store D) used the same cache entries`);
+    const missed = r.stages!.filter((s) => s.cacheKey && s.cached !== true).map((s) => s.stage);
+    assert.ok(missed.every((s) => s === 'prepareData'), `cell ${r.cellId} (store D): only the data was recomputed, not ${missed.join(', ')}`);
+    assert.deepEqual(r.metrics, before.metrics);
+  }
+
+  const sizes = await Promise.all([bundle, stagesOnly, noData].map(async (f) => (await fsp.stat(f)).size));
   console.log(
-    `bundles: whole sweep ${sizes[0]} bytes, stage cache only ${sizes[1]} bytes (${importedEntries.length} entries); ` +
+    `bundles: whole sweep ${sizes[0]} bytes, stage cache only ${sizes[1]} bytes (${importedEntries.length} entries), without prepareData ${sizes[2]} bytes; ` +
       `store C cache hits: ${rerun.map((r) => `${r.axes.defense}: ${r.stages!.filter((s) => s.cached).map((s) => s.stage).join(', ')}`).join('; ')}`,
   );
 });
