@@ -58,9 +58,11 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   const out = stringOption(args, 'out');
   if (!sweep) throw new UsageError('--sweep NAME is required');
   if (!out) throw new UsageError('--out FILE is required');
-  const { STAGE_VERSIONS } = await import('../activities/stageCache');
   const { CELLS_SELECTION, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
-  const stages = parseStages(stringOption(args, 'stages'), [CELLS_SELECTION, ...Object.keys(STAGE_VERSIONS)]);
+  const stagesOption = stringOption(args, 'stages');
+  // the stage names are the stage cache's own; its module loads TensorFlow, so only when needed
+  const known = stagesOption === undefined ? [] : Object.keys((await import('../activities/stageCache')).STAGE_VERSIONS);
+  const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known]);
   const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
   const { atomicWriteFile, sha256Hex } = await import('../store');
   await withStore(io, async (store) => {
