@@ -6,7 +6,7 @@
  * (svgPlots.renderSweepReport writes the files).
  */
 import { z } from 'zod';
-import { baseAttackShape } from '../attacks/base';
+import { baseAttackShape } from '../attacks/configs';
 import type { SweepCellRecord } from '../../workflows/types';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
