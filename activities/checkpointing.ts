@@ -14,7 +14,7 @@ import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
 import { artifactStore, heartbeatDetails } from './context';
 import { runningComputation } from './stageCache';
 import { epochTelemetry } from '../telemetry/epochs';
-import { draining, drainedAfterEpoch } from '../workers/drain';
+import { draining, drainedAfterEpoch } from './drain';
 import type { PrepareControl } from '../core/attacks/attack';
 
 export interface CheckpointEntry {

@@ -11,7 +11,7 @@ import type { DefenseContext } from '../core/defenses/defense';
 import { checkpointHooks, findResumePoint } from './checkpointing';
 import { cachedStage, digestOf } from './stageCache';
 import { config as parseConfig, loadDataset, loadModel, nonRetryableOnBadInput, saveModel } from './context';
-import type { ArtifactRef, DataRefs, DefenseOutput } from '../workflows/types';
+import type { ArtifactRef, DataRefs, DefenseOutput } from '../workflows/contract';
 import { ConfigError } from '../schemas/purify';
 
 export async function runDefense(input: { config: unknown; data: DataRefs; backdoored: ArtifactRef; cache?: boolean }): Promise<DefenseOutput> {

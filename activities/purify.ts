@@ -44,7 +44,7 @@ import {
   saveJson,
   saveModel,
 } from './context';
-import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitDistillationOutput, SplitPlanOutput, TrainedModel } from '../workflows/types';
+import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitDistillationOutput, SplitPlanOutput, TrainedModel } from '../workflows/contract';
 
 const seconds = (t0: number) => (Date.now() - t0) / 1000;
 

@@ -2,7 +2,7 @@
 import { artifactStore, saveJson } from './context';
 import { purifyMarkdown } from '../core/report/purifyMarkdown';
 import { backendKind, nativeTensorflowVersion } from '../core/tf';
-import type { ArtifactRef, PurifyReport } from '../workflows/types';
+import type { ArtifactRef, PurifyReport } from '../workflows/contract';
 
 export async function writePurifyReport(input: { report: Omit<PurifyReport, 'backend'> }): Promise<{ report: ArtifactRef; markdown: ArtifactRef }> {
   const report: PurifyReport = { ...input.report, backend: `${backendKind} (TensorFlow ${nativeTensorflowVersion()})` };

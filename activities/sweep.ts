@@ -1,6 +1,6 @@
 /** Sweep bookkeeping in the store: one record per cell, so reports are built from stored results only. */
 import { artifactStore } from './context';
-import type { SweepCellRecord } from '../workflows/types';
+import type { SweepCellRecord } from '../workflows/contract';
 
 const cellKey = (sweep: string, cellId: string) => `sweeps/${sweep}/cells/${cellId}`;
 

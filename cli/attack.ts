@@ -15,7 +15,7 @@ import type { ImageDataset } from '../core/data/dataset';
 import { DatasetError } from '../core/data/dataset';
 import { generateSyntheticSplits } from '../core/data/synthetic';
 import { loadCifar10 } from '../core/data/cifar10';
-import { AttackConfigError, attackRegistry, getAttack, knownAttacks, parseAttackConfig } from '../core/attacks/attack';
+import { AttackConfigError, attackRegistry, getAttack, knownAttacks, parseAttackConfig } from '../core/attacks/registry';
 import { attackPreviewPng, previewIndices } from '../core/attacks/preview';
 
 interface Io {

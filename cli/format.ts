@@ -1,5 +1,5 @@
 /** Small text helpers shared by the commands. */
-import type { PurifyOutcome } from '../workflows/types';
+import type { PurifyOutcome } from '../workflows/contract';
 
 export function duration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));

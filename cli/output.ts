@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ArtifactNotFoundError, storeFromEnv, type ArtifactRef, type ArtifactStore } from '../store/index';
-import type { PurifyOutcome } from '../workflows/types';
+import type { PurifyOutcome } from '../workflows/contract';
 import { UserError } from './errors';
 
 export interface WrittenOutputs {

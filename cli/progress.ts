@@ -5,7 +5,7 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import type { PurifyOutcome, PurifyProgress } from '../workflows/types';
+import type { PurifyOutcome, PurifyProgress } from '../workflows/contract';
 import { clock } from './format';
 
 export interface Heartbeat {

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { purify } from '../workflows/purify';
-import type { PurifyOutcome } from '../workflows/types';
+import type { PurifyOutcome } from '../workflows/contract';
 import { flag, stringOption, type ParsedArgs } from './args';
 import { describeConfig, loadPurifyConfig } from './config';
 import { UsageError, UserError, debug, failureMessage } from './errors';

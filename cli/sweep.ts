@@ -13,7 +13,7 @@ import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
 import type { Io } from './purify';
 import type { Embedded } from './embedded';
-import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/types';
+import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
 import { expandSweep, parseSweepSpec } from '../schemas/sweep';
 import { ConfigError } from '../schemas/purify';
 

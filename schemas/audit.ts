@@ -4,7 +4,7 @@
  * workflow parses its input with it, the CLI parses files with it before anything starts.
  */
 import { z } from 'zod';
-import { knownAttacks } from '../core/attacks/attack';
+import { attackNames } from '../core/attacks/configs';
 import { InputRange } from '../core/models/names';
 import { ConfigError, DatasetFile, PurifyConfig, formatIssues } from './purify';
 
@@ -137,7 +137,7 @@ export const AuditRequest = z
   })
   .strict()
   .superRefine((r, ctx) => {
-    const known = knownAttacks();
+    const known: readonly string[] = attackNames;
     r.policy.probes.exclude.forEach((name, i) => {
       if (!known.includes(name)) {
         ctx.addIssue({ code: 'custom', path: ['policy', 'probes', 'exclude', i], message: `unknown attack ${JSON.stringify(name)}; known attacks: ${known.join(', ')}` });

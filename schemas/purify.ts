@@ -4,7 +4,7 @@
  * its input again, so a config that reaches Temporal by another route is held to the same rules.
  */
 import { z } from 'zod';
-import { attackConfigSchema, knownAttacks } from '../core/attacks/attack';
+import { attackConfigSchema, attackNames } from '../core/attacks/configs';
 import { NtmlConfig } from '../core/ntml/config';
 import { defenseConfigSchema, defenseNames } from '../core/defenses/configs';
 import { TrainRecipe } from '../core/train/recipe';
@@ -189,11 +189,11 @@ export const PurifyConfig = z
       forbid('cleanSet', 'evaluation mode draws the clean set from `data`');
       forbid('standardModel', 'evaluation mode trains the standard model on the poisoned data');
       const attackName = (cfg.attack as { name?: unknown } | undefined)?.name;
-      if (cfg.attack !== undefined && !knownAttacks().includes(attackName as string)) {
+      if (cfg.attack !== undefined && !(attackNames as readonly string[]).includes(attackName as string)) {
         ctx.addIssue({
           code: 'custom',
           path: ['attack', 'name'],
-          message: `unknown attack ${JSON.stringify(attackName)}; known attacks: ${knownAttacks().join(', ')}`,
+          message: `unknown attack ${JSON.stringify(attackName)}; known attacks: ${attackNames.join(', ')}`,
         });
       } else if (cfg.attack !== undefined) {
         const parsed = attackConfigSchema.safeParse(cfg.attack);

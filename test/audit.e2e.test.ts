@@ -17,7 +17,7 @@ import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
 import type { AuditInput } from '../workflows/audit';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
-import type { PurifyProgress } from '../workflows/types';
+import type { PurifyProgress } from '../workflows/contract';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -11,7 +11,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { ciConfig, inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
 import type { TrainingHeartbeat } from '../activities/checkpointing';
-import type { DataRefs } from '../workflows/types';
+import type { DataRefs } from '../workflows/contract';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ciConfig, quietRuntime, referenceRun, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 
 quietRuntime();
 

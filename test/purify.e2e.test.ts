@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ciConfig, quietRuntime, referenceRun, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { PurifyReport } from '../workflows/types';
+import type { PurifyReport } from '../workflows/contract';
 
 quietRuntime();
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import { decodeCheckpoint } from '../core/train/checkpoint';
 

@@ -19,7 +19,7 @@ import { predictLabels } from '../core/models/classifier';
 import { accuracy, attackSuccessRate } from '../core/metrics';
 import { imageBytes, type ImageDataset } from '../core/data/dataset';
 import { tf } from '../core/tf';
-import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import { ciConfig } from './support/temporal';
 
 quietRuntime();

@@ -19,7 +19,7 @@ import {
 } from './support/temporal';
 import { storeFromEnv, S3ArtifactStore, parseS3Location } from '../store';
 import { parsePurifyConfig } from '../schemas/purify';
-import type { PurifyOutcome, PurifyReport } from '../workflows/types';
+import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 
 quietRuntime();

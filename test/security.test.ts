@@ -24,8 +24,8 @@ import { connectWorker } from '../workers/createWorkers';
 import { temporalSecurity, WorkerConfigError } from '../workers/env';
 import { connectClient } from '../cli/temporal';
 import { parsePurifyConfig } from '../schemas/purify';
-import type { PurifyOutcome } from '../workflows/types';
-import type { PurifyInput } from '../workflows/purify';
+import type { PurifyOutcome } from '../workflows/contract';
+import type { PurifyInput } from '../workflows/contract';
 
 quietRuntime();
 

@@ -24,7 +24,7 @@ import { STAGE_VERSIONS } from '../activities/stageCache';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import type { Io } from '../cli/purify';
 import type { SweepSpecInput } from '../schemas/sweep';
-import type { SweepCellRecord, SweepOutcome } from '../workflows/types';
+import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
 
 quietRuntime();
 

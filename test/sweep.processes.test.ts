@@ -15,7 +15,7 @@ import { startEmbedded, type Embedded } from '../cli/embedded';
 import { defaultTrainingProcesses, threadsPerProcess } from '../cli/trainingProcesses';
 import { ORCHESTRATION_TASK_QUEUE } from '../workers/createWorkers';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
-import type { SweepOutcome, SweepProgress } from '../workflows/types';
+import type { SweepOutcome, SweepProgress } from '../workflows/contract';
 import { runningCellLines } from '../cli/sweep';
 
 const repoCwd = process.cwd();

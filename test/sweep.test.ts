@@ -9,7 +9,7 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
 import { storeFromEnv } from '../store';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
-import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/types';
+import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

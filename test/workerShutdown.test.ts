@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
 import { storeFromEnv } from '../store';
 import type { CheckpointEntry } from '../activities/checkpointing';
-import type { PurifyOutcome, PurifyReport } from '../workflows/types';
-import type { PurifyInput } from '../workflows/purify';
+import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
+import type { PurifyInput } from '../workflows/contract';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

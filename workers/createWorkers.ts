@@ -13,6 +13,7 @@ import { activityInterceptors, workflowInterceptorModules, workflowSinks } from 
 import { payloadCodecFromEnv } from './payloadCodec';
 import { temporalSecurity, type TemporalSecurity } from './env';
 
+// re-exported for the CLI, which loads this module lazily anyway; the names are defined only in the contract
 export { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE };
 
 export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.js');

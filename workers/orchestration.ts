@@ -1,5 +1,6 @@
 /** Orchestration worker: runs workflow code only. `node dist/workers/orchestration.js` */
-import { connectWorker, createOrchestrationWorker, TRAINING_TASK_QUEUE } from './createWorkers';
+import { connectWorker, createOrchestrationWorker } from './createWorkers';
+import { TRAINING_TASK_QUEUE } from '../workflows/contract';
 import { describeSecurity, workerEnv } from './env';
 import { installWorkerRuntime } from './runtime';
 import { shutdownTelemetry, startTelemetry } from '../telemetry/setup';

@@ -8,7 +8,7 @@
 import { connectWorker, createTrainingWorker } from './createWorkers';
 import { describeSecurity, workerEnv } from './env';
 import { installWorkerRuntime } from './runtime';
-import { startDraining } from './drain';
+import { startDraining } from '../activities/drain';
 import { shutdownTelemetry, startTelemetry } from '../telemetry/setup';
 
 async function main() {

@@ -21,8 +21,7 @@ import { formatIssues } from '../schemas/purify';
 import { auditVerdict } from '../core/audit/verdict';
 import { historyKey } from '../core/audit/history';
 import type { AuditNotification, AuditOutcome, NcSummary, PurifyAction, WebhookResult } from '../core/audit/report';
-import type { PurifyInput } from './purify';
-import { TRAINING_TASK_QUEUE } from './purify';
+import { TRAINING_TASK_QUEUE, type PurifyInput } from './contract';
 
 export interface AuditInput {
   /** an AuditRequest (schemas/audit.ts); parsed here again, so a schedule's stored input obeys the same rules */

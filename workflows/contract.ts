@@ -1,7 +1,164 @@
 /**
- * The Temporal contract: everything a client, a worker and a workflow must agree on.
- * Task queue names live here and nowhere else; workflow code may import this module
- * (it is pure: no Node, TensorFlow or SDK client code).
+ * The Temporal contract: everything a client, a worker and a workflow must agree on. Task
+ * queue names, query and signal names, the workflows' inputs and outputs, and the shapes
+ * that cross the workflow/activity boundary (references and small summaries, never tensors)
+ * live here and nowhere else.
+ *
+ * Workflow code imports this module, so it stays pure: constants and types only (the type
+ * imports below vanish from the compiled JavaScript and never reach the workflow bundle).
  */
+import type { ArtifactRef } from '../store/types';
+import type { DataSummary } from '../core/experiment/prepareData';
+import type { EpochRecord } from '../core/train/epochLoop';
+import type { Metrics, ModelMetricsSet, PurifyReport, SplitSummary, StageTiming, SweepCellRecord } from '../core/report/records';
+
+export type { ArtifactRef, DataSummary, EpochRecord, Metrics, ModelMetricsSet, PurifyReport, SplitSummary, StageTiming, SweepCellRecord };
+
+/** Workflow tasks (deterministic orchestration only). */
 export const ORCHESTRATION_TASK_QUEUE = 'ntml-orchestration';
+/** Activities: the training worker runs one per device slot. */
 export const TRAINING_TASK_QUEUE = 'ntml-training';
+
+/** Every workflow answers this query with its progress (PurifyProgress, SweepProgress, ...). */
+export const PROGRESS_QUERY = 'progress';
+/** A purify cell tells its parent sweep (with its own workflow id) that the stages its group shares are stored. */
+export const SHARED_STAGES_READY_SIGNAL = 'sharedStagesReady';
+
+export interface PurifyInput {
+  config: unknown;
+  options?: {
+    /** the activities' task queue (default TRAINING_TASK_QUEUE) */
+    trainingTaskQueue?: string;
+    /** how long a training activity may go without a heartbeat before it is retried elsewhere */
+    heartbeatTimeoutSeconds?: number;
+    /** attempts per stage before the run fails */
+    maximumAttempts?: number;
+    /** reuse stage outputs of earlier runs with identical inputs (default true) */
+    cache?: boolean;
+    /**
+     * Signal the parent workflow (SHARED_STAGES_READY_SIGNAL, with this run's workflow id) once
+     * the stages cells of a sweep share (data, backdoored model) are stored: the sweep then
+     * starts the rest of the group instead of waiting for this whole cell.
+     */
+    announceSharedStages?: boolean;
+  };
+}
+
+export interface SweepInput {
+  spec: unknown;
+  /** passed to every cell's purify workflow; the cells run on the sweep's own task queue */
+  options?: PurifyInput['options'];
+  /** carried across continue-as-new */
+  state?: SweepState;
+}
+
+export interface SweepState {
+  finished: string[];
+  failed: Array<{ cellId: string; error: string }>;
+  reused: number;
+  continuedAsNew: number;
+  /** wall time of each completed cell, ms (for the ETA) */
+  durations: number[];
+}
+
+export interface DataRefs {
+  train: ArtifactRef;
+  cleanFit: ArtifactRef;
+  cleanHeldOut: ArtifactRef;
+  test?: ArtifactRef;
+  backdoorTest?: ArtifactRef;
+  /** poisoning record (indices stored as an artifact) */
+  poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
+  /** a training-controlled attack (Input-Aware) still to run: standard training is the attacker's run */
+  attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };
+  summary: DataSummary;
+  cached?: boolean;
+  /** a learned trigger continued from its checkpoint after this many rounds (0 or absent: from the start) */
+  resumedFromEpoch?: number;
+  skippedCheckpoints?: string[];
+}
+
+export interface TrainedModel {
+  model: ArtifactRef;
+  history: EpochRecord[];
+  seconds: number;
+  resumedFromEpoch: number;
+  skippedCheckpoints: string[];
+  /** true when the stage's output came from the stage cache */
+  cached?: boolean;
+  /** histories of phases before `history` (an Input-Aware run's mask phase), by phase; reported as "stage:phase" */
+  phaseHistories?: Record<string, EpochRecord[]>;
+  /**
+   * A training-controlled attack's run returns the data the rest of the pipeline uses: the
+   * poisoned training set it materialised, the triggered test set and the poison record.
+   */
+  data?: DataRefs;
+}
+
+export interface MutualLearningOutput extends TrainedModel {
+  teacher: ArtifactRef;
+  /** epoch whose student the held-out selection kept (0: the NT student; a refit: its last epoch) */
+  selectedEpoch: number;
+}
+
+export interface SplitDistillationOutput extends TrainedModel {
+  selectedEpoch: number;
+}
+
+export interface DefenseOutput {
+  model: ArtifactRef;
+  /** the defense's name in reports, e.g. "FP" or "I-BAU (first-order)" */
+  defense: string;
+  history: Record<string, EpochRecord[]>;
+  selectionRule: string;
+  details: Record<string, number | string | boolean | number[]>;
+  /** phases resumed from a checkpoint: phase -> epoch */
+  resumedFrom: Record<string, number>;
+  skippedCheckpoints: string[];
+  seconds: number;
+  cached?: boolean;
+}
+
+export interface SplitPlanOutput {
+  kept: ArtifactRef;
+  estimatedTarget: number;
+  excess: number[];
+  keptFraction: number;
+  seconds: number;
+  cached?: boolean;
+}
+
+export interface PurifyOutcome {
+  report: ArtifactRef;
+  markdown: ArtifactRef;
+  purifiedModel: ArtifactRef;
+  summary: Pick<PurifyReport, 'metrics' | 'der' | 'split' | 'stages' | 'defense'>;
+}
+
+export interface PurifyProgress {
+  stage: string;
+  completed: string[];
+  startedAt: string;
+}
+
+export interface SweepProgress {
+  sweep: string;
+  total: number;
+  done: number;
+  running: string[];
+  /** the running cells with their labels and child workflow ids (for per-cell progress) */
+  runningCells?: Array<{ id: string; label: string; workflowId: string }>;
+  failed: number;
+  /** cells found finished in the store (earlier runs of this spec) */
+  reused: number;
+  etaSeconds?: number;
+  continuedAsNew: number;
+}
+
+export interface SweepOutcome {
+  sweep: string;
+  total: number;
+  completed: number;
+  failed: Array<{ cellId: string; error: string }>;
+  reused: number;
+}

@@ -17,170 +17,224 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities';
-import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell } from '../schemas/sweep';
-import type { PurifyInput } from './purify';
-import type { PurifyOutcome, SweepCellRecord, SweepOutcome, SweepProgress } from './types';
-import { TRAINING_TASK_QUEUE, sharedStagesReadySignal } from './purify';
+import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell, type SweepSpec } from '../schemas/sweep';
+import {
+  PROGRESS_QUERY,
+  TRAINING_TASK_QUEUE,
+  type PurifyInput,
+  type PurifyOutcome,
+  type SweepCellRecord,
+  type SweepInput,
+  type SweepOutcome,
+  type SweepProgress,
+  type SweepState,
+} from './contract';
+import { sharedStagesReadySignal } from './purify';
 
-export interface SweepInput {
-  spec: unknown;
-  options?: PurifyInput['options'] & { trainingTaskQueue?: string };
-  /** carried across continue-as-new */
-  state?: { finished: string[]; failed: Array<{ cellId: string; error: string }>; reused: number; continuedAsNew: number; durations: number[] };
-}
-
-export const sweepProgressQuery = defineQuery<SweepProgress>('progress');
+export const sweepProgressQuery = defineQuery<SweepProgress>(PROGRESS_QUERY);
 
 export async function sweep(input: SweepInput): Promise<SweepOutcome> {
-  let cells: SweepCell[];
-  let spec;
+  const { spec, cells } = parseSpec(input.spec);
+  const bookkeeping = bookkeepingActivities(input.options);
+  const state: SweepState = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
+  const book = new CellBook(cells, state, workflowInfo().workflowId);
+  setHandler(sweepProgressQuery, () => book.progress(spec));
+  if (!input.state) await bookkeeping.writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
+
+  const childOptions: PurifyInput['options'] = { ...input.options, announceSharedStages: true };
+  const runCell = async (cell: SweepCell): Promise<void> => {
+    const existing = await bookkeeping.readSweepCell({ sweep: spec.name, cellId: cell.id });
+    if (existing?.status === 'completed') return book.reused(cell.id);
+    const record = await runChild(spec, cell, book.childId(cell), childOptions);
+    await bookkeeping.writeSweepCell({ record });
+    book.settle(cell.id, record);
+  };
+
+  const allLaunched = await runWindow(cells, spec.concurrency, book, runCell);
+  if (!allLaunched) {
+    await continueAsNew<typeof sweep>({ spec: input.spec, options: input.options, state: book.carriedState() });
+  }
+  return { sweep: spec.name, total: cells.length, completed: book.finished.size, failed: state.failed, reused: state.reused };
+}
+
+function parseSpec(raw: unknown): { spec: SweepSpec; cells: SweepCell[] } {
   try {
-    spec = parseSweepSpec(input.spec);
-    cells = expandSweep(spec);
+    const spec = parseSweepSpec(raw);
+    return { spec, cells: expandSweep(spec) };
   } catch (err) {
     throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
   }
-  const { readSweepCell, writeSweepCell, writeSweepSpec } = proxyActivities<typeof activities>({
-    taskQueue: input.options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
+}
+
+function bookkeepingActivities(options: SweepInput['options']) {
+  return proxyActivities<typeof activities>({
+    taskQueue: options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
     // store bookkeeping takes well under a second; an attempt on a lost worker is retried after 20 s
     startToCloseTimeout: '20s',
     retry: { maximumAttempts: 10 },
   });
-  const state = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
-  const finished = new Set(state.finished);
-  const failedIds = new Set(state.failed.map((f) => f.cellId));
-  const running = new Set<string>();
-  const sweepId = workflowInfo().workflowId;
-  const childId = (cell: SweepCell) => `${sweepId}--${cell.id}`;
+}
 
-  setHandler(sweepProgressQuery, (): SweepProgress => {
-    const left = cells.length - finished.size - failedIds.size;
-    const mean = state.durations.length ? state.durations.reduce((a, b) => a + b, 0) / state.durations.length : undefined;
+/** One cell as a child purify workflow on the sweep's own task queue; a failure becomes the cell's record. */
+async function runChild(spec: SweepSpec, cell: SweepCell, workflowId: string, options: PurifyInput['options']): Promise<SweepCellRecord> {
+  const startedAt = Date.now();
+  const cellFields = { sweep: spec.name, cellId: cell.id, axes: cell.axes, config: cell.config };
+  try {
+    const outcome = (await executeChild('purify', {
+      workflowId,
+      taskQueue: workflowInfo().taskQueue,
+      args: [{ config: cell.config, options } satisfies PurifyInput],
+    })) as PurifyOutcome;
     return {
-      sweep: spec.name,
-      total: cells.length,
-      done: finished.size,
-      running: [...running],
-      runningCells: cells
-        .filter((c) => running.has(c.id))
-        .map((c) => ({ id: c.id, label: cellLabel(c.axes), workflowId: childId(c) })),
-      failed: failedIds.size,
-      reused: state.reused,
-      etaSeconds: mean === undefined ? undefined : Math.round((mean * left) / 1000 / spec.concurrency),
-      continuedAsNew: state.continuedAsNew,
+      ...cellFields,
+      status: 'completed',
+      workflowId,
+      startedAt,
+      endedAt: Date.now(),
+      metrics: outcome.summary.metrics,
+      der: outcome.summary.der,
+      split: outcome.summary.split,
+      stages: outcome.summary.stages,
+      report: outcome.report,
+      purifiedModel: outcome.purifiedModel,
     };
-  });
-  if (!input.state) await writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    const error = (cause?.message ?? (err as Error).message).slice(0, 2000);
+    return { ...cellFields, status: 'failed', error, workflowId, startedAt, endedAt: Date.now() };
+  }
+}
 
-  // the first cell of each shared-stage group runs before the rest of its group, until it
-  // has stored the shared stages (its signal) or ended
-  const leaderOf = new Map<string, SweepCell>();
-  for (const c of cells) if (!leaderOf.has(sharedStageKey(c.config))) leaderOf.set(sharedStageKey(c.config), c);
-  const sharedStored = new Set<string>();
-  setHandler(sharedStagesReadySignal, (workflowId) => void sharedStored.add(workflowId));
-  const settled = (id: string) => finished.has(id) || failedIds.has(id);
-  const ready = (c: SweepCell) => {
-    if (settled(c.id) || running.has(c.id)) return false;
-    const leader = leaderOf.get(sharedStageKey(c.config))!;
-    return leader.id === c.id || settled(leader.id) || sharedStored.has(childId(leader));
-  };
-  const childOptions: PurifyInput['options'] = { ...input.options, announceSharedStages: true };
-
-  const runCell = async (cell: SweepCell): Promise<void> => {
-    const existing = await readSweepCell({ sweep: spec.name, cellId: cell.id });
-    if (existing?.status === 'completed') {
-      running.delete(cell.id);
-      finished.add(cell.id);
-      state.reused++;
-      return;
-    }
-    const workflowId = childId(cell);
-    const startedAt = Date.now();
-    let record: SweepCellRecord;
-    try {
-      const outcome = (await executeChild('purify', {
-        workflowId,
-        taskQueue: workflowInfo().taskQueue,
-        args: [{ config: cell.config, options: childOptions } satisfies PurifyInput],
-      })) as PurifyOutcome;
-      record = {
-        sweep: spec.name,
-        cellId: cell.id,
-        axes: cell.axes,
-        config: cell.config,
-        status: 'completed',
-        workflowId,
-        startedAt,
-        endedAt: Date.now(),
-        metrics: outcome.summary.metrics,
-        der: outcome.summary.der,
-        split: outcome.summary.split,
-        stages: outcome.summary.stages,
-        report: outcome.report,
-        purifiedModel: outcome.purifiedModel,
-      };
-    } catch (err) {
-      const cause = (err as { cause?: Error }).cause;
-      record = {
-        sweep: spec.name,
-        cellId: cell.id,
-        axes: cell.axes,
-        config: cell.config,
-        status: 'failed',
-        error: (cause?.message ?? (err as Error).message).slice(0, 2000),
-        workflowId,
-        startedAt,
-        endedAt: Date.now(),
-      };
-    }
-    await writeSweepCell({ record });
-    running.delete(cell.id);
-    if (record.status === 'completed') {
-      finished.add(cell.id);
-      state.durations.push(record.endedAt - record.startedAt);
-    } else {
-      failedIds.add(cell.id);
-      state.failed.push({ cellId: cell.id, error: record.error! });
-    }
-  };
-
+/**
+ * Launches ready cells while fewer than `concurrency` run, until every cell is settled.
+ * False when Temporal suggested continue-as-new: the running cells were let finish and the
+ * rest is left to the next run.
+ */
+async function runWindow(cells: SweepCell[], concurrency: number, book: CellBook, runCell: (cell: SweepCell) => Promise<void>): Promise<boolean> {
+  const groups = new SharedStageGroups(cells, book);
   let stopLaunching = false;
-  while (cells.some((c) => !settled(c.id))) {
+  while (cells.some((c) => !book.settled(c.id))) {
     if (workflowInfo().continueAsNewSuggested) stopLaunching = true;
     if (!stopLaunching) {
       for (const cell of cells) {
-        if (running.size >= spec.concurrency) break;
-        if (!ready(cell)) continue;
-        running.add(cell.id);
-        void runCell(cell).catch((err: Error) => {
-          // bookkeeping itself failed (store unreachable for every retry): count the cell as failed
-          running.delete(cell.id);
-          failedIds.add(cell.id);
-          state.failed.push({ cellId: cell.id, error: `sweep bookkeeping failed: ${err.message}` });
-        });
+        if (book.running.size >= concurrency) break;
+        if (!groups.ready(cell)) continue;
+        book.running.add(cell.id);
+        void runCell(cell).catch((err: Error) => book.bookkeepingFailed(cell.id, err));
       }
     }
-    if (running.size === 0) {
+    if (book.running.size === 0) {
       if (stopLaunching) break;
       // nothing ready and nothing running cannot happen: every group has a runnable leader
       throw ApplicationFailure.nonRetryable('sweep scheduler found no runnable cell', 'SweepSchedulerError');
     }
-    const before = finished.size + failedIds.size;
-    const storedBefore = sharedStored.size;
-    await condition(() => finished.size + failedIds.size > before || running.size === 0 || sharedStored.size > storedBefore);
+    const before = book.settledCount();
+    const storedBefore = groups.storedCount();
+    await condition(() => book.settledCount() > before || book.running.size === 0 || groups.storedCount() > storedBefore);
   }
-  if (stopLaunching && cells.some((c) => !settled(c.id))) {
-    await continueAsNew<typeof sweep>({
-      spec: input.spec,
-      options: input.options,
-      state: { ...state, finished: [...finished], continuedAsNew: state.continuedAsNew + 1 },
-    });
+  return !cells.some((c) => !book.settled(c.id));
+}
+
+/**
+ * The first cell of each shared-stage group runs before the rest of its group, until it has
+ * stored the shared stages (its signal) or ended.
+ */
+class SharedStageGroups {
+  private readonly leaderOf = new Map<string, SweepCell>();
+  private readonly stored = new Set<string>();
+
+  constructor(
+    cells: SweepCell[],
+    private readonly book: CellBook,
+  ) {
+    for (const c of cells) if (!this.leaderOf.has(sharedStageKey(c.config))) this.leaderOf.set(sharedStageKey(c.config), c);
+    setHandler(sharedStagesReadySignal, (workflowId) => void this.stored.add(workflowId));
   }
-  return {
-    sweep: spec.name,
-    total: cells.length,
-    completed: finished.size,
-    failed: state.failed,
-    reused: state.reused,
-  };
+
+  ready(c: SweepCell): boolean {
+    if (this.book.settled(c.id) || this.book.running.has(c.id)) return false;
+    const leader = this.leaderOf.get(sharedStageKey(c.config))!;
+    return leader.id === c.id || this.book.settled(leader.id) || this.stored.has(this.book.childId(leader));
+  }
+
+  storedCount(): number {
+    return this.stored.size;
+  }
+}
+
+/** Which cells are running, finished or failed, and what carries over a continue-as-new. */
+class CellBook {
+  readonly finished: Set<string>;
+  readonly failedIds: Set<string>;
+  readonly running = new Set<string>();
+
+  constructor(
+    private readonly cells: SweepCell[],
+    private readonly state: SweepState,
+    private readonly sweepId: string,
+  ) {
+    this.finished = new Set(state.finished);
+    this.failedIds = new Set(state.failed.map((f) => f.cellId));
+  }
+
+  childId(cell: SweepCell): string {
+    return `${this.sweepId}--${cell.id}`;
+  }
+
+  settled(id: string): boolean {
+    return this.finished.has(id) || this.failedIds.has(id);
+  }
+
+  settledCount(): number {
+    return this.finished.size + this.failedIds.size;
+  }
+
+  /** found completed in the store by an earlier run of this spec */
+  reused(id: string): void {
+    this.running.delete(id);
+    this.finished.add(id);
+    this.state.reused++;
+  }
+
+  settle(id: string, record: SweepCellRecord): void {
+    this.running.delete(id);
+    if (record.status === 'completed') {
+      this.finished.add(id);
+      this.state.durations.push(record.endedAt - record.startedAt);
+    } else {
+      this.failed(id, record.error!);
+    }
+  }
+
+  /** the store was unreachable for every retry: the cell counts as failed */
+  bookkeepingFailed(id: string, err: Error): void {
+    this.running.delete(id);
+    this.failed(id, `sweep bookkeeping failed: ${err.message}`);
+  }
+
+  carriedState(): SweepState {
+    return { ...this.state, finished: [...this.finished], continuedAsNew: this.state.continuedAsNew + 1 };
+  }
+
+  progress(spec: SweepSpec): SweepProgress {
+    const { cells, state } = this;
+    const left = cells.length - this.finished.size - this.failedIds.size;
+    const mean = state.durations.length ? state.durations.reduce((a, b) => a + b, 0) / state.durations.length : undefined;
+    return {
+      sweep: spec.name,
+      total: cells.length,
+      done: this.finished.size,
+      running: [...this.running],
+      runningCells: cells.filter((c) => this.running.has(c.id)).map((c) => ({ id: c.id, label: cellLabel(c.axes), workflowId: this.childId(c) })),
+      failed: this.failedIds.size,
+      reused: state.reused,
+      etaSeconds: mean === undefined ? undefined : Math.round((mean * left) / 1000 / spec.concurrency),
+      continuedAsNew: state.continuedAsNew,
+    };
+  }
+
+  private failed(id: string, error: string): void {
+    this.failedIds.add(id);
+    this.state.failed.push({ cellId: id, error });
+  }
 }

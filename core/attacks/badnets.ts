@@ -11,11 +11,9 @@
  * an optional validateAgainst for data-set-dependent checks, a pure stamp function, and
  * poisonTrainingSet / applyTrigger built on it.
  */
-import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
-  baseAttackShape,
   cloneDataset,
   poisonDirtyLabel,
   imageBytes,
@@ -23,16 +21,10 @@ import {
   type DatasetShape,
   type PoisonResult,
 } from './base';
+import { badnetsConfigSchema, type BadNetsConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
-export const badnetsConfigSchema = z.strictObject({
-  name: z.literal('badnets'),
-  ...baseAttackShape,
-  /** Side of the square patch, in pixels. */
-  patchSize: z.number().int().min(1).default(3),
-});
-
-export type BadNetsConfig = z.output<typeof badnetsConfigSchema>;
+export type { BadNetsConfig };
 
 /** Writes the white patch into image `index` of `images` (HWC, in place). */
 function stampPatch(images: Uint8Array, index: number, ds: DatasetShape, patchSize: number): void {

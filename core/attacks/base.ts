@@ -1,9 +1,9 @@
 /**
  * Building blocks shared by the attack plugins: the common config fields, the error type,
- * label mapping, and the seeded draws of poison indices. Plugins import from here (not from
- * attack.ts, which imports the plugins to build the registry).
+ * label mapping, and the seeded draws of poison indices. The config fields themselves
+ * (baseAttackShape) live in configs.ts, which must stay free of everything but zod.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { Rng, deriveSeed } from '../rng';
 import { imageBytes, type ImageDataset } from '../data/dataset';
 
@@ -19,13 +19,6 @@ export class AttackConfigError extends Error {
     this.name = 'AttackConfigError';
   }
 }
-
-/** Fields every attack config has (attacks.md defaults: all-to-one, target 0, rate 0.1). */
-export const baseAttackShape = {
-  target: z.number().int().min(0).default(0),
-  rate: z.number().gt(0).max(1).default(0.1),
-  labelMap: z.enum(['allToOne', 'allToAll']).default('allToOne'),
-};
 
 export interface BaseAttackConfig {
   name: string;

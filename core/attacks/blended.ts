@@ -11,12 +11,12 @@
  * Training-time: dirty-label, round(rate * n) eligible images blended and relabelled
  * (all-to-one or all-to-all). Test-time: the same blend.
  */
-import { z } from 'zod';
+import { readFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
 import { Rng, deriveSeed } from '../rng';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
-  baseAttackShape,
   cloneDataset,
   poisonDirtyLabel,
   imageBytes,
@@ -25,20 +25,10 @@ import {
   type DatasetShape,
   type PoisonResult,
 } from './base';
+import { blendedConfigSchema, type BlendedConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
-export const blendedConfigSchema = z.strictObject({
-  name: z.literal('blended'),
-  ...baseAttackShape,
-  /** Blend weight of the trigger. */
-  alpha: z.number().gt(0).max(1).default(0.2),
-  /** Seed of the noise pattern (fixed per config, independent of the attack seed). */
-  patternSeed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
-  /** Optional PNG used as the trigger instead of noise (resized nearest-neighbour to HxW). */
-  imagePath: z.string().min(1).optional(),
-});
-
-export type BlendedConfig = z.output<typeof blendedConfigSchema>;
+export type { BlendedConfig };
 
 type Geometry = Pick<DatasetShape, 'height' | 'width' | 'channels'>;
 
@@ -50,23 +40,11 @@ export function blendedNoisePattern(patternSeed: number, shape: Geometry): Uint8
   return out;
 }
 
-/**
- * Node-only modules, loaded on first use. This file is also bundled into the Temporal
- * workflow sandbox (through the config schema in attack.ts), where fs and zlib (pngjs) must
- * not be imported; only activities and the CLI ever read a trigger image.
- */
-function nodeModule<T>(id: string): T {
-  // eslint-disable-next-line no-eval
-  return (eval('require') as NodeRequire)(id) as T;
-}
-
 /** Decoded RGBA pixels of a PNG (pngjs), or AttackConfigError naming `imagePath`. */
 function readPng(imagePath: string): { width: number; height: number; data: Uint8Array } {
-  const fs = nodeModule<typeof import('node:fs')>('node:fs');
-  const { PNG } = nodeModule<typeof import('pngjs')>('pngjs');
   let bytes: Buffer;
   try {
-    bytes = fs.readFileSync(imagePath);
+    bytes = readFileSync(imagePath);
   } catch (err) {
     throw new AttackConfigError('imagePath', `cannot read ${imagePath} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }

@@ -20,16 +20,14 @@
  * `trainInputAwareBackdoor` registers them, so the backdoor test set can be built in the same
  * process right after training; another process stores the encoded bytes as an artifact and
  * calls `loadInputAwareGenerators(bytes)` (inputAwareTraining.ts) before applying the trigger.
- * This file holds no TensorFlow (attack.ts is bundled into workflow code): the registered
- * handle carries the TensorFlow functions.
+ * This file holds no TensorFlow, so poisoning, listing and previewing attacks never load the
+ * native backend: the registered handle carries the TensorFlow functions.
  */
-import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
 import { Rng, deriveSeed } from '../rng';
 import {
   AttackConfigError,
   attackTargetLabel,
-  baseAttackShape,
   checkEligible,
   cloneDataset,
   drawDirtyLabelIndices,
@@ -41,29 +39,10 @@ import {
   type PoisonResult,
   type TriggerParameters,
 } from './base';
+import { inputAwareConfigSchema, type InputAwareConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
-const channelCount = z.number().int().min(1).max(512);
-
-export const inputAwareConfigSchema = z.strictObject({
-  name: z.literal('inputaware'),
-  ...baseAttackShape,
-  /** cross samples per backdoor sample, in each batch and in the materialised set (attacks.md: an equal number) */
-  crossRatio: z.number().min(0).max(10).default(1),
-  /** mask training target: the mean mask value above which the norm penalty applies */
-  maskDensity: z.number().gt(0).lt(1).default(0.032),
-  maskNormWeight: z.number().min(0).default(100),
-  /** weight of ||x1 - x2|| / ||G(x1) - G(x2)|| (and of the mask's own diversity term) */
-  diversityWeight: z.number().min(0).default(1),
-  /** mask generator training, Adam betas (0.5, 0.9) */
-  maskEpochs: z.number().int().min(1).default(25),
-  maskLearningRate: z.number().positive().default(0.01),
-  /** pattern generator, Adam betas (0.5, 0.9), trained jointly with the classifier (whose recipe sets epochs, batch, SGD) */
-  generatorLearningRate: z.number().positive().default(0.01),
-  /** encoder widths of both generators; the decoder mirrors them */
-  generatorChannels: z.tuple([channelCount, channelCount, channelCount]).default([32, 64, 128]),
-});
-export type InputAwareConfig = z.output<typeof inputAwareConfigSchema>;
+export type { InputAwareConfig };
 
 /** Trained generators as the plugin sees them: the TensorFlow work lives behind these functions. */
 export interface InputAwareGeneratorHandle {

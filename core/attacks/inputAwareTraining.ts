@@ -53,9 +53,9 @@ import {
   inputAware,
   inputAwareBatchCounts,
   registerInputAwareGenerators,
-  type InputAwareConfig,
   type InputAwareGeneratorHandle,
 } from './inputAware';
+import type { InputAwareConfig } from './configs';
 
 export interface InputAwareGenerators {
   /** M: image -> one-channel map; m(x) = tanh(20 (tanh(M(x))/2 + 0.5) - 10)/2 + 0.5 */

@@ -46,13 +46,8 @@ import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingChec
 import { TrainingCancelledError } from '../train/epochLoop';
 import { AttackConfigError } from './base';
 import type { PrepareControl } from './attack';
-import {
-  encodePerturbation,
-  narcissusPoodSchema,
-  type NarcissusConfig,
-  type NarcissusPood,
-  type NarcissusTriggerParameters,
-} from './narcissus';
+import { narcissusPoodSchema, type NarcissusConfig, type NarcissusPood } from './configs';
+import { encodePerturbation, type NarcissusTriggerParameters } from './narcissusPerturbation';
 
 export interface NarcissusTriggerOptions {
   train: ImageDataset;

@@ -9,7 +9,8 @@
  */
 import { PNG } from 'pngjs';
 import { imageBytes, subsetDataset, type ImageDataset } from '../data/dataset';
-import { AttackConfigError, getAttack, validateTriggerAgainst, type BaseAttackConfig, type TriggerParameters } from './attack';
+import { AttackConfigError, type BaseAttackConfig, type TriggerParameters } from './base';
+import { getAttack, validateTriggerAgainst } from './registry';
 
 export interface PreviewOptions {
   /** Nearest-neighbour magnification of each image. Default 4. */

@@ -12,11 +12,9 @@
  * clean-label attack (error naming `labelMap`).
  * Test-time: P added to the (non-target) test images.
  */
-import { z } from 'zod';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
-  baseAttackShape,
   classCounts,
   cloneDataset,
   drawCleanLabelIndices,
@@ -26,18 +24,10 @@ import {
   type DatasetShape,
   type PoisonResult,
 } from './base';
+import { sigConfigSchema, type SigConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
-export const sigConfigSchema = z.strictObject({
-  name: z.literal('sig'),
-  ...baseAttackShape,
-  /** Amplitude of the sinusoid, 0-255 units. */
-  delta: z.number().gt(0).max(255).default(40),
-  /** Number of periods across the image width. */
-  frequency: z.number().gt(0).default(6),
-});
-
-export type SigConfig = z.output<typeof sigConfigSchema>;
+export type { SigConfig };
 
 /** One row of the signal: P[j] = delta * sin(2 pi j f / W), the same for every row and channel. */
 export function sigSignalRow(width: number, delta: number, frequency: number): Float64Array {

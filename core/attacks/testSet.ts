@@ -3,7 +3,8 @@
  * test images (all of them for all-to-all), each with the trigger applied.
  */
 import { subsetDataset, type ImageDataset } from '../data/dataset';
-import { attackTargetLabel, getAttack, validateTriggerAgainst, type BaseAttackConfig, type TriggerParameters } from './attack';
+import { attackTargetLabel, type BaseAttackConfig, type TriggerParameters } from './base';
+import { getAttack, validateTriggerAgainst } from './registry';
 
 export interface BackdoorTestSet {
   /** Triggered images; their labels are the true labels. */

@@ -27,13 +27,11 @@
  * attack seed; they are recorded in triggerParameters (`controlPoints`) and applyTrigger uses
  * the recorded ones when given, so the test set sees exactly the training warp.
  */
-import { z } from 'zod';
 import { Rng, deriveSeed } from '../rng';
 import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
   attackTargetLabel,
-  baseAttackShape,
   cloneDataset,
   drawDirtyLabelIndices,
   drawDistinct,
@@ -43,22 +41,10 @@ import {
   type PoisonResult,
   type TriggerParameters,
 } from './base';
+import { wanetConfigSchema, type WanetConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
-export const wanetConfigSchema = z.strictObject({
-  name: z.literal('wanet'),
-  ...baseAttackShape,
-  /** Control grid size k (ins is 2 x k x k). */
-  k: z.number().int().min(2).max(64).default(4),
-  /** Warping strength s. */
-  s: z.number().min(0).max(64).default(0.5),
-  /** Size of the noise (cross) set relative to the poisoned set. */
-  crossRatio: z.number().min(0).max(100).default(2),
-  /** Seed of the control points; absent: derived from the attack seed. */
-  gridSeed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-});
-
-export type WanetConfig = z.output<typeof wanetConfigSchema>;
+export type { WanetConfig };
 
 type Geometry = Pick<DatasetShape, 'height' | 'width'>;
 

@@ -14,7 +14,7 @@
 import { deriveSeed } from '../rng';
 import type { ImageDataset } from '../data/dataset';
 import { predictLabels, type Classifier } from '../models/classifier';
-import { AttackConfigError, getAttack, knownAttacks, parseAttackConfig, validateTriggerAgainst } from '../attacks/attack';
+import { AttackConfigError, getAttack, knownAttacks, parseAttackConfig, validateTriggerAgainst } from '../attacks/registry';
 
 /** The attack seed of a library run with the default seed 0 (prepareData derives it this way). */
 export const DEFAULT_PROBE_SEED = deriveSeed(0, 'attack');

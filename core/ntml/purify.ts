@@ -1,7 +1,8 @@
 /**
  * NT-ML end to end in one process, for library use and benchmarks:
  *   const result = await purify(prepared, config)
- * The Temporal workflow runs the same stages one activity each, with storage and resume.
+ * The Temporal workflow runs the same stages one activity each, with storage and resume; both
+ * follow the step order of steps.ts.
  */
 import type { PurifyConfig } from '../../schemas/purify';
 import type { PreparedData } from '../experiment/prepareData';
@@ -21,6 +22,7 @@ import {
   trainStandard,
   type ModelFactory,
 } from './stages';
+import { ntmlSteps, type NtmlStep } from './steps';
 
 export interface PurifyResult {
   standard: Classifier;
@@ -60,70 +62,84 @@ export async function purify(
     histories.standard = (await timed('standardTraining', () => trainStandard(s, data.train, cfg.training, cfg.seed))).history;
   }
   const std = standard;
-  const targets = await timed('nonTargetLabels', () => computeNtTargets(std, data.train, nt));
-
-  let teacher: Classifier;
-  if (nt.teacher === 'selfDistilled') {
-    teacher = await newModel(deriveSeed(cfg.seed, 'init:teacher'));
-    const t = teacher;
-    histories.teacher = (
-      await timed('teacherTraining', () => trainSelfDistilledTeacher(std, t, data.train, cfg.training, nt, cfg.seed))
-    ).history;
-  } else {
-    teacher = await cloneClassifier(std);
-  }
-
-  let student = nt.studentInit === 'standard' ? await cloneClassifier(std) : await newModel(deriveSeed(cfg.seed, 'init:student'));
-  histories.ntTraining = (
-    await timed('ntTraining', () => trainNtStudent(student, data.train, targets, cfg.training, nt, cfg.seed))
-  ).history;
-  const ntStudent = await cloneClassifier(student);
-
-  const diag = diagnosticSample(data.test, data.backdoorTest, nt.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
+  let targets: Awaited<ReturnType<typeof computeNtTargets>>;
+  let teacher: Classifier | undefined;
+  let student: Classifier;
+  let ntStudent: Classifier;
+  let diag: ReturnType<typeof diagnosticSample>;
   // refitOnAllClean replays the selected run from these starting points on all of D_c
-  const mlStart = nt.refitOnAllClean ? { student: await cloneClassifier(student), teacher: await cloneClassifier(teacher) } : undefined;
-  const selected = await mutualLearningAndSplit(student, teacher, '');
-
-  let split = selected.split;
+  let mlStart: { student: Classifier; teacher: Classifier } | undefined;
+  let ml: Awaited<ReturnType<typeof runMutualLearning>>;
+  let plan: Awaited<ReturnType<typeof planSplit>>;
+  let split: PurifyResult['split'];
+  let splitEpochs: number | undefined;
   let refit: PurifyResult['refit'];
-  if (mlStart) {
-    teacher.model.dispose();
-    student.model.dispose();
-    [student, teacher] = [mlStart.student, mlStart.teacher];
-    refit = { mlEpochs: selected.mlEpoch, splitEpochs: selected.splitEpoch };
-    log(`refit on all ${data.cleanFit.labels.length + data.cleanHeldOut.labels.length} clean samples: ${refit.mlEpochs} ML epochs` +
-      (refit.splitEpochs === undefined ? '' : `, ${refit.splitEpochs} split epochs`));
-    split = (await mutualLearningAndSplit(student, teacher, 'Refit', refit)).split;
-  }
 
-  async function mutualLearningAndSplit(s: Classifier, t: Classifier, suffix: '' | 'Refit', epochs?: { mlEpochs: number; splitEpochs?: number }) {
+  const mutualLearning = (suffix: '' | 'Refit') => async () => {
+    const s = student;
+    const t = teacher!;
     const diagnostics = sampleDiagnostics(s, diag);
-    const ml = await timed(`mutualLearning${suffix}`, () =>
-      runMutualLearning(s, t, data.cleanFit, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { diagnostics, refitEpochs: epochs?.mlEpochs }),
+    ml = await timed(`mutualLearning${suffix}`, () =>
+      runMutualLearning(s, t, data.cleanFit, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, { diagnostics, refitEpochs: refit?.mlEpochs }),
     );
     histories[`mutualLearning${suffix}`] = ml.history;
-    if (nt.ml !== 'split') return { mlEpoch: ml.selectedEpoch, splitEpoch: undefined, split: undefined };
-    const plan = await timed(`splitPlan${suffix}`, () => planSplit(t, s, std, data.train, nt.splitTarget));
+  };
+  const splitPlan = (suffix: '' | 'Refit') => async () => {
+    plan = await timed(`splitPlan${suffix}`, () => planSplit(teacher!, student, std, data.train, nt.splitTarget));
+    split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
     log(`split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
+  };
+  const splitDistillation = (suffix: '' | 'Refit') => async () => {
     const distilled = await timed(`splitDistillation${suffix}`, () =>
-      runSplitDistillation(s, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, {
-        refitEpochs: epochs?.splitEpochs,
-        diagnostics: sampleDiagnostics(s, diag),
+      runSplitDistillation(student, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, {
+        refitEpochs: refit?.splitEpochs,
+        diagnostics: sampleDiagnostics(student, diag),
       }),
     );
     histories[`splitDistillation${suffix}`] = distilled.history;
-    return {
-      mlEpoch: ml.selectedEpoch,
-      splitEpoch: distilled.selectedEpoch,
-      split: { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction },
-    };
-  }
+    splitEpochs = distilled.selectedEpoch;
+  };
+
+  const steps: Record<NtmlStep, () => Promise<void>> = {
+    nonTargetLabels: async () => {
+      targets = await timed('nonTargetLabels', () => computeNtTargets(std, data.train, nt));
+    },
+    teacherTraining: async () => {
+      const t = (teacher = await newModel(deriveSeed(cfg.seed, 'init:teacher')));
+      histories.teacher = (await timed('teacherTraining', () => trainSelfDistilledTeacher(std, t, data.train, cfg.training, nt, cfg.seed))).history;
+    },
+    ntTraining: async () => {
+      // teacher: standard is a copy of f_std (mutual learning changes it)
+      teacher ??= await cloneClassifier(std);
+      const s = (student = nt.studentInit === 'standard' ? await cloneClassifier(std) : await newModel(deriveSeed(cfg.seed, 'init:student')));
+      histories.ntTraining = (await timed('ntTraining', () => trainNtStudent(s, data.train, targets, cfg.training, nt, cfg.seed))).history;
+      ntStudent = await cloneClassifier(student);
+      diag = diagnosticSample(data.test, data.backdoorTest, nt.diagnosticSamples, deriveSeed(cfg.seed, 'diagnostics'));
+      if (nt.refitOnAllClean) mlStart = { student: await cloneClassifier(student), teacher: await cloneClassifier(teacher) };
+    },
+    mutualLearning: mutualLearning(''),
+    splitPlan: splitPlan(''),
+    splitDistillation: splitDistillation(''),
+    mutualLearningRefit: async () => {
+      teacher!.model.dispose();
+      student.model.dispose();
+      [student, teacher] = [mlStart!.student, mlStart!.teacher];
+      refit = { mlEpochs: ml.selectedEpoch, splitEpochs };
+      log(`refit on all ${data.cleanFit.labels.length + data.cleanHeldOut.labels.length} clean samples: ${refit.mlEpochs} ML epochs` +
+        (refit.splitEpochs === undefined ? '' : `, ${refit.splitEpochs} split epochs`));
+      await mutualLearning('Refit')();
+    },
+    splitPlanRefit: splitPlan('Refit'),
+    splitDistillationRefit: splitDistillation('Refit'),
+  };
+  for (const step of ntmlSteps(nt)) await steps[step]();
+  const finalTeacher = teacher!;
 
   const metrics = await timed('evaluation', async () => {
     const m = {
       standard: await evaluate(std),
       ntStudent: await evaluate(ntStudent),
-      teacher: await evaluate(teacher),
+      teacher: await evaluate(finalTeacher),
       final: await evaluate(student),
       der: undefined as number | undefined,
     };
@@ -137,6 +153,6 @@ export async function purify(
     }
     return m;
   });
-  teacher.model.dispose();
-  return { standard: std, ntStudent, student, metrics, split, refit, histories, seconds };
+  finalTeacher.model.dispose();
+  return { standard: std, ntStudent: ntStudent!, student: student!, metrics, split, refit, histories, seconds };
 }

@@ -1,5 +1,5 @@
 /** The human-readable purify report: one table of the models, one of the stages. */
-import type { PurifyReport, Metrics } from '../../workflows/types';
+import type { PurifyReport, Metrics } from './records';
 
 const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(1));
 

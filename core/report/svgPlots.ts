@@ -8,7 +8,7 @@
  * (attack, budget, model) so that every panel still has one marker per defense.
  * renderSweepReport writes the whole report (Markdown, CSV, JSON and both plots).
  */
-import type { SweepCellRecord } from '../../workflows/types';
+import type { SweepCellRecord } from './records';
 import { buildSweepReport, naturalCompare, SWEEP_REPORT_FILES, type Stat, type SweepReport, type SweepRow } from './sweepReport';
 
 /** Okabe-Ito (colour-blind safe) first, then Tol's muted; black is reserved for the undefended model. */

@@ -6,8 +6,8 @@
  * (svgPlots.renderSweepReport writes the files).
  */
 import { z } from 'zod';
-import { baseAttackShape } from '../attacks/base';
-import type { SweepCellRecord } from '../../workflows/types';
+import { baseAttackShape } from '../attacks/configs';
+import type { SweepCellRecord } from './records';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
 export interface Stat {

@@ -9,7 +9,7 @@ import {
   getAttack,
   parseAttackConfig,
   validateAttackAgainst,
-} from '../../core/attacks/attack';
+} from '../../core/attacks/registry';
 import { badnets } from '../../core/attacks/badnets';
 
 const H = 16;

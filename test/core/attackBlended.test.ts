@@ -8,7 +8,7 @@ import { PNG } from 'pngjs';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/attack';
+import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { blended, blendedNoisePattern } from '../../core/attacks/blended';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 

@@ -11,7 +11,7 @@ import { tf } from '../../core/tf';
 import { generateSyntheticDataset, generateSyntheticSplits } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import { subsetDataset } from '../../core/data/dataset';
-import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/attack';
+import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 import { drawInputAwareCross, inputAware, inputAwareGenerators, unregisterInputAwareGenerators } from '../../core/attacks/inputAware';
 import {

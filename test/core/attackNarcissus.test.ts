@@ -12,7 +12,7 @@ import { generateSyntheticDataset, generateSyntheticSplits } from '../../core/da
 import { drawCleanBudget } from '../../core/data/splits';
 import { DEFAULT_FASHION_MNIST_DIR } from '../../core/data/idx';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/attack';
+import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 import { decodePerturbation, encodePerturbation, narcissus, type NarcissusConfig, type NarcissusTriggerParameters } from '../../core/attacks/narcissus';
 import { loadNarcissusPood, resolvePoodChoice } from '../../core/attacks/narcissusTrigger';

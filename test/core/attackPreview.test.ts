@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { PNG } from 'pngjs';
 
 import { generateSyntheticDataset } from '../../core/data/synthetic';
-import { parseAttackConfig, getAttack, knownAttacks } from '../../core/attacks/attack';
+import { parseAttackConfig, getAttack, knownAttacks } from '../../core/attacks/registry';
 import { attackPreviewPng, previewIndices } from '../../core/attacks/preview';
 import { attackCommand } from '../../cli/attack';
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/attack';
+import { AttackConfigError, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { sig, sigSignalRow } from '../../core/attacks/sig';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 

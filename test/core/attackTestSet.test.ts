@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
-import { parseAttackConfig } from '../../core/attacks/attack';
+import { parseAttackConfig } from '../../core/attacks/registry';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 
 const testSet = generateSyntheticDataset({ size: 50, seed: 4, height: 8, width: 8 });
@@ -39,7 +39,8 @@ test('backdoor test set: all-to-all keeps every image, target = (y+1) mod K', ()
 
 test('a poisoned set survives the codec with its poison record', async () => {
   const { encodeDataset, decodeDatasetWithMeta } = await import('../../core/data/codec');
-  const { getAttack, poisonResultToMeta, poisonResultFromMeta } = await import('../../core/attacks/attack');
+  const { getAttack } = await import('../../core/attacks/registry');
+  const { poisonResultToMeta, poisonResultFromMeta } = await import('../../core/attacks/poisonMeta');
   const cfg = parseAttackConfig({ name: 'badnets', rate: 0.2 });
   const res = getAttack('badnets').poisonTrainingSet(testSet, Int32Array.from({ length: 50 }, (_, i) => i), cfg, 3);
   const bytes = encodeDataset(res.dataset, poisonResultToMeta(res));

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, getAttack, parseAttackConfig, poisonResultFromMeta, poisonResultToMeta, validateAttackAgainst } from '../../core/attacks/attack';
+import { AttackConfigError, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { poisonResultFromMeta, poisonResultToMeta } from '../../core/attacks/poisonMeta';
 import {
   bicubicUpsample,
   cubicWeights,

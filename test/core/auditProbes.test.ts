@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { probeKnownTriggers, rateTowardsEachClass, UNPROBED_ATTACKS, DEFAULT_PROBE_SEED, type ProbeReport } from '../../core/audit/probes';
-import { knownAttacks } from '../../core/attacks/attack';
+import { knownAttacks } from '../../core/attacks/registry';
 import { deriveSeed } from '../../core/rng';
 import { tf } from '../../core/tf';
 import { backdooredFixture, cleanModel, referenceSet } from '../support/auditFixtures';

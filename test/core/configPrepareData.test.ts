@@ -14,7 +14,7 @@ import { DatasetError, imageBytes, type ImageDataset } from '../../core/data/dat
 import { generateSyntheticDataset, generateSyntheticSplits } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import { encodeDataset } from '../../core/data/codec';
-import { AttackConfigError } from '../../core/attacks/attack';
+import { AttackConfigError } from '../../core/attacks/registry';
 
 const evaluation = (over: Partial<PurifyConfigInput> = {}): PurifyConfigInput => ({
   seed: 3,

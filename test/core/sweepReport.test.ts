@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildSweepReport, meanStd, naturalCompare, SWEEP_CSV_COLUMNS, type SweepRow } from '../../core/report/sweepReport';
 import { asrVsAccSvg, derByDefenseSvg, renderSweepReport } from '../../core/report/svgPlots';
-import type { SweepCellRecord, StageTiming } from '../../workflows/types';
+import type { SweepCellRecord, StageTiming } from '../../core/report/records';
 
 const close = (a: number | null | undefined, b: number, eps = 1e-9) => assert.ok(a !== null && a !== undefined && Math.abs(a - b) < eps, `${a} vs ${b}`);
 

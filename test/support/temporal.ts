@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
-import type { PurifyInput } from '../../workflows/purify';
-import type { PurifyOutcome, PurifyReport } from '../../workflows/types';
+import type { PurifyInput } from '../../workflows/contract';
+import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
 import { storeFromEnv } from '../../store';
 import { toolPath } from '../../infra/stack';
 

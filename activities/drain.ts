@@ -1,5 +1,6 @@
 /**
- * Graceful stop of a training worker. On SIGTERM (a deploy, a scale-down, a node drain) the
+ * Graceful stop of a training worker: process state that workers/training.ts sets and the
+ * activities' checkpoint hooks read. On SIGTERM (a deploy, a scale-down, a node drain) the
  * SDK stops polling and gives running activities the shutdown grace time before cancelling
  * them. Training would otherwise use that time to start the next epoch and lose it at the
  * cancel; instead the checkpoint hooks check `draining()` after storing each epoch's
