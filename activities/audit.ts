@@ -19,12 +19,13 @@ import { exportLayersModel, ModelFormatError } from '../core/models/layersFormat
 import { predictLabels, type Classifier } from '../core/models/classifier';
 import { accuracy } from '../core/metrics';
 import { backendKind, nativeTensorflowVersion } from '../core/tf';
-import { probeKnownTriggers } from '../core/audit/probes';
-import { anomalyIndices, reverseEngineerTrigger } from '../core/audit/neuralCleanse';
+import { excludeProbes, probeKnownTriggers } from '../core/audit/probes';
+import { reverseEngineerTrigger } from '../core/audit/neuralCleanse';
+import { summarizeScan, type NcClassDone } from '../core/audit/scanSummary';
 import { reversedTriggerPng } from '../core/audit/triggerImage';
 import { WebhookSecretError } from '../core/audit/webhookSecret';
 import { deliverAuditNotification, WebhookRejectedError } from '../core/audit/webhook';
-import { AuditModelError, readDeployedModel } from '../core/audit/deployedModel';
+import { assertReferenceFits, AuditModelError, readDeployedModel } from '../core/audit/deployedModel';
 import { integrityCheck } from '../core/audit/integrity';
 import { historyKey, lastRecord, readHistory } from '../core/audit/history';
 import {
@@ -35,7 +36,6 @@ import {
   type AuditNotification,
   type AuditReport,
   type IntegrityCheck,
-  type NcClassSummary,
   type NcSummary,
   type ProbeSummary,
   type PurifyAction,
@@ -81,13 +81,7 @@ export async function inspectAuditModel(input: { request: unknown; auditId: stri
           throw err;
         }
         const { meta } = read.classifier;
-        const [h, w, c] = meta.inputShape;
-        if (reference.height !== h || reference.width !== w || reference.channels !== c || reference.numClasses !== meta.numClasses) {
-          throw new AuditModelError(
-            `the deployed model expects ${h}x${w}x${c} images and ${meta.numClasses} classes, the reference set has ` +
-              `${reference.height}x${reference.width}x${reference.channels} and ${reference.numClasses}`,
-          );
-        }
+        assertReferenceFits(meta, reference);
         const stored = r.model.artifact ?? (await saveModel(read.classifier));
         const referenceDigest = datasetDigest(reference);
         const key = historyKey(r.modelId, input.startedAt, input.auditId);
@@ -172,19 +166,10 @@ export async function probeAuditTriggers(input: { model: ArtifactRef; reference:
   return withKeepAlive(() =>
     withModelAndReference(input.model, input.reference, async (c, ref) => {
       const { exclude, asrThreshold } = input.policy.probes;
-      const report = await probeKnownTriggers(c, ref);
-      const probes = report.probes.map((p) =>
-        exclude.includes(p.attack) ? { attack: p.attack, status: 'skipped' as const, how: 'skipped: excluded by the audit policy (probes.exclude)' } : p,
-      );
-      return { ...report, probes, asrThreshold };
+      return { ...excludeProbes(await probeKnownTriggers(c, ref), exclude), asrThreshold };
     }),
   );
 }
-
-type NcClassDone = Omit<NcClassSummary, 'anomalyIndex' | 'flagged'>;
-
-/** JSON has no Infinity: an index of 1e6 stands for "MAD is 0 and the norm differs from the median". */
-const finiteIndex = (v: number) => (Number.isFinite(v) ? v : 1e6);
 
 /**
  * Reverse-engineers one trigger per class. Finished classes travel in the heartbeat
@@ -216,29 +201,7 @@ export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; refere
     }
     return [...done.values()].sort((a, b) => a.targetClass - b.targetClass);
   });
-  const anomaly = anomalyIndices(
-    classes.map((c) => c.maskL1),
-    o.anomalyThreshold,
-  );
-  // only a trigger that reached the success threshold while being minimised is a minimal trigger; the
-  // masks of a scan stopped before that (too small a budget) are no evidence either way
-  const works = (c: NcClassDone) => c.reachedThreshold && c.attackSuccessRate >= 100 * o.attackSuccessThreshold;
-  const flagged = anomaly.flagged.filter((k) => works(classes[k]));
-  const candidates = classes.filter(works);
-  return {
-    stepsPerClass: o.stepsPerClass,
-    batchSize: o.batchSize,
-    cost: o.cost.mode === 'fixed' ? `fixed ${o.cost.value}` : `schedule from ${o.cost.initial}`,
-    seed: o.seed,
-    anomalyThreshold: o.anomalyThreshold,
-    attackSuccessThreshold: 100 * o.attackSuccessThreshold,
-    median: anomaly.median,
-    mad: anomaly.mad,
-    flagged,
-    smallestClass: candidates.length ? candidates.reduce((best, c) => (c.maskL1 < best.maskL1 ? c : best)).targetClass : undefined,
-    classes: classes.map((c) => ({ ...c, anomalyIndex: finiteIndex(anomaly.indices[c.targetClass]), flagged: flagged.includes(c.targetClass) })),
-    seconds: (Date.now() - t0) / 1000,
-  };
+  return summarizeScan(classes, o, (Date.now() - t0) / 1000);
 }
 
 // --- actions ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import { ArtifactIntegrityError, ArtifactNotFoundError, readArtifactUri, sha256H
 import { LAYERS_ONLY, type DeployedModel } from '../../schemas/audit';
 import { decodeClassifier, importLayersModel, ModelFormatError } from '../models/layersFormat';
 import type { Classifier } from '../models/classifier';
+import type { ImageDataset } from '../data/dataset';
 import type { ModelFile } from './report';
 
 /** The deployed model cannot be audited as given: missing, corrupt, or not a layers model. */
@@ -156,4 +157,15 @@ export async function deployedModelDigest(m: DeployedModel, s3: S3Options): Prom
   if (m.artifact) return { digest: m.artifact.sha256, files: [{ name: path.basename(m.artifact.uri), sha256: m.artifact.sha256, bytes: m.artifact.bytes }] };
   const { files, digest } = await readLayersModelFiles(m.layersModel!, s3);
   return { digest, files: files.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })) };
+}
+
+/** The reference set must be images of the model's input shape with its number of classes. */
+export function assertReferenceFits(meta: Classifier['meta'], reference: ImageDataset): void {
+  const [h, w, c] = meta.inputShape;
+  if (reference.height !== h || reference.width !== w || reference.channels !== c || reference.numClasses !== meta.numClasses) {
+    throw new AuditModelError(
+      `the deployed model expects ${h}x${w}x${c} images and ${meta.numClasses} classes, the reference set has ` +
+        `${reference.height}x${reference.width}x${reference.channels} and ${reference.numClasses}`,
+    );
+  }
 }
