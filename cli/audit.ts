@@ -474,7 +474,7 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
       }
       case 'trigger':
         await client.schedule.getHandle(id).trigger(triggerOverlap);
-        info(io, `schedule ${id}: audit requested now`);
+        info(io, `schedule ${id}: audit requested now (${triggerOverlap ? `overlap ${triggerOverlap}` : "the schedule's overlap policy applies: under SKIP it is skipped while an audit runs"})`);
         return 0;
       case 'backfill': {
         const { start, end, overlap } = backfill!;

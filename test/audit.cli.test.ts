@@ -219,7 +219,7 @@ describe('ntml audit: command line', () => {
       const hour = Math.floor(Date.now() / 3600_000) * 3600_000;
       const start = new Date(hour - 4.5 * 3600_000).toISOString();
       const end = new Date(hour - 0.5 * 3600_000).toISOString();
-      const { backfill, describe } = await workers.run(async () => {
+      const { backfill, describe, list } = await workers.run(async () => {
         // no --overlap: the schedule's own policy is SKIP, which would run 1 of the 4
         const backfill = await ntml(['audit', 'schedule', 'backfill', id, '--start', start, '--end', end], env);
         const deadline = Date.now() + 240_000;
@@ -229,7 +229,7 @@ describe('ntml audit: command line', () => {
           await new Promise((r) => setTimeout(r, 250));
           describe = await ntml(['audit', 'schedule', 'describe', id], env);
         }
-        return { backfill, describe };
+        return { backfill, describe, list: await ntml(['audit', 'schedule', 'list'], env) };
       });
       assert.equal(backfill.code, 0, backfill.stderr);
       assert.equal(backfill.stdout.trim(), '4');
@@ -241,6 +241,7 @@ describe('ntml audit: command line', () => {
       const recent = describe.stdout.split('\n').filter((l) => l.includes(`audit-${backfillModel}`));
       assert.equal(recent.length, 4, describe.stdout);
       for (const line of recent) assert.match(line, /^  \S+Z  suspicious +audit-/);
+      assert.match(list.stdout, new RegExp(`^${id}  paused  next -  last \\S+Z suspicious$`, 'm'));
     } finally {
       await ntml(['audit', 'schedule', 'delete', id], env);
     }
