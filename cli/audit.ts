@@ -1,5 +1,6 @@
 /**
- * ntml audit run | schedule create|list|describe|pause|unpause|trigger|backfill|delete | history.
+ * ntml audit run | schedule create|list|describe|pause|unpause|trigger|backfill|delete | history
+ * | digest | reference-set.
  * An audit request file (YAML or JSON) names the deployed model, the reference set and the
  * policy (schemas/audit.ts); it is validated here before any server is contacted.
  * Schedules are Temporal Schedules whose action starts the `audit` workflow.
@@ -8,7 +9,7 @@ import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { commandUsage, flag, stringOption, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
+import { commandUsage, flag, intOption, stringOption, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
 import { readConfigFile } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { timestamp } from './format';
@@ -27,7 +28,8 @@ const overlapOption: OptionSpec = {
 };
 const scheduleId: CommandSpec['positionals'] = [{ name: 'SCHEDULE_ID', help: 'the schedule (default id at creation: audit-<modelId>)' }];
 
-const VERDICT_EXIT = { clean: 0, suspicious: 3, backdoored: 4 } as const;
+/** The verdict as the exit code of `audit run`, for alerts and cron jobs. */
+export const VERDICT_EXIT = { clean: 0, suspicious: 3, backdoored: 4, changed: 5 } as const;
 
 export const auditRunSpec: CommandSpec = {
   name: 'audit run',
@@ -44,7 +46,9 @@ export const auditRunSpec: CommandSpec = {
 in this process. The report is also stored (artifact store) with a history record under
 audits/<modelId>/history/ ("ntml audit history MODEL").
 
-exit codes: 0 clean, 3 suspicious, 4 backdoored, 1 the audit or a server failed, 2 bad command line or request`,
+exit codes: 0 clean, 3 suspicious, 4 backdoored, 5 changed (the model's digest is not the pinned
+one, or without a pin not the previous audit's), 1 the audit or a server failed, 2 bad command
+line or request`,
 };
 
 export const auditScheduleCreateSpec: CommandSpec = {
@@ -109,9 +113,14 @@ export const auditScheduleBackfillSpec: CommandSpec = {
   options: [
     { name: 'start', value: 'TIME', help: 'ISO time, e.g. 2025-01-01T00:00:00Z' },
     { name: 'end', value: 'TIME', help: 'ISO time' },
-    overlapOption,
+    {
+      name: 'overlap',
+      value: 'POLICY',
+      help: 'buffer-all (default: every slot runs, one after another), allow-all\n(all at once), or skip, buffer-one, ... (slots due while one runs are skipped)',
+    },
     address,
   ],
+  details: 'Prints how many audits the range holds and how many the overlap policy will run.',
 };
 export const auditScheduleDeleteSpec: CommandSpec = {
   name: 'audit schedule delete',
@@ -119,6 +128,29 @@ export const auditScheduleDeleteSpec: CommandSpec = {
   summary: 'Delete a schedule. Running audits finish; the history in the store is kept.',
   positionals: scheduleId,
   options: [address],
+};
+export const auditDigestSpec: CommandSpec = {
+  name: 'audit digest',
+  brief: "the model digest an audit records (to pin as policy.integrity.expectedDigest)",
+  summary: "Print the digest of the request's deployed model, computed as the audit computes it (no server needed).",
+  options: [requestOption, { name: 'json', help: 'also list the files and their sha256' }],
+  details: `Pin the approved model with
+  policy:
+    integrity: { expectedDigest: <this digest> }
+and every audit of another model (one changed byte in weights.bin is enough) gets the verdict
+"changed" and exit code 5.`,
+};
+export const auditReferenceSetSpec: CommandSpec = {
+  name: 'audit reference-set',
+  brief: 'make a reference set from a known data set (synthetic or CIFAR-10)',
+  summary: 'Write a clean, class-balanced reference set as an ntml data set file for audit requests (referenceSet).',
+  options: [
+    { name: 'data', value: 'SOURCE', help: 'synthetic (the generator of the demo and the ci tier) or cifar10\n(a stratified subset of the test batch)' },
+    { name: 'out', value: 'FILE', help: 'where to write it, e.g. reference.ntds' },
+    { name: 'size', value: 'N', help: 'images (default 500)' },
+    { name: 'seed', value: 'N', help: 'which images (default 0)' },
+    { name: 'path', value: 'DIR', help: 'cifar-10-batches-bin folder (default: $NTML_CIFAR10_DIR)' },
+  ],
 };
 export const auditHistorySpec: CommandSpec = {
   name: 'audit history',
@@ -155,8 +187,10 @@ export function auditUsage(): string {
     'usage: ntml audit run --request FILE [options]',
     '       ntml audit schedule create|list|describe|pause|unpause|trigger|backfill|delete ...',
     '       ntml audit history MODEL',
+    '       ntml audit digest --request FILE',
+    '       ntml audit reference-set --data synthetic|cifar10 --out FILE',
     '',
-    ...[auditRunSpec, ...Object.values(SCHEDULE_SPECS), auditHistorySpec].map((s) => `  ntml ${s.name.padEnd(26)}${s.brief}`),
+    ...[auditRunSpec, ...Object.values(SCHEDULE_SPECS), auditHistorySpec, auditDigestSpec, auditReferenceSetSpec].map((s) => `  ntml ${s.name.padEnd(26)}${s.brief}`),
     '',
     'Run "ntml audit <subcommand> --help" for its options; docs/audits.md explains requests and policies.',
   ].join('\n');
@@ -167,9 +201,11 @@ type Handler = (args: ParsedArgs, io: Io) => Promise<number>;
 /** Routing for main.ts: the spec to parse with and the handler. */
 export function auditRoute(sub: string | undefined, rest: string[]): { spec: CommandSpec; rest: string[]; handler: () => Promise<Handler> } | { text: string } {
   if (sub === '--help' || sub === '-h') return { text: auditUsage() };
-  if (sub === undefined) throw new UsageError('missing audit subcommand (run, schedule or history)', auditUsage());
+  if (sub === undefined) throw new UsageError('missing audit subcommand (run, schedule, history, digest or reference-set)', auditUsage());
   if (sub === 'run') return { spec: auditRunSpec, rest, handler: async () => auditRun };
   if (sub === 'history') return { spec: auditHistorySpec, rest, handler: async () => auditHistory };
+  if (sub === 'digest') return { spec: auditDigestSpec, rest, handler: async () => auditDigest };
+  if (sub === 'reference-set') return { spec: auditReferenceSetSpec, rest, handler: async () => auditReferenceSet };
   if (sub === 'schedule') {
     const [action, ...more] = rest;
     if (action === '--help' || action === '-h') return { text: auditUsage() };
@@ -182,7 +218,7 @@ export function auditRoute(sub: string | undefined, rest: string[]): { spec: Com
     }
     return { spec, rest: more, handler: async () => (args, io) => scheduleCommand(action!, args, io) };
   }
-  throw new UsageError(`unknown audit subcommand "${sub}" (expected run, schedule or history)`, auditUsage());
+  throw new UsageError(`unknown audit subcommand "${sub}" (expected run, schedule, history, digest or reference-set)`, auditUsage());
 }
 
 const info = (io: Io, line: string) => io.stderr.write(`${line}\n`);
@@ -327,8 +363,12 @@ async function scheduleClient(args: ParsedArgs): Promise<Client> {
 async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promise<number> {
   // a bad command line fails before the server is contacted
   const created = action === 'create' ? scheduleOptions(args) : undefined;
+  // a backfill puts every slot of the range due at once: under the schedule's SKIP all but one
+  // would be skipped, so by default they are buffered and run one after another
   const backfill =
-    action === 'backfill' ? { start: parseTime(stringOption(args, 'start'), 'start'), end: parseTime(stringOption(args, 'end'), 'end'), overlap: overlapOf(args) } : undefined;
+    action === 'backfill'
+      ? { start: parseTime(stringOption(args, 'start'), 'start'), end: parseTime(stringOption(args, 'end'), 'end'), overlap: overlapOf(args) ?? 'BUFFER_ALL' }
+      : undefined;
   if (backfill && backfill.end <= backfill.start) throw new UsageError('--end must be after --start');
   const triggerOverlap = action === 'trigger' ? overlapOf(args) : undefined;
   const client = await scheduleClient(args);
@@ -337,7 +377,8 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
   try {
     switch (action) {
       case 'create': {
-        const { raw, request, spec, catchupWindow, overlap } = created!;
+        const { raw, request, spec, catchupWindow, overlap, cron } = created!;
+        const note = stringOption(args, 'note');
         const scheduleIdValue = stringOption(args, 'id') ?? `audit-${request.modelId}`;
         const q = await queues(true);
         await client.schedule
@@ -352,8 +393,10 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
               args: [{ request: raw, options: q.options } satisfies AuditInput],
             },
             policies: { overlap, catchupWindow },
-            state: { paused: flag(args, 'paused'), note: stringOption(args, 'note') },
-            memo: { modelId: request.modelId },
+            state: { paused: flag(args, 'paused'), note },
+            // the server keeps a cron only as calendar entries, and pause/unpause overwrite the
+            // note: the memo keeps both as given, for describe and for unpause
+            memo: { modelId: request.modelId, ...(cron ? { cron } : {}), ...(note ? { note } : {}) },
           })
           .catch(async (err) => {
             const { ScheduleAlreadyRunning } = await import('@temporalio/client');
@@ -365,36 +408,54 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
         return 0;
       }
       case 'list': {
-        const rows: Array<{ id: string; paused: boolean; next?: string; recent?: string; note?: string }> = [];
+        const rows: Array<{ id: string; paused: boolean; next?: string; recent?: string; verdict?: string; note?: string }> = [];
         for await (const s of client.schedule.list()) {
           if (s.action?.type !== 'startWorkflow' || s.action.workflowType !== 'audit') continue;
+          const last = s.info?.recentActions?.at(-1);
           rows.push({
             id: s.scheduleId,
             paused: s.state.paused,
-            next: s.info?.nextActionTimes?.[0]?.toISOString(),
-            recent: s.info?.recentActions?.at(-1)?.takenAt?.toISOString(),
+            // a paused schedule starts nothing: the server's next times would only mislead
+            next: s.state.paused ? undefined : s.info?.nextActionTimes?.[0]?.toISOString(),
+            recent: last?.takenAt?.toISOString(),
+            verdict: last ? await auditState(client, last.action.workflow) : undefined,
             note: s.state.note,
           });
         }
         if (flag(args, 'json')) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         else if (!rows.length) info(io, 'no audit schedules');
-        else for (const r of rows) io.stdout.write(`${r.id}  ${r.paused ? 'paused ' : 'active '} next ${r.next ?? '-'}  last ${r.recent ?? '-'}${r.note ? `  (${r.note})` : ''}\n`);
+        else {
+          for (const r of rows) {
+            const last = r.recent ? `${r.recent} ${r.verdict}` : '-';
+            io.stdout.write(`${r.id}  ${r.paused ? 'paused ' : 'active '} next ${r.next ?? '-'}  last ${last}${r.note ? `  (${r.note})` : ''}\n`);
+          }
+        }
         return 0;
       }
       case 'describe': {
         const d = await client.schedule.getHandle(id).describe();
+        const cron = typeof d.memo?.cron === 'string' ? d.memo.cron : undefined;
+        const next = d.state.paused ? [] : d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString());
+        const recent = await Promise.all(
+          d.info.recentActions.slice(-10).map(async (a) => ({
+            takenAt: a.takenAt.toISOString(),
+            workflowId: a.action.workflow.workflowId,
+            verdict: await auditState(client, a.action.workflow),
+          })),
+        );
         if (flag(args, 'json')) {
-          io.stdout.write(`${JSON.stringify({ scheduleId: d.scheduleId, spec: d.spec, policies: d.policies, state: d.state, info: d.info, action: d.action }, null, 2)}\n`);
+          const { scheduleId, spec, policies, state, action, memo } = d;
+          io.stdout.write(`${JSON.stringify({ scheduleId, when: describeSpec(spec, cron), spec, policies, state, info: { ...d.info, nextActionTimes: next }, recent, action, memo }, null, 2)}\n`);
           return 0;
         }
         const lines = [
           `schedule   ${d.scheduleId}${d.state.paused ? '  PAUSED' : ''}${d.state.note ? `  (${d.state.note})` : ''}`,
-          `when       ${describeSpec(d.spec)}`,
+          `when       ${describeSpec(d.spec, cron)}`,
           `policies   overlap ${d.policies.overlap}, catch-up window ${d.policies.catchupWindow / 1000} s`,
           `audits     ${d.info.numActionsTaken} started, ${d.info.numActionsSkippedOverlap} skipped (overlap), ${d.info.runningActions.length} running`,
-          `next       ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ') || '-'}`,
+          `next       ${d.state.paused ? '- (paused: no audit starts until unpause; trigger still works)' : next.join(', ') || '-'}`,
           'recent:',
-          ...d.info.recentActions.slice(-10).map((a) => `  ${a.takenAt.toISOString()}  ${a.action.workflow.workflowId}`),
+          ...recent.map((a) => `  ${a.takenAt}  ${a.verdict.padEnd(10)}  ${a.workflowId}`),
         ];
         io.stdout.write(`${lines.join('\n')}\n`);
         return 0;
@@ -403,18 +464,26 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
         await client.schedule.getHandle(id).pause(stringOption(args, 'note') ?? 'paused with ntml audit schedule pause');
         info(io, `schedule ${id} paused`);
         return 0;
-      case 'unpause':
-        await client.schedule.getHandle(id).unpause(stringOption(args, 'note') ?? 'unpaused with ntml audit schedule unpause');
+      case 'unpause': {
+        // without --note the schedule gets back the note it was created with (pause replaced it)
+        const handle = client.schedule.getHandle(id);
+        const memo = (await handle.describe()).memo;
+        await handle.unpause(stringOption(args, 'note') ?? (typeof memo?.note === 'string' ? memo.note : ''));
         info(io, `schedule ${id} unpaused`);
         return 0;
+      }
       case 'trigger':
         await client.schedule.getHandle(id).trigger(triggerOverlap);
-        info(io, `schedule ${id}: audit requested now`);
+        info(io, `schedule ${id}: audit requested now (${triggerOverlap ? `overlap ${triggerOverlap}` : "the schedule's overlap policy applies: under SKIP it is skipped while an audit runs"})`);
         return 0;
-      case 'backfill':
-        await client.schedule.getHandle(id).backfill({ start: backfill!.start, end: backfill!.end, overlap: backfill!.overlap });
-        info(io, `schedule ${id}: backfill of ${backfill!.start.toISOString()} .. ${backfill!.end.toISOString()} requested`);
+      case 'backfill': {
+        const { start, end, overlap } = backfill!;
+        const slots = await matchingTimes(client, id, start, end);
+        await client.schedule.getHandle(id).backfill({ start, end, overlap });
+        io.stdout.write(`${slots.length}\n`);
+        info(io, `schedule ${id}: backfill of ${start.toISOString()} .. ${end.toISOString()}: ${backfillSummary(slots.length, overlap)}`);
         return 0;
+      }
       case 'delete':
         await client.schedule.getHandle(id).delete();
         info(io, `schedule ${id} deleted (its audit history stays in the store)`);
@@ -429,22 +498,89 @@ async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promis
   }
 }
 
+/** What the overlap policy does with `n` backfilled slots that all come due at once. */
+export function backfillSummary(n: number, overlap: string): string {
+  if (n === 0) return 'the schedule had no audit due in this range: nothing to run';
+  const audits = `${n} audit${n === 1 ? '' : 's'}`;
+  switch (overlap) {
+    case 'BUFFER_ALL':
+      return `${audits} due; all ${n} run, one after another (overlap BUFFER_ALL)`;
+    case 'ALLOW_ALL':
+      return `${audits} due; all ${n} start at once (overlap ALLOW_ALL)`;
+    case 'BUFFER_ONE':
+      return `${audits} due; overlap BUFFER_ONE runs ${Math.min(n, 2)} and skips ${Math.max(0, n - 2)} (only one waits while another runs; --overlap buffer-all runs every slot)`;
+    default:
+      return `${audits} due; overlap ${overlap} runs 1 and skips ${n - 1} (they come due while the first runs; --overlap buffer-all runs every slot)`;
+  }
+}
+
+/** The times the schedule's spec matches in [start, end], as the server computes them. */
+async function matchingTimes(client: Client, scheduleId: string, start: Date, end: Date): Promise<Date[]> {
+  const { msToTs, tsToDate } = await import('@temporalio/common/lib/time');
+  const { namespaceFrom } = await import('./temporal');
+  const r = await client.workflowService.listScheduleMatchingTimes({
+    namespace: namespaceFrom(undefined),
+    scheduleId,
+    startTime: msToTs(start.getTime()),
+    endTime: msToTs(end.getTime()),
+  });
+  return (r.startTime ?? []).map((t) => tsToDate(t));
+}
+
+/** An audit the schedule started: its verdict when completed, else its state (running, failed, ...). */
+async function auditState(client: Client, workflow: { workflowId: string; firstExecutionRunId: string }): Promise<string> {
+  try {
+    const handle = client.workflow.getHandle(workflow.workflowId, workflow.firstExecutionRunId);
+    const { status } = await handle.describe();
+    if (status.name !== 'COMPLETED') return status.name.toLowerCase().replace(/_/g, '-');
+    return ((await handle.result()) as AuditOutcome).verdict;
+  } catch {
+    // deleted by retention, or another namespace's: the time and id still say something
+    return '?';
+  }
+}
+
 function scheduleOptions(args: ParsedArgs) {
   const { raw, request } = loadRequest(args, auditScheduleCreateSpec);
   const every = stringOption(args, 'every');
   const cron = stringOption(args, 'cron');
   if ((every === undefined) === (cron === undefined)) throw new UsageError('give exactly one of --every DURATION or --cron EXPR', commandUsage(auditScheduleCreateSpec, true));
-  const spec = every !== undefined ? { intervals: [{ every: parseDuration(every, 'every') }] } : { cronExpressions: [cron!] };
+  if (cron !== undefined && !/^\S+(\s+\S+){4,6}$/.test(cron.trim()) && !cron.trim().startsWith('@')) {
+    throw new UsageError(`--cron needs 5 fields (minute hour day-of-month month day-of-week), e.g. "0 3 * * *", got "${cron}"`);
+  }
+  const spec = every !== undefined ? { intervals: [{ every: parseDuration(every, 'every') }] } : { cronExpressions: [cron!.trim()] };
   const catchupWindow = parseDuration(stringOption(args, 'catchup-window') ?? '1h', 'catchup-window');
-  return { raw, request, spec, catchupWindow, overlap: overlapOf(args) ?? 'SKIP' };
+  return { raw, request, spec, catchupWindow, overlap: overlapOf(args) ?? 'SKIP', cron: cron?.trim() };
 }
 
-function describeSpec(spec: { intervals?: Array<{ every: unknown }>; cronExpressions?: string[]; calendars?: unknown[] }): string {
+/**
+ * The schedule's times in words. The server returns a cron expression as calendar entries, so
+ * `cron` (the expression as created, kept in the memo) names it; calendars of schedules made
+ * elsewhere are spelled out field by field.
+ */
+export function describeSpec(spec: { intervals?: Array<{ every: unknown }>; cronExpressions?: string[]; calendars?: unknown[] }, cron?: string): string {
   const parts: string[] = [];
   for (const i of spec.intervals ?? []) parts.push(`every ${typeof i.every === 'number' ? `${i.every / 1000} s` : String(i.every)}`);
   for (const c of spec.cronExpressions ?? []) parts.push(`cron "${c}"`);
-  if (!parts.length && spec.calendars?.length) parts.push(`${spec.calendars.length} calendar entr${spec.calendars.length === 1 ? 'y' : 'ies'}`);
+  if (cron !== undefined && !spec.cronExpressions?.length) parts.push(`cron "${cron}"`);
+  else if (spec.calendars?.length) parts.push(...spec.calendars.map((c) => `calendar ${describeCalendar(c as Record<string, unknown>)}`));
   return parts.join(', ') || '(no times)';
+}
+
+/** A calendar entry as "hour 3, minute 0, ..." with ranges and steps: `{start, end, step}` -> "1-5/2". */
+function describeCalendar(c: Record<string, unknown>): string {
+  const fields = ['month', 'dayOfMonth', 'dayOfWeek', 'hour', 'minute', 'second'];
+  const range = (r: unknown): string => {
+    if (typeof r === 'string' || typeof r === 'number') return String(r);
+    const { start, end, step } = r as { start: unknown; end?: unknown; step?: number };
+    return `${start}${end !== undefined && end !== start ? `-${end}` : ''}${step && step > 1 ? `/${step}` : ''}`;
+  };
+  const parts = fields.flatMap((f) => {
+    const v = c[f];
+    if (v === undefined || (Array.isArray(v) && v.length === 0)) return [];
+    return [`${f} ${(Array.isArray(v) ? v : [v]).map(range).join(',')}`];
+  });
+  return parts.join(', ') || 'every second';
 }
 
 // --- ntml audit history MODEL ----------------------------------------------------------
@@ -484,3 +620,62 @@ export function historyTable(records: AuditHistoryRecord[]): string {
   return rows.map((r) => r.map((c, i) => (widths[i] ? c.padEnd(widths[i]) : c)).join('  ')).join('\n');
 }
 
+
+// --- ntml audit digest --request FILE ----------------------------------------------------
+
+export async function auditDigest(args: ParsedArgs, io: Io): Promise<number> {
+  const { request } = loadRequest(args, auditDigestSpec);
+  const { deployedModelDigest, AuditModelError } = await import('../core/audit/deployedModel');
+  const { s3OptionsFromEnv } = await import('../store');
+  let result;
+  try {
+    result = await deployedModelDigest(request.model, s3OptionsFromEnv());
+  } catch (err) {
+    if (err instanceof AuditModelError) throw new UserError(err.message);
+    throw err;
+  }
+  if (flag(args, 'json')) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else io.stdout.write(`${result.digest}\n`);
+  const pinned = request.policy.integrity.expectedDigest;
+  if (pinned !== undefined) {
+    info(io, pinned === result.digest ? 'matches policy.integrity.expectedDigest' : `differs from policy.integrity.expectedDigest ${pinned}: an audit would say "changed"`);
+  } else {
+    info(io, 'pin it in the request as  policy: { integrity: { expectedDigest: <digest> } }');
+  }
+  return 0;
+}
+
+// --- ntml audit reference-set --data synthetic|cifar10 --out FILE ---------------------------
+
+export async function auditReferenceSet(args: ParsedArgs, io: Io): Promise<number> {
+  const data = stringOption(args, 'data');
+  if (data !== 'synthetic' && data !== 'cifar10') {
+    throw new UsageError(`--data must be synthetic or cifar10, got ${data === undefined ? 'nothing' : `"${data}"`}`, commandUsage(auditReferenceSetSpec, true));
+  }
+  const out = stringOption(args, 'out');
+  if (!out) throw new UsageError('missing --out FILE (e.g. reference.ntds)', commandUsage(auditReferenceSetSpec, true));
+  const size = intOption(args, 'size', 500, 10, data === 'cifar10' ? 10_000 : 100_000);
+  const seed = intOption(args, 'seed', 0, 0, 2 ** 31 - 1);
+  const { syntheticReferenceSet, cifar10ReferenceSet } = await import('../core/audit/referenceSet');
+  let set;
+  if (data === 'synthetic') set = syntheticReferenceSet(size, seed);
+  else {
+    const { cifar10DirFromEnv } = await import('./config');
+    const dir = stringOption(args, 'path') ?? cifar10DirFromEnv().dir;
+    if (!dir) throw new UsageError(`--data cifar10 needs --path DIR (the cifar-10-batches-bin folder) or $NTML_CIFAR10_DIR (${cifar10DirFromEnv().why})`);
+    set = await cifar10ReferenceSet(dir, size, seed);
+  }
+  const { encodeDataset } = await import('../core/data/codec');
+  await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await fs.writeFile(out, encodeDataset(set, { madeBy: 'ntml audit reference-set', data, size, seed }));
+  const perClass = new Array<number>(set.numClasses).fill(0);
+  for (const l of set.labels) perClass[l]++;
+  io.stdout.write(`${out}\n`);
+  info(
+    io,
+    `wrote ${out}: ${set.labels.length} images of ${set.name}, ${set.height}x${set.width}x${set.channels}, ` +
+      `${set.numClasses} classes (${Math.min(...perClass)}-${Math.max(...perClass)} per class)\n` +
+      `use it in an audit request as  referenceSet: { format: ntml, location: ${out} }`,
+  );
+  return 0;
+}

@@ -11,6 +11,7 @@ import * as specs from './commands';
 import * as sweepSpecs from './sweep';
 import * as bundleSpecs from './storeBundle';
 import { auditRoute } from './audit';
+import { stackEnvSpec } from './stackEnv';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
 
@@ -46,6 +47,8 @@ function route(argv: string[]): Route {
         return { spec: specs.stackStop, rest: more, handler: async () => (await import('./stack')).stackStop };
       case 'status':
         return { spec: specs.stackStatusSpec, rest: more, handler: async () => (await import('./stack')).stackStatusCmd };
+      case 'env':
+        return { spec: stackEnvSpec, rest: more, handler: async () => (await import('./stackEnv')).stackEnv };
       default:
         if (sub === '--help' || sub === '-h') return { text: specs.stackUsage() };
         if (sub === undefined) throw new UsageError('missing stack subcommand (start, stop or status)', specs.stackUsage());

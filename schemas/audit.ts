@@ -68,6 +68,16 @@ const secretName = z
 
 export const AuditPolicy = z
   .object({
+    integrity: z
+      .object({
+        expectedDigest: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters (the digest `ntml audit digest` prints)')
+          .optional()
+          .describe('the approved model\'s digest: any other gives the verdict `changed` (exit code 5) at every audit until the pin is updated'),
+      })
+      .strict()
+      .prefault({}),
     accuracy: z
       .object({
         maxDrop: z.number().min(0).max(100).default(5).describe('clean-accuracy points the model may lose against the previous audit'),

@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, saveHistory, taskQueues, testClient } from './support/temporal';
-import { auditRequest, hookServer, tempDir, unreachableUrl, writeReferenceSet } from './support/auditHarness';
+import { auditRequest, hookServer, tempDir, TEST_SIGNING_SECRET, unreachableUrl, writeReferenceSet } from './support/auditHarness';
 import { backdooredFixture, backdooredModelBytes, cleanModelBytes } from './support/auditFixtures';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
@@ -52,6 +52,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
   const hook = await hookServer((n) => (n === 1 ? 503 : 200));
   const token = `tok-${Date.now()}`;
   process.env.NTML_WEBHOOK_E2E_HOOK = `${hook.url}/hooks/audit?token=${token}`;
+  process.env.NTML_WEBHOOK_E2E_HOOK_SIGNING_SECRET = TEST_SIGNING_SECRET;
   const modelId = `backdoored-${Date.now().toString(36)}`;
   const request = auditRequest({
     modelId,
@@ -138,7 +139,13 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
     assert.equal(hook.received[1].path, `/hooks/audit?token=${token}`);
     assert.equal(hook.received[1].body.verdict, 'backdoored');
     assert.equal(hook.received[1].body.modelId, modelId);
-    assert.deepEqual(outcome.webhook, { secret: 'E2E_HOOK', delivered: true, attempt: 2, status: 200 });
+    const { signedAt, ...delivered } = outcome.webhook!;
+    assert.deepEqual(delivered, { secret: 'E2E_HOOK', delivered: true, attempt: 2, status: 200 });
+    // each attempt signed when sent; the receiver's documented check passes on both
+    assert.deepEqual(hook.received.map((r) => r.signature), ['ok', 'ok']);
+    assert.match(String(hook.received[1].headers['ntml-signature']), new RegExp(`^t=${signedAt},v1=[0-9a-f]{64}$`));
+    assert.equal(hook.received[1].headers['ntml-delivery'], `${outcome.auditId}:ntml.audit.completed`);
+    assert.equal(hook.received[1].headers['ntml-event'], 'ntml.audit.completed');
     // the URL (and its token) never reached Temporal
     const history = JSON.stringify(await client.workflow.getHandle(outcome.auditId).fetchHistory(), (_k, v) =>
       v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v,
@@ -154,6 +161,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
     assert.equal(outcome.purify!.workflowId, `audit-purify-${modelId}-${model.sha256.slice(0, 16)}`);
   } finally {
     delete process.env.NTML_WEBHOOK_E2E_HOOK;
+    delete process.env.NTML_WEBHOOK_E2E_HOOK_SIGNING_SECRET;
     await hook.close();
   }
 });
@@ -162,6 +170,7 @@ test('a clean tinyCnn of the same data is clean; an unreachable webhook is recor
   const store = storeFromEnv();
   const model = await store.put(await cleanModelBytes());
   process.env.NTML_WEBHOOK_E2E_DOWN = await unreachableUrl();
+  process.env.NTML_WEBHOOK_E2E_DOWN_SIGNING_SECRET = TEST_SIGNING_SECRET;
   const modelId = `clean-${Date.now().toString(36)}`;
   const request = auditRequest({
     modelId,
@@ -200,5 +209,6 @@ test('a clean tinyCnn of the same data is clean; an unreachable webhook is recor
     assert.equal(record?.webhook?.delivered, false);
   } finally {
     delete process.env.NTML_WEBHOOK_E2E_DOWN;
+    delete process.env.NTML_WEBHOOK_E2E_DOWN_SIGNING_SECRET;
   }
 });

@@ -1,8 +1,10 @@
 /**
  * Integrity and failure handling of audits on the real Temporal server and S3 store: the
- * deployed model's digest is compared with the previous audit (a replaced model on S3 is
- * reported as changed, with the accuracy change beside it), and a missing or corrupt model
- * fails the audit once, with a message naming the file and the problem, and a history record.
+ * deployed model's digest is compared with the previous audit (a replaced model on S3 gets
+ * the verdict changed, with the accuracy change beside it) or with a pinned digest (one
+ * flipped byte of weights.bin is enough, at every audit, and the signed webhook says so),
+ * and a missing or corrupt model fails the audit once, with a message naming the file and
+ * the problem, and a history record.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, RetryState } from '@temporalio/common';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
-import { auditRequest, tempDir, writeReferenceSet } from './support/auditHarness';
+import { auditRequest, documentedSignatureCheck, hookServer, tempDir, TEST_SIGNING_SECRET, writeReferenceSet } from './support/auditHarness';
 import { backdooredFixture, cleanModel } from './support/auditFixtures';
 import { createS3Client, parseS3Location, s3OptionsFromEnv, storeFromEnv } from '../store';
 import { casKey } from '../store/keys';
@@ -101,16 +103,91 @@ test('a model replaced at the same S3 location is reported as changed, against t
   assert.equal(third.accuracy.previousAuditId, second.auditId);
   assert.equal(third.accuracy.comparable, true);
   assert.ok(Math.abs(third.accuracy.change! - (third.accuracy.current - second.accuracy.current)) < 1e-9);
-  // the replacement is the backdoored model: the BadNets probe alone makes it suspicious (scan disabled)
+  // the replacement is the backdoored model: the BadNets probe alone would make it suspicious (scan
+  // disabled), but an unexpected digest outranks that: the verdict is changed, both reasons listed
   assert.equal(first.verdict, 'clean');
-  assert.equal(third.verdict, 'suspicious');
+  assert.equal(second.verdict, 'clean');
+  assert.equal(third.verdict, 'changed');
+  assert.match(third.reasons[0], /the model's digest changed since audit audit-replaced-\w+-2/);
+  assert.ok(third.reasons.some((r) => /known trigger towards class 0 \(badnets/.test(r)), third.reasons.join('\n'));
 
   const store = storeFromEnv();
   const markdown = Buffer.from(await store.get(third.markdown)).toString('utf8');
   assert.match(markdown, /\| integrity \| \*\*changed\*\*: `[0-9a-f]{12}…` \(audit `audit-replaced-\w+-2`, [^)]+\) → `[0-9a-f]{12}…` \|/);
   const history = await readHistory(store, modelId);
   assert.deepEqual(history.map((h) => h.integrity), ['first', 'unchanged', 'changed']);
+  assert.deepEqual(history.map((h) => h.verdict), ['clean', 'clean', 'changed']);
   assert.deepEqual(history.map((h) => h.auditId), [first.auditId, second.auditId, third.auditId]);
+});
+
+test('a pinned digest: one flipped byte of weights.bin gives the verdict changed at every audit, in history and signed webhook', { timeout: 300_000 }, async () => {
+  const modelId = `pinned-${Date.now().toString(36)}`;
+  const folder = path.join(dir, modelId);
+  const c = await cleanModel();
+  await exportLayersModel(c, folder);
+  c.model.dispose();
+  const modelJson = path.join(folder, 'model.json');
+  const hook = await hookServer();
+  process.env.NTML_WEBHOOK_PINNED_HOOK = `${hook.url}/pinned`;
+  process.env.NTML_WEBHOOK_PINNED_HOOK_SIGNING_SECRET = TEST_SIGNING_SECRET;
+  const { deployedModelDigest } = await import('../core/audit/deployedModel');
+  const approved = (await deployedModelDigest({ layersModel: modelJson }, s3OptionsFromEnv())).digest;
+  const request = auditRequest({
+    modelId,
+    model: { layersModel: modelJson },
+    referenceSet: { format: 'ntml', location: reference },
+    policy: { neuralCleanse: { enabled: false }, integrity: { expectedDigest: approved }, webhook: { secret: 'PINNED_HOOK', maxAttempts: 2 } },
+  });
+  try {
+    const [approvedRun, flipped, again] = await runAudits('audit-pinned', async (run) => {
+      const approvedRun = await run(request, `audit-${modelId}-1`);
+      // one byte of the deployed weights flipped in place: same files, same sizes, same location
+      const weights = path.join(folder, 'weights.bin');
+      const bytes = await fs.readFile(weights);
+      bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+      await fs.writeFile(weights, bytes);
+      const flipped = await run(request, `audit-${modelId}-2`);
+      // pinned, the next audit is still changed (without a pin it would compare with audit 2 and pass)
+      const again = await run(request, `audit-${modelId}-3`);
+      return [approvedRun, flipped, again];
+    });
+    assert.equal(approvedRun.verdict, 'clean', approvedRun.reasons.join('\n'));
+    assert.equal(approvedRun.integrity.status, 'unchanged');
+    assert.equal(approvedRun.integrity.digest, approved);
+    for (const o of [flipped, again]) {
+      assert.equal(o.verdict, 'changed', o.reasons.join('\n'));
+      assert.equal(o.integrity.status, 'changed');
+      assert.equal(o.integrity.expectedDigest, approved);
+      assert.notEqual(o.integrity.digest, approved);
+      assert.match(o.reasons[0], new RegExp(`is not the pinned \\(approved\\) digest ${approved.slice(0, 12)}`));
+      // the flipped byte did not move a single prediction: the probes alone would have passed it
+      assert.ok(o.reasons.some((r) => /no known trigger (reaches|moves)/.test(r)), o.reasons.join('\n'));
+    }
+    // the history carries it
+    const history = await readHistory(storeFromEnv(), modelId);
+    assert.deepEqual(history.map((h) => [h.verdict, h.integrity, h.expectedDigest]), [
+      ['clean', 'unchanged', approved],
+      ['changed', 'changed', approved],
+      ['changed', 'changed', approved],
+    ]);
+    // so does the webhook, signed: the receiver's documented check passes, and a replay later is refused
+    assert.equal(hook.received.length, 3);
+    const notice = hook.received[1];
+    assert.equal(notice.signature, 'ok');
+    assert.equal(notice.body.verdict, 'changed');
+    assert.equal(notice.body.integrity, 'changed');
+    assert.equal(notice.body.expectedDigest, approved);
+    assert.equal(notice.body.digest, flipped.integrity.digest);
+    const header = String(notice.headers['ntml-signature']);
+    const sentAt = Number(/^t=(\d+),/.exec(header)![1]);
+    assert.equal(documentedSignatureCheck(notice.raw, header, TEST_SIGNING_SECRET, sentAt + 301), 'stale');
+    assert.equal(documentedSignatureCheck(notice.raw.replace('"changed"', '"clean"'), header, TEST_SIGNING_SECRET, sentAt), 'bad signature');
+    assert.equal(flipped.webhook?.delivered, true);
+  } finally {
+    delete process.env.NTML_WEBHOOK_PINNED_HOOK;
+    delete process.env.NTML_WEBHOOK_PINNED_HOOK_SIGNING_SECRET;
+    await hook.close();
+  }
 });
 
 /** The failure an audit workflow ended with: its message, and whether the activity was retried. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
-import { auditRequest, hookServer, tempDir, writeReferenceSet } from './support/auditHarness';
+import { auditRequest, hookServer, tempDir, TEST_SIGNING_SECRET, writeReferenceSet } from './support/auditHarness';
 import { cleanModelBytes } from './support/auditFixtures';
 import { storeFromEnv } from '../store';
 import { readHistory } from '../core/audit/history';
@@ -35,6 +35,7 @@ test('a 2 s audit schedule fires repeatedly, skips an overlapping audit, pauses,
   const held = new Promise<number>((resolve) => (release = () => resolve(200)));
   const hook = await hookServer((n) => (n === 1 ? held : 200));
   process.env.NTML_WEBHOOK_SCHEDULE_HOOK = `${hook.url}/schedule`;
+  process.env.NTML_WEBHOOK_SCHEDULE_HOOK_SIGNING_SECRET = TEST_SIGNING_SECRET;
   const modelId = `scheduled-${Date.now().toString(36)}`;
   const request = auditRequest({
     modelId,
@@ -107,6 +108,7 @@ test('a 2 s audit schedule fires repeatedly, skips an overlapping audit, pauses,
   } finally {
     release();
     delete process.env.NTML_WEBHOOK_SCHEDULE_HOOK;
+    delete process.env.NTML_WEBHOOK_SCHEDULE_HOOK_SIGNING_SECRET;
     await handle.delete().catch(() => undefined);
     await hook.close();
     await close();

@@ -132,6 +132,7 @@ export async function audit(input: AuditInput): Promise<AuditOutcome> {
         maskL1: neuralCleanse.classes.map((c) => c.maskL1),
         candidate: neuralCleanse.smallestClass,
       },
+      integrity: inspected.integrity,
     },
     { probeAsr: policy.probes.asrThreshold, maxAccuracyDrop: policy.accuracy.maxDrop, minimumAccuracy: policy.accuracy.minimum },
   );
@@ -162,6 +163,8 @@ export async function audit(input: AuditInput): Promise<AuditOutcome> {
     suspectClasses: verdict.suspectClasses,
     integrity: inspected.integrity.status,
     digest: inspected.model.digest,
+    expectedDigest: inspected.integrity.expectedDigest,
+    previousDigest: inspected.integrity.previousDigest,
     accuracy: accuracy.current,
     historyKey: inspected.historyKey,
     purifyWorkflowId: purify?.workflowId,

@@ -104,3 +104,11 @@ export async function probeKnownTriggers(
   }
   return { seed, referenceSize: reference.labels.length, probes };
 }
+
+/** The report with the policy's excluded attacks marked as skipped, saying why. */
+export function excludeProbes(report: ProbeReport, exclude: string[]): ProbeReport {
+  const probes = report.probes.map((p) =>
+    exclude.includes(p.attack) ? { attack: p.attack, status: 'skipped' as const, how: 'skipped: excluded by the audit policy (probes.exclude)' } : p,
+  );
+  return { ...report, probes };
+}

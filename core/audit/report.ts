@@ -38,9 +38,14 @@ export interface ReferenceSetSummary {
 }
 
 export interface IntegrityCheck {
-  /** first: no earlier audit of this model id recorded a digest */
+  /**
+   * against the pinned digest when the policy pins one, else against the previous audit;
+   * first: no pin and no earlier audit of this model id recorded a digest
+   */
   status: 'first' | 'unchanged' | 'changed';
   digest: string;
+  /** the approved digest the policy pins (policy.integrity.expectedDigest) */
+  expectedDigest?: string;
   previousDigest?: string;
   previousAuditId?: string;
   previousAuditAt?: string;
@@ -100,6 +105,8 @@ export interface WebhookResult {
   /** attempt that delivered it */
   attempt?: number;
   status?: number;
+  /** the Ntml-Signature timestamp of the delivered attempt (unix seconds) */
+  signedAt?: number;
   error?: string;
 }
 
@@ -141,6 +148,8 @@ export interface AuditHistoryRecord {
   error?: string;
   digest?: string;
   integrity?: IntegrityCheck['status'];
+  /** the pinned digest the integrity check compared with */
+  expectedDigest?: string;
   accuracy?: number;
   referenceDigest?: string;
   report?: ArtifactRef;
@@ -176,6 +185,10 @@ export interface AuditNotification {
   suspectClasses?: number[];
   integrity?: IntegrityCheck['status'];
   digest?: string;
+  /** the pinned digest, when the policy pins one */
+  expectedDigest?: string;
+  /** the digest the previous audit recorded */
+  previousDigest?: string;
   accuracy?: number;
   error?: string;
   /** the store record of this audit (report and Markdown are linked from it) */
@@ -189,6 +202,18 @@ const short = (sha: string) => `${sha.slice(0, 12)}…`;
 /** File name of a class's reversed-trigger image next to the Markdown report. */
 export const triggerImageName = (c: number) => `trigger-class-${c}.png`;
 
+function integrityText(i: IntegrityCheck): string {
+  const earlier = i.previousAuditId ? ` (audit \`${i.previousAuditId}\`, ${i.previousAuditAt})` : '';
+  if (i.expectedDigest !== undefined) {
+    return i.status === 'changed'
+      ? `**changed**: pinned \`${short(i.expectedDigest)}\` → \`${short(i.digest)}\``
+      : `matches the pinned digest \`${short(i.expectedDigest)}\``;
+  }
+  if (i.status === 'first') return `first audit of this model id (digest \`${short(i.digest)}\`)`;
+  if (i.status === 'unchanged') return `unchanged since audit \`${i.previousAuditId}\``;
+  return `**changed**: \`${short(i.previousDigest!)}\`${earlier} → \`${short(i.digest)}\``;
+}
+
 export function auditMarkdown(r: AuditReport): string {
   const out: string[] = [];
   out.push(`# Audit of ${r.modelId}: ${r.verdict.verdict.toUpperCase()}`, '');
@@ -201,16 +226,7 @@ export function auditMarkdown(r: AuditReport): string {
   out.push('## Verdict', '', ...r.verdict.reasons.map((x) => `- ${x}`), '');
 
   out.push('## Checks', '', '| check | result |', '|---|---|');
-  const i = r.integrity;
-  out.push(
-    `| integrity | ${
-      i.status === 'first'
-        ? `first audit of this model id (digest \`${short(i.digest)}\`)`
-        : i.status === 'unchanged'
-          ? `unchanged since audit \`${i.previousAuditId}\``
-          : `**changed**: \`${short(i.previousDigest!)}\` (audit \`${i.previousAuditId}\`, ${i.previousAuditAt}) → \`${short(i.digest)}\``
-    } |`,
-  );
+  out.push(`| integrity | ${integrityText(r.integrity)} |`);
   const a = r.accuracy;
   const previous =
     a.previous === undefined
@@ -223,7 +239,11 @@ export function auditMarkdown(r: AuditReport): string {
   const worst = probed.reduce<AttackProbe | undefined>((w, p) => (!w || (p.worstAsr ?? 0) > (w.worstAsr ?? 0) ? p : w), undefined);
   out.push(
     `| known-trigger probes | ${probed.length} probed, ${r.probes.probes.length - probed.length} skipped; ${
-      worst ? `highest ASR ${f1(worst.worstAsr)}% (${worst.attack} → class ${worst.worstClass}), threshold ${f1(r.probes.asrThreshold)}%` : 'none probed'
+      !worst
+        ? 'none probed'
+        : (worst.worstAsr ?? 0) > 0
+          ? `highest ASR ${f1(worst.worstAsr)}% (${worst.attack} → class ${worst.worstClass}), threshold ${f1(r.probes.asrThreshold)}%`
+          : `no trigger moves any image to another class (ASR 0.0% towards every class), threshold ${f1(r.probes.asrThreshold)}%`
     } |`,
   );
   const nc = r.neuralCleanse;
@@ -250,7 +270,10 @@ export function auditMarkdown(r: AuditReport): string {
   const k = r.model.numClasses;
   out.push(`| attack | ${Array.from({ length: k }, (_, c) => `c${c}`).join(' | ')} | worst |`, `|---|${'---|'.repeat(k)}---|`);
   for (const p of probed) {
-    out.push(`| ${p.attack} | ${p.asrByClass!.map((v, c) => (c === p.worstClass ? `**${f1(v)}**` : f1(v))).join(' | ')} | class ${p.worstClass} |`);
+    // a row of zeros has no worst class: nothing to point a reader at
+    const hasWorst = (p.worstAsr ?? 0) > 0;
+    const cells = p.asrByClass!.map((v, c) => (hasWorst && c === p.worstClass ? `**${f1(v)}**` : f1(v)));
+    out.push(`| ${p.attack} | ${cells.join(' | ')} | ${hasWorst ? `class ${p.worstClass}` : '-'} |`);
   }
   if (probed.length) out.push(`| (clean) | ${probed[0].cleanRateByClass!.map(f1).join(' | ')} | |`);
   out.push('');

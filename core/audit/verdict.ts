@@ -10,20 +10,27 @@
  *
  *   backdoored  a known trigger reaches the ASR threshold towards class c AND Neural
  *               Cleanse points at c: two independent tests agree on the class;
+ *   changed     the model is not the approved one: its digest differs from the pinned
+ *               digest, or (no pin) from the previous audit's. It outranks suspicious and
+ *               clean, because a swapped model must not pass as clean on its probes alone;
+ *               backdoored outranks it (the integrity reason is listed all the same);
  *   suspicious  a known trigger alone, a class flagged by Neural Cleanse alone, the two
  *               pointing at different classes, or clean accuracy below the policy's minimum
  *               or down more than allowed since the previous audit;
  *   clean       none of the above.
  */
 import type { AttackProbe } from './probes';
+import type { IntegrityCheck } from './report';
 
-export type Verdict = 'clean' | 'suspicious' | 'backdoored';
+export type Verdict = 'clean' | 'suspicious' | 'changed' | 'backdoored';
 
 export interface VerdictInput {
   accuracy: { current: number; previous?: number; comparable: boolean };
   probes: Pick<AttackProbe, 'attack' | 'status' | 'worstClass' | 'worstAsr' | 'asrByClass'>[];
   /** undefined when the scan was disabled; `candidate`: the class with the smallest working reversed trigger */
   neuralCleanse?: { flagged: number[]; indices: number[]; maskL1: number[]; candidate?: number };
+  /** undefined: not checked (unit tests of the other rules) */
+  integrity?: IntegrityCheck;
 }
 
 export interface VerdictThresholds {
@@ -41,8 +48,22 @@ export interface AuditVerdict {
 
 const pct = (v: number) => `${v.toFixed(1)}%`;
 
+const short = (sha: string) => sha.slice(0, 12);
+
+function integrityReason(i: IntegrityCheck): string | undefined {
+  if (i.status !== 'changed') return undefined;
+  if (i.expectedDigest !== undefined) {
+    return `the model's digest ${short(i.digest)} is not the pinned (approved) digest ${short(i.expectedDigest)}: the deployed model was replaced or modified`;
+  }
+  return (
+    `the model's digest changed since audit ${i.previousAuditId} (${short(i.previousDigest!)} -> ${short(i.digest)}): the deployed model was replaced or modified ` +
+    '(pin the approved digest with policy.integrity.expectedDigest)'
+  );
+}
+
 export function auditVerdict(m: VerdictInput, t: VerdictThresholds): AuditVerdict {
   const reasons: string[] = [];
+  const changed = m.integrity ? integrityReason(m.integrity) : undefined;
   // class -> the probes that send at least the threshold towards it
   const probeHits = new Map<number, string[]>();
   for (const p of m.probes) {
@@ -92,14 +113,19 @@ export function auditVerdict(m: VerdictInput, t: VerdictThresholds): AuditVerdic
   const suspectClasses = [...agreed, ...[...new Set([...probeHits.keys(), ...ncFlags])].filter((c) => !agreed.includes(c)).sort((x, y) => x - y)];
   let verdict: Verdict = 'clean';
   if (agreed.length > 0) verdict = 'backdoored';
+  else if (changed) verdict = 'changed';
   else if (probeHits.size > 0 || ncFlags.size > 0 || accuracyProblem) verdict = 'suspicious';
-  if (verdict === 'clean') {
+  // the integrity reason leads unless two tests agree on a backdoor
+  if (changed) reasons.splice(verdict === 'backdoored' ? agreed.length : 0, 0, changed);
+  if (verdict === 'clean' || (verdict === 'changed' && reasons.length === 1)) {
     const probed = m.probes.filter((p) => p.status === 'probed');
     const worst = probed.reduce<(typeof probed)[number] | undefined>((w, p) => (w === undefined || (p.worstAsr ?? 0) > (w.worstAsr ?? 0) ? p : w), undefined);
     reasons.push(
-      worst
-        ? `no known trigger reaches ${pct(t.probeAsr)} towards any class (highest: ${worst.attack} ${pct(worst.worstAsr ?? 0)} towards class ${worst.worstClass})`
-        : 'no known trigger was probed',
+      !worst
+        ? 'no known trigger was probed'
+        : (worst.worstAsr ?? 0) > 0
+          ? `no known trigger reaches ${pct(t.probeAsr)} towards any class (highest: ${worst.attack} ${pct(worst.worstAsr ?? 0)} towards class ${worst.worstClass})`
+          : `no known trigger moves any reference image to another class (${probed.length} probed)`,
     );
     if (nc && candidate === undefined) {
       reasons.push('Neural Cleanse flags no class (no reversed trigger reaches the success threshold)');

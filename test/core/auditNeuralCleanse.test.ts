@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PNG } from 'pngjs';
 import { reverseEngineerTrigger, triggerSuccessRate, type NeuralCleanseOptions } from '../../core/audit/neuralCleanse';
-import { reversedTriggerPng } from '../../core/audit/triggerImage';
+import { reversedTriggerPng, TILE_LABELS } from '../../core/audit/triggerImage';
 import { tf } from '../../core/tf';
 import { backdooredFixture, referenceSet } from '../support/auditFixtures';
 import type { Classifier } from '../../core/models/classifier';
@@ -82,19 +82,39 @@ describe('neural cleanse on the BadNets fixture', () => {
 });
 
 describe('reversed trigger picture', () => {
-  it('is a PNG with mask, pattern and mask x pattern side by side', () => {
+  it('is a PNG with mask, pattern and mask x pattern side by side, below their labels', () => {
     const shape = { height: 2, width: 2, channels: 3 };
     const mask = Float32Array.from([1, 0, 0, 0.5]);
     const pattern = Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1]);
     const png = PNG.sync.read(reversedTriggerPng(mask, pattern, shape, 1));
+    const label = 7 + 4; // a 7-pixel text line and its spacing above the tiles
     assert.equal(png.width, 8 + 3 * 2 + 2 * 4 + 8);
-    assert.equal(png.height, 8 + 2 + 8);
+    assert.equal(png.height, 8 + label + 2 + 8);
     const px = (x: number, y: number) => [...png.data.subarray((y * png.width + x) * 4, (y * png.width + x) * 4 + 3)];
-    assert.deepEqual(px(8, 8), [255, 255, 255], 'mask tile, pixel (0,0) = 1');
-    assert.deepEqual(px(9, 9), [128, 128, 128], 'mask tile, pixel (1,1) = 0.5');
-    assert.deepEqual(px(8 + 2 + 4, 8), [255, 0, 0], 'pattern tile, pixel (0,0) red');
-    assert.deepEqual(px(8 + 2 * (2 + 4) + 1, 8), [0, 0, 0], 'mask x pattern tile, pixel (1,0): mask 0');
-    assert.deepEqual(px(8 + 2 * (2 + 4) + 1, 9), [128, 128, 128], 'mask x pattern tile, pixel (1,1): 0.5 x white');
+    const y0 = 8 + label;
+    assert.deepEqual(px(8, y0), [255, 255, 255], 'mask tile, pixel (0,0) = 1');
+    assert.deepEqual(px(9, y0 + 1), [128, 128, 128], 'mask tile, pixel (1,1) = 0.5');
+    assert.deepEqual(px(8 + 2 + 4, y0), [255, 0, 0], 'pattern tile, pixel (0,0) red');
+    assert.deepEqual(px(8 + 2 * (2 + 4) + 1, y0), [0, 0, 0], 'mask x pattern tile, pixel (1,0): mask 0');
+    assert.deepEqual(px(8 + 2 * (2 + 4) + 1, y0 + 1), [128, 128, 128], 'mask x pattern tile, pixel (1,1): 0.5 x white');
     assert.throws(() => reversedTriggerPng(mask, pattern.subarray(1), shape), /pattern 11 values for 2x2x3/);
+  });
+
+  it('labels each tile of a 32x32 trigger with its name', () => {
+    const shape = { height: 32, width: 32, channels: 3 };
+    const png = PNG.sync.read(reversedTriggerPng(new Float32Array(32 * 32), new Float32Array(32 * 32 * 3), shape));
+    const tileW = 32 * 4;
+    // the label band of each tile holds text pixels (light grey on the dark background), one word each
+    const textPixels = (tile: number) => {
+      let n = 0;
+      for (let y = 8; y < 8 + 7; y++) {
+        for (let x = 8 + tile * (tileW + 4); x < 8 + tile * (tileW + 4) + tileW; x++) if (png.data[(y * png.width + x) * 4] === 220) n++;
+      }
+      return n;
+    };
+    const counts = [0, 1, 2].map(textPixels);
+    // the lit pixels of the 5x7 glyphs of each word, none clipped (MASK*PATTERN is 71 px wide, a tile 128)
+    assert.deepEqual(counts, [65, 108, 190]);
+    assert.deepEqual([...TILE_LABELS], ['MASK', 'PATTERN', 'MASK*PATTERN']);
   });
 });

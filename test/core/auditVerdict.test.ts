@@ -1,10 +1,12 @@
 /**
- * The pure parts of audits: the verdict rules, the MAD anomaly index, the request schema
- * (formats other than tfjs layers rejected with a clear message, policy defaults, purify
- * config checked up front), history keys, the webhook secret lookup and the Markdown report.
+ * The pure parts of audits: the verdict rules (integrity included), the MAD anomaly index,
+ * the request schema (formats other than tfjs layers rejected with a clear message, policy
+ * defaults, purify config checked up front), history keys, the webhook secrets and
+ * signatures, the Markdown report, and the schedule texts of the CLI.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,8 +15,12 @@ import { anomalyIndices, MAD_CONSISTENCY } from '../../core/audit/neuralCleanse'
 import { AuditRequest, ncOptionsOf, parseAuditRequest, purifyConfigFor } from '../../schemas/audit';
 import { PurifyConfig } from '../../schemas/purify';
 import { historyKey, lastRecord } from '../../core/audit/history';
-import { resolveWebhookUrl, WebhookSecretError } from '../../core/audit/webhookSecret';
+import { resolveSigningSecret, resolveWebhookUrl, WebhookSecretError } from '../../core/audit/webhookSecret';
+import { signWebhook, verifyWebhookSignature } from '../../core/audit/webhookSignature';
+import { integrityCheck } from '../../core/audit/integrity';
 import { auditMarkdown, type AuditReport } from '../../core/audit/report';
+import { backfillSummary, describeSpec, VERDICT_EXIT } from '../../cli/audit';
+import { readConfigFile } from '../../cli/config';
 
 const thresholds = { probeAsr: 50, maxAccuracyDrop: 5 };
 const asr = (hot: Record<number, number>) => Array.from({ length: 10 }, (_, c) => hot[c] ?? 0.5);
@@ -100,6 +106,58 @@ describe('audit verdict', () => {
   });
 });
 
+describe('integrity in the verdict', () => {
+  const d = (c: string) => c.repeat(64);
+  const previous = { digest: d('a'), auditId: 'audit-m-1', startedAt: '2025-01-01T00:00:00.000Z' };
+
+  it('compares with the pinned digest when there is one, else with the previous audit', () => {
+    assert.equal(integrityCheck(d('a'), undefined, undefined).status, 'first');
+    assert.equal(integrityCheck(d('a'), undefined, previous).status, 'unchanged');
+    assert.equal(integrityCheck(d('b'), undefined, previous).status, 'changed');
+    // pinned: the previous audit does not matter, a change stays a change at every audit
+    assert.equal(integrityCheck(d('b'), d('b'), previous).status, 'unchanged');
+    const pinnedFirst = integrityCheck(d('b'), d('a'), undefined);
+    assert.equal(pinnedFirst.status, 'changed');
+    assert.equal(pinnedFirst.expectedDigest, d('a'));
+    assert.equal(integrityCheck(d('b'), d('a'), { ...previous, digest: d('b') }).status, 'changed');
+  });
+
+  it('gives the verdict changed when every probe is clean, and keeps the clean details', () => {
+    const v = auditVerdict({ ...base, integrity: integrityCheck(d('b'), d('a'), undefined) }, thresholds);
+    assert.equal(v.verdict, 'changed');
+    assert.match(v.reasons[0], /^the model's digest bbbbbbbbbbbb is not the pinned \(approved\) digest aaaaaaaaaaaa/);
+    assert.match(v.reasons.join('\n'), /no known trigger reaches 50\.0%/);
+    const unpinned = auditVerdict({ ...base, integrity: integrityCheck(d('b'), undefined, previous) }, thresholds);
+    assert.equal(unpinned.verdict, 'changed');
+    assert.match(unpinned.reasons[0], /changed since audit audit-m-1 \(aaaaaaaaaaaa -> bbbbbbbbbbbb\).*policy\.integrity\.expectedDigest/);
+    assert.equal(auditVerdict({ ...base, integrity: integrityCheck(d('a'), d('a'), previous) }, thresholds).verdict, 'clean');
+    assert.equal(auditVerdict({ ...base, integrity: integrityCheck(d('a'), undefined, undefined) }, thresholds).verdict, 'clean');
+  });
+
+  it('outranks suspicious, and is outranked by backdoored (its reason still listed)', () => {
+    const integrity = integrityCheck(d('b'), d('a'), undefined);
+    const suspicious = auditVerdict({ ...base, probes: [probe('badnets', { 0: 100 })], neuralCleanse: undefined, integrity }, thresholds);
+    assert.equal(suspicious.verdict, 'changed');
+    assert.match(suspicious.reasons[1], /known trigger towards class 0/);
+    const backdoored = auditVerdict({ ...base, probes: [probe('badnets', { 0: 100 })], neuralCleanse: nc([0]), integrity }, thresholds);
+    assert.equal(backdoored.verdict, 'backdoored');
+    assert.match(backdoored.reasons[0], /^known trigger towards class 0/);
+    assert.match(backdoored.reasons[1], /not the pinned \(approved\) digest/);
+  });
+
+  it('has its own exit code; the others keep theirs', () => {
+    assert.deepEqual(VERDICT_EXIT, { clean: 0, suspicious: 3, backdoored: 4, changed: 5 });
+  });
+
+  it('accepts a pin only as a full sha256', () => {
+    const request = { modelId: 'm', model: { layersModel: 'm/model.json' }, referenceSet: { format: 'ntml', location: 'r.ntds' } };
+    assert.equal(parseAuditRequest({ ...request, policy: { integrity: { expectedDigest: d('c') } } }).policy.integrity.expectedDigest, d('c'));
+    const r = AuditRequest.safeParse({ ...request, policy: { integrity: { expectedDigest: 'c'.repeat(12) } } });
+    assert.ok(!r.success);
+    assert.match(r.error.issues[0].path.join('.'), /^policy\.integrity\.expectedDigest$/);
+  });
+});
+
 describe('MAD anomaly index', () => {
   it('uses the 1.4826-scaled median absolute deviation and flags only the small side', () => {
     const l1 = [9, 100, 110, 90, 105, 95, 300, 98, 102, 101];
@@ -174,6 +232,16 @@ describe('audit request schema', () => {
     assert.match(issues({ ...valid, policy: { purifyOnBackdoored: { cleanSet: purify.cleanSet } } }), /policy.purifyOnBackdoored.trainingSet/);
   });
 
+  it('accepts examples/audit.yaml as it is shipped', () => {
+    const file = path.join(__dirname, '..', '..', '..', 'examples', 'audit.yaml');
+    const r = parseAuditRequest(readConfigFile(file), file);
+    assert.equal(r.modelId, 'demo-classifier');
+    assert.equal(r.model.layersModel, 'runs/demo-model/model/model.json');
+    assert.deepEqual(r.referenceSet, { format: 'ntml', location: 'runs/reference.ntds' });
+    assert.deepEqual(r.policy.webhook, { secret: 'OPS_ALERTS', maxAttempts: 5 });
+    assert.deepEqual(r.policy.probes.exclude, ['sig']);
+  });
+
   it('builds a protection-mode purify config with the exported model as the standard model', () => {
     const r = parseAuditRequest({
       ...valid,
@@ -218,6 +286,50 @@ describe('webhook secret', () => {
   });
 });
 
+describe('webhook signatures', () => {
+  const secret = 'whsec-test-0123456789abcdef';
+  const body = JSON.stringify({ event: 'ntml.audit.completed', verdict: 'changed' });
+
+  it('sign "<t>.<body>" with HMAC-SHA256, verifiable within the tolerance only', () => {
+    const header = signWebhook(body, secret, 1_700_000_000);
+    assert.match(header, /^t=1700000000,v1=[0-9a-f]{64}$/);
+    // the documented recipe, with node:crypto alone
+    assert.equal(header.split('v1=')[1], createHmac('sha256', secret).update(`1700000000.${body}`).digest('hex'));
+    assert.deepEqual(verifyWebhookSignature(body, header, secret, { now: 1_700_000_100 }), { ok: true, timestamp: 1_700_000_000 });
+    const stale = verifyWebhookSignature(body, header, secret, { now: 1_700_000_000 + 301 });
+    assert.equal(stale.ok, false);
+    assert.match((stale as { reason: string }).reason, /timestamp 1700000000 is 301 s from now \(tolerance 300 s\)/);
+    assert.equal(verifyWebhookSignature(`${body} `, header, secret, { now: 1_700_000_000 }).ok, false, 'another body');
+    assert.equal(verifyWebhookSignature(body, header, `${secret}x`, { now: 1_700_000_000 }).ok, false, 'another secret');
+    // a replay with a fresh timestamp but the old signature does not verify
+    assert.equal(verifyWebhookSignature(body, header.replace('t=1700000000', 't=1700000500'), secret, { now: 1_700_000_500 }).ok, false);
+    assert.equal(verifyWebhookSignature(body, undefined, secret).ok, false);
+    assert.equal(verifyWebhookSignature(body, 'v1=abc', secret).ok, false);
+  });
+
+  it('use a signing secret the worker holds, refused when missing or short', async () => {
+    assert.equal(await resolveSigningSecret('OPS', { NTML_WEBHOOK_OPS_SIGNING_SECRET: secret }), secret);
+    await assert.rejects(resolveSigningSecret('OPS', {}), /neither NTML_WEBHOOK_OPS_SIGNING_SECRET nor NTML_WEBHOOK_OPS_SIGNING_SECRET_FILE/);
+    await assert.rejects(resolveSigningSecret('OPS', { NTML_WEBHOOK_OPS_SIGNING_SECRET: 'short' }), (e: Error) => /at least 16 characters/.test(e.message) && !e.message.includes('short'));
+  });
+});
+
+describe('audit schedule texts', () => {
+  it('say how many backfilled slots run under each overlap policy', () => {
+    assert.equal(backfillSummary(4, 'BUFFER_ALL'), '4 audits due; all 4 run, one after another (overlap BUFFER_ALL)');
+    assert.match(backfillSummary(4, 'SKIP'), /^4 audits due; overlap SKIP runs 1 and skips 3 \(they come due while the first runs/);
+    assert.match(backfillSummary(4, 'BUFFER_ONE'), /runs 2 and skips 2/);
+    assert.match(backfillSummary(0, 'BUFFER_ALL'), /no audit due in this range/);
+  });
+
+  it('show a cron schedule by its expression, and spell out calendars made elsewhere', () => {
+    const calendars = [{ hour: [{ start: 3, end: 3, step: 1 }], minute: [{ start: 0, end: 0, step: 1 }], dayOfWeek: [{ start: 'MONDAY', end: 'FRIDAY', step: 1 }] }];
+    assert.equal(describeSpec({ calendars }, '0 3 * * 1-5'), 'cron "0 3 * * 1-5"');
+    assert.equal(describeSpec({ calendars }), 'calendar dayOfWeek MONDAY-FRIDAY, hour 3, minute 0');
+    assert.equal(describeSpec({ intervals: [{ every: 3_600_000 }] }), 'every 3600 s');
+  });
+});
+
 describe('audit Markdown', () => {
   it('shows the verdict, a changed digest, the probe table and an undelivered webhook', () => {
     const ref = { uri: 's3://b/cas/aa/x', sha256: 'a'.repeat(64), bytes: 1 };
@@ -252,6 +364,22 @@ describe('audit Markdown', () => {
     assert.match(md, /- \*\*narcissus\*\*: skipped: learned per run/);
     assert.match(md, /\| Neural Cleanse \| disabled by the policy \|/);
     assert.match(md, /webhook `OPS`: \*\*not delivered\*\*: webhook OPS: HTTP 500/);
+
+    // a pinned digest; probes that move no image: no class in bold, no worst class
+    const zeros = { attack: 'blended', status: 'probed' as const, how: 'default trigger', asrByClass: [0, 0, 0], cleanRateByClass: [0, 0, 0], worstClass: 0, worstAsr: 0 };
+    const pinned = auditMarkdown({
+      ...report,
+      integrity: { status: 'changed', digest: 'b'.repeat(64), expectedDigest: 'e'.repeat(64) },
+      probes: { ...report.probes, probes: [zeros] },
+      verdict: { verdict: 'changed', reasons: ['replaced'], suspectClasses: [] },
+    });
+    assert.match(pinned, /^# Audit of m: CHANGED/);
+    assert.match(pinned, /\| integrity \| \*\*changed\*\*: pinned `eeeeeeeeeeee…` → `bbbbbbbbbbbb…` \|/);
+    assert.match(pinned, /\| blended \| 0\.0 \| 0\.0 \| 0\.0 \| - \|/);
+    assert.doesNotMatch(pinned, /\*\*0\.0\*\*/);
+    assert.match(pinned, /no trigger moves any image to another class/);
+    const matching = auditMarkdown({ ...report, integrity: { status: 'unchanged', digest: 'e'.repeat(64), expectedDigest: 'e'.repeat(64) } });
+    assert.match(matching, /\| integrity \| matches the pinned digest `eeeeeeeeeeee…` \|/);
   });
 });
 

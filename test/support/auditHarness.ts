@@ -1,8 +1,10 @@
 /**
  * What the audit tests share: the reference set as a file, audit requests with a CI-sized
- * Neural-Cleanse budget, a local HTTP server standing in for a webhook, and a closed port
- * for an unreachable one.
+ * Neural-Cleanse budget, a local HTTP server standing in for a webhook (it checks signatures
+ * with the recipe of docs/audits.md, written here with node:crypto alone, not with ntml's
+ * code), and a closed port for an unreachable one.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -54,6 +56,29 @@ export function auditRequest(overrides: Partial<AuditRequestInput> & Pick<AuditR
 export interface ReceivedHook {
   path: string;
   body: any;
+  /** the body as received, byte for byte (what the signature covers) */
+  raw: string;
+  headers: IncomingMessage['headers'];
+  /** the documented check with the receiver's secret at arrival: 'ok' or why not */
+  signature?: string;
+}
+
+/** A signing secret for test webhooks (the workers read NTML_WEBHOOK_<NAME>_SIGNING_SECRET). */
+export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789';
+
+/**
+ * docs/audits.md's receiver recipe: split Ntml-Signature into t and v1, HMAC-SHA256 "<t>.<raw
+ * body>" with the secret, compare in constant time, and refuse a timestamp more than
+ * `toleranceSeconds` from now.
+ */
+export function documentedSignatureCheck(raw: string, header: string | undefined, secret: string, nowSeconds: number, toleranceSeconds = 300): string {
+  const fields = Object.fromEntries((header ?? '').split(',').map((kv) => kv.split('=') as [string, string]));
+  if (!fields.t || !fields.v1) return 'malformed';
+  const expected = createHmac('sha256', secret).update(`${fields.t}.${raw}`).digest();
+  const given = Buffer.from(fields.v1, 'hex');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad signature';
+  if (Math.abs(nowSeconds - Number(fields.t)) > toleranceSeconds) return 'stale';
+  return 'ok';
 }
 
 export interface HookServer {
@@ -72,16 +97,24 @@ export async function hookServer(respond: (n: number, req: IncomingMessage) => n
   const received: ReceivedHook[] = [];
   const waiters: Array<() => void> = [];
   const server: Server = createServer((req, res) => {
-    let data = '';
-    req.on('data', (d) => (data += d));
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', async () => {
+      const data = Buffer.concat(chunks).toString('utf8');
       let body: unknown = data;
       try {
         body = JSON.parse(data);
       } catch {
         // kept as text
       }
-      received.push({ path: req.url ?? '', body });
+      const header = req.headers['ntml-signature'];
+      received.push({
+        path: req.url ?? '',
+        body,
+        raw: data,
+        headers: req.headers,
+        signature: documentedSignatureCheck(data, Array.isArray(header) ? header[0] : header, TEST_SIGNING_SECRET, Math.floor(Date.now() / 1000)),
+      });
       waiters.splice(0).forEach((w) => w());
       const status = await respond(received.length, req);
       res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'no');
