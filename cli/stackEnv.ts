@@ -12,13 +12,13 @@ export const stackEnvSpec: CommandSpec = {
   name: 'stack env',
   brief: 'print the exports of the running local stack (eval "$(ntml stack env)")',
   summary: 'Print `export NTML_...=...` lines for workers and other shells of the stack that is running (exit code 1 when none is).',
-  options: [{ name: 'dir', value: 'DIR', help: 'stack state folder (default: .ntml/stack)' }],
+  options: [{ name: 'dir', value: 'DIR', help: 'stack state folder (default: $NTML_STACK_DIR or .ntml/stack)' }],
   details: 'Long-running workers (dist/workers/*.js, e.g. for audit schedules) need these settings.',
 };
 
 export async function stackEnv(args: ParsedArgs, io: Io): Promise<number> {
-  const { DEFAULT_STACK_DIR } = await import('./temporal');
-  const dir = stringOption(args, 'dir') ?? DEFAULT_STACK_DIR;
+  const { stackDir } = await import('./temporal');
+  const dir = stringOption(args, 'dir') ?? stackDir();
   const { stackStatus, envToShell } = await import('../infra/stack/index');
   const status = await stackStatus(dir);
   if (!status.recorded) throw new UserError(`no stack in ${dir} (start one with: eval "$(ntml stack start)")`);
