@@ -131,14 +131,15 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
   return {
     history: list.history,
     signal: ctx.cancellationSignal,
+    // through heartbeatDetails, so the activity's keep-alive beats repeat the last checkpoint, not nothing
     onBatch: (epoch, batch, batches) => {
-      ctx.heartbeat({ ...last, batch: batch + 1, batches, epoch: last.epoch });
+      heartbeatDetails({ ...last, batch: batch + 1, batches, epoch: last.epoch });
     },
     onEpochEnd: async (record: EpochRecord, snapshot) => {
       const t0 = performance.now();
       const checkpoint = await list.append(snapshot());
       last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint, ...(record.diagnostics ? { diagnostics: record.diagnostics } : {}) };
-      ctx.heartbeat(last);
+      heartbeatDetails(last);
       telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
       // the last epoch's result is the stage's result: finishing beats handing it on
       if (draining() && record.epoch < epochs) throw drainedAfterEpoch(stage, record.epoch);
