@@ -121,7 +121,7 @@ function checkpointList(key: string): { history: CheckpointEntry[]; append(state
 /**
  * Hooks that store a checkpoint per epoch, heartbeat progress and carry cancellation. With
  * telemetry on, each epoch also becomes a span and a set of metrics (telemetry/epochs.ts).
- * On a draining worker (SIGTERM) the attempt ends right after a checkpoint (workers/drain.ts).
+ * On a draining worker (SIGTERM) the attempt ends right after a checkpoint (activities/drain.ts).
  */
 export function checkpointHooks(stage: string, epochs: number): EpochHooks & { history: CheckpointEntry[] } {
   const ctx = Context.current();
@@ -131,14 +131,15 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
   return {
     history: list.history,
     signal: ctx.cancellationSignal,
+    // through heartbeatDetails, so the activity's keep-alive beats repeat the last checkpoint, not nothing
     onBatch: (epoch, batch, batches) => {
-      ctx.heartbeat({ ...last, batch: batch + 1, batches, epoch: last.epoch });
+      heartbeatDetails({ ...last, batch: batch + 1, batches, epoch: last.epoch });
     },
     onEpochEnd: async (record: EpochRecord, snapshot) => {
       const t0 = performance.now();
       const checkpoint = await list.append(snapshot());
       last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint, ...(record.diagnostics ? { diagnostics: record.diagnostics } : {}) };
-      ctx.heartbeat(last);
+      heartbeatDetails(last);
       telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
       // the last epoch's result is the stage's result: finishing beats handing it on
       if (draining() && record.epoch < epochs) throw drainedAfterEpoch(stage, record.epoch);

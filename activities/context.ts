@@ -16,6 +16,7 @@ import type { Classifier } from '../core/models/classifier';
 import { AttackConfigError } from '../core/attacks/base';
 import { ConfigError, parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { CheckpointFormatError } from '../core/train/checkpoint';
+import { UndeclaredConfigReadError } from '../core/pipeline/configReads';
 import type { BackdoorTestSet } from '../core/attacks/testSet';
 
 let store: ArtifactStore | undefined;
@@ -29,8 +30,11 @@ export function useArtifactStore(s: ArtifactStore): void {
   store = s;
 }
 
-/** Errors that retrying cannot fix: bad configs, files, models; missing or corrupt inputs. */
-const permanent = [ConfigError, DatasetError, ModelFormatError, AttackConfigError, ArtifactNotFoundError, ArtifactIntegrityError];
+/**
+ * Errors that retrying cannot fix: bad configs, files, models; missing or corrupt inputs; a
+ * stage reading a config field its cache key does not cover (a bug: the next attempt reads it too).
+ */
+const permanent = [ConfigError, DatasetError, ModelFormatError, AttackConfigError, ArtifactNotFoundError, ArtifactIntegrityError, UndeclaredConfigReadError];
 
 export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T> {
   try {

@@ -1,48 +1,54 @@
 /**
  * Stage caching: a stage's output is keyed by the hash of everything it depends on: the
- * stage's implementation version (bump it when the stage's behaviour changes), the config
- * fields it reads, and the digests of its input artifacts. A later run (or sweep cell) with
+ * stage's implementation version (bump it when the stage's behaviour changes), the values of
+ * the config fields it declares it reads, and the digests of its input artifacts. A later run (or sweep cell) with
  * the same key reuses the stored output, as long as every artifact it references still
  * verifies; otherwise the stage runs again and the entry is replaced.
  */
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { canonicalJson } from '../core/data/codec';
+import { declaredValues, type ConfigRead } from '../core/pipeline/configReads';
 import { artifactStore } from './context';
 import type { ArtifactRef } from '../store';
+import type { PurifyConfig } from '../schemas/purify';
 
-/** Bump a stage's version whenever its behaviour (and so its output) changes. */
-export const STAGE_VERSIONS = {
-  // 2: D_c drawn inside a clean reserve (cleanReserve)
-  // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
-  prepareData: 3,
-  standardTraining: 1,
-  importStandardModel: 1,
-  nonTargetLabels: 1,
-  teacherTraining: 1,
-  ntTraining: 1,
-  mutualLearning: 1,
-  splitPlan: 1,
-  // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
-  // 3: the history records per-epoch test diagnostics
-  splitDistillation: 3,
-  // 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
-  defense: 2,
-} as const;
-export type CachedStage = keyof typeof STAGE_VERSIONS;
+/**
+ * A cached stage: its implementation version (bump it whenever the stage's behaviour, and so
+ * its output, changes), the config fields it reads, the artifacts it reads, and any other
+ * keyed input. The key is derived from exactly this declaration, and the stage runs on a view
+ * of the config that refuses reads outside `reads` (core/pipeline/configReads.ts).
+ */
+export interface StageDeclaration<I> {
+  stage: string;
+  version: number;
+  reads: readonly ConfigRead[];
+  /** the input artifacts, keyed by their digests (an absent one as null) */
+  inputs(input: I): Record<string, ArtifactRef | undefined>;
+  /** keyed inputs that are neither config nor artifacts (a refit's epoch count) */
+  params?(input: I): Record<string, unknown>;
+  /** false when an input is read from a place whose content may change under the same name */
+  cacheable?(config: PurifyConfig): boolean;
+}
 
 export interface CacheEntry<T> {
-  stage: CachedStage;
+  stage: string;
   version: number;
   key: string;
   createdAt: string;
   output: T;
 }
 
-export function stageKey(stage: CachedStage, dependsOn: unknown): string {
-  return createHash('sha256')
-    .update(canonicalJson({ stage, version: STAGE_VERSIONS[stage], dependsOn }))
-    .digest('hex');
+export function stageKey<I>(declaration: StageDeclaration<I>, config: PurifyConfig, input: I): string {
+  const inputs = Object.fromEntries(Object.entries(declaration.inputs(input)).map(([name, ref]) => [name, digestOf(ref)]));
+  const material = {
+    stage: declaration.stage,
+    version: declaration.version,
+    config: declaredValues(config, declaration.reads),
+    inputs,
+    params: declaration.params?.(input) ?? {},
+  };
+  return createHash('sha256').update(canonicalJson(material)).digest('hex');
 }
 
 function refsIn(value: unknown, out: ArtifactRef[] = []): ArtifactRef[] {
@@ -67,21 +73,20 @@ export function runningComputation(): string | undefined {
 }
 
 /**
- * Returns the cached output of `stage` for `dependsOn`, or computes, stores and returns it.
+ * Returns the cached output of the stage for `key`, or computes, stores and returns it.
  * `enabled: false` always computes (and still records the result).
  */
 export async function cachedStage<T extends object>(
-  stage: CachedStage,
-  dependsOn: unknown,
+  stage: { stage: string; version: number },
+  key: string,
   enabled: boolean,
   compute: () => Promise<T>,
 ): Promise<T & { cached: boolean; cacheKey: string }> {
   const store = artifactStore();
-  const key = stageKey(stage, dependsOn);
-  const recordKey = `cache/${stage}/${key}`;
+  const recordKey = `cache/${stage.stage}/${key}`;
   if (enabled) {
     const entry = await store.getRecord<CacheEntry<T>>(recordKey);
-    if (entry && entry.version === STAGE_VERSIONS[stage]) {
+    if (entry && entry.version === stage.version) {
       const checks = await Promise.all(refsIn(entry.output).map((r) => store.verify(r)));
       if (checks.every(Boolean)) return { ...entry.output, cached: true, cacheKey: key };
     }
@@ -89,7 +94,7 @@ export async function cachedStage<T extends object>(
   // the checkpoints of a computation whose inputs are not content-addressed stay with their run
   if (enabled) computations.set(Context.current(), key);
   const output = await compute();
-  const entry: CacheEntry<T> = { stage, version: STAGE_VERSIONS[stage], key, createdAt: new Date().toISOString(), output };
+  const entry: CacheEntry<T> = { stage: stage.stage, version: stage.version, key, createdAt: new Date().toISOString(), output };
   await store.putRecord(recordKey, entry);
   return { ...output, cached: false, cacheKey: key };
 }

@@ -1,17 +1,20 @@
 /** Sweep bookkeeping in the store: one record per cell, so reports are built from stored results only. */
 import { artifactStore } from './context';
+import { activity } from './stageActivity';
 import type { SweepCellRecord } from '../workflows/contract';
 
 const cellKey = (sweep: string, cellId: string) => `sweeps/${sweep}/cells/${cellId}`;
 
 export async function readSweepCell(input: { sweep: string; cellId: string }): Promise<SweepCellRecord | null> {
-  return (await artifactStore().getRecord<SweepCellRecord>(cellKey(input.sweep, input.cellId))) ?? null;
+  return activity(async () => (await artifactStore().getRecord<SweepCellRecord>(cellKey(input.sweep, input.cellId))) ?? null);
 }
 
 export async function writeSweepCell(input: { record: SweepCellRecord }): Promise<void> {
-  await artifactStore().putRecord(cellKey(input.record.sweep, input.record.cellId), input.record);
+  return activity(() => artifactStore().putRecord(cellKey(input.record.sweep, input.record.cellId), input.record));
 }
 
 export async function writeSweepSpec(input: { sweep: string; spec: unknown; cellIds: string[] }): Promise<void> {
-  await artifactStore().putRecord(`sweeps/${input.sweep}/spec`, { spec: input.spec, cellIds: input.cellIds, writtenAt: new Date().toISOString() });
+  return activity(() =>
+    artifactStore().putRecord(`sweeps/${input.sweep}/spec`, { spec: input.spec, cellIds: input.cellIds, writtenAt: new Date().toISOString() }),
+  );
 }

@@ -60,8 +60,8 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   if (!out) throw new UsageError('--out FILE is required');
   const { CELLS_SELECTION, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
   const stagesOption = stringOption(args, 'stages');
-  // the stage names are the stage cache's own; its module loads TensorFlow, so only when needed
-  const known = stagesOption === undefined ? [] : Object.keys((await import('../activities/stageCache')).STAGE_VERSIONS);
+  // the stage names are the stage cache's own (its declarations module imports types only)
+  const known = stagesOption === undefined ? [] : (await import('../activities/stageDeclarations')).cachedStageNames;
   const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known]);
   const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
   const { atomicWriteFile, sha256Hex } = await import('../store');

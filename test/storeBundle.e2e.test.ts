@@ -20,7 +20,7 @@ import type { Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
 import { FileArtifactStore, openStore, parseS3Location, s3OptionsFromEnv, type ArtifactStore } from '../store';
 import { useArtifactStore } from '../activities/context';
-import { STAGE_VERSIONS } from '../activities/stageCache';
+import { cachedStageNames } from '../activities/stageDeclarations';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import type { Io } from '../cli/purify';
 import type { SweepSpecInput } from '../schemas/sweep';
@@ -114,7 +114,7 @@ test('a sweep exported from one store and imported into a fresh one finishes the
 
   // only the stage-cache entries -> store C: every cell runs, every cacheable stage is a hit
   const stagesOnly = path.join(tmp, 'stages.ntmlb');
-  await cli(storeA.root, () => storeExport({ options: { sweep: name, out: stagesOnly, stages: Object.keys(STAGE_VERSIONS).join(',') }, positionals: [], help: false }, io));
+  await cli(storeA.root, () => storeExport({ options: { sweep: name, out: stagesOnly, stages: cachedStageNames.join(',') }, positionals: [], help: false }, io));
   const storeC = new FileArtifactStore(path.join(tmp, 'c'));
   await cli(storeC.root, () => storeImport({ options: {}, positionals: [stagesOnly], help: false }, io));
   const importedEntries = await storeC.listRecords('cache/');
@@ -134,7 +134,7 @@ test('a sweep exported from one store and imported into a fresh one finishes the
   // without prepareData (no data sets or poisoned copies in the bundle): the data is regenerated
   // from the seed with the same digests, so every later stage still hits the imported cache
   const noData = path.join(tmp, 'no-data.ntmlb');
-  const later = Object.keys(STAGE_VERSIONS).filter((s) => s !== 'prepareData');
+  const later = cachedStageNames.filter((s) => s !== 'prepareData');
   await cli(storeA.root, () => storeExport({ options: { sweep: name, out: noData, stages: later.join(',') }, positionals: [], help: false }, io));
   const storeD = new FileArtifactStore(path.join(tmp, 'd'));
   await cli(storeD.root, () => storeImport({ options: {}, positionals: [noData], help: false }, io));

@@ -2,7 +2,7 @@
  * Training worker: runs the NT-ML activities. `node dist/workers/training.js`
  * Refuses to start when the requested TensorFlow backend (NTML_BACKEND) cannot be loaded.
  * On SIGTERM/SIGINT it stops polling, lets each running stage checkpoint its current epoch
- * and hand over (workers/drain.ts), then exits; the shutdown grace (NTML_SHUTDOWN_GRACE_SECONDS)
+ * and hand over (activities/drain.ts), then exits; the shutdown grace (NTML_SHUTDOWN_GRACE_SECONDS)
  * bounds how long that may take before running work is cancelled.
  */
 import { connectWorker, createTrainingWorker } from './createWorkers';

@@ -1,0 +1,173 @@
+/**
+ * What each cached stage depends on, declared once: its version, the config fields its core
+ * call reads, its input artifacts and other keyed inputs. Stage keys are derived from these
+ * (stageCache.ts); the stage runs on a config view that throws on any read outside `reads`,
+ * and test/core/stageReads.test.ts checks each declaration against the reads of a real run.
+ * A declared path covers everything under it (`attack` covers `attack.rate`).
+ */
+import type { StageDeclaration } from './stageCache';
+import type { ArtifactRef, DataRefs } from '../workflows/contract';
+
+export interface StageInput {
+  config: unknown;
+  cache?: boolean;
+}
+export interface DataInput extends StageInput {
+  data: DataRefs;
+}
+
+/** A stage that reads a user architecture from a path (whose content may change) is not cached. */
+const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
+
+// 2: D_c drawn inside a clean reserve (cleanReserve)
+// 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
+export const prepareDataStage: StageDeclaration<StageInput> = {
+  stage: 'prepareData',
+  version: 3,
+  reads: ['mode', 'data', 'attack', 'cleanBudget', 'cleanReserve', 'seed', 'ntml.heldOutFraction', 'trainingSet', 'cleanSet', 'testSet'],
+  inputs: () => ({}),
+  // user files may change under the same path: only generated/evaluation data is cached
+  cacheable: (cfg) => cfg.mode === 'evaluation',
+};
+
+// 2: Input-Aware's generators on the checkpointable core Adam (same update rule)
+// 3: Input-Aware's generators' forward on the fast path (same function, other float rounding)
+// 4: Input-Aware's mask-phase image distances in per-channel std units (the authors' standardised inputs)
+export const standardTrainingStage: StageDeclaration<DataInput> = {
+  stage: 'standardTraining',
+  version: 4,
+  // `attack`: Input-Aware trains its generators here (other attacks come in through `train`)
+  reads: ['model', 'training', 'seed', 'attack'],
+  inputs: ({ data }) => ({ train: data.train, eligible: data.attackTraining?.eligibleIndices, test: data.test }),
+  cacheable: builtInArchitecture,
+};
+
+export interface StandardInput extends DataInput {
+  standard: ArtifactRef;
+}
+
+export const nonTargetLabelsStage: StageDeclaration<StandardInput> = {
+  stage: 'nonTargetLabels',
+  version: 1,
+  reads: ['ntml.ntLabel', 'ntml.tau', 'ntml.mixEpsilon'],
+  inputs: ({ standard, data }) => ({ standard, train: data.train }),
+};
+
+export const teacherTrainingStage: StageDeclaration<StandardInput> = {
+  stage: 'teacherTraining',
+  version: 1,
+  reads: ['model', 'training', 'ntml.tau', 'seed'],
+  inputs: ({ standard, data }) => ({ standard, train: data.train }),
+  cacheable: builtInArchitecture,
+};
+
+export interface NtStudentInput extends StandardInput {
+  labels: ArtifactRef;
+}
+
+export const ntTrainingStage: StageDeclaration<NtStudentInput> = {
+  stage: 'ntTraining',
+  version: 1,
+  reads: ['ntml.studentInit', 'ntml.ntEpochs', 'ntml.ntLearningRate', 'model', 'training', 'seed'],
+  inputs: ({ standard, labels, data }) => ({ standard, labels, train: data.train }),
+  cacheable: builtInArchitecture,
+};
+
+export interface MutualLearningInput extends DataInput {
+  student: ArtifactRef;
+  teacher: ArtifactRef;
+  /** refitOnAllClean: replay this many epochs (the selection run's choice) on all of D_c */
+  refitEpochs?: number;
+}
+
+/** The ML and split stages record per-epoch diagnostics on a sample of the test sets. */
+const diagnosticSets = (data: DataRefs) => ({ test: data.test, backdoorTest: data.backdoorTest });
+
+export const mutualLearningStage: StageDeclaration<MutualLearningInput> = {
+  stage: 'mutualLearning',
+  version: 1,
+  reads: [
+    // ML tells only oneWay from mutual: `split` and `clean` cells share one ML stage
+    { path: 'ntml.ml', keyedAs: (ml) => (ml === 'oneWay' ? 'oneWay' : 'mutual') },
+    'ntml.lambda',
+    'ntml.mlTau',
+    'ntml.mlEpochs',
+    'ntml.mlBatchSize',
+    'ntml.mlBatchNorm',
+    'ntml.mlLearningRate',
+    'ntml.mlSelect',
+    'ntml.diagnosticSamples',
+    'training.augment',
+    'seed',
+  ],
+  inputs: ({ student, teacher, data }) => ({ student, teacher, cleanFit: data.cleanFit, cleanHeldOut: data.cleanHeldOut, ...diagnosticSets(data) }),
+  params: ({ refitEpochs }) => ({ refitEpochs }),
+};
+
+export interface SplitPlanInput extends DataInput {
+  student: ArtifactRef;
+  teacher: ArtifactRef;
+  standard: ArtifactRef;
+}
+
+export const splitPlanStage: StageDeclaration<SplitPlanInput> = {
+  stage: 'splitPlan',
+  version: 1,
+  reads: ['ntml.splitTarget'],
+  inputs: ({ teacher, student, standard, data }) => ({ teacher, student, standard, train: data.train }),
+};
+
+export interface SplitDistillationInput extends DataInput {
+  student: ArtifactRef;
+  standard: ArtifactRef;
+  kept: ArtifactRef;
+  /** refitOnAllClean: replay this many epochs (the selection run's choice), no selection */
+  refitEpochs?: number;
+}
+
+// 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
+// 3: the history records per-epoch test diagnostics
+export const splitDistillationStage: StageDeclaration<SplitDistillationInput> = {
+  stage: 'splitDistillation',
+  version: 3,
+  reads: [
+    'ntml.splitEpochs',
+    'ntml.splitBatchSize',
+    'ntml.mlBatchNorm',
+    'ntml.mlLearningRate',
+    'ntml.splitSelect',
+    'ntml.diagnosticSamples',
+    'training.augment',
+    'seed',
+  ],
+  inputs: ({ student, standard, kept, data }) => ({ student, standard, kept, train: data.train, cleanHeldOut: data.cleanHeldOut, ...diagnosticSets(data) }),
+  params: ({ refitEpochs }) => ({ refitEpochs }),
+};
+
+export interface DefenseInput extends DataInput {
+  backdoored: ArtifactRef;
+}
+
+// 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
+export const defenseStage: StageDeclaration<DefenseInput> = {
+  stage: 'defense',
+  version: 2,
+  reads: ['defense', 'training.augment', 'seed'],
+  inputs: ({ backdoored, data }) => ({ backdoored, cleanFit: data.cleanFit, cleanHeldOut: data.cleanHeldOut }),
+};
+
+/** Every cached stage, for the declaration test and for tools that list the cache. */
+export const stageDeclarations = [
+  prepareDataStage,
+  standardTrainingStage,
+  nonTargetLabelsStage,
+  teacherTrainingStage,
+  ntTrainingStage,
+  mutualLearningStage,
+  splitPlanStage,
+  splitDistillationStage,
+  defenseStage,
+] as const;
+
+/** The names the stage cache files its entries under (cache/<stage>/...), e.g. for `ntml store export --stages`. */
+export const cachedStageNames: string[] = stageDeclarations.map((s) => s.stage);

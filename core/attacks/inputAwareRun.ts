@@ -1,0 +1,53 @@
+/**
+ * Input-Aware as a pipeline stage: the attacker's own training run is the standard training.
+ * It trains the classifier with the mask and pattern generators, materialises the poisoned
+ * training set from the trained generators, and builds the triggered test set; the rest of
+ * the pipeline works on those as on any poisoned data. One checkpoint phase covers both of
+ * its phases (mask epochs first, then joint ones), so a retried attempt continues from the newest.
+ */
+import type { ImageDataset } from '../data/dataset';
+import { deriveSeed } from '../rng';
+import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
+import { trainInputAwareBackdoor, type InputAwareResult } from './inputAwareTraining';
+import type { InputAwareConfig } from './inputAware';
+import { freshModel } from '../pipeline/stageRuns';
+import type { StageEnv } from '../pipeline/stageEnv';
+import type { PurifyConfig } from '../../schemas/purify';
+
+export interface InputAwareStageInput {
+  train: ImageDataset;
+  /** training indices outside the clean budget: only these are ever poisoned or crossed */
+  eligibleIndices: Int32Array;
+  /** the clean test set, from which the triggered test set is built */
+  test?: ImageDataset;
+  attackSeed: number;
+}
+
+export interface InputAwareStageResult extends InputAwareResult {
+  backdoorTest?: BackdoorTestSet;
+}
+
+export async function inputAwareStandardStage(cfg: PurifyConfig, input: InputAwareStageInput, env: StageEnv): Promise<InputAwareStageResult> {
+  const classifier = await freshModel(cfg, input.train, deriveSeed(cfg.seed, 'init:standard'), env);
+  const attack = cfg.attack as InputAwareConfig;
+  const control = await env.phase('inputaware', attack.maskEpochs + cfg.training.epochs);
+  const hooks = control.hooks;
+  const result = await trainInputAwareBackdoor({
+    train: input.train,
+    eligibleIndices: input.eligibleIndices,
+    config: attack,
+    classifier,
+    recipe: cfg.training,
+    seed: input.attackSeed,
+    resume: control.resume,
+    hooks: hooks && {
+      signal: hooks.signal,
+      onBatch: hooks.onBatch && ((_phase, epoch, batch, batches) => hooks.onBatch!(epoch, batch, batches)),
+      onCheckpoint: hooks.onEpochEnd && ((record, snapshot) => hooks.onEpochEnd!(record, snapshot)),
+    },
+  });
+  env.scope.own(result.generators.mask);
+  env.scope.own(result.generators.pattern);
+  const backdoorTest = input.test ? buildBackdoorTestSet(input.test, attack, input.attackSeed, result.triggerParameters) : undefined;
+  return { ...result, backdoorTest };
+}
