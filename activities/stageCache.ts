@@ -15,7 +15,9 @@ import type { ArtifactRef } from '../store';
 export const STAGE_VERSIONS = {
   // 2: D_c drawn inside a clean reserve (cleanReserve)
   // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
-  prepareData: 3,
+  // 4: the training set excludes the clean reserve (D_c is the defender's own data); the
+  //    poisoning rate is a fraction of that training set
+  prepareData: 4,
   standardTraining: 1,
   importStandardModel: 1,
   nonTargetLabels: 1,
