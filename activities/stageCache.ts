@@ -24,7 +24,8 @@ export const STAGE_VERSIONS = {
   teacherTraining: 1,
   ntTraining: 1,
   mutualLearning: 1,
-  splitPlan: 1,
+  // 2: t^ ties broken by a draw among the tied classes (was: the lowest class index)
+  splitPlan: 2,
   // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
   // 3: the history records per-epoch test diagnostics
   splitDistillation: 3,
