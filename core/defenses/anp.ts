@@ -2,11 +2,14 @@
  * ANP: Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), with BN channels as neurons.
  *
  * A mask m in [0, 1] per channel (initialised to 1) is learned on clean data while an
- * adversary perturbs every channel's scale and shift multiplicatively within [-eps, eps]:
- * neurons that the backdoor relies on are the ones whose perturbation hurts the clean loss
- * most, and the loss alpha * CE(natural) + (1 - alpha) * CE(perturbed) drives their masks
- * down. Channels with low masks are then pruned by a rule chosen in advance: a threshold
- * searched on the held-out clean slice (never the test set), a fixed threshold or a count.
+ * adversary perturbs every channel's scale and shift multiplicatively: a random start in
+ * [-eps, eps], then signed-gradient steps of eps / perturbSteps, unclipped as in the authors'
+ * code (so up to 2 eps; `clipNoise` keeps it in [-eps, eps]). Neurons that the backdoor relies
+ * on are the ones whose perturbation hurts the clean loss most, and the loss
+ * alpha * CE(natural) + (1 - alpha) * CE(perturbed) drives their masks down. Channels with low
+ * masks are then pruned by a rule chosen in advance: the authors' fixed mask threshold (0.2,
+ * the default: mask <= 0.2 is pruned), a count, or a threshold searched on the held-out clean
+ * slice (never the test set).
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
@@ -38,7 +41,7 @@ const MASK_MOMENTUM = 0.9;
 
 type MaskConfig = Pick<
   AnpDefenseConfig,
-  'eps' | 'perturbSteps' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
+  'eps' | 'perturbSteps' | 'clipNoise' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
 >;
 
 export interface MaskResult {
@@ -122,8 +125,9 @@ function restoreVars(vars: TF.Variable[], arrays: NamedArray[] | undefined, what
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Learns the neuron masks: per iteration, `perturbSteps` signed-gradient ascent steps of
- * the perturbation on the clean batch's CE, then one SGD step of the masks on
+ * Learns the neuron masks: per iteration, a uniform random start in [-eps, eps] and
+ * `perturbSteps` signed-gradient ascent steps of the perturbation on the clean batch's CE
+ * (clipped to [-eps, eps] only with `clipNoise`), then one SGD step of the masks on
  * alpha * CE(natural) + (1 - alpha) * CE(perturbed), masks clipped to [0, 1]. BN runs in
  * inference mode throughout (moving statistics, never updated), so the masks are learned
  * on the function that will be pruned.
@@ -192,7 +196,9 @@ export async function learnMasks(
             tf.tidy(() => {
               // a BN layer without beta leaves its shift noise unconnected: no gradient, no step
               for (const v of state.noise) {
-                if (grads[v.name]) v.assign(tf.clipByValue(tf.add(v, tf.mul(noiseStep, tf.sign(grads[v.name]))), -cfg.eps, cfg.eps));
+                if (!grads[v.name]) continue;
+                const stepped = tf.add(v, tf.mul(noiseStep, tf.sign(grads[v.name])));
+                v.assign(cfg.clipNoise ? tf.clipByValue(stepped, -cfg.eps, cfg.eps) : stepped);
               }
             });
             value.dispose();
@@ -284,7 +290,7 @@ export function groupByLayer(neurons: Neuron[]): Record<string, number[]> {
 export interface PruningChoice {
   /** neurons to prune, lowest mask first */
   neurons: Neuron[];
-  /** the mask threshold (prune mask < threshold); for the count rule, the largest pruned mask */
+  /** the mask threshold (prune mask <= threshold, as the authors' pruning script); for the count rule, the largest pruned mask */
   threshold: number;
   baseHeldOutAccuracy: number;
   heldOutAccuracy: number;
@@ -314,7 +320,7 @@ export async function choosePruning(
     return acc;
   };
   const base = accuracy(await predictLabels(c, heldOut), heldOut.labels);
-  const below = (t: number) => ranked.filter((nrn) => nrn.mask < t);
+  const below = (t: number) => ranked.filter((nrn) => nrn.mask <= t);
 
   switch (rule.by) {
     case 'threshold': {
@@ -324,7 +330,7 @@ export async function choosePruning(
         threshold: rule.value,
         baseHeldOutAccuracy: base,
         heldOutAccuracy: await scorePruned(neurons),
-        rule: `prune every BN channel whose mask is below the fixed threshold ${rule.value}`,
+        rule: `prune every BN channel whose mask is at most the threshold ${rule.value}, fixed in advance (the ANP paper's rule; no data used)`,
       };
     }
     case 'count': {
@@ -364,7 +370,7 @@ export async function choosePruning(
         heldOutAccuracy: chosen.acc,
         trials,
         rule:
-          `prune BN channels with mask below a threshold raised in steps of ${rule.step} up to ${rule.maxThreshold}, ` +
+          `prune BN channels with mask at most a threshold raised in steps of ${rule.step} up to ${rule.maxThreshold}, ` +
           `keeping the largest one reached before the held-out clean accuracy drops by ${rule.accRatio * 100}% (relative)`,
       };
     }
@@ -390,6 +396,7 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
       details: {
         neurons,
         pruned,
+        noise: cfg.clipNoise ? 'clipped to [-eps, eps]' : 'unclipped (authors): up to 2 eps',
         threshold: choice.threshold,
         heldOutAccuracyBefore: choice.baseHeldOutAccuracy,
         heldOutAccuracy: choice.heldOutAccuracy,

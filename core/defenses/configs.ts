@@ -89,8 +89,15 @@ export const nadDefenseSchema = z
 export const anpDefenseSchema = z
   .object({
     name: z.literal('anp'),
-    eps: z.number().min(0).default(0.4).describe('bound of the adversarial neuron perturbation'),
+    eps: z.number().min(0).default(0.4).describe('size of the adversarial neuron perturbation: its random start is uniform in [-eps, eps] and its signed steps total eps'),
     perturbSteps: z.number().int().min(1).default(1),
+    clipNoise: z
+      .boolean()
+      .default(false)
+      .describe(
+        'clip the perturbation to [-eps, eps] after each signed step. The ANP authors\' code (csdongxian/ANP_backdoor) and ' +
+          'BackdoorBench do not, so the random start plus the steps reaches up to 2 eps; true is this project\'s earlier variant',
+      ),
     alpha: z.number().min(0).max(1).default(0.2).describe('weight of the natural loss (1 - alpha on the robust loss)'),
     iterations: z.number().int().min(1).default(2000),
     checkpoints: z
@@ -114,8 +121,11 @@ export const anpDefenseSchema = z
         z.object({ by: z.literal('threshold'), value: z.number().gt(0).max(1).default(0.2) }).strict(),
         z.object({ by: z.literal('count'), value: z.number().int().min(0) }).strict(),
       ])
-      .default({ by: 'heldOut', accRatio: 0.1, maxThreshold: 0.9, step: 0.05 })
-      .describe('how the pruning threshold is chosen (never on the test set)'),
+      .default({ by: 'threshold', value: 0.2 })
+      .describe(
+        'how the neurons to prune are chosen (never on the test set): a fixed mask threshold set in advance (default 0.2, the ANP paper\'s; ' +
+          'needs no data), the held-out rule, or a fixed count',
+      ),
   })
   .strict();
 
