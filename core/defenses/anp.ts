@@ -26,6 +26,7 @@ import { SgdMomentum, type NamedArray } from '../train/sgd';
 import { anpDefenseSchema, type AnpDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
+import { describeStepBudget, stepBudget } from './budgets';
 import {
   bnNeuronLayers,
   forwardWithNeurons,
@@ -396,6 +397,8 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
       details: {
         neurons,
         pruned,
+        optimisationSteps: learned.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
+        stepBudget: describeStepBudget(stepBudget(cfg)),
         noise: cfg.clipNoise ? 'clipped to [-eps, eps]' : 'unclipped (authors): up to 2 eps',
         threshold: choice.threshold,
         heldOutAccuracyBefore: choice.baseHeldOutAccuracy,

@@ -70,10 +70,11 @@ export const nadDefenseSchema = z
       .number()
       .int()
       .min(1)
-      .optional()
+      .default(10)
       .describe(
-        'optimiser steps per epoch (teacher and student); default one pass over the fitting set. A 100-image budget makes ' +
-          'that one step per epoch; 20 matches a pass over 2,500 images (BackdoorBench 5% of CIFAR-10) at batch 128',
+        'optimiser steps per epoch (teacher and student), whatever |D_c|: 10 is BackdoorBench\'s epoch at 5% of CIFAR-10 ' +
+          '(2,500 images in batches of 256), so the defaults are 100 teacher and 100 student steps. An epoch is never ' +
+          'shorter than one pass over the fitting set',
       ),
     selection: z
       .enum(['last', 'heldOut'])
@@ -82,7 +83,8 @@ export const nadDefenseSchema = z
     learningRate: lr.default(0.01),
     momentum: z.number().min(0).max(0.999).default(0.9),
     weightDecay: z.number().min(0).default(5e-4),
-    batchSize,
+    // BackdoorBench's NAD batch: 10 steps of 256 cover the 2,000 fitting images of a 5% CIFAR-10 budget in one epoch
+    batchSize: z.number().int().min(2).default(256),
   })
   .strict();
 
@@ -154,8 +156,11 @@ export const ibauDefenseSchema = z
       .number()
       .int()
       .min(1)
-      .optional()
-      .describe('outer Adam steps per round (default: one pass over the clean fitting set, as in the paper)'),
+      .default(10)
+      .describe(
+        'outer Adam steps per round, whatever |D_c|: 10 is BackdoorBench\'s pass over 5% of CIFAR-10 (2,500 images in batches of 256), ' +
+          'so the default is 50 outer steps',
+      ),
     hypergradient: z
       .enum(['implicit', 'firstOrder'])
       .default('implicit')

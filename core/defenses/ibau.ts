@@ -42,6 +42,7 @@ import { modelWeights, setModelWeights, type TrainingCheckpoint } from '../train
 import { TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
 import { crossEntropy } from '../train/losses';
 import { trainableVariables } from '../train/sgd';
+import { describeStepBudget, stepBudget } from './budgets';
 import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
@@ -228,7 +229,8 @@ export async function unlearn(
   const vars = trainableVariables(c.model);
   const adam = new Adam(vars);
   const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
-  const stepsPerRound = cfg.stepsPerRound ?? Math.ceil(n / Math.min(cfg.batchSize, n));
+  // a fixed number of outer steps whatever |D_c| (budgets.ts); passBatches walks shuffled passes
+  const stepsPerRound = cfg.stepsPerRound;
   const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
   const signal = control.hooks?.signal ?? control.signal;
   try {
@@ -316,6 +318,8 @@ export const ibau: DefensePlugin<IbauDefenseConfig> = {
       details: {
         hypergradient: cfg.hypergradient,
         rounds: cfg.rounds,
+        optimisationSteps: result.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
+        stepBudget: describeStepBudget(stepBudget(cfg)),
         heldOutAccuracy: last?.diagnostics?.heldOutAccuracy ?? NaN,
         finalPerturbationNorm: last?.diagnostics?.deltaNorm ?? NaN,
       },
