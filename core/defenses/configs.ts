@@ -161,6 +161,22 @@ export const ibauDefenseSchema = z
         'outer Adam steps per round, whatever |D_c|: 10 is BackdoorBench\'s pass over 5% of CIFAR-10 (2,500 images in batches of 256), ' +
           'so the default is 50 outer steps',
       ),
+    perturbationLabels: z
+      .enum(['true', 'predicted'])
+      .default('true')
+      .describe(
+        'labels the universal perturbation is searched against: the true ones (the paper\'s formulation) or the model\'s ' +
+          'predictions (the authors\' defense.py and BackdoorBench)',
+      ),
+    outerPerturbedFraction: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(1)
+      .describe(
+        'share of each outer batch that gets the perturbation: 1 (the paper) or 0.01 (the authors\' code and BackdoorBench: ' +
+          'floor(0.01 * batch) random images, which is none of a batch under 100)',
+      ),
     hypergradient: z
       .enum(['implicit', 'firstOrder'])
       .default('implicit')

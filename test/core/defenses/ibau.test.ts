@@ -4,6 +4,7 @@ import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../../core/tf';
 import { Rng } from '../../../core/rng';
 import { Adam } from '../../../core/train/adam';
+import { crossEntropy } from '../../../core/train/losses';
 import { trainableVariables } from '../../../core/train/sgd';
 import { modelWeights, encodeCheckpoint, decodeCheckpoint } from '../../../core/train/checkpoint';
 import { defenseDisplayName, ibauDefenseSchema, type IbauDefenseConfig } from '../../../core/defenses/configs';
@@ -14,6 +15,7 @@ import {
   innerHvp,
   innerMixedProduct,
   perturbed,
+  perturbedRowsMask,
   type UnlearningBatch,
 } from '../../../core/defenses/ibau';
 import { plainContext, type DefenseContext } from '../../../core/defenses/defense';
@@ -215,6 +217,47 @@ test('the implicit hypergradient is the K-step fixed-point solution; firstOrder 
   assert.ok(implicitShare > 0.05, 'the implicit term should matter in this case');
   tf.dispose([implicit.loss, direct.loss, ...implicit.grads, ...direct.grads]);
   disposeCase(c);
+});
+
+test('outerPerturbedFraction: floor(fraction * batch) random images get delta, as the authors\' int(number * portion)', () => {
+  const rng = new Rng(4);
+  assert.equal(perturbedRowsMask(rng, 128, 1), undefined, 'fraction 1: every image');
+  const rows = (batch: number, f: number) => Array.from(perturbedRowsMask(rng, batch, f)!.dataSync());
+  assert.equal(rows(128, 0.01).reduce((a, b) => a + b, 0), 1, 'one image of 128');
+  assert.equal(rows(80, 0.01).reduce((a, b) => a + b, 0), 0, 'none of an 80-image batch (|D_c| = 100)');
+  assert.equal(rows(80, 0.5).reduce((a, b) => a + b, 0), 40);
+  // only the chosen rows move
+  const c = linearCase(5, 0.001);
+  const mask = perturbedRowsMask(new Rng(1), N, 0.5)!;
+  const moved = tf.tidy(() => tf.sum(tf.abs(tf.sub(perturbed({ ...c.batch, perturbedRows: mask }, c.delta), c.batch.x)), [1, 2, 3]).dataSync());
+  const m = mask.dataSync();
+  moved.forEach((d, i) => assert.equal(d > 0, m[i] === 1, `row ${i}`));
+  // with no image perturbed, L_out does not depend on delta: the implicit hypergradient is the clean CE gradient
+  const none = tf.zeros([N, 1, 1, 1]) as TF.Tensor4D;
+  const implicit = hypergradient({ ...c.batch, perturbedRows: none }, c.delta, { mode: 'implicit', fixedPointSteps: 4, fixedPointStepSize: 2 });
+  const clean = tf.variableGrads(() => crossEntropy(c.batch.forward(c.batch.x), c.batch.y), c.batch.vars);
+  const err = relativeError(implicit.grads[0].dataSync(), Array.from(clean.grads[c.batch.vars[0].name].dataSync()));
+  assert.ok(err < 1e-4, `hypergradient with no perturbed image differs from the clean gradient by ${err}`);
+  tf.dispose([mask, none, implicit.loss, ...implicit.grads, clean.value, ...Object.values(clean.grads)]);
+  disposeCase(c);
+});
+
+test('I-BAU as the authors ran it (predicted labels, 1% of each outer batch perturbed) is deterministic and differs from the paper\'s', async () => {
+  const fx = await backdooredFixture();
+  const authors = ibauDefenseSchema.parse({ name: 'ibau', ...cheap, batchSize: 32, perturbationLabels: 'predicted', outerPerturbedFraction: 0.5 });
+  const paper = ibauDefenseSchema.parse({ name: 'ibau', ...cheap, batchSize: 32 });
+  assert.equal(paper.perturbationLabels, 'true');
+  assert.equal(paper.outerPerturbedFraction, 1);
+  const start = await fx.model();
+  const ctx = await fixtureContext();
+  const before = tf.memory().numTensors;
+  const a = await ibau.run(start, ctx, authors);
+  assert.equal(tf.memory().numTensors, before, 'the authors\' variant leaks tensors');
+  const again = await ibau.run(await fx.model(), await fixtureContext(), authors);
+  const p = await ibau.run(await fx.model(), await fixtureContext(), paper);
+  assert.ok(sameWeights(a.model.model, again.model.model), 'two runs of the authors\' variant differ');
+  assert.ok(!sameWeights(a.model.model, p.model.model), 'the authors\' variant equals the paper\'s');
+  for (const o of [a, again, p]) o.model.model.dispose();
 });
 
 test('x + delta is clipped to the input range of every encoding', () => {
