@@ -30,7 +30,9 @@ export const STAGE_VERSIONS = {
   // 3: the history records per-epoch test diagnostics
   splitDistillation: 3,
   // 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
-  defense: 2,
+  // 3: NAD's epoch is never shorter than one pass over the fitting set (a shorter index list had
+  //    left images unused), so an explicit stepsPerEpoch config can train differently
+  defense: 3,
 } as const;
 export type CachedStage = keyof typeof STAGE_VERSIONS;
 
