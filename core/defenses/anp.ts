@@ -310,12 +310,13 @@ export async function choosePruning(
   heldOut: ImageDataset,
   rule: AnpDefenseConfig['prune'],
   progress?: (detail: Record<string, unknown>) => void,
+  zero: AnpDefenseConfig['pruneZeroes'] = 'scaleAndShift',
 ): Promise<PruningChoice> {
   const ranked = rankNeurons(masks);
   const saved = saveLayerWeights(c.model, Object.keys(masks));
   const scorePruned = async (neurons: Neuron[]): Promise<number> => {
     restoreLayerWeights(c.model, saved);
-    pruneNeurons(c.model, groupByLayer(neurons));
+    pruneNeurons(c.model, groupByLayer(neurons), { zero });
     const acc = accuracy(await predictLabels(c, heldOut), heldOut.labels);
     restoreLayerWeights(c.model, saved);
     return acc;
@@ -387,8 +388,8 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
     const layers = bnNeuronLayers(model.model, `model "${model.model.name}" (${model.meta.arch})`);
     const control = await ctx.phase('masks', maskEpochs(cfg));
     const learned = await learnMasks(model, ctx, cfg, ctx.seed, { ...control, progress: ctx.progress, signal: ctx.signal });
-    const choice = await choosePruning(model, learned.masks, ctx.cleanHeldOut, cfg.prune, ctx.progress);
-    const pruned = pruneNeurons(model.model, groupByLayer(choice.neurons));
+    const choice = await choosePruning(model, learned.masks, ctx.cleanHeldOut, cfg.prune, ctx.progress, cfg.pruneZeroes);
+    const pruned = pruneNeurons(model.model, groupByLayer(choice.neurons), { zero: cfg.pruneZeroes });
     const neurons = layers.reduce((s, l) => s + l.channels, 0);
     return {
       model,
@@ -400,6 +401,7 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
         optimisationSteps: learned.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
         stepBudget: describeStepBudget(stepBudget(cfg)),
         noise: cfg.clipNoise ? 'clipped to [-eps, eps]' : 'unclipped (authors): up to 2 eps',
+        prunedBy: cfg.pruneZeroes === 'scale' ? 'gamma zeroed (authors): constant ReLU(beta) left' : 'gamma and beta zeroed',
         threshold: choice.threshold,
         heldOutAccuracyBefore: choice.baseHeldOutAccuracy,
         heldOutAccuracy: choice.heldOutAccuracy,

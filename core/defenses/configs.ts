@@ -101,6 +101,13 @@ export const anpDefenseSchema = z
           'BackdoorBench do not, so the random start plus the steps reaches up to 2 eps; true is this project\'s earlier variant',
       ),
     alpha: z.number().min(0).max(1).default(0.2).describe('weight of the natural loss (1 - alpha on the robust loss)'),
+    pruneZeroes: z
+      .enum(['scaleAndShift', 'scale'])
+      .default('scaleAndShift')
+      .describe(
+        'what pruning zeroes: BN gamma and beta (the neuron outputs 0, removed), or gamma only as the authors\' prune_neuron_cifar.py ' +
+          '(the channel then outputs the constant ReLU(beta))',
+      ),
     iterations: z.number().int().min(1).default(2000),
     checkpoints: z
       .number()

@@ -167,10 +167,15 @@ export function restoreLayerWeights(model: TF.LayersModel, saved: ReturnType<typ
  * Prunes BN channels in place: gamma and beta of each listed channel become 0, so its
  * output is exactly 0 whatever the input and the neuron contributes nothing downstream
  * (ReLU(0) = 0; a residual Add passes only the shortcut). ANP's reference code zeroes only
- * gamma, which leaves the constant beta; zeroing both removes the neuron. Returns how many
- * distinct channels were zeroed.
+ * gamma, which leaves the constant beta; zeroing both removes the neuron (`zero: 'scale'`
+ * does as that code). Returns how many distinct channels were zeroed.
  */
-export function pruneNeurons(model: TF.LayersModel, channelsByLayer: Record<string, ArrayLike<number>>): number {
+export function pruneNeurons(
+  model: TF.LayersModel,
+  channelsByLayer: Record<string, ArrayLike<number>>,
+  opts: { zero: 'scaleAndShift' | 'scale' } = { zero: 'scaleAndShift' },
+): number {
+  const zeroed = opts.zero === 'scale' ? ['gamma'] : ['gamma', 'beta'];
   let count = 0;
   for (const [name, channels] of Object.entries(channelsByLayer)) {
     if (channels.length === 0) continue;
@@ -181,7 +186,7 @@ export function pruneNeurons(model: TF.LayersModel, channelsByLayer: Record<stri
     // getWeights returns the layer's live variables: read them, never dispose them
     const replaced = layer.getWeights().map((t, k) => {
       const values = t.dataSync().slice() as Float32Array;
-      if (roles[k] !== 'gamma' && roles[k] !== 'beta') return tf.tensor(values, t.shape);
+      if (!zeroed.includes(roles[k] ?? '')) return tf.tensor(values, t.shape);
       for (let i = 0; i < channels.length; i++) {
         const c = channels[i];
         if (!Number.isInteger(c) || c < 0 || c >= values.length) {

@@ -172,6 +172,28 @@ test('pruneNeurons zeroes the channels exactly and the pruned model survives enc
   x.dispose();
 });
 
+test('pruneZeroes scale (the authors\' pruning): gamma zeroed, beta kept, so the channel outputs its constant beta', () => {
+  const model = buildModel('resnet20', shape, 10, 8);
+  randomiseBatchNorm(model, 9);
+  const name = 's1b1a_bn';
+  const betaBefore = model.getLayer(name).getWeights()[1].dataSync().slice();
+  assert.equal(pruneNeurons(model, { [name]: [2, 5] }, { zero: 'scale' }), 2);
+  const [gamma, beta] = model.getLayer(name).getWeights().map((t) => t.dataSync());
+  for (const ch of [2, 5]) {
+    assert.equal(gamma[ch], 0);
+    assert.equal(beta[ch], betaBefore[ch]);
+    assert.notEqual(beta[ch], 0, 'precondition: a non-zero shift');
+  }
+  const probe = tf.model({ inputs: model.inputs, outputs: model.getLayer(name).output as TF.SymbolicTensor });
+  const x = randomImages(2, 13);
+  const out = tf.tidy(() => (probe.apply(x, { training: false }) as TF.Tensor).dataSync());
+  const per = gamma.length;
+  for (let i = 0; i < out.length; i++) if ([2, 5].includes(i % per)) assert.ok(Math.abs(out[i] - beta[i % per]) < 1e-6, `channel ${i % per}: ${out[i]} vs beta ${beta[i % per]}`);
+  assert.equal(anpDefenseSchema.parse({ name: 'anp' }).pruneZeroes, 'scaleAndShift');
+  x.dispose();
+  model.dispose();
+});
+
 test('passBatches: distinct indices per batch, every sample equally often over whole passes', () => {
   const batches = passBatches(new Rng(4), 10, 4, 10);
   const seen = new Array<number>(10).fill(0);
