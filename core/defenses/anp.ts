@@ -42,7 +42,7 @@ const MASK_MOMENTUM = 0.9;
 
 type MaskConfig = Pick<
   AnpDefenseConfig,
-  'eps' | 'perturbSteps' | 'clipNoise' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
+  'eps' | 'perturbSteps' | 'clipNoise' | 'maskBatchNorm' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
 >;
 
 export interface MaskResult {
@@ -130,8 +130,9 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * `perturbSteps` signed-gradient ascent steps of the perturbation on the clean batch's CE
  * (clipped to [-eps, eps] only with `clipNoise`), then one SGD step of the masks on
  * alpha * CE(natural) + (1 - alpha) * CE(perturbed), masks clipped to [0, 1]. BN runs in
- * inference mode throughout (moving statistics, never updated), so the masks are learned
- * on the function that will be pruned.
+ * inference mode throughout by default (moving statistics, never updated), so the masks are
+ * learned on the function that will be pruned; `maskBatchNorm: batch` normalises with each
+ * batch's statistics as the authors' code does (moving statistics still untouched).
  *
  * The iterations are split into checkpointed epochs; a checkpoint holds the masks, the
  * perturbation, the mask optimiser's momentum and the RNG position, so a resumed run
@@ -167,12 +168,15 @@ export async function learnMasks(
       startEpoch = r.epoch;
     }
 
+    const batchStats = cfg.maskBatchNorm === 'batch';
+    const forward = (x: TF.Tensor4D, withNoise: boolean) =>
+      forwardWithNeurons(c.model, x, state.modulations(withNoise), undefined, batchStats) as TF.Tensor2D;
     const naturalAndRobust = (x: TF.Tensor4D, y: TF.Tensor1D): TF.Scalar =>
       tf.tidy(() => {
-        const natural = crossEntropy(forwardWithNeurons(c.model, x, state.modulations(false)) as TF.Tensor2D, y);
+        const natural = crossEntropy(forward(x, false), y);
         // without an adversary the perturbed model is the natural one
         if (cfg.eps === 0) return natural;
-        const robust = crossEntropy(forwardWithNeurons(c.model, x, state.modulations(true)) as TF.Tensor2D, y);
+        const robust = crossEntropy(forward(x, true), y);
         return tf.add(tf.mul(cfg.alpha, natural), tf.mul(1 - cfg.alpha, robust)) as TF.Scalar;
       });
 
@@ -191,7 +195,7 @@ export async function learnMasks(
           state.randomiseNoise(rng, cfg.eps);
           for (let s = 0; s < cfg.perturbSteps; s++) {
             const { value, grads } = tf.variableGrads(
-              () => crossEntropy(forwardWithNeurons(c.model, x, state.modulations(true)) as TF.Tensor2D, y),
+              () => crossEntropy(forward(x, true), y),
               state.noise,
             );
             tf.tidy(() => {

@@ -101,6 +101,13 @@ export const anpDefenseSchema = z
           'BackdoorBench do not, so the random start plus the steps reaches up to 2 eps; true is this project\'s earlier variant',
       ),
     alpha: z.number().min(0).max(1).default(0.2).describe('weight of the natural loss (1 - alpha on the robust loss)'),
+    maskBatchNorm: z
+      .enum(['inference', 'batch'])
+      .default('inference')
+      .describe(
+        'BN statistics while the masks are learned: the moving ones (the function that is then pruned) or each batch\'s own, ' +
+          'as the authors\' optimize_mask_cifar.py (model.train())',
+      ),
     pruneZeroes: z
       .enum(['scaleAndShift', 'scale'])
       .default('scaleAndShift')

@@ -74,6 +74,27 @@ test('the neuron forward pass equals model.apply in inference mode (tinyCnn, sma
   x.dispose();
 });
 
+test('maskBatchNorm batch: the neuron forward with batch statistics equals model.apply in training mode, moving statistics untouched', () => {
+  const x = randomImages(4, 17);
+  for (const arch of ['tinyCnn', 'resnet20'] as const) {
+    const model = buildModel(arch, shape, 10, 3);
+    randomiseBatchNorm(model, 5);
+    const moving = () => bnNeuronLayers(model).flatMap((l) => model.getLayer(l.name).getWeights().slice(2).map((t) => Array.from(t.dataSync())));
+    const before = moving();
+    const ours = tf.tidy(() => forwardWithNeurons(model, x, {}, true, true).dataSync());
+    const inference = tf.tidy(() => forwardWithNeurons(model, x).dataSync());
+    assert.deepEqual(moving(), before, `${arch}: the batch-statistics forward changed the moving statistics`);
+    const training = tf.tidy(() => (model.apply(x, { training: true }) as TF.Tensor).dataSync());
+    const diff = Math.max(...Array.from(ours, (v, i) => Math.abs(v - training[i])));
+    const scale = Math.max(...Array.from(training, Math.abs));
+    console.log(`${arch}: batch-statistics forward vs training-mode apply: max |difference| ${diff.toExponential(2)} (logits up to ${scale.toFixed(2)})`);
+    assert.ok(diff <= 1e-4 * Math.max(1, scale), `${arch}: max |forward - apply(training)| = ${diff}`);
+    assert.ok(Math.max(...Array.from(ours, (v, i) => Math.abs(v - inference[i]))) > 1e-3, `${arch}: batch and moving statistics gave the same logits`);
+    model.dispose();
+  }
+  x.dispose();
+});
+
 test('mask and noise enter as (mask + noiseScale) * gamma and (1 + noiseShift) * beta', () => {
   const model = buildModel('tinyCnn', shape, 10, 4);
   randomiseBatchNorm(model, 6);
@@ -240,6 +261,23 @@ test('ANP\'s defaults follow the authors: unclipped perturbation, prune masks <=
   assert.equal(cfg.clipNoise, false);
   assert.deepEqual(cfg.prune, { by: 'threshold', value: 0.2 });
   assert.deepEqual(anpDefenseSchema.parse({ name: 'anp', prune: { by: 'heldOut' } }).prune, { by: 'heldOut', accRatio: 0.1, maxThreshold: 0.9, step: 0.05 });
+});
+
+test('maskBatchNorm batch learns other masks than inference mode, deterministically, and leaks no tensors', async () => {
+  const fx = await backdooredFixture();
+  const masks = async (maskBatchNorm: 'inference' | 'batch') => {
+    const model = await fx.model();
+    const ctx = await fixtureContext();
+    const before = tf.memory().numTensors;
+    const r = await learnMasks(model, ctx, anpDefenseSchema.parse({ name: 'anp', ...cheap, maskBatchNorm }), 3);
+    assert.equal(tf.memory().numTensors, before, `${maskBatchNorm}: mask learning leaks tensors`);
+    model.model.dispose();
+    return Object.values(r.masks).flatMap((m) => Array.from(m));
+  };
+  const batch = await masks('batch');
+  assert.deepEqual(await masks('batch'), batch, 'two runs differ');
+  assert.notDeepEqual(await masks('inference'), batch);
+  assert.equal(anpDefenseSchema.parse({ name: 'anp' }).maskBatchNorm, 'inference');
 });
 
 test('the perturbation: a random start in [-eps, eps] plus one signed step of eps reaches beyond eps unless clipNoise', async () => {
