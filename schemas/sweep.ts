@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
 import { defenseNames, type DefenseName } from '../core/defenses/configs';
+import { SEED_ROLES, seedRoleRange, seedsOutsideRole, type SeedRole } from '../core/experiment/seedRoles';
 
 const seedRange = z
   .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
@@ -42,8 +43,24 @@ export const SweepSpec = z
       })
       .strict(),
     concurrency: z.number().int().min(1).max(64).default(2).describe('cells running at once'),
+    seedRole: z
+      .enum(SEED_ROLES as [SeedRole, ...SeedRole[]])
+      .default('dev')
+      .describe(`which role the seeds play (protocol): dev for screens, ablations and choices of defaults; report for published tables, untouched by any choice. ${seedRoleRange('dev')}, ${seedRoleRange('report')}`),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    const g = spec.grid.seed;
+    const seeds = g === undefined ? [Number((spec.base as { seed?: unknown }).seed ?? 0)] : Array.isArray(g) ? g : [g.from, g.to];
+    const wrong = seedsOutsideRole(seeds.filter(Number.isFinite), spec.seedRole);
+    if (wrong.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [g === undefined ? 'base' : 'grid', 'seed'],
+        message: `seedRole ${spec.seedRole}: seeds ${wrong.join(', ')} are not ${spec.seedRole} seeds (${seedRoleRange(spec.seedRole)})`,
+      });
+    }
+  });
 export type SweepSpecInput = z.input<typeof SweepSpec>;
 export type SweepSpec = z.output<typeof SweepSpec>;
 
