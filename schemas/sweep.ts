@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
 import { defenseNames, type DefenseName } from '../core/defenses/configs';
-import { SEED_ROLES, seedRoleRange, seedsOutsideRole, type SeedRole } from '../core/experiment/seedRoles';
+import { SEED_ROLES, seedRoleRange, seedsOutsideRole, type SeedRole } from './seedRoles';
 
 const seedRange = z
   .object({ from: z.number().int().min(0), to: z.number().int().min(0) })

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { baseAttackShape } from '../attacks/configs';
 import type { SweepCellRecord } from './records';
-import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../experiment/seedRoles';
+import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../../schemas/seedRoles';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
 export interface Stat {
