@@ -1,6 +1,6 @@
 /**
- * A small argv parser: every command declares its options and positionals, which gives
- * both the parsing (unknown options are errors) and the --help text from one place.
+ * How a command declares its options and positionals (CommandSpec), and what its handler
+ * receives (ParsedArgs). cli/program.ts turns the specs into the commander parser and help.
  */
 import { UsageError } from './errors';
 
@@ -63,53 +63,6 @@ export function commandUsage(spec: CommandSpec, brief = false): string {
 }
 
 /** Parses `--name value`, `--name=value`, boolean `--name`, `-h`, and `--` (the rest are positionals). */
-export function parseArgs(argv: string[], spec: CommandSpec): ParsedArgs {
-  const byName = new Map(spec.options.map((o) => [o.name, o]));
-  const out: ParsedArgs = { options: {}, positionals: [], help: false };
-  const usage = commandUsage(spec, true);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--') {
-      out.positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg === '-h' || arg === '--help') {
-      out.help = true;
-      continue;
-    }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = arg.slice(2, eq < 0 ? undefined : eq);
-      const opt = byName.get(name);
-      if (!opt) throw new UsageError(`unknown option --${name} for "ntml ${spec.name}"`, usage);
-      if (opt.value) {
-        let value: string | undefined;
-        if (eq >= 0) value = arg.slice(eq + 1);
-        else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) value = argv[++i];
-        if (value === undefined || value === '') throw new UsageError(`--${name} needs a value (${opt.value})`, usage);
-        if (name in out.options) throw new UsageError(`--${name} given more than once`, usage);
-        out.options[name] = value;
-      } else {
-        if (eq >= 0) throw new UsageError(`--${name} takes no value`, usage);
-        out.options[name] = true;
-      }
-      continue;
-    }
-    if (arg.startsWith('-') && arg.length > 1) throw new UsageError(`unknown option ${arg} for "ntml ${spec.name}"`, usage);
-    out.positionals.push(arg);
-  }
-  if (out.help) return out;
-  const declared = spec.positionals ?? [];
-  const required = declared.filter((p) => !p.optional).length;
-  if (out.positionals.length < required) {
-    throw new UsageError(`missing ${declared[out.positionals.length].name} for "ntml ${spec.name}"`, usage);
-  }
-  if (out.positionals.length > declared.length) {
-    throw new UsageError(`unexpected argument "${out.positionals[declared.length]}" for "ntml ${spec.name}"`, usage);
-  }
-  return out;
-}
-
 export function stringOption(args: ParsedArgs, name: string): string | undefined {
   const v = args.options[name];
   return typeof v === 'string' ? v : undefined;

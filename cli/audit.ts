@@ -131,7 +131,8 @@ export const auditHistorySpec: CommandSpec = {
   ],
 };
 
-const SCHEDULE_SPECS: Record<string, CommandSpec> = {
+/** `ntml audit schedule ACTION`: the spec of each action (registered in cli/tree.ts). */
+export const SCHEDULE_SPECS: Record<string, CommandSpec> = {
   create: auditScheduleCreateSpec,
   list: auditScheduleListSpec,
   describe: auditScheduleDescribeSpec,
@@ -160,29 +161,6 @@ export function auditUsage(): string {
     '',
     'Run "ntml audit <subcommand> --help" for its options; docs/audits.md explains requests and policies.',
   ].join('\n');
-}
-
-type Handler = (args: ParsedArgs, io: Io) => Promise<number>;
-
-/** Routing for main.ts: the spec to parse with and the handler. */
-export function auditRoute(sub: string | undefined, rest: string[]): { spec: CommandSpec; rest: string[]; handler: () => Promise<Handler> } | { text: string } {
-  if (sub === '--help' || sub === '-h') return { text: auditUsage() };
-  if (sub === undefined) throw new UsageError('missing audit subcommand (run, schedule or history)', auditUsage());
-  if (sub === 'run') return { spec: auditRunSpec, rest, handler: async () => auditRun };
-  if (sub === 'history') return { spec: auditHistorySpec, rest, handler: async () => auditHistory };
-  if (sub === 'schedule') {
-    const [action, ...more] = rest;
-    if (action === '--help' || action === '-h') return { text: auditUsage() };
-    const spec = action === undefined ? undefined : SCHEDULE_SPECS[action];
-    if (!spec) {
-      throw new UsageError(
-        `${action === undefined ? 'missing' : `unknown`} audit schedule subcommand${action ? ` "${action}"` : ''} (expected ${Object.keys(SCHEDULE_SPECS).join(', ')})`,
-        auditUsage(),
-      );
-    }
-    return { spec, rest: more, handler: async () => (args, io) => scheduleCommand(action!, args, io) };
-  }
-  throw new UsageError(`unknown audit subcommand "${sub}" (expected run, schedule or history)`, auditUsage());
 }
 
 const info = (io: Io, line: string) => io.stderr.write(`${line}\n`);
@@ -324,7 +302,7 @@ async function scheduleClient(args: ParsedArgs): Promise<Client> {
   return (await connectClient(requireTarget(stringOption(args, 'address')), namespaceFrom(undefined))).client;
 }
 
-async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promise<number> {
+export async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promise<number> {
   // a bad command line fails before the server is contacted
   const created = action === 'create' ? scheduleOptions(args) : undefined;
   const backfill =

@@ -1,28 +1,37 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
 import type { CommandSpec, OptionSpec } from './args';
-import { sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
-import { auditBriefSpec } from './audit';
 
-const attackSpec: CommandSpec = {
-  name: 'attack',
-  brief: 'list the attacks; preview a trigger as a PNG (ntml attack --help)',
-  summary: 'Attack library tools.',
+/** `ntml attack list|preview` (here, not in cli/attack.ts, so that help loads no TensorFlow). */
+export const attackList: CommandSpec = {
+  name: 'attack list',
+  brief: 'the available attacks: name, kind, defaults',
+  summary: 'List the registered attacks with their kind (dirty-label, clean-label, training-controlled) and default config.',
   options: [],
 };
 
-const defenseSpec: CommandSpec = {
-  name: 'defense',
-  brief: 'list the defenses with their defaults (ntml defense --help)',
-  summary: 'Defense library tools.',
-  options: [],
+export const attackPreview: CommandSpec = {
+  name: 'attack preview',
+  brief: 'write a PNG showing an attack\'s trigger on a few images',
+  synopsis: ['ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png'],
+  summary: 'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid.',
+  options: [
+    { name: 'attack', value: 'NAME', help: 'the attack (see "ntml attack list"); optional when --config names it' },
+    {
+      name: 'config',
+      value: 'FILE',
+      help: 'attack config, YAML or JSON, e.g. "name: blended\\nalpha: 0.3"\n(a purify config works too: its `attack` section is used)',
+    },
+    { name: 'data', value: 'SOURCE', help: 'synthetic (default: the test split a purify run with --seed\ngenerates) or cifar10:PATH (the test_batch.bin in PATH)' },
+    { name: 'seed', value: 'N', help: 'run seed (default 0); the attack seed is derived as in a purify\nrun with this seed, so seeded triggers (WaNet) match that run' },
+    { name: 'count', value: 'N', help: 'number of images (columns), default 8' },
+    { name: 'scale', value: 'N', help: 'nearest-neighbour magnification, default 4' },
+    { name: 'out', value: 'FILE.png', help: 'where to write the PNG' },
+  ],
+  details: 'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).',
 };
 
-const dataSpec: CommandSpec = {
-  name: 'data',
-  brief: 'pack an image folder into an .ntds file; inspect a data set (ntml data --help)',
-  summary: 'Data set tools.',
-  options: [],
-};
+
+
 
 const address: OptionSpec = {
   name: 'address',
@@ -128,57 +137,12 @@ export const stackStatusSpec: CommandSpec = {
   options: [stackDir, { name: 'json', help: 'print the status as JSON' }],
 };
 
-export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
-  { usage: 'purify --config FILE [options]', spec: purifyRun },
-  { usage: 'purify status ID', spec: purifyStatus },
-  { usage: 'purify attach ID', spec: purifyAttach },
-  { usage: 'purify cancel ID', spec: purifyCancel },
-  { usage: 'stack start', spec: stackStart },
-  { usage: 'stack stop', spec: stackStop },
-  { usage: 'stack status', spec: stackStatusSpec },
-  { usage: 'sweep start|resume --spec FILE', spec: sweepStartSpec },
-  { usage: 'sweep status NAME', spec: sweepStatusSpec },
-  { usage: 'sweep cancel NAME', spec: sweepCancelSpec },
-  { usage: 'sweep report NAME', spec: sweepReportSpec },
-  { usage: 'store gc [--dry-run]', spec: storeGcSpec },
-  { usage: 'attack list|preview', spec: attackSpec },
-  { usage: 'defense list', spec: defenseSpec },
-  { usage: 'data pack|inspect', spec: dataSpec },
-  { usage: 'audit run|schedule|history', spec: auditBriefSpec },
-];
-
-export const stackUsage = () => groupUsage('stack', [stackStart, stackStop, stackStatusSpec]);
-
-/** `ntml <group> --help` for a command group: each subcommand's one-line brief. */
-export function groupUsage(group: string, subs: CommandSpec[]): string {
-  return [
-    `usage: ntml ${group} ${subs.map((s) => s.name.slice(group.length + 1)).join('|')} [options]`,
-    '',
-    ...subs.map((s) => `  ntml ${s.name.padEnd(16)}${s.brief}`),
-    '',
-    `Run "ntml ${group} <subcommand> --help" for its options.`,
-  ].join('\n');
-}
-
-export const sweepUsage = () => groupUsage('sweep', [sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec]);
-export const storeUsage = () => groupUsage('store', [storeGcSpec]);
-
-export function mainUsage(): string {
-  const lines = [
-    'usage: ntml <command> [options]',
-    '',
-    'NT-ML backdoor purification for image classifiers, run as durable Temporal workflows.',
-    '',
-    'commands:',
-    ...COMMANDS.map((c) => `  ntml ${c.usage.padEnd(32)}${c.spec.brief}`),
-    '',
-    'Run "ntml <command> --help" for the options of a command, e.g. "ntml purify --help".',
-    '',
-    'examples:',
-    '  ntml purify --config examples/demo.yaml          embedded stack, live progress, report in runs/',
-    '  eval "$(ntml stack start)"                       shared local stack (then start workers: dist/workers/*.js)',
-    '  ntml purify --config my.yaml --detach            start on $NTML_TEMPORAL_ADDRESS and return',
-    '  ntml purify attach purify-demo-20250101-120000   follow it and fetch the report',
-  ];
-  return lines.join('\n');
-}
+export const completionSpec: CommandSpec = {
+  name: 'completion',
+  brief: 'print a shell completion script (bash or zsh)',
+  summary: 'Print a completion script for the ntml commands and their options, generated from the same command tree as the help.',
+  positionals: [{ name: 'SHELL', help: 'bash or zsh' }],
+  options: [],
+  details: `bash:  source <(ntml completion bash)      (or save it in ~/.local/share/bash-completion/completions/ntml)
+zsh:   source <(ntml completion zsh)       (in ~/.zshrc; it uses zsh's bashcompinit)`,
+};
