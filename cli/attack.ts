@@ -24,7 +24,7 @@ interface Io {
 }
 
 export { attackList, attackPreview } from './commands';
-import { attackList, attackPreview } from './commands';
+import { attackPreview } from './commands';
 
 async function readAttackConfig(file: string | undefined, name: string | undefined): Promise<ReturnType<typeof parseAttackConfig>> {
   let raw: Record<string, unknown> = {};

@@ -101,8 +101,12 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
   const modelDir = config.parsed.export?.dir;
 
   // 2. the server (and, embedded, the stack and workers)
-  const { connectClient, findTarget, namespaceFrom, hasPollers } = await import('./temporal');
+  const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
+  const { queuesFromEnv, queueOptions, missingWorkers } = await import('./connection');
   const namespace = namespaceFrom(stringOption(args, 'namespace'));
+  // a deployment with its own queue names sets them for its workers and for this command alike;
+  // the workers this command starts poll the same names
+  const queues = queuesFromEnv();
   let embedded: Embedded | undefined;
   let interrupted = false;
   try {
@@ -114,7 +118,7 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
       source = target.source;
     } else {
       const { startEmbedded } = await import('./embedded');
-      embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
+      embedded = await startEmbedded({ namespace, log: (l) => info(io, l), queues });
       address = embedded.address;
       source = 'the embedded stack';
     }
@@ -124,21 +128,17 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
       return INTERRUPTED;
     }
     const { client } = await connectClient({ address, source, local: !remote }, namespace);
-    const { ORCHESTRATION_TASK_QUEUE: defaultOrchestration, TRAINING_TASK_QUEUE: defaultTraining } = await import('../workers/createWorkers');
-    // a deployment with its own queue names sets them for its workers and for this command alike
-    const orchestrationQueue = (remote && process.env.NTML_ORCHESTRATION_TASK_QUEUE?.trim()) || defaultOrchestration;
-    const trainingQueue = (remote && process.env.NTML_TRAINING_TASK_QUEUE?.trim()) || defaultTraining;
-    const queueOptions = trainingQueue === defaultTraining ? {} : { options: { trainingTaskQueue: trainingQueue } };
+    const options = queueOptions(queues);
 
     // 3. start the workflow
     let handle: WorkflowHandle<typeof purify>;
     try {
       handle = await client.workflow.start<typeof purify>('purify', {
-        taskQueue: orchestrationQueue,
+        taskQueue: queues.orchestration,
         workflowId: runId,
         // a run id names one run (and its output folder), even after that run has ended
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        args: [{ config: config.raw, ...queueOptions }],
+        args: [{ config: config.raw, ...(options ? { options } : {}) }],
       });
     } catch (err) {
       const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
@@ -149,19 +149,8 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
     }
     const startedAt = new Date();
     info(io, `run ${runId} started on ${address} (namespace ${namespace}, from ${source})`);
-    if (remote) {
-      const [wf, act] = await Promise.all([
-        hasPollers(client, orchestrationQueue, 'workflow'),
-        hasPollers(client, trainingQueue, 'activity'),
-      ]);
-      const missing = [wf === false ? `orchestration (${orchestrationQueue})` : '', act === false ? `training (${trainingQueue})` : '']
-        .filter(Boolean)
-        .join(' and ');
-      if (missing) {
-        info(io, `warning: no ${missing} worker has polled ${address} recently; the run waits until one starts`);
-        info(io, '  (node dist/workers/orchestration.js and node dist/workers/training.js with NTML_TEMPORAL_ADDRESS and NTML_STORE set)');
-      }
-    }
+    const missing = await missingWorkers({ client, queues, address });
+    if (missing) info(io, `warning: ${missing}`);
     if (detach) {
       io.stdout.write(`${runId}\n`);
       info(io, `detached. Follow it: ntml purify attach ${runId}   state: ntml purify status ${runId}   stop: ntml purify cancel ${runId}`);
