@@ -119,7 +119,7 @@ export const stackStart: CommandSpec = {
   brief: 'start the local Temporal + S3 stack in the background',
   summary:
     'Start the local stack in the background: a Temporal dev server and an S3 server (versitygw) on 127.0.0.1.\nPrints `export NTML_...=...` lines for workers and other shells (eval "$(ntml stack start)").',
-  options: [stackDir, { name: 'ui-port', value: 'PORT', help: 'also serve the Temporal web UI on this port' }],
+  options: [stackDir, { name: 'ui-port', value: 'PORT', help: "serve Temporal's Web UI on this loopback port\n(default: a free port; the URL is printed)" }],
   details: 'Servers come from .tools/bin (bash infra/setup.sh). "ntml purify" uses this stack when it is running.',
 };
 

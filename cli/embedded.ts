@@ -116,7 +116,8 @@ export async function startEmbedded(opts: {
     const t0 = Date.now();
     log(`starting the embedded stack in ${dir} (Temporal dev server + S3 server) ...`);
     try {
-      stack = await startLocalStack({ dir, log: () => undefined });
+      // Temporal's Web UI on loopback, so a long run or sweep can be watched there
+      stack = await startLocalStack({ dir, temporalUi: true, log: () => undefined });
     } catch (err) {
       const message = (err as Error).message;
       const hint = /ENOENT|not found|setup\.sh|\.tools/.test(message) ? ' (run "bash infra/setup.sh" to install the servers)' : '';
@@ -126,7 +127,8 @@ export async function startEmbedded(opts: {
     // the workers in this process and the report download use this stack's store
     for (const [k, v] of Object.entries(stack.env)) if (v !== undefined) process.env[k] = v;
     description = `embedded stack in ${dir} (Temporal ${address}, store ${stack.env.NTML_STORE})`;
-    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
+    const ui = stack.temporal?.uiPort !== undefined ? `, Web UI http://127.0.0.1:${stack.temporal.uiPort}` : '';
+    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}${ui}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
   }
 
   if (stack) {

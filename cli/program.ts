@@ -80,16 +80,62 @@ const helpConfig: Partial<Help> = {
   subcommandTerm: (cmd: Command) => (nodes.has(cmd) ? termOf(cmd) : `ntml ${cmd.name()} [command]`),
 };
 
+/** Edit distance with transpositions (optimal string alignment), for did-you-mean. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The closest candidates within a few edits (as commander does for options), or none. */
+function nearest(word: string, candidates: string[]): string[] {
+  let best = Infinity;
+  let out: string[] = [];
+  for (const c of candidates) {
+    const dist = distance(word, c);
+    if (dist > Math.max(1, Math.floor(c.length * 0.4))) continue;
+    if (dist < best) [best, out] = [dist, [c]];
+    else if (dist === best) out.push(c);
+  }
+  return out;
+}
+
+function subcommandNames(cmd: Command): string[] {
+  return cmd.commands.filter((c) => nodes.has(c) && !nodes.get(c)!.leaf?.hidden).map((c) => c.name());
+}
+
+function shortUsage(cmd: Command): string {
+  const where = fullPath(cmd);
+  return `usage: ntml${where ? ` ${where}` : ''} ${cmd.usage()}\n("ntml ${where ? `${where} ` : ''}--help" explains more)`;
+}
+
+/** `word` is no subcommand of `cmd`: the expected ones and the nearest (commander's own suggestion would look at the flattened help list). */
+function unknownSubcommand(cmd: Command, word: string): UsageError {
+  const where = fullPath(cmd);
+  const subs = subcommandNames(cmd);
+  const list = `${subs.slice(0, -1).join(', ')}${subs.length > 1 ? ' or ' : ''}${subs[subs.length - 1]}`;
+  const orOptions = nodes.get(cmd)?.leaf ? ', or options such as --config' : '';
+  const close = nearest(word, subs);
+  const hint = close.length ? `\n(did you mean ${close.join(' or ')}?)` : '';
+  return new UsageError(`unknown ${where ? `${where} sub` : ''}command "${word}" (expected ${list}${orOptions})${hint}`, shortUsage(cmd));
+}
+
 /** Commander's error for a command, worded like the rest of ntml, with a short usage. */
 function usageError(cmd: Command, err: CommanderError): Error {
   const where = fullPath(cmd);
-  const usage = `usage: ntml${where ? ` ${where}` : ''} ${cmd.usage()}\n("ntml ${where ? `${where} ` : ''}--help" explains more)`;
+  const usage = shortUsage(cmd);
   const quoted = /'([^']+)'/.exec(err.message)?.[1] ?? '';
   const suggestion = /\(Did you mean (.+)\?\)/.exec(err.message)?.[1];
   const hint = suggestion ? `\n(did you mean ${suggestion}?)` : '';
-  const subs = cmd.commands.filter((c) => nodes.has(c) && !nodes.get(c)!.leaf?.hidden).map((c) => c.name());
+  const subs = subcommandNames(cmd);
   const list = `${subs.slice(0, -1).join(', ')}${subs.length > 1 ? ' or ' : ''}${subs[subs.length - 1]}`;
-  const expected = subs.length ? ` (expected ${list}${nodes.get(cmd)?.leaf ? ', or options such as --config' : ''})` : '';
   switch (err.code) {
     case 'commander.helpDisplayed':
     case 'commander.version':
@@ -97,11 +143,11 @@ function usageError(cmd: Command, err: CommanderError): Error {
     case 'commander.help':
       return err.exitCode === 0 ? new Done() : new UsageError(`missing ${where} subcommand (${list})`, usage);
     case 'commander.unknownCommand':
-      return new UsageError(`unknown ${where ? `${where} sub` : ''}command "${quoted}"${expected}${hint}`, usage);
+      return unknownSubcommand(cmd, quoted);
     case 'commander.excessArguments': {
       const declared = cmd.registeredArguments.length;
       const extra = cmd.args[declared];
-      if (subs.length && declared === 0) return new UsageError(`unknown ${where} subcommand "${extra}"${expected}`, usage);
+      if (subs.length && declared === 0) return unknownSubcommand(cmd, extra);
       return new UsageError(`unexpected argument "${extra}" for "ntml ${where}"`, usage);
     }
     case 'commander.unknownOption':
@@ -231,7 +277,15 @@ export async function runCli(argv: string[], io: CliIo | Out, hooks: RunHooks = 
     code = await (await leaf.handler())(args, full);
   });
   // `ntml help sweep start` is `ntml sweep start --help`, at any depth (commander's help command takes one word)
-  if (argv[0] === 'help') argv = argv.length === 1 ? [] : [...argv.slice(1), '--help'];
+  if (argv[0] === 'help') {
+    let cmd = program;
+    for (const word of argv.slice(1)) {
+      const sub = cmd.commands.find((c) => c.name() === word && nodes.has(c));
+      if (!sub) return report(unknownSubcommand(cmd, word), full.stderr);
+      cmd = sub;
+    }
+    argv = argv.length === 1 ? [] : [...argv.slice(1), '--help'];
+  }
   if (argv.length === 0) {
     full.stdout.write(program.helpInformation());
     return 0;
