@@ -1,0 +1,181 @@
+/**
+ * One way to connect (cli/connection.ts), through bin/ntml on the real test stack:
+ *   remote  ($NTML_TEMPORAL_ADDRESS) with custom queues that no worker polls: sweep start and
+ *           purify start on the environment's queues and say within seconds that nobody polls
+ *           them; sweep status answers at once instead of a query deadline; the first Ctrl-C
+ *           stops a waiting sweep (exit 130).
+ *   local   a stack left running by `ntml stack start` (in a scratch directory, no address in
+ *           the environment): sweep start runs workers of its own and finishes; stack start
+ *           and status print the Web UI URL.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from '@temporalio/client';
+import { testClient } from './support/temporal';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const BIN = path.join(REPO, 'bin', 'ntml');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+function ntml(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; timeout?: number }): Promise<Run> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? REPO, env: opts.env, timeout: opts.timeout ?? 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (err as { code?: number }).code : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
+    });
+  });
+}
+
+/** A one-cell sweep at the smallest budget: the connection is under test, not the defense. */
+function writeSpec(dir: string, name: string): string {
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    [
+      `name: ${name}`,
+      'concurrency: 1',
+      'base:',
+      '  mode: evaluation',
+      '  tier: ci',
+      '  data: { format: synthetic, trainSize: 200, testSize: 100 }',
+      '  cleanBudget: 50',
+      '  training: { epochs: 1 }',
+      'grid:',
+      '  attack: [{ name: badnets }]',
+      '  defense: [{ name: none }]',
+      '  seed: [1]',
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
+let dir: string;
+let client: Client;
+let close: () => Promise<void>;
+before(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-connection-'));
+  ({ client, close } = await testClient());
+});
+after(async () => {
+  await close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('remote server, custom queues, no worker', () => {
+  const id = `${process.pid}-${Date.now().toString(36)}`;
+  const queues = { orchestration: `cli-orch-${id}`, training: `cli-train-${id}` };
+  const env = { ...process.env, NTML_ORCHESTRATION_TASK_QUEUE: queues.orchestration, NTML_TRAINING_TASK_QUEUE: queues.training };
+  const name = `cli-queues-${id}`;
+  let spec: string;
+  before(() => {
+    spec = writeSpec(dir, name);
+  });
+  after(async () => {
+    await client.workflow.getHandle(`sweep-${name}`).terminate('test over').catch(() => undefined);
+  });
+
+  it('sweep start uses the queues of the environment and says within seconds that no worker polls them', async () => {
+    const r = await ntml(['sweep', 'start', '--spec', spec, '--detach'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), `sweep-${name}`);
+    assert.match(r.stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration} and training queue ${queues.training}`));
+    assert.ok(r.seconds < 20, `took ${r.seconds} s`);
+
+    const handle = client.workflow.getHandle(`sweep-${name}`);
+    assert.equal((await handle.describe()).taskQueue, queues.orchestration);
+    const started = (await handle.fetchHistory()).events?.[0]?.workflowExecutionStartedEventAttributes;
+    const input = JSON.parse(Buffer.from(started!.input!.payloads![0].data!).toString('utf8')) as { options?: { trainingTaskQueue?: string } };
+    assert.equal(input.options?.trainingTaskQueue, queues.training, 'the cells train on the environment\'s training queue');
+  });
+
+  it('sweep status says nobody polls instead of waiting for a query deadline', async () => {
+    const r = await ntml(['sweep', 'status', name], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`sweep ${name}: running, but no worker polls its queue ${queues.orchestration}`));
+    assert.doesNotMatch(r.stdout + r.stderr, /DEADLINE_EXCEEDED/);
+    assert.ok(r.seconds < 15, `took ${r.seconds} s`);
+    const missing = await ntml(['sweep', 'status', `${name}-nosuch`], { env });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no sweep .*-nosuch on 127\.0\.0\.1:\d+/);
+  });
+
+  it('the first Ctrl-C stops a sweep that waits for workers (exit 130; the sweep goes on)', async () => {
+    const child = spawn(process.execPath, [BIN, 'sweep', 'start', '--spec', spec], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const t0 = Date.now();
+    while (!/no worker polls/.test(stderr)) {
+      assert.ok(Date.now() - t0 < 30_000, `no warning after 30 s:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const interrupted = Date.now();
+    child.kill('SIGINT');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+    if (code === 'still running') child.kill('SIGKILL');
+    assert.equal(code, 130, stderr);
+    assert.ok(Date.now() - interrupted < 10_000);
+    assert.match(stderr, /stopped watching; it goes on/);
+    assert.equal((await client.workflow.getHandle(`sweep-${name}`).describe()).status.name, 'RUNNING');
+  });
+
+  it('purify --detach starts on the same queues and gives the same warning', async () => {
+    const runId = `cli-queues-purify-${id}`;
+    const r = await ntml(['purify', '--config', path.join(REPO, 'examples', 'demo.yaml'), '--detach', '--id', runId], { env });
+    try {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));
+      assert.equal((await client.workflow.getHandle(runId).describe()).taskQueue, queues.orchestration);
+    } finally {
+      await client.workflow.getHandle(runId).terminate('test over').catch(() => undefined);
+    }
+  });
+});
+
+describe('a local stack left running by ntml stack start', () => {
+  // no address and no store in the environment: the commands find the stack in ./.ntml/stack
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (/^NTML_(TEMPORAL_ADDRESS|STORE|S3_)/.test(k)) delete env[k];
+  let cwd: string;
+  before(() => {
+    cwd = mkdtempSync(path.join(os.tmpdir(), 'ntml-localstack-'));
+  });
+  after(async () => {
+    await ntml(['stack', 'stop'], { env, cwd });
+    rmSync(cwd, { recursive: true, force: true });
+  });
+
+  it('stack start and status print the Web UI URL, and sweep start runs its own workers on the stack', { timeout: 300_000 }, async () => {
+    const started = await ntml(['stack', 'start'], { env, cwd, timeout: 90_000 });
+    assert.equal(started.code, 0, started.stderr);
+    const ui = /Web UI\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(started.stderr)?.[1];
+    assert.ok(ui, `no Web UI URL in:\n${started.stderr}`);
+    const page = await fetch(ui);
+    assert.equal(page.status, 200, `${ui} answers`);
+    const status = await ntml(['stack', 'status'], { env, cwd });
+    assert.equal(status.code, 0, status.stdout);
+    assert.ok(status.stdout.includes(`Web UI   ${ui}`), status.stdout);
+
+    const name = `cli-local-${process.pid}`;
+    const r = await ntml(['sweep', 'start', '--spec', writeSpec(cwd, name)], { env, cwd, timeout: 280_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /using the running stack in \.ntml\/stack/);
+    assert.match(r.stderr, /starting an orchestration and a training worker in this process/);
+    assert.doesNotMatch(r.stderr, /no worker polls/);
+    assert.match(r.stderr, new RegExp(`sweep ${name}: 1/1 cells completed`));
+    // the stack keeps running for the next command
+    assert.equal((await ntml(['stack', 'status'], { env, cwd })).code, 0);
+  });
+});
