@@ -6,8 +6,8 @@
  */
 // The AWS SDK warns on every start that its 2027 releases need Node 22; not actionable here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-// TensorFlow's native library logs (absl's "All log messages before absl::InitializeLog()",
-// the oneDNN notice) before ntml's first line; only errors unless the user asks for more.
+// TensorFlow's runtime logs: errors only unless the user asks for more (its start-up notices
+// are kept off the terminal by cli/quiet.ts; core/tf.ts sets the same default for workers).
 process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
 
 import { runCli } from './program';
@@ -31,8 +31,10 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   const io: CliIo = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
   return runCli(argv, io, {
-    async beforeHandler() {
-      (await import('./quiet')).silenceKnownNotices();
+    async beforeHandler(leaf) {
+      const quiet = await import('./quiet');
+      quiet.silenceKnownNotices();
+      if (leaf.tensorflow) quiet.loadTensorFlowQuietly();
       // off unless NTML_OTEL_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT is set (then this loads the SDK)
       telemetryStarted = Boolean(await (await import('../telemetry/setup')).startTelemetry({ serviceName: 'ntml-cli' }));
     },

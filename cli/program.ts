@@ -187,7 +187,7 @@ function toParsed(cmd: Command, spec: CommandSpec): ParsedArgs {
 
 export interface RunHooks {
   /** before a handler runs (not for help or usage errors): quiet the libraries, start telemetry */
-  beforeHandler?: () => Promise<void>;
+  beforeHandler?: (leaf: Leaf) => Promise<void>;
 }
 
 export function buildProgram(io: Out, run: (leaf: Leaf, args: ParsedArgs) => Promise<void>): Command {
@@ -271,7 +271,7 @@ export async function runCli(argv: string[], io: CliIo | Out, hooks: RunHooks = 
   const full = ('signal' in io ? io : { ...io, signal: new AbortController().signal }) as CliIo;
   let code = 0;
   const program = buildProgram(full, async (leaf, args) => {
-    await hooks.beforeHandler?.();
+    await hooks.beforeHandler?.(leaf);
     // --namespace reaches every Temporal command the same way ($NTML_NAMESPACE is what they read)
     if (typeof args.options.namespace === 'string') process.env.NTML_NAMESPACE = args.options.namespace;
     code = await (await leaf.handler())(args, full);

@@ -25,6 +25,8 @@ export interface Leaf {
   handler: () => Promise<Handler>;
   /** accepted, but not listed in help or completion (old spellings) */
   hidden?: boolean;
+  /** loads TensorFlow anyway: load it first, without its native start-up notices (cli/quiet.ts) */
+  tensorflow?: boolean;
 }
 
 export interface Group {
@@ -55,27 +57,27 @@ const scheduleAction = (action: string): (() => Promise<Handler>) => async () =>
 
 export const LEAVES: Leaf[] = [
   // `ntml purify [options]` is the group's own action (spec.name "purify")
-  { spec: specs.purifyRun, handler: async () => (await purify()).purifyRun },
-  { spec: { ...specs.purifyRun, name: 'purify run' }, handler: async () => (await purify()).purifyRun, hidden: true },
+  { spec: specs.purifyRun, handler: async () => (await purify()).purifyRun, tensorflow: true },
+  { spec: { ...specs.purifyRun, name: 'purify run' }, handler: async () => (await purify()).purifyRun, hidden: true, tensorflow: true },
   { spec: specs.purifyStatus, handler: async () => (await purify()).purifyStatus },
-  { spec: specs.purifyAttach, handler: async () => (await purify()).purifyAttach },
+  { spec: specs.purifyAttach, handler: async () => (await purify()).purifyAttach, tensorflow: true },
   { spec: specs.purifyCancel, handler: async () => (await purify()).purifyCancel },
   { spec: specs.stackStart, handler: async () => (await stack()).stackStart },
   { spec: specs.stackStop, handler: async () => (await stack()).stackStop },
   { spec: specs.stackStatusSpec, handler: async () => (await stack()).stackStatusCmd },
-  { spec: sweepStartSpec, handler: async () => (await sweep()).sweepStart },
-  { spec: sweepResumeSpec, handler: async () => (await sweep()).sweepStart },
+  { spec: sweepStartSpec, handler: async () => (await sweep()).sweepStart, tensorflow: true },
+  { spec: sweepResumeSpec, handler: async () => (await sweep()).sweepStart, tensorflow: true },
   { spec: sweepStatusSpec, handler: async () => (await sweep()).sweepStatus },
   { spec: sweepCancelSpec, handler: async () => (await sweep()).sweepCancel },
   { spec: sweepReportSpec, handler: async () => (await sweep()).sweepReport },
   { spec: storeGcSpec, handler: async () => (await sweep()).storeGc },
-  { spec: audit.auditRunSpec, handler: async () => audit.auditRun },
+  { spec: audit.auditRunSpec, handler: async () => audit.auditRun, tensorflow: true },
   ...Object.entries(audit.SCHEDULE_SPECS).map(([action, spec]) => ({ spec, handler: scheduleAction(action) })),
   { spec: audit.auditHistorySpec, handler: async () => audit.auditHistory },
   { spec: specs.attackList, handler: async () => (await import('./attack')).attackListCmd },
-  { spec: specs.attackPreview, handler: async () => (await import('./attack')).attackPreviewCmd },
-  { spec: defenseList, handler: async () => (await import('./defense')).defenseListCmd },
-  { spec: dataPack, handler: async () => (await import('./data')).dataPackCmd },
-  { spec: dataInspect, handler: async () => (await import('./data')).dataInspectCmd },
+  { spec: specs.attackPreview, handler: async () => (await import('./attack')).attackPreviewCmd, tensorflow: true },
+  { spec: defenseList, handler: async () => (await import('./defense')).defenseListCmd, tensorflow: true },
+  { spec: dataPack, handler: async () => (await import('./data')).dataPackCmd, tensorflow: true },
+  { spec: dataInspect, handler: async () => (await import('./data')).dataInspectCmd, tensorflow: true },
   { spec: specs.completionSpec, handler: async () => (await import('./completion')).completionCmd },
 ];

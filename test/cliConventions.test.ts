@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { telemetryEndpoints } from '../telemetry/config';
@@ -74,6 +75,31 @@ describe('ntml conventions', () => {
     for (const command of [['purify'], ['purify', 'status'], ['sweep', 'start'], ['sweep', 'status'], ['audit', 'run'], ['audit', 'schedule', 'list']]) {
       const r = await ntml([...command, '--help']);
       assert.ok(r.stdout.includes('--namespace'), `${command.join(' ')} --help lacks --namespace`);
+    }
+  });
+
+  it("a command that loads TensorFlow prints none of the native library's start-up notices", () => {
+    // stderr to a file, as from a shell (a terminal, a file or a pipe); a socket, which Node's
+    // own child_process uses, cannot be reopened and keeps the notices (cli/quiet.ts)
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-stderr-'));
+    try {
+      const run = (args: string[]) => {
+        const file = path.join(dir, 'stderr.txt');
+        const fd = openSync(file, 'w');
+        const r = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', fd], timeout: 60_000 });
+        closeSync(fd);
+        return { code: r.status, stdout: r.stdout, stderr: readFileSync(file, 'utf8') };
+      };
+      const r = run(['defense', 'list']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^ntml\s/m, 'TensorFlow-backed output came');
+      assert.equal(r.stderr, '', 'no absl / oneDNN lines');
+      // stderr is back after the load: a later error still reaches the user
+      const bad = run(['attack', 'preview', '--attack', 'nosuch', '--out', path.join(dir, 'no.png')]);
+      assert.equal(bad.code, 2);
+      assert.equal(bad.stderr.trim(), 'ntml: attack config: name: unknown attack "nosuch"; known attacks: badnets, blended, inputaware, narcissus, sig, wanet');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
