@@ -3,7 +3,7 @@
  *   remote  ($NTML_TEMPORAL_ADDRESS) with custom queues that no worker polls: sweep start and
  *           purify start on the environment's queues and say within seconds that nobody polls
  *           them; sweep status answers at once instead of a query deadline; the first Ctrl-C
- *           stops a waiting sweep (exit 130).
+ *           stops a waiting sweep or audit run (exit 130).
  *   local   a stack left running by `ntml stack start` (in a scratch directory, no address in
  *           the environment): sweep start runs workers of its own and finishes; stack start
  *           and status print the Web UI URL.
@@ -129,6 +129,40 @@ describe('remote server, custom queues, no worker', () => {
     assert.ok(Date.now() - interrupted < 10_000);
     assert.match(stderr, /stopped watching; it goes on/);
     assert.equal((await client.workflow.getHandle(`sweep-${name}`).describe()).status.name, 'RUNNING');
+  });
+
+  it('audit run waits on the same queues, warns within seconds, and stops on the first Ctrl-C', async () => {
+    const request = path.join(dir, 'audit.json');
+    writeFileSync(
+      request,
+      JSON.stringify({
+        modelId: `cli-queues-${id}`,
+        model: { layersModel: path.join(dir, 'model', 'model.json') },
+        referenceSet: { format: 'ntml', location: path.join(dir, 'reference.ntds') },
+        policy: { neuralCleanse: { enabled: false } },
+      }),
+    );
+    const auditId = `cli-queues-audit-${id}`;
+    const child = spawn(process.execPath, [BIN, 'audit', 'run', '--request', request, '--id', auditId], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const t0 = Date.now();
+      while (!/no worker polls/.test(stderr)) {
+        assert.ok(Date.now() - t0 < 30_000, `no warning after 30 s:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match(stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));
+      assert.equal((await client.workflow.getHandle(auditId).describe()).taskQueue, queues.orchestration);
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+      assert.equal(code, 130, stderr);
+      assert.match(stderr, /stopped watching; it goes on/);
+    } finally {
+      child.kill('SIGKILL');
+      await client.workflow.getHandle(auditId).terminate('test over').catch(() => undefined);
+    }
   });
 
   it('purify --detach starts on the same queues and gives the same warning', async () => {
