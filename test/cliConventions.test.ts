@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
@@ -98,6 +98,24 @@ describe('ntml conventions', () => {
       const bad = run(['attack', 'preview', '--attack', 'nosuch', '--out', path.join(dir, 'no.png')]);
       assert.equal(bad.code, 2);
       assert.equal(bad.stderr.trim(), 'ntml: attack config: name: unknown attack "nosuch"; known attacks: badnets, blended, inputaware, narcissus, sig, wanet');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sweep validation names each field once and the tier the cells use', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-spec-'));
+    try {
+      const check = (grid: string, expected: string, not: RegExp) => {
+        const file = path.join(dir, 'spec.yaml');
+        writeFileSync(file, `name: x\nbase: {mode: evaluation, tier: ci, data: {format: synthetic}}\ngrid:\n  ${grid}\n`);
+        const r = spawnSync(process.execPath, [BIN, 'sweep', 'start', '--spec', file], { cwd: dir, encoding: 'utf8', timeout: 30_000 });
+        assert.equal(r.status, 2, r.stderr);
+        assert.ok(r.stderr.includes(expected), r.stderr);
+        assert.doesNotMatch(r.stderr, not);
+      };
+      check('attack: []', 'grid.attack: the grid axis is empty', /grid\.attack: grid\.attack/);
+      check('attack: [{name: badnets, foo: 1}]', 'cell badnets/ntml/ci-tier model/100/seed 0: attack: Unrecognized key: "foo"', /tier default/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
