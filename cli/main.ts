@@ -15,6 +15,14 @@ import type { CliIo } from './tree';
 
 let telemetryStarted = false;
 
+// `ntml --help | head`: a reader that goes away ends the command quietly, as for any Unix tool
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   let interrupts = 0;

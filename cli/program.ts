@@ -242,9 +242,11 @@ examples:
     const { spec } = leaf;
     const cmd = commandAt(spec.name);
     cmd.summary(spec.brief).description(spec.summary);
-    for (const p of spec.positionals ?? []) cmd.argument(p.optional ? `[${p.name}]` : `<${p.name}>`, p.help);
+    // the specs' line breaks were laid out for the old fixed-width help; commander wraps to the terminal
+    const flow = (text: string) => text.replace(/\s*\n\s*/g, ' ');
+    for (const p of spec.positionals ?? []) cmd.argument(p.optional ? `[${p.name}]` : `<${p.name}>`, flow(p.help));
     for (const o of optionsOf(spec)) {
-      const option = new Option(o.value ? `--${o.name} <${o.value}>` : `--${o.name}`, o.help);
+      const option = new Option(o.value ? `--${o.name} <${o.value}>` : `--${o.name}`, flow(o.help));
       if (o.value) option.argParser(valueParser(o.name, o.value, () => cmd));
       cmd.addOption(option);
     }
