@@ -102,7 +102,7 @@ export const purifyAttach: CommandSpec = {
   summary: 'Follow the live progress of a run started earlier or elsewhere, then print and write its report.',
   positionals: [{ name: 'ID', help: 'the run (workflow) id' }],
   options: [address, namespace, out],
-  details: `${ADDRESS_RULES}\nThe run needs workers polling its server (this command starts none).`,
+  details: `${ADDRESS_RULES}\nOn the local stack this command runs workers for the run until it ends; on a remote server it\nsays within seconds when no worker polls the run's queues, and waits for the deployment's.`,
 };
 
 export const purifyCancel: CommandSpec = {

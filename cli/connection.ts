@@ -115,7 +115,14 @@ export async function connect(o: ConnectOptions): Promise<Connected> {
   };
 }
 
-/** Whether some worker polled the task queue recently (Temporal keeps pollers for a few minutes); undefined if the server would not say. */
+/**
+ * A live worker long-polls without pause (a poll returns empty after about a minute and is
+ * renewed at once), so its last access is recent; the server lists a worker that is gone for a
+ * few more minutes, with its last access getting older.
+ */
+const LIVE_POLLER_SECONDS = 90;
+
+/** Whether a live worker polls the task queue; undefined if the server would not say. */
 export async function hasPollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity'): Promise<boolean | undefined> {
   try {
     const r = await client.connection.withDeadline(Date.now() + 5_000, () =>
@@ -125,7 +132,12 @@ export async function hasPollers(client: Client, taskQueue: string, kind: 'workf
         taskQueueType: kind === 'workflow' ? 1 : 2,
       }),
     );
-    return (r.pollers?.length ?? 0) > 0;
+    const now = Date.now();
+    return (r.pollers ?? []).some((p) => {
+      const seconds = p.lastAccessTime?.seconds;
+      // a server that does not say when is taken at its word
+      return seconds === undefined || seconds === null || now - Number(seconds) * 1000 < LIVE_POLLER_SECONDS * 1000;
+    });
   } catch {
     return undefined;
   }

@@ -210,7 +210,7 @@ async function cancelAndWait(handle: WorkflowHandle, ms: number): Promise<void> 
 
 // --- ntml purify status|attach|cancel ID ------------------------------------------------
 
-async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; handle: WorkflowHandle; address: string }> {
+async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; handle: WorkflowHandle; address: string; local: boolean; namespace: string }> {
   const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
   const target = requireTarget(stringOption(args, 'address'));
   const namespace = namespaceFrom(stringOption(args, 'namespace'));
@@ -225,7 +225,7 @@ async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; 
     }
     throw new UserError(`cannot look up run ${id} on ${target.address}: ${failureMessage(err)}`);
   }
-  return { client, handle, address: target.address };
+  return { client, handle, address: target.address, local: target.local ?? false, namespace };
 }
 
 export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
@@ -271,18 +271,30 @@ export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
 
 export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
   const id = args.positionals[0];
-  const { client, handle, address } = await openRun(args, id);
+  const { client, handle, address, local, namespace } = await openRun(args, id);
   const outDir = stringOption(args, 'out');
   const d = await handle.describe();
   info(io, `attached to run ${id} on ${address} (${d.status.name}, started ${d.startTime.toISOString()})`);
   let outcome: PurifyOutcome | undefined;
+  let embedded: Embedded | undefined;
   try {
     if (d.status.name === 'RUNNING') {
-      info(io, '(Ctrl-C stops watching; the run goes on)\n');
+      // on a local stack this command runs workers for the run (as "ntml purify" does: the stack
+      // has none of its own); on a remote server it says when nobody serves the run's queues
+      const { missingWorkers, queuesFromEnv } = await import('./connection');
+      const queues = { orchestration: d.taskQueue, training: queuesFromEnv().training };
+      if (local) {
+        const { startEmbedded } = await import('./embedded');
+        embedded = await startEmbedded({ namespace, log: (l) => info(io, l), queues });
+      } else {
+        const missing = await missingWorkers({ client, queues, address });
+        if (missing) info(io, `warning: ${missing}`);
+      }
+      info(io, embedded ? '(Ctrl-C stops watching and the workers of this command; attach again to continue)\n' : '(Ctrl-C stops watching; the run goes on)\n');
       const { watchRun } = await import('./progress');
-      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal });
+      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal, failed: embedded?.workersFailed });
       if (!outcome) {
-        info(io, `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
+        info(io, embedded ? `\nstopped; run ${id} waits for workers (ntml purify attach ${id})` : `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
         return INTERRUPTED;
       }
     } else {
@@ -290,6 +302,8 @@ export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
     }
   } catch (err) {
     throw await runFailure(err, id);
+  } finally {
+    await embedded?.stop();
   }
   await finish(io, outcome, { id, outDir, startedAt: d.status.name === 'RUNNING' ? d.startTime : undefined });
   return 0;

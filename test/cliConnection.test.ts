@@ -61,6 +61,36 @@ function writeSpec(dir: string, name: string): string {
   return file;
 }
 
+/** Starts `ntml ARGS`, waits for `pattern` on stderr, sends one SIGINT; the exit code and stderr. */
+async function interruptAfter(args: string[], env: NodeJS.ProcessEnv, pattern: RegExp): Promise<{ code: number | string | null; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const t0 = Date.now();
+    while (!pattern.test(stderr)) {
+      assert.ok(Date.now() - t0 < 30_000, `no ${pattern} after 30 s:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    child.kill('SIGINT');
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 10 s after Ctrl-C'), 10_000))]);
+    return { code, stderr };
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+/** A purify run small enough to finish in seconds: no defense, one epoch. */
+function writeTinyConfig(dir: string): string {
+  const file = path.join(dir, 'tiny.yaml');
+  writeFileSync(
+    file,
+    'mode: evaluation\ntier: ci\ndata: { format: synthetic, trainSize: 200, testSize: 100 }\ncleanBudget: 50\ntraining: { epochs: 1 }\nattack: { name: badnets }\ndefense: { name: none }\n',
+  );
+  return file;
+}
+
 let dir: string;
 let client: Client;
 let close: () => Promise<void>;
@@ -112,22 +142,11 @@ describe('remote server, custom queues, no worker', () => {
   });
 
   it('the first Ctrl-C stops a sweep that waits for workers (exit 130; the sweep goes on)', async () => {
-    const child = spawn(process.execPath, [BIN, 'sweep', 'start', '--spec', spec], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const t0 = Date.now();
-    while (!/no worker polls/.test(stderr)) {
-      assert.ok(Date.now() - t0 < 30_000, `no warning after 30 s:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    const interrupted = Date.now();
-    child.kill('SIGINT');
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
-    if (code === 'still running') child.kill('SIGKILL');
-    assert.equal(code, 130, stderr);
-    assert.ok(Date.now() - interrupted < 10_000);
-    assert.match(stderr, /stopped watching; it goes on/);
+    const r = await interruptAfter(['sweep', 'start', '--spec', spec], env, /no worker polls/);
+    assert.equal(r.code, 130, r.stderr);
+    assert.ok(Date.now() - t0 < 40_000);
+    assert.match(r.stderr, /stopped watching; it goes on/);
     assert.equal((await client.workflow.getHandle(`sweep-${name}`).describe()).status.name, 'RUNNING');
   });
 
@@ -172,6 +191,11 @@ describe('remote server, custom queues, no worker', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));
       assert.equal((await client.workflow.getHandle(runId).describe()).taskQueue, queues.orchestration);
+      // attach on a remote server says the same and stops watching on the first Ctrl-C
+      const attach = await interruptAfter(['purify', 'attach', runId], env, /no worker polls/);
+      assert.equal(attach.code, 130, attach.stderr);
+      assert.match(attach.stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));
+      assert.match(attach.stderr, /stopped watching; run .* goes on/);
     } finally {
       await client.workflow.getHandle(runId).terminate('test over').catch(() => undefined);
     }
@@ -211,5 +235,21 @@ describe('a local stack left running by ntml stack start', () => {
     assert.match(r.stderr, new RegExp(`sweep ${name}: 1/1 cells completed`));
     // the stack keeps running for the next command
     assert.equal((await ntml(['stack', 'status'], { env, cwd })).code, 0);
+  });
+
+  it('purify attach runs the workers a run started elsewhere on this stack is waiting for', { timeout: 300_000 }, async () => {
+    const status = JSON.parse((await ntml(['stack', 'status', '--json'], { env, cwd })).stdout) as { temporal?: { address: string; ui?: string } };
+    const address = status.temporal?.address;
+    assert.ok(address, 'the stack of the previous test is running');
+    assert.match(status.temporal?.ui ?? '', /^http:\/\/127\.0\.0\.1:\d+$/, 'status --json has the Web UI URL');
+    const runId = `cli-attach-${process.pid}`;
+    // started through the address: nothing runs it until someone attaches
+    const started = await ntml(['purify', '--config', writeTinyConfig(cwd), '--address', address, '--detach', '--id', runId], { env, cwd });
+    assert.equal(started.code, 0, started.stderr);
+    const r = await ntml(['purify', 'attach', runId], { env, cwd, timeout: 280_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /using the running stack in \.ntml\/stack/);
+    assert.match(r.stderr, new RegExp(`run ${runId} finished`));
+    assert.match(r.stdout, /ACC/, "the report is printed");
   });
 });
