@@ -104,7 +104,8 @@ export async function startEmbedded(opts: {
     address = running.temporal!.address;
     adoptStackEnv(running.env);
     Object.assign(process.env, { NTML_TEMPORAL_ADDRESS: address });
-    description = `the running stack in ${dir} (Temporal ${address}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
+    const ui = running.temporal!.uiPort !== undefined ? `, Web UI http://127.0.0.1:${running.temporal!.uiPort}` : '';
+    description = `the running stack in ${dir} (Temporal ${address}${ui}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
     log(`using ${description}`);
   } else {
     if (running && !running.detached && running.ownerPid !== process.pid) {
