@@ -5,8 +5,9 @@
  *           them; sweep status answers at once instead of a query deadline; the first Ctrl-C
  *           stops a waiting sweep or audit run (exit 130).
  *   local   a stack left running by `ntml stack start` (in a scratch directory, no address in
- *           the environment): sweep start runs workers of its own and finishes; stack start
- *           and status print the Web UI URL.
+ *           the environment): sweep start and purify attach run workers of their own and
+ *           finish; stack start and status print the Web UI URL.
+ *   embedded neither: sweep start brings up the stack and workers for the command only.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -251,5 +252,29 @@ describe('a local stack left running by ntml stack start', () => {
     assert.match(r.stderr, /using the running stack in \.ntml\/stack/);
     assert.match(r.stderr, new RegExp(`run ${runId} finished`));
     assert.match(r.stdout, /ACC/, "the report is printed");
+  });
+});
+
+describe('no server and no running stack: the embedded stack', () => {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (/^NTML_(TEMPORAL_ADDRESS|STORE|S3_)/.test(k)) delete env[k];
+  let cwd: string;
+  before(() => {
+    cwd = mkdtempSync(path.join(os.tmpdir(), 'ntml-embedded-'));
+  });
+  after(() => rmSync(cwd, { recursive: true, force: true }));
+
+  it('sweep start starts the stack and workers for the command and stops them; status then says how to get a server', { timeout: 300_000 }, async () => {
+    const name = `cli-embedded-${process.pid}`;
+    const r = await ntml(['sweep', 'start', '--spec', writeSpec(cwd, name)], { env, cwd, timeout: 280_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /stack up in [\d.]+ s: Temporal 127\.0\.0\.1:\d+, Web UI http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(r.stderr, /starting an orchestration and a training worker in this process/);
+    assert.match(r.stderr, new RegExp(`sweep ${name}: 1/1 cells completed`));
+    assert.doesNotMatch(r.stderr, /no worker polls/);
+    // the stack went with the command: a read-only command has no server to ask
+    const status = await ntml(['sweep', 'status', name], { env, cwd });
+    assert.equal(status.code, 2, status.stderr);
+    assert.match(status.stderr, /no Temporal server to ask[\s\S]*ntml stack start/);
   });
 });
