@@ -130,6 +130,7 @@ function unknownSubcommand(cmd: Command, word: string): UsageError {
 /** Commander's error for a command, worded like the rest of ntml, with a short usage. */
 function usageError(cmd: Command, err: CommanderError): Error {
   const where = fullPath(cmd);
+  const command = `ntml${where ? ` ${where}` : ''}`;
   const usage = shortUsage(cmd);
   const quoted = /'([^']+)'/.exec(err.message)?.[1] ?? '';
   const suggestion = /\(Did you mean (.+)\?\)/.exec(err.message)?.[1];
@@ -148,12 +149,12 @@ function usageError(cmd: Command, err: CommanderError): Error {
       const declared = cmd.registeredArguments.length;
       const extra = cmd.args[declared];
       if (subs.length && declared === 0) return unknownSubcommand(cmd, extra);
-      return new UsageError(`unexpected argument "${extra}" for "ntml ${where}"`, usage);
+      return new UsageError(`unexpected argument "${extra}" for "${command}"`, usage);
     }
     case 'commander.unknownOption':
-      return new UsageError(`unknown option ${quoted} for "ntml ${where}"${hint}`, usage);
+      return new UsageError(`unknown option ${quoted} for "${command}"${hint}`, usage);
     case 'commander.missingArgument':
-      return new UsageError(`missing ${quoted} for "ntml ${where}"`, usage);
+      return new UsageError(`missing ${quoted} for "${command}"`, usage);
     case 'commander.optionMissingArgument': {
       const [flag, value] = quoted.split(' ');
       return new UsageError(`${flag} needs a value (${value?.replace(/[<>]/g, '')})`, usage);
