@@ -33,36 +33,23 @@ export interface CommandSpec {
 }
 
 export interface ParsedArgs {
+  /** by OptionSpec name: the value, or true for a flag given */
   options: Record<string, string | true>;
   positionals: string[];
+  /** always false: --help is answered by the parser before a handler runs (kept for handlers that check it) */
   help: boolean;
 }
 
-export const helpOption: OptionSpec = { name: 'help', help: 'show this help' };
-
-/** The help text of a command; `brief` leaves out the details paragraphs (for usage errors). */
-export function commandUsage(spec: CommandSpec, brief = false): string {
+/**
+ * The usage lines a handler prints under its own usage error (the parser's errors get the same
+ * form): the synopsis and where the full help is. `_brief` is accepted for older callers.
+ */
+export function commandUsage(spec: CommandSpec, _brief = true): string {
   const pos = (spec.positionals ?? []).map((p) => (p.optional ? `[${p.name}]` : p.name)).join(' ');
   const synopsis = spec.synopsis ?? [`ntml ${spec.name}${pos ? ` ${pos}` : ''}${spec.options.length ? ' [options]' : ''}`];
-  const lines = [`usage: ${synopsis[0]}`, ...synopsis.slice(1).map((l) => `       ${l}`), '', spec.summary];
-  if (spec.positionals?.length) {
-    lines.push('', 'arguments:');
-    for (const p of spec.positionals) lines.push(`  ${p.name.padEnd(24)}${p.help}`);
-  }
-  const options = [...spec.options, helpOption];
-  lines.push('', 'options:');
-  for (const o of options) {
-    const flag = `--${o.name}${o.value ? ` ${o.value}` : ''}`;
-    const help = o.help.split('\n');
-    lines.push(flag.length >= 24 ? `  ${flag}\n${' '.repeat(26)}${help[0]}` : `  ${flag.padEnd(24)}${help[0]}`);
-    for (const more of help.slice(1)) lines.push(`${' '.repeat(26)}${more}`);
-  }
-  if (spec.details && !brief) lines.push('', spec.details);
-  if (brief) lines.push('', `("ntml ${spec.name} --help" explains more)`);
-  return lines.join('\n');
+  return [`usage: ${synopsis[0]}`, ...synopsis.slice(1).map((l) => `       ${l}`), `("ntml ${spec.name} --help" explains more)`].join('\n');
 }
 
-/** Parses `--name value`, `--name=value`, boolean `--name`, `-h`, and `--` (the rest are positionals). */
 export function stringOption(args: ParsedArgs, name: string): string | undefined {
   const v = args.options[name];
   return typeof v === 'string' ? v : undefined;
