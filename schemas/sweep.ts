@@ -27,7 +27,8 @@ export const DefenseSpec = z
   });
 export type DefenseSpec = z.infer<typeof DefenseSpec>;
 
-const nonEmpty = <T extends z.ZodTypeAny>(t: T, what: string) => z.array(t).min(1, `${what}: the grid axis is empty`);
+// the issue's path already names the axis (grid.attack: the grid axis is empty)
+const nonEmpty = <T extends z.ZodTypeAny>(t: T, _what: string) => z.array(t).min(1, 'the grid axis is empty');
 
 export const SweepSpec = z
   .object({
@@ -156,7 +157,9 @@ export function expandSweep(spec: SweepSpec): SweepCell[] {
               cleanBudget: budgetLabel(cleanBudget ?? 100),
               model: String((model as { arch?: string } | undefined)?.arch ?? (model ? 'custom' : 'tier default')),
             };
-            const label = `${axes.attack}/${axes.defense}/${axes.model}/${axes.cleanBudget}/seed ${seed}`;
+            // messages name the tier's model ("ci-tier model"), not the record's placeholder
+            const modelShown = axes.model === 'tier default' ? `${String(base.tier ?? 'ci')}-tier model` : axes.model;
+            const label = `${axes.attack}/${axes.defense}/${modelShown}/${axes.cleanBudget}/seed ${seed}`;
             const parsed = PurifyConfig.safeParse(config);
             if (!parsed.success) {
               problems.push(...formatIssues(parsed.error).map((i) => `cell ${label}: ${i}`));
