@@ -11,7 +11,7 @@
  * recorded in stack.json, so a later `stop` can find them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, promises as fsp, statSync } from 'node:fs';
+import { closeSync, openSync, promises as fsp, readFileSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 
 /** A port the OS reports free on 127.0.0.1 right now. */
@@ -54,6 +54,18 @@ export function isAlive(pid: number | undefined): boolean {
 /** Whether any process is left in process group `pgid`. */
 export function groupAlive(pgid: number | undefined): boolean {
   return pgid !== undefined && Number.isInteger(pgid) && pgid > 1 && signalZero(-pgid);
+}
+
+/** Whether pgid still belongs to one of our servers (guards against pid reuse after a reboot or crash). */
+export function serverAlive(pgid: number | undefined, tool: string): pgid is number {
+  if (!groupAlive(pgid)) return false;
+  try {
+    // a zombie leader has an empty cmdline: dead, even though signal 0 still reaches it
+    const cmdline = readFileSync(`/proc/${pgid}/cmdline`, 'utf8');
+    return cmdline.includes(tool);
+  } catch {
+    return true; // no /proc (macOS) or the leader exited but the group lives: trust the record
+  }
 }
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): void {
