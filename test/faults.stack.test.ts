@@ -155,6 +155,8 @@ describe('a stack whose servers are SIGKILLed', () => {
     const idle = await runMain(['start', '--dir', dir]);
     assert.equal(idle.code, 0, idle.stderr);
     assert.equal(readStackFile(dir)!.s3!.pid, third.s3!.pid);
+    // an attached start would own the stack and stop it when done: refused on a background stack
+    await assert.rejects(startLocalStack({ dir, log: quiet }), /already running in .* in the background/);
 
     const stopped = await runMain(['stop', '--dir', dir]);
     assert.equal(stopped.code, 0, stopped.stderr);

@@ -25,6 +25,7 @@ import {
   OutageTracker,
   outagePolicyFromEnv,
   S3ArtifactStore,
+  readArtifactUri,
   type OutageState,
 } from '../store/index';
 import { freePort, isAlive, startS3Server, type S3Server } from '../infra/stack/index';
@@ -214,6 +215,28 @@ describe('S3 store on a versitygw that is killed and restarted', () => {
     } finally {
       server = await startS3Server({ dataDir, port, log: quiet });
     }
+  });
+
+  it('reading a user-given s3:// input waits out an outage too, and names the URI of a refused read', async () => {
+    const store = open(60);
+    const bytes = new Uint8Array(randomBytes(30_000));
+    const ref = await store.put(bytes);
+    const s3 = { endpoint: server!.endpoint, credentials: { accessKeyId: server!.accessKeyId, secretAccessKey: server!.secretAccessKey } };
+    const outagePolicy = { budgetMs: 60_000, initialDelayMs: 100, maxDelayMs: 500 };
+    await killServer();
+    const pending = readArtifactUri(ref.uri, { s3, outagePolicy });
+    await sleep(2_000);
+    server = await startS3Server({ dataDir, port, log: quiet });
+    const read = await pending;
+    assert.equal(read.sha256, ref.sha256);
+
+    const forbidden = { ...s3, credentials: { ...s3.credentials, secretAccessKey: 'not-the-secret' } };
+    await assert.rejects(readArtifactUri(ref.uri, { s3: forbidden, outagePolicy }), (e: Error) => {
+      assert.ok(e instanceof S3RequestError, String(e));
+      assert.equal(e.status, 403);
+      assert.ok(e.message.includes(ref.uri), e.message);
+      return true;
+    });
   });
 
   it('a request the server refuses (4xx) fails at once, naming the object, however long the budget', async () => {

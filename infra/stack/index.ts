@@ -189,11 +189,12 @@ async function stopSupervisor(info: StackFile): Promise<boolean> {
 }
 
 /**
- * Starts the stack in opts.dir. When stack.json records a background stack there that lost a
- * server (killed, crashed), only the dead servers are started again, on their recorded ports with
- * their data, and the returned stack includes the ones still running (`healed` names the
- * restarted ones); a background stack with every server up is returned as it is. An attached
- * stack whose owner still runs is refused.
+ * Starts the stack in opts.dir. When a background start (`detached`) finds a background stack
+ * there that lost a server (killed, crashed), only the dead servers are started again, on their
+ * recorded ports with their data, and the returned stack includes the ones still running
+ * (`healed` names the restarted ones); a background stack with every server up is returned as
+ * it is. An attached start on a live background stack is refused (it would stop the stack when
+ * done), and so is any start on an attached stack whose owner still runs.
  */
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
   const dir = path.resolve(opts.dir);
@@ -222,6 +223,12 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       }
       // its owner died and a server outlived its watchdog: stop the leftover, start afresh below
       await Promise.all([liveT ? killGroup(previous.temporal!.pgid, 5_000) : undefined, liveS ? killGroup(previous.s3!.pgid, 5_000) : undefined]);
+    } else if (live.length && !detached) {
+      // the caller would own (and stop) the stack: not someone's background stack
+      throw new Error(
+        `a stack is already running in ${dir} in the background (${live.join(', ')}); ` +
+          `"ntml stack start" restarts what died of it, "ntml stack stop" ends it`,
+      );
     } else if (live.length) {
       // a background stack: keep what runs, bring back what died, exactly where it was
       healing = previous;

@@ -157,15 +157,26 @@ export interface ManagedProcess {
 /** Attached process groups still running, with their ChildProcess (which also keeps the watchdog pipe referenced). */
 const liveGroups = new Map<number, ChildProcess>();
 let hooksInstalled = false;
+let shuttingDown = false;
+
+/**
+ * Whether this process is stopping its attached servers (a signal or exit reached it): a
+ * supervisor must not bring back a server that was stopped on purpose.
+ */
+export function attachedServersStopping(): boolean {
+  return shuttingDown;
+}
 
 function installParentHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', () => {
+    shuttingDown = true;
     for (const pgid of liveGroups.keys()) signalGroup(pgid, 'SIGTERM');
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const handler = () => {
+      shuttingDown = true;
       for (const pgid of liveGroups.keys()) signalGroup(pgid, 'SIGTERM');
       // If nobody else handles this signal, restore the default behaviour (terminate).
       if (process.listenerCount(sig) === 1) {

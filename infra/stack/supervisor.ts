@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import type { StackFile } from './index';
-import { serverAlive } from './proc';
+import { attachedServersStopping, serverAlive } from './proc';
 import { startS3Server, type S3Server } from './s3';
 import { readStackFile, writeStackFile } from './stackFile';
 import { startTemporalDevServer, type TemporalDevServer } from './temporal';
@@ -61,6 +61,8 @@ export function superviseStack(opts: SupervisorOptions): Supervisor {
   const check = async (): Promise<void> => {
     const info = readStackFile(dir);
     if (!info || info.stoppedAt) return;
+    // Ctrl-C or SIGTERM reached the owner of an attached stack: its servers were stopped on purpose
+    if (!info.detached && attachedServersStopping()) return;
     const dead = (['temporal', 's3'] as const).filter((name) => {
       const rec = info[name];
       return rec && !serverAlive(rec.pgid, name === 'temporal' ? 'temporal' : 'versitygw') && Date.now() >= retryAt[name];
