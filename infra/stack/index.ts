@@ -200,7 +200,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   const dir = path.resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const previous = readStackFile(dir);
-  let detached = opts.detached ?? false;
+  const detached = opts.detached ?? false;
   let wantTemporal = opts.temporal ?? true;
   let wantS3 = opts.s3 ?? true;
   let ports = { temporal: opts.temporalPort, ui: opts.temporalUiPort, s3: opts.s3Port } as {
@@ -231,11 +231,9 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       );
     } else if (live.length) {
       // a background stack: keep what runs, bring back what died, exactly where it was
-      healing = previous;
       await stopSupervisor(previous); // so that it does not restart the same server at the same time
       const current = readStackFile(dir) ?? previous; // the supervisor may have restarted one on its way out
       healing = current;
-      detached = true;
       wantTemporal = Boolean(current.temporal);
       wantS3 = Boolean(current.s3);
       if (current.temporal && ours(current.temporal.pgid, 'temporal')) adopted.temporal = adoptTemporal(current.temporal);
