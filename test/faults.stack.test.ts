@@ -72,7 +72,7 @@ describe('a stack whose servers are SIGKILLed', () => {
     await fsp.rm(tmp, { recursive: true, force: true });
   });
 
-  it('attached: the supervisor in this process restarts Temporal and versitygw on the same ports with their data', async () => {
+  it('attached: the supervisor in this process restarts Temporal and versitygw (SIGKILL, SIGTERM) on the same ports with their data', async () => {
     const dir = path.join(tmp, 'attached');
     const stack = await startLocalStack({ dir, log: quiet });
     stacks.push(stack);
@@ -102,11 +102,18 @@ describe('a stack whose servers are SIGKILLed', () => {
     assert.equal(stack.s3!.endpoint, endpoint, 'same port');
     assert.deepEqual(Buffer.from(await store.get(ref)), Buffer.from(data), 'the object survived, read through the same store');
 
+    // SIGTERM (someone stopping the server, not its owner stopping the stack) is a death like any other
+    const termed = stack.temporal!.pid;
+    process.kill(termed, 'SIGTERM');
+    await waitFor(() => stack.temporal!.pid !== termed, 120_000, 'the Temporal dev server to be restarted after SIGTERM');
+    assert.equal(stack.temporal!.address, address);
+    assert.equal(await workflowStatus(address, 'faults-before-the-crash'), 'RUNNING');
+
     const info = readStackFile(dir)!;
     assert.equal(info.temporal!.pid, stack.temporal!.pid);
     assert.equal(info.s3!.pid, stack.s3!.pid);
-    assert.deepEqual(info.restarts, { temporal: 1, s3: 1 });
-    assert.deepEqual(stack.supervisor!.restarts, { temporal: 1, s3: 1 });
+    assert.deepEqual(info.restarts, { temporal: 2, s3: 1 });
+    assert.deepEqual(stack.supervisor!.restarts, { temporal: 2, s3: 1 });
 
     // stop() stops the restarted servers, and nothing restarts them afterwards
     const pids = [stack.temporal!.pid, stack.s3!.pid];
