@@ -207,6 +207,7 @@ export async function planSplit(input: SplitPlanInput): Promise<SplitPlanOutput>
       estimatedTarget: plan.estimatedTarget,
       excess: plan.excess,
       keptFraction: plan.keptFraction,
+      tiedClasses: plan.tiedClasses,
       seconds: host.seconds(),
     };
   });

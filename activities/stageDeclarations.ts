@@ -113,9 +113,10 @@ export interface SplitPlanInput extends DataInput {
 }
 
 // 2: t^ ties broken by a draw among the tied classes (was: the lowest class index)
+// 3: the output names the tied classes (tiedClasses), for the split summary and the report
 export const splitPlanStage: StageDeclaration<SplitPlanInput> = {
   stage: 'splitPlan',
-  version: 2,
+  version: 3,
   reads: ['ntml.splitTarget'],
   inputs: ({ teacher, student, standard, data }) => ({ teacher, student, standard, train: data.train }),
 };

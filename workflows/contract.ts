@@ -124,6 +124,8 @@ export interface SplitPlanOutput {
   estimatedTarget: number;
   excess: number[];
   keptFraction: number;
+  /** the classes that shared the largest excess (t^ drawn among them when several) */
+  tiedClasses?: number[];
   seconds: number;
   cached?: boolean;
 }
