@@ -23,9 +23,10 @@ const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
 // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
 // 4: the training set excludes the clean reserve (D_c is the defender's own data); the
 //    poisoning rate is a fraction of that training set
+// 5: the output references the records' source indices (DataRefs.sourceIndices)
 export const prepareDataStage: StageDeclaration<StageInput> = {
   stage: 'prepareData',
-  version: 4,
+  version: 5,
   reads: ['mode', 'data', 'attack', 'cleanBudget', 'cleanReserve', 'seed', 'ntml.heldOutFraction', 'trainingSet', 'cleanSet', 'testSet'],
   inputs: () => ({}),
   // user files may change under the same path: only generated/evaluation data is cached
