@@ -61,6 +61,7 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
       cleanHeldOut: await saveDataset(data.cleanHeldOut),
       test: data.test ? await saveDataset(data.test) : undefined,
       backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
+      sourceIndices: data.sourceIndices ? await saveJson(data.sourceIndices) : undefined,
       summary: data.summary,
       ...(info.resumedFromEpoch > 0 || info.skippedCheckpoints.length ? info : {}),
     };
@@ -207,6 +208,7 @@ export async function planSplit(input: SplitPlanInput): Promise<SplitPlanOutput>
       estimatedTarget: plan.estimatedTarget,
       excess: plan.excess,
       keptFraction: plan.keptFraction,
+      tiedClasses: plan.tiedClasses,
       seconds: host.seconds(),
     };
   });

@@ -23,9 +23,10 @@ const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
 // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
 // 4: the training set excludes the clean reserve (D_c is the defender's own data); the
 //    poisoning rate is a fraction of that training set
+// 5: the output references the records' source indices (DataRefs.sourceIndices)
 export const prepareDataStage: StageDeclaration<StageInput> = {
   stage: 'prepareData',
-  version: 4,
+  version: 5,
   reads: ['mode', 'data', 'attack', 'cleanBudget', 'cleanReserve', 'seed', 'ntml.heldOutFraction', 'trainingSet', 'cleanSet', 'testSet'],
   inputs: () => ({}),
   // user files may change under the same path: only generated/evaluation data is cached
@@ -113,9 +114,10 @@ export interface SplitPlanInput extends DataInput {
 }
 
 // 2: t^ ties broken by a draw among the tied classes (was: the lowest class index)
+// 3: the output names the tied classes (tiedClasses), for the split summary and the report
 export const splitPlanStage: StageDeclaration<SplitPlanInput> = {
   stage: 'splitPlan',
-  version: 2,
+  version: 3,
   reads: ['ntml.splitTarget'],
   inputs: ({ teacher, student, standard, data }) => ({ teacher, student, standard, train: data.train }),
 };

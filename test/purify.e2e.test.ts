@@ -41,6 +41,8 @@ test('ci-tier purify: the backdoored model has a high ASR and the purified stude
   assert.ok(report.der! >= 85, `DER should be >= 85, got ${report.der}`);
   // split distillation found the real target class
   assert.equal(report.split?.estimatedTarget, 0);
+  // the plan's tied classes reach the report: t^ is one of them (a single class when it is no draw)
+  assert.ok(report.split?.tiedClasses?.includes(0), `tied classes ${JSON.stringify(report.split?.tiedClasses)} should hold t^ 0`);
 
   // the report's pieces are all stored, verified and consistent
   for (const ref of [run.outcome.markdown, run.outcome.purifiedModel, report.models.standard, report.models.ntStudent!]) {

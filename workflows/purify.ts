@@ -169,7 +169,8 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
   // the refit replays mutual learning and split distillation from the same starting weights
   const splitPlan = (stage: string) => async () => {
     s.plan = await log.run(stage, () => quick.planSplit({ config, data, student: s.ml!.model, teacher: s.ml!.teacher, standard, cache }));
-    s.split = { estimatedTarget: s.plan.estimatedTarget, keptFraction: s.plan.keptFraction };
+    const { estimatedTarget, keptFraction, tiedClasses } = s.plan;
+    s.split = { estimatedTarget, keptFraction, ...(tiedClasses ? { tiedClasses } : {}) };
   };
   const steps: Record<NtmlStep, () => Promise<void>> = {
     nonTargetLabels: async () => {

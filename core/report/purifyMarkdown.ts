@@ -1,7 +1,15 @@
 /** The human-readable purify report: one table of the models, one of the stages. */
-import type { PurifyReport, Metrics } from './records';
+import type { PurifyReport, Metrics, SplitSummary } from './records';
 
 const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(1));
+
+/** t^ and the kept share; a tie says which classes t^ was drawn among (a draw is not an estimate). */
+export function splitLine(split: SplitSummary): string {
+  const kept = `distilled on ${(100 * split.keptFraction).toFixed(1)}% of the training inputs.`;
+  const tied = split.tiedClasses ?? [];
+  if (tied.length > 1) return `Split distillation: t^ = ${split.estimatedTarget}, drawn among tied classes ${tied.join(', ')}; ${kept}`;
+  return `Split distillation: estimated target class ${split.estimatedTarget}, ${kept}`;
+}
 
 export function purifyMarkdown(r: PurifyReport): string {
   const row = (label: string, m: Metrics | undefined) =>
@@ -23,9 +31,7 @@ export function purifyMarkdown(r: PurifyReport): string {
     row(r.defense === 'NT-ML' ? '**purified student (final)**' : `**defended by ${r.defense} (final)**`, r.metrics.final),
     '',
     r.der !== undefined ? `DER: **${r.der.toFixed(1)}** (50 = no effect, 100 = backdoor removed at no accuracy cost)` : '',
-    r.split
-      ? `Split distillation: estimated target class ${r.split.estimatedTarget}, distilled on ${(100 * r.split.keptFraction).toFixed(1)}% of the training inputs.`
-      : '',
+    r.split ? splitLine(r.split) : '',
     r.refit
       ? `Refit on all of the clean set: mutual learning for ${r.refit.mlEpochs} epochs` +
         (r.refit.splitEpochs === undefined ? '' : ` and split distillation for ${r.refit.splitEpochs}`) +

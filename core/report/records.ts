@@ -11,6 +11,11 @@ import type { EpochRecord } from '../train/epochLoop';
 export interface SplitSummary {
   estimatedTarget: number;
   keptFraction: number;
+  /**
+   * the classes that shared the largest excess; t^ was drawn among them when there are several
+   * (absent in records written before ties were kept)
+   */
+  tiedClasses?: number[];
 }
 
 export interface Metrics {
