@@ -14,6 +14,7 @@ import { loadImageFolder } from '../data/imageFolder';
 import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
+import { capCleanSet } from '../data/cleanCap';
 import { getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
 import type { PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
@@ -191,7 +192,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     };
   }
   const train = await loadDatasetFile(cfg.trainingSet!, localFile, 'trainingSet');
-  const clean = await loadDatasetFile(cfg.cleanSet!, localFile, 'cleanSet');
+  const clean = capCleanSet(await loadDatasetFile(cfg.cleanSet!, localFile, 'cleanSet'), cfg.cleanBudget, cfg.seed);
   const test = cfg.testSet ? await loadDatasetFile(cfg.testSet, localFile, 'testSet') : undefined;
   for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
     if (!ds) continue;
