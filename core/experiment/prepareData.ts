@@ -28,7 +28,7 @@ export interface PreparedData {
   cleanHeldOut: ImageDataset;
   test?: ImageDataset;
   backdoorTest?: BackdoorTestSet;
-  poison?: PoisonRecord & { poisonedIndices: number[] };
+  poison?: PoisonRecord & { poisonedIndices: number[]; crossIndices?: number[] };
   /**
    * Training-controlled attacks (Input-Aware): nothing is poisoned here; the attacker's
    * training run (the standard-training stage) poisons these indices as it trains.
@@ -175,7 +175,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
       cleanHeldOut,
       test,
       backdoorTest,
-      poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices) },
+      poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices), crossIndices: poisoned.crossIndices && Array.from(poisoned.crossIndices) },
       summary: {
         source,
         trainSize: clean.labels.length,
