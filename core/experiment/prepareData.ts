@@ -175,7 +175,12 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
       cleanHeldOut,
       test,
       backdoorTest,
-      poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices), crossIndices: poisoned.crossIndices && Array.from(poisoned.crossIndices) },
+      poison: {
+        ...poisoned.record,
+        poisonedIndices: Array.from(poisoned.poisonedIndices),
+        // WaNet's noise-mode inputs: split distillation's diagnostics report them apart
+        ...(poisoned.crossIndices ? { crossIndices: Array.from(poisoned.crossIndices) } : {}),
+      },
       summary: {
         source,
         trainSize: clean.labels.length,

@@ -104,23 +104,19 @@ export async function splitDistillation(o: SplitDistillationOptions): Promise<Ep
     throw new Error('split distillation: the remedies (splitTargetSource, splitGate, splitStop) need t^, and the kept inputs do not name one');
   }
 
+  // the distillation target's rows: f_std's, or with t^'s column from the model after ML
+  const q = cfg.splitTargetSource === 'mutualLearning' && target !== undefined ? mlTargetColumn(pStd, pMl, target, k) : pStd;
   let kept = o.kept;
-  let soft: Float32Array | undefined;
   let weights: Float32Array | undefined;
-  if (target !== undefined) {
-    if (cfg.splitGate === 'drop') {
-      kept = gateByDisagreement(kept, pStd, pMl, target, k, cfg.splitGateThreshold);
-      if (kept.length < 2) {
-        throw new Error(`split distillation: splitGate drop at splitGateThreshold ${cfg.splitGateThreshold} leaves ${kept.length} of ${o.kept.length} kept inputs`);
-      }
-    }
-    if (cfg.splitTargetSource === 'mutualLearning') soft = mlTargetColumn(pStd, pMl, target, k);
-    if (cfg.splitGate === 'weight') {
-      weights = disagreementWeights(pStd, pMl, target, k);
-      soft = weightRows(soft ?? pStd, weights, k);
+  if (target !== undefined && cfg.splitGate === 'drop') {
+    kept = gateByDisagreement(kept, pStd, pMl, target, k, cfg.splitGateThreshold);
+    if (kept.length < 2) {
+      throw new Error(`split distillation: splitGate drop at splitGateThreshold ${cfg.splitGateThreshold} leaves ${kept.length} of ${o.kept.length} kept inputs`);
     }
   }
-  const q = cfg.splitTargetSource === 'mutualLearning' && target !== undefined ? mlTargetColumn(pStd, pMl, target, k) : pStd;
+  if (target !== undefined && cfg.splitGate === 'weight') weights = disagreementWeights(pStd, pMl, target, k);
+  // plain f_std distils on the augmented batch as before; other targets are fixed rows (weighted rows scale the loss)
+  const soft = weights ? weightRows(q, weights, k) : q === pStd ? undefined : q;
   const mass = target === undefined ? {} : targetMassBySource((i) => q[i * k + target], kept, o.groups, weights);
   const suspected =
     target === undefined ? new Int32Array(0) : suspectedPoisoned(o.train.labels, argmaxRows(pStd, k), argmaxRows(pMl, k), target);
