@@ -18,6 +18,8 @@ import {
   type TrainedStage,
 } from '../core/pipeline/stageRuns';
 import { inputAwareStandardStage } from '../core/attacks/inputAwareRun';
+import { concatDatasets } from '../core/data/dataset';
+import { splitSummary } from '../core/ntml/splitSummary';
 import type { PurifyConfig } from '../schemas/purify';
 import { activity, configActivity, stageActivity, type ActivityHost } from './stageActivity';
 import {
@@ -77,6 +79,7 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
         attack: data.poison.attack,
         poisonedCount: data.poison.poisonedCount,
         poisonedIndices: await saveJson(data.poison.poisonedIndices),
+        ...(data.poison.crossIndices ? { crossIndices: await saveJson(data.poison.crossIndices) } : {}),
         triggerParameters: data.poison.triggerParameters,
       };
     }
@@ -202,8 +205,10 @@ export async function mutualLearning(input: MutualLearningInput): Promise<Mutual
 export async function planSplit(input: SplitPlanInput): Promise<SplitPlanOutput> {
   return stageActivity(splitPlanStage, input, async (cfg, host) => {
     const models = { teacher: () => host.model(input.teacher), student: await host.model(input.student), standard: await host.model(input.standard) };
-    const plan = await runSplitPlanStage(cfg, models, await loadDataset(input.data.train));
+    const clean = concatDatasets(await loadDataset(input.data.cleanFit), await loadDataset(input.data.cleanHeldOut), 'clean set (fit + held-out)');
+    const plan = await runSplitPlanStage(cfg, models, await loadDataset(input.data.train), clean);
     return {
+      summary: splitSummary(plan),
       kept: await saveJson(Array.from(plan.kept)),
       estimatedTarget: plan.estimatedTarget,
       excess: plan.excess,
@@ -223,7 +228,11 @@ export async function splitDistillation(input: SplitDistillationInput): Promise<
       cleanHeldOut: await loadDataset(input.data.cleanHeldOut),
       ...(await diagnosticSets(input.data)),
     };
-    const result = await runSplitDistillationStage(cfg, models, data, input.refitEpochs, host);
+    const poison = input.data.poison;
+    const groups = poison
+      ? { poisoned: await loadJson<number[]>(poison.poisonedIndices), noise: poison.crossIndices ? await loadJson<number[]>(poison.crossIndices) : undefined }
+      : undefined;
+    const result = await runSplitDistillationStage(cfg, models, data, input.refitEpochs, host, { target: input.target, groups });
     return { model: await saveModel(models.student), history: result.history, seconds: host.seconds(), ...host.resumeInfo(), selectedEpoch: result.selectedEpoch };
   });
 }

@@ -68,7 +68,14 @@ export interface DataRefs {
   test?: ArtifactRef;
   backdoorTest?: ArtifactRef;
   /** poisoning record (indices stored as an artifact) */
-  poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
+  poison?: {
+    attack: string;
+    poisonedCount: number;
+    poisonedIndices: ArtifactRef;
+    /** WaNet's noise-mode inputs (their true labels kept): split distillation's diagnostics report them apart */
+    crossIndices?: ArtifactRef;
+    triggerParameters: Record<string, unknown>;
+  };
   /** a training-controlled attack (Input-Aware) still to run: standard training is the attacker's run */
   attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };
   /**
@@ -132,6 +139,8 @@ export interface SplitPlanOutput {
   keptFraction: number;
   /** the classes that shared the largest excess (t^ drawn among them when several) */
   tiedClasses?: number[];
+  /** the plan as the report keeps it: t^, the kept share, the evidence and any fallback */
+  summary?: SplitSummary;
   seconds: number;
   cached?: boolean;
 }

@@ -170,7 +170,7 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
   const splitPlan = (stage: string) => async () => {
     s.plan = await log.run(stage, () => quick.planSplit({ config, data, student: s.ml!.model, teacher: s.ml!.teacher, standard, cache }));
     const { estimatedTarget, keptFraction, tiedClasses } = s.plan;
-    s.split = { estimatedTarget, keptFraction, ...(tiedClasses ? { tiedClasses } : {}) };
+    s.split = s.plan.summary ?? { estimatedTarget, keptFraction, ...(tiedClasses ? { tiedClasses } : {}) };
   };
   const steps: Record<NtmlStep, () => Promise<void>> = {
     nonTargetLabels: async () => {
@@ -189,7 +189,7 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
     splitPlan: splitPlan('splitPlan'),
     splitDistillation: async () => {
       const distilled = await log.run('splitDistillation', () =>
-        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, cache }),
+        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, target: s.plan!.estimatedTarget, cache }),
       );
       s.final = distilled.model;
       s.splitEpochs = distilled.selectedEpoch;
@@ -207,7 +207,7 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
     splitDistillationRefit: async () => {
       const refitEpochs = s.refit!.splitEpochs;
       const distilled = await log.run('splitDistillationRefit', () =>
-        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, refitEpochs, cache }),
+        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, refitEpochs, target: s.plan!.estimatedTarget, cache }),
       );
       s.final = distilled.model;
     },
