@@ -6,7 +6,7 @@ export function splitSummary(plan: SplitPlan): SplitSummary {
   return {
     estimatedTarget: plan.estimatedTarget,
     keptFraction: plan.keptFraction,
-    ...(plan.tiedClasses && plan.tiedClasses.length > 1 ? { tiedClasses: plan.tiedClasses } : {}),
+    tiedClasses: plan.tiedClasses,
     excessShare: plan.evidence.excessShare,
     suspectedCount: plan.evidence.suspectedCount,
     ...(plan.evidence.overPrediction === undefined ? {} : { overPrediction: plan.evidence.overPrediction }),
