@@ -221,12 +221,19 @@ async function main(): Promise<void> {
     for (const set of o.sets) {
       const cell = path.join(o.work, `${set}-seed${seed}-n${o.trainSubset}`);
       const meta = await exportCell(cifarDir, set, seed, o.trainSubset, cell);
+      const stale = runs.filter((r) => r.set === set && r.seed === seed && r.result.trainSha256 !== meta.train.sha256);
+      if (stale.length) {
+        console.log(`${set}, seed ${seed}: the data changed since ${stale.length} stored runs; they are dropped and rerun`);
+        runs.splice(0, runs.length, ...runs.filter((r) => !stale.includes(r)));
+      }
       console.log(`${set}, seed ${seed}: ${meta.train.images} training images (${meta.train.poisoned} poisoned), sha256 ${meta.train.sha256.slice(0, 12)}`);
       for (const recipeName of o.recipes) {
         const order = pair++ % 2 === 0 ? o.frameworks : [...o.frameworks].reverse();
         const done: Partial<Record<Framework, RunResult>> = {};
         for (const framework of order) {
-          const key = (r: RunRecord) => r.set === set && r.seed === seed && r.recipe === recipeName && r.framework === framework;
+          // a stored run counts only if it trained on the very records exported now
+          const key = (r: RunRecord) =>
+            r.set === set && r.seed === seed && r.recipe === recipeName && r.framework === framework && r.result.trainSha256 === meta.train.sha256;
           const stored = runs.find(key);
           if (stored) {
             done[framework] = stored.result;

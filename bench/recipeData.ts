@@ -42,11 +42,13 @@ export interface CellData {
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-/** Builds the cell's data from the CIFAR-10 folder and writes it under `dir` (skipped when already there). */
+/**
+ * Builds the cell's data from the CIFAR-10 folder and writes it under `dir`, always afresh (a
+ * few seconds): a cell left from before a change to the data code must not be reused.
+ */
 export async function exportCell(cifarDir: string, set: DataSetName, seed: number, trainSubset: number, dir: string): Promise<CellMeta> {
   const metaFile = path.join(dir, 'meta.json');
-  const existing = await fs.readFile(metaFile, 'utf8').then((s) => JSON.parse(s) as CellMeta & { trainSubset?: number }, () => undefined);
-  if (existing && existing.trainSubset === trainSubset) return existing;
+  await fs.rm(metaFile, { force: true });
   let train: ImageDataset;
   let test: ImageDataset;
   let backdoorTest: BackdoorTestSet | undefined;
@@ -73,10 +75,9 @@ export async function exportCell(cifarDir: string, set: DataSetName, seed: numbe
   const trainBytes = encodeCifar10Batch(train);
   await fs.writeFile(path.join(dir, 'train.bin'), trainBytes);
   await fs.writeFile(path.join(dir, 'test.bin'), encodeCifar10Batch(test));
-  const meta: CellMeta & { trainSubset: number } = {
+  const meta: CellMeta = {
     set,
     seed,
-    trainSubset,
     source,
     numClasses: train.numClasses,
     train: { images: train.labels.length, sha256: sha256(trainBytes), poisoned },
