@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -37,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_throughput import SmallCnn, assemble  # noqa: E402
+# run as a script, Python puts this folder first on the import path
+from pytorch_throughput import SmallCnn, assemble
 
 RECORD = 1 + 3 * 32 * 32
 ONE_CYCLE_START_DIVISOR = 25
