@@ -18,8 +18,8 @@
  * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
  * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, promises as fs } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { tf, nativeTensorflowVersion, backendKind } from '../core/tf';
@@ -33,6 +33,7 @@ import { useFastPath } from '../core/train/fast';
 import { TrainRecipe } from '../core/train/recipe';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { findRepoRoot } from '../store/repoRoot';
+import { pytorchPython, referenceDir } from './reference/pytorchEnv';
 
 type Impl = 'ours' | 'ours-plain' | 'pytorch';
 
@@ -85,11 +86,7 @@ interface RunResult {
 }
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
-const reference = path.join(root, 'bench', 'reference');
-const venv = path.join(os.homedir(), '.cache', 'ntml', 'bench-venv');
-// the CPU-only wheels of the pinned version; where unreachable, pip's default index (which
-// serves the same version as a CUDA build: larger, and just as CPU-bound here)
-const TORCH_CPU_INDEX = 'https://download.pytorch.org/whl/cpu';
+const reference = referenceDir;
 
 function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
   const o: Options = {
@@ -229,38 +226,6 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
     tensorsAfterTraining,
     tensorsAfterDispose: tf.memory().numTensors,
   };
-}
-
-// --- the PyTorch environment -----------------------------------------------------------------
-
-function pinnedTorch(): string {
-  const m = /^torch==(\S+)/m.exec(readFileSync(path.join(reference, 'requirements.txt'), 'utf8'));
-  if (!m) throw new Error('bench/reference/requirements.txt pins no torch version');
-  return m[1];
-}
-
-/** The venv's python with the pinned torch installed (created on first use). */
-function pytorchPython(): string {
-  const python = path.join(venv, 'bin', 'python');
-  const want = pinnedTorch();
-  const installed = () =>
-    existsSync(python) &&
-    spawnSync(python, ['-c', 'import torch, sys; sys.stdout.write(torch.__version__.split("+")[0])'], { encoding: 'utf8' }).stdout === want;
-  if (installed()) return python;
-  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'inherit' }).status === 0;
-  if (!existsSync(python)) {
-    console.log(`creating the PyTorch reference environment in ${venv}`);
-    if (!run('python3', ['-m', 'venv', venv])) throw new Error('python3 -m venv failed: install Python 3 with the venv module');
-  }
-  const pip = path.join(venv, 'bin', 'pip');
-  const requirements = path.join(reference, 'requirements.txt');
-  console.log(`installing torch==${want} (CPU wheel index first)`);
-  const cpuWheel = run(pip, ['install', '--quiet', '--retries', '1', '--timeout', '20', '--index-url', TORCH_CPU_INDEX, `torch==${want}`]);
-  if (!cpuWheel) console.log('CPU wheel index unreachable; installing torch from the default index');
-  if (!run(pip, ['install', '--quiet', '-r', requirements]) || !installed()) {
-    throw new Error(`could not install torch==${want} into ${venv}`);
-  }
-  return python;
 }
 
 // --- the driver --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { attackConfigSchema, attackNames } from '../core/attacks/configs';
 import { NtmlConfig } from '../core/ntml/config';
 import { defenseConfigSchema, defenseNames } from '../core/defenses/configs';
-import { TrainRecipe } from '../core/train/recipe';
+import { TrainRecipe, recipeConflicts } from '../core/train/recipe';
 import { ArchitectureName, InputRange } from '../core/models/names';
 
 const location = z
@@ -124,6 +124,10 @@ const tierRecipes: Record<Tier, z.input<typeof TrainRecipe>> = {
   cpu: { epochs: 8, batchSize: 128, learningRate: 0.05 },
   paper: { epochs: 100, batchSize: 128, learningRate: 0.01 },
 };
+/** The tier's standard-training recipe before a config's `training` overrides (benchmarks start from it). */
+export function tierRecipe(tier: Tier): TrainRecipe {
+  return TrainRecipe.parse(tierRecipes[tier]);
+}
 const tierModels: Record<Tier, ArchitectureName> = { ci: 'tinyCnn', cpu: 'smallCnn', paper: 'preactResnet18' };
 
 /**
@@ -206,6 +210,10 @@ export const PurifyConfig = z
       need('cleanSet', 'protection mode needs a small trusted clean set');
       forbid('data', 'protection mode takes trainingSet/cleanSet');
       forbid('attack', 'protection mode does not know the trigger');
+    }
+    // the tier's recipe with the user's overrides, as the transform below merges them
+    for (const [field, message] of recipeConflicts({ ...tierRecipes[cfg.tier], ...(cfg.training ?? {}) })) {
+      ctx.addIssue({ code: 'custom', path: ['training', field], message });
     }
     const defense = defenseConfigSchema.safeParse(cfg.defense);
     if (!defense.success) {

@@ -473,7 +473,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
     const [scale, offset] = rangeAffine(c.meta.inputRange);
     const cVars = trainableVariables(c.model);
     const gVars = trainableVariables(g.pattern);
-    const sgd = new SgdMomentum(cVars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay });
+    const sgd = new SgdMomentum(cVars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay });
     const adam = generatorAdam(gVars);
     let pairRng = new Rng(deriveSeed(seed, 'inputaware', 'cross-partners'));
     const training = recipe.batchNorm === 'train';
@@ -485,6 +485,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
         batchSize: recipe.batchSize,
         peakLearningRate: recipe.learningRate,
         schedule: recipe.schedule,
+        warmupFraction: recipe.warmupFraction,
         augment: recipe.augment,
         seed: deriveSeed(seed, 'inputaware', 'joint'),
         models: { model: c },

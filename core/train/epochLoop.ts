@@ -12,6 +12,7 @@ import { imageBytes } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
 import { assembleBatch, type AugmentOptions } from './augment';
 import { learningRateAt, type NamedArray } from './sgd';
+import type { LearningRateSchedule } from './recipe';
 import { modelWeights, setModelWeights, type TrainingCheckpoint } from './checkpoint';
 
 export interface EpochRecord {
@@ -47,7 +48,9 @@ export interface EpochLoopOptions {
   stopAfterEpoch?: number;
   batchSize: number;
   peakLearningRate: number;
-  schedule: 'cosine' | 'constant';
+  schedule: LearningRateSchedule;
+  /** oneCycle: the share of the steps spent warming up (sgd.ts learningRateAt) */
+  warmupFraction?: number;
   augment: AugmentOptions;
   seed: number;
   /** models whose weights go into checkpoints, by name */
@@ -152,7 +155,7 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
         assembleBatch(o.data, idx, o.augment, rng, range, end - start === bs ? buffer : new Float32Array((end - start) * per)),
         [end - start, o.data.height, o.data.width, o.data.channels],
       );
-      lr = learningRateAt(o.schedule, o.peakLearningRate, epoch * batchesPerEpoch + b, totalSteps);
+      lr = learningRateAt({ schedule: o.schedule, warmupFraction: o.warmupFraction }, o.peakLearningRate, epoch * batchesPerEpoch + b, totalSteps);
       const tStep = performance.now();
       const loss = o.step(x, idx, lr);
       x.dispose();

@@ -1,15 +1,19 @@
 /**
- * SGD with momentum and weight decay, PyTorch semantics (v = mu*v + g + wd*w; w -= lr*v),
- * with the momentum buffers exposed so a checkpoint can capture and restore them.
+ * SGD with momentum and weight decay, PyTorch semantics (g' = g + wd*w; v = mu*v + g';
+ * w -= lr*v, or with Nesterov w -= lr*(g' + mu*v)), with the momentum buffers exposed so a
+ * checkpoint can capture and restore them.
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import { useFastPath } from './fast';
 import { momentumUpdate } from './fast/sgdUpdate';
+import { DEFAULT_WARMUP_FRACTION, type LearningRateSchedule } from './recipe';
 
 export interface SgdOptions {
   momentum: number;
   weightDecay: number;
+  /** Nesterov momentum, as torch.optim.SGD(nesterov=True); default false */
+  nesterov?: boolean;
   /** update with bare TensorFlow ops (core/train/fast); default: the fast path setting (NTML_FAST_PATH) */
   fast?: boolean;
 }
@@ -31,8 +35,9 @@ export class SgdMomentum {
 
   step(grads: TF.Tensor[], learningRate: number): void {
     const { momentum, weightDecay } = this.options;
+    const nesterov = this.options.nesterov ?? false;
     if (this.fast) {
-      momentumUpdate(this.variables, this.velocities, grads, learningRate, momentum, weightDecay);
+      momentumUpdate(this.variables, this.velocities, grads, learningRate, momentum, weightDecay, nesterov);
       return;
     }
     tf.tidy(() => {
@@ -43,7 +48,8 @@ export class SgdMomentum {
         const g = weightDecay > 0 ? tf.add(grads[i], tf.mul(wd, w)) : grads[i];
         const v = tf.add(tf.mul(mu, this.velocities[i]), g);
         this.velocities[i].assign(v);
-        w.assign(tf.sub(w, tf.mul(lr, v)));
+        const direction = nesterov ? tf.add(g, tf.mul(mu, v)) : v;
+        w.assign(tf.sub(w, tf.mul(lr, direction)));
       });
     });
   }
@@ -72,10 +78,33 @@ export class SgdMomentum {
   }
 }
 
-/** Cosine decay from `peak` to 0 over `totalSteps` (per step), or constant. */
-export function learningRateAt(schedule: 'cosine' | 'constant', peak: number, step: number, totalSteps: number): number {
-  if (schedule === 'constant' || totalSteps <= 0) return peak;
-  return 0.5 * peak * (1 + Math.cos((Math.PI * Math.min(step, totalSteps)) / totalSteps));
+/** The schedule and its shape parameters (recipe.ts LearningRateSchedule). */
+export interface ScheduleSpec {
+  schedule: LearningRateSchedule;
+  /** oneCycle: share of the steps spent warming up (default 0.3, OneCycleLR's pct_start) */
+  warmupFraction?: number;
+}
+
+/** oneCycle starts its warm-up at peak / 25 (OneCycleLR's div_factor). */
+export const ONE_CYCLE_START_DIVISOR = 25;
+
+/**
+ * The learning rate of step `step` (0-based) of `totalSteps`: cosine decay from `peak` to 0,
+ * constant, or oneCycle (linear warm-up from peak/25 to peak over the first warmupFraction of
+ * the steps, then cosine decay to 0). bench/reference/pytorch_recipe.py computes the same.
+ */
+export function learningRateAt(schedule: LearningRateSchedule | ScheduleSpec, peak: number, step: number, totalSteps: number): number {
+  const spec = typeof schedule === 'string' ? { schedule } : schedule;
+  if (spec.schedule === 'constant' || totalSteps <= 0) return peak;
+  const s = Math.min(Math.max(step, 0), totalSteps);
+  const cosine = (t: number, span: number) => (span <= 0 ? 0 : 0.5 * peak * (1 + Math.cos((Math.PI * Math.min(t, span)) / span)));
+  if (spec.schedule === 'cosine') return cosine(s, totalSteps);
+  const warmup = Math.round((spec.warmupFraction ?? DEFAULT_WARMUP_FRACTION) * totalSteps);
+  if (s < warmup) {
+    const start = peak / ONE_CYCLE_START_DIVISOR;
+    return start + ((peak - start) * s) / warmup;
+  }
+  return cosine(s - warmup, totalSteps - warmup);
 }
 
 /** tfjs LayerVariables wrap the tf.Variables that gradients are taken against. */

@@ -84,7 +84,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
   const k = c.meta.numClasses;
   const vars = trainableVariables(c.model);
   const fast = useFastPath(o.fastPath);
-  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay, fast });
+  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay, fast });
   const training = recipe.batchNorm === 'train';
   try {
     return await runEpochs({
@@ -95,6 +95,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
       batchSize: recipe.batchSize,
       peakLearningRate: recipe.learningRate,
       schedule: recipe.schedule,
+      warmupFraction: recipe.warmupFraction,
       augment: recipe.augment,
       seed: o.seed,
       models: { model: c },
