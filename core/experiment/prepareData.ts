@@ -14,7 +14,7 @@ import { loadImageFolder } from '../data/imageFolder';
 import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
-import { getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
+import { controlsTraining, getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
 import type { PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
 import type { PoisonRecord } from '../attacks/base';
@@ -29,7 +29,7 @@ export interface PreparedData {
   backdoorTest?: BackdoorTestSet;
   poison?: PoisonRecord & { poisonedIndices: number[] };
   /**
-   * Training-controlled attacks (Input-Aware): nothing is poisoned here; the attacker's
+   * Training-controlled attacks (Input-Aware, WaNet's default mode): nothing is poisoned here; the attacker's
    * training run (the standard-training stage) poisons these indices as it trains.
    */
   trainingControlled?: { attack: AttackConfig; eligibleIndices: number[]; attackSeed: number };
@@ -162,7 +162,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     const { cleanIndices, restIndices, reserveSize } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
     const plugin = getAttack(attack.name);
-    if (plugin.kind === 'training-controlled') return trainingControlledData(cfg, clean, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
+    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
     // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
     const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed, control) : undefined;
     const poisoned = plugin.poisonTrainingSet(clean, restIndices, attack, attackSeed, learned);
