@@ -4,6 +4,7 @@
  *   ntml attack list
  *   ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH]
  *                       [--seed N] [--count N] [--scale N] --out FILE.png
+ *   ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] [--count N] [--scale N] --out FILE.png
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -33,9 +34,21 @@ export const attackList: CommandSpec = {
 export const attackPreview: CommandSpec = {
   name: 'attack preview',
   brief: 'write a PNG showing an attack\'s trigger on a few images',
-  synopsis: ['ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png'],
-  summary: 'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid.',
+  synopsis: [
+    'ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
+    'ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
+  ],
+  summary:
+    'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid;\n' +
+    'with --run, the trigger a purify run recorded (learned ones too: Input-Aware, Narcissus) on its own test images.',
   options: [
+    {
+      name: 'run',
+      value: 'ID',
+      help: 'a purify run (workflow id): its attack, seed, poison record and test set,\nread from its Temporal history and the store (replaces --attack,\n--config, --data, --seed)',
+    },
+    { name: 'address', value: 'HOST:PORT', help: 'with --run: the Temporal server (default $NTML_TEMPORAL_ADDRESS,\nelse the local stack)' },
+    { name: 'namespace', value: 'NS', help: 'with --run: the Temporal namespace (default $NTML_NAMESPACE or default)' },
     { name: 'attack', value: 'NAME', help: 'the attack (see "ntml attack list"); optional when --config names it' },
     {
       name: 'config',
@@ -48,13 +61,16 @@ export const attackPreview: CommandSpec = {
     { name: 'scale', value: 'N', help: 'nearest-neighbour magnification, default 4' },
     { name: 'out', value: 'FILE.png', help: 'where to write the PNG' },
   ],
-  details: 'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).',
+  details:
+    'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).\n' +
+    'From a run, learned triggers add what they are made of: Input-Aware the PATTERN G(x) and\nMASK m(x) of each image (from the stored generators), Narcissus the TRIGGER (its\nperturbation at mid-grey, +-linfRadius over the full range).',
 };
 
 function attackUsage(): string {
   return [
     'usage: ntml attack list',
     '       ntml attack preview --attack NAME [--config FILE] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
+    '       ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
     '',
     'subcommands:',
     `  list       ${attackList.brief}`,
@@ -125,6 +141,16 @@ async function preview(argv: string[], io: Io): Promise<number> {
   const seed = intOption(args, 'seed', 0, 0, 2 ** 31 - 1);
   const count = intOption(args, 'count', 8, 1, 64);
   const scale = intOption(args, 'scale', 4, 1, 32);
+  const runId = stringOption(args, 'run');
+  if (runId !== undefined) {
+    for (const other of ['attack', 'config', 'data', 'seed']) {
+      if (stringOption(args, other) !== undefined) throw new UsageError(`--${other} cannot be combined with --run: the run's own ${other === 'data' ? 'test set' : other} is used`);
+    }
+    return previewRun(runId, args, out, count, scale, io);
+  }
+  if (stringOption(args, 'address') !== undefined || stringOption(args, 'namespace') !== undefined) {
+    throw new UsageError('--address and --namespace go with --run ID');
+  }
   const config = await readAttackConfig(stringOption(args, 'config'), stringOption(args, 'attack'));
   const plugin = getAttack(config.name);
   if (plugin.kind === 'training-controlled' || plugin.preparePoison) {
@@ -133,7 +159,8 @@ async function preview(argv: string[], io: Io): Promise<number> {
       return p.kind !== 'training-controlled' && !p.preparePoison;
     });
     throw new UsageError(
-      `the ${config.name} trigger is learned while poisoning (it trains models), so it cannot be previewed on its own; preview works for ${fixed.join(', ')}`,
+      `the ${config.name} trigger is learned while poisoning (it trains models), so it cannot be previewed on its own: ` +
+        `preview it from a run that learned it with --run ID; without a run, preview works for ${fixed.join(', ')}`,
     );
   }
   const source = stringOption(args, 'data') ?? 'synthetic';
@@ -146,6 +173,40 @@ async function preview(argv: string[], io: Io): Promise<number> {
   io.stdout.write(
     `wrote ${out}: ${plugin.name} (${JSON.stringify(config)}) on ${shown} non-target images of ${data.name}, attack seed ${attackSeed}\n` +
       'rows: clean / triggered / |triggered - clean| x10\n',
+  );
+  return 0;
+}
+
+/** --run ID: the trigger the run recorded, on the first non-target images of its test set. */
+async function previewRun(id: string, args: ReturnType<typeof parseArgs>, out: string, count: number, scale: number, io: Io): Promise<number> {
+  const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
+  const { runTrigger } = await import('./attackRun');
+  const target = requireTarget(stringOption(args, 'address'));
+  const { client, connection } = await connectClient(target, namespaceFrom(stringOption(args, 'namespace')));
+  let found;
+  try {
+    found = await runTrigger(client, id);
+  } finally {
+    await connection.close();
+  }
+  const { storeFromEnv } = await import('../store');
+  const { decodeDatasetWithMeta } = await import('../core/data/codec');
+  const { recordedTriggerPreviewPng } = await import('../core/attacks/learnedPreview');
+  const store = storeFromEnv();
+  const test = decodeDatasetWithMeta(await store.get(found.test), found.test.uri).dataset;
+  const { png, rows } = await recordedTriggerPreviewPng(
+    test,
+    { config: found.attack, attackSeed: found.attackSeed, triggerParameters: found.poison.triggerParameters },
+    (ref) => store.get(ref),
+    count,
+    { scale },
+  );
+  await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await fs.writeFile(out, png);
+  const shown = previewIndices(test, found.attack, count).length;
+  io.stdout.write(
+    `wrote ${out}: the ${found.poison.attack} trigger of run ${id} on ${shown} non-target images of its test set, attack seed ${found.attackSeed}\n` +
+      `rows: ${rows.map((r) => r.toLowerCase()).join(' / ')}\n`,
   );
   return 0;
 }

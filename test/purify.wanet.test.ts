@@ -18,6 +18,7 @@ import { parsePurifyConfig } from '../schemas/purify';
 import { wanet, wanetControlPoints, wanetControlSeed } from '../core/attacks/wanet';
 import { buildBackdoorTestSet } from '../core/attacks/testSet';
 import type { WanetConfig } from '../core/attacks/configs';
+import { previewRunPng } from './support/attackPreviewRun';
 
 quietRuntime();
 
@@ -122,4 +123,10 @@ test('wanet (training-controlled): the attacker\'s run is standard training and 
   // (bench/specs/wanet-tc-cpu.yaml).
   assert.ok(m.standard.asr! >= 30, `the attacker's model is backdoored (ASR ${m.standard.asr})`);
   assert.ok(m.standard.acc >= 80, `and keeps its accuracy (ACC ${m.standard.acc})`);
+
+  // ntml attack preview --run: the recorded grid on the run's own test images
+  const shown = await previewRunPng(outcome.workflowId, 4);
+  assert.match(shown.out, /the wanet trigger of run .* on 4 non-target images of its test set/);
+  assert.deepEqual(shown.rows, ['clean', 'triggered', '|diff| x10']);
+  assert.equal(shown.png.height, 8 + 3 * (64 + 4) - 4 + 8, 'three rows of 16x16 images magnified x4');
 });
