@@ -21,9 +21,11 @@ const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
 
 // 2: D_c drawn inside a clean reserve (cleanReserve)
 // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
+// 4: the training set excludes the clean reserve (D_c is the defender's own data); the
+//    poisoning rate is a fraction of that training set
 export const prepareDataStage: StageDeclaration<StageInput> = {
   stage: 'prepareData',
-  version: 3,
+  version: 4,
   reads: ['mode', 'data', 'attack', 'cleanBudget', 'cleanReserve', 'seed', 'ntml.heldOutFraction', 'trainingSet', 'cleanSet', 'testSet'],
   inputs: () => ({}),
   // user files may change under the same path: only generated/evaluation data is cached
@@ -111,9 +113,10 @@ export interface SplitPlanInput extends DataInput {
   standard: ArtifactRef;
 }
 
+// 2: t^ ties broken by a draw among the tied classes (was: the lowest class index)
 export const splitPlanStage: StageDeclaration<SplitPlanInput> = {
   stage: 'splitPlan',
-  version: 1,
+  version: 2,
   reads: ['ntml.splitTarget'],
   inputs: ({ teacher, student, standard, data }) => ({ teacher, student, standard, train: data.train }),
 };
@@ -150,9 +153,11 @@ export interface DefenseInput extends DataInput {
 }
 
 // 2: I-BAU's forward and ANP's neuron forward on the fused fast path (float rounding differs)
+// 3: NAD's epoch is never shorter than one pass over the fitting set (a shorter index list had
+//    left images unused), so an explicit stepsPerEpoch config can train differently
 export const defenseStage: StageDeclaration<DefenseInput> = {
   stage: 'defense',
-  version: 2,
+  version: 3,
   reads: ['defense', 'training.augment', 'seed'],
   inputs: ({ backdoored, data }) => ({ backdoored, cleanFit: data.cleanFit, cleanHeldOut: data.cleanHeldOut }),
 };

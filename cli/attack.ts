@@ -9,8 +9,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { commandUsage, intOption, parseArgs, stringOption, type CommandSpec } from './args';
-import { UsageError } from './errors';
+import { commandUsage, intOption, stringOption, type ParsedArgs } from './args';
+import { UsageError, UserError } from './errors';
 import { deriveSeed } from '../core/rng';
 import type { ImageDataset } from '../core/data/dataset';
 import { DatasetError } from '../core/data/dataset';
@@ -24,61 +24,8 @@ interface Io {
   stderr: NodeJS.WritableStream;
 }
 
-export const attackList: CommandSpec = {
-  name: 'attack list',
-  brief: 'the available attacks: name, kind, defaults',
-  summary: 'List the registered attacks with their kind (dirty-label, clean-label, training-controlled) and default config.',
-  options: [],
-};
-
-export const attackPreview: CommandSpec = {
-  name: 'attack preview',
-  brief: 'write a PNG showing an attack\'s trigger on a few images',
-  synopsis: [
-    'ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
-    'ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
-  ],
-  summary:
-    'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid;\n' +
-    'with --run, the trigger a purify run recorded (learned ones too: Input-Aware, Narcissus) on its own test images.',
-  options: [
-    {
-      name: 'run',
-      value: 'ID',
-      help: 'a purify run (workflow id): its attack, seed, poison record and test set,\nread from its Temporal history and the store (replaces --attack,\n--config, --data, --seed)',
-    },
-    { name: 'address', value: 'HOST:PORT', help: 'with --run: the Temporal server (default $NTML_TEMPORAL_ADDRESS,\nelse the local stack)' },
-    { name: 'namespace', value: 'NS', help: 'with --run: the Temporal namespace (default $NTML_NAMESPACE or default)' },
-    { name: 'attack', value: 'NAME', help: 'the attack (see "ntml attack list"); optional when --config names it' },
-    {
-      name: 'config',
-      value: 'FILE',
-      help: 'attack config, YAML or JSON, e.g. "name: blended\\nalpha: 0.3"\n(a purify config works too: its `attack` section is used)',
-    },
-    { name: 'data', value: 'SOURCE', help: 'synthetic (default: the test split a purify run with --seed\ngenerates) or cifar10:PATH (the test_batch.bin in PATH)' },
-    { name: 'seed', value: 'N', help: 'run seed (default 0); the attack seed is derived as in a purify\nrun with this seed, so seeded triggers (WaNet) match that run' },
-    { name: 'count', value: 'N', help: 'number of images (columns), default 8' },
-    { name: 'scale', value: 'N', help: 'nearest-neighbour magnification, default 4' },
-    { name: 'out', value: 'FILE.png', help: 'where to write the PNG' },
-  ],
-  details:
-    'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).\n' +
-    'From a run, learned triggers add what they are made of: Input-Aware the PATTERN G(x) and\nMASK m(x) of each image (from the stored generators), Narcissus the TRIGGER (its\nperturbation at mid-grey, +-linfRadius over the full range).',
-};
-
-function attackUsage(): string {
-  return [
-    'usage: ntml attack list',
-    '       ntml attack preview --attack NAME [--config FILE] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
-    '       ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
-    '',
-    'subcommands:',
-    `  list       ${attackList.brief}`,
-    `  preview    ${attackPreview.brief}`,
-    '',
-    'Run "ntml attack preview --help" for its options.',
-  ].join('\n');
-}
+export { attackList, attackPreview } from './commands';
+import { attackPreview } from './commands';
 
 async function readAttackConfig(file: string | undefined, name: string | undefined): Promise<ReturnType<typeof parseAttackConfig>> {
   let raw: Record<string, unknown> = {};
@@ -130,12 +77,7 @@ function listAttacks(io: Io): number {
   return 0;
 }
 
-async function preview(argv: string[], io: Io): Promise<number> {
-  const args = parseArgs(argv, attackPreview);
-  if (args.help) {
-    io.stdout.write(`${commandUsage(attackPreview)}\n`);
-    return 0;
-  }
+async function preview(args: ParsedArgs, io: Io): Promise<number> {
   const out = stringOption(args, 'out');
   if (!out) throw new UsageError('--out FILE.png is required', commandUsage(attackPreview, true));
   const seed = intOption(args, 'seed', 0, 0, 2 ** 31 - 1);
@@ -178,7 +120,7 @@ async function preview(argv: string[], io: Io): Promise<number> {
 }
 
 /** --run ID: the trigger the run recorded, on the first non-target images of its test set. */
-async function previewRun(id: string, args: ReturnType<typeof parseArgs>, out: string, count: number, scale: number, io: Io): Promise<number> {
+async function previewRun(id: string, args: ParsedArgs, out: string, count: number, scale: number, io: Io): Promise<number> {
   const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
   const { runTrigger } = await import('./attackRun');
   const target = requireTarget(stringOption(args, 'address'));
@@ -211,45 +153,23 @@ async function previewRun(id: string, args: ReturnType<typeof parseArgs>, out: s
   return 0;
 }
 
-/** `ntml attack ...`; returns the exit code (0 ok, 2 bad command line or config, 1 other failures). */
-export async function attackCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const [sub, ...rest] = argv;
+/** `ntml attack list`. */
+export async function attackListCmd(_args: ParsedArgs, io: Io): Promise<number> {
+  return listAttacks(io);
+}
+
+/** `ntml attack preview`: a bad attack config is a usage error (2), an unreadable data set a failure (1). */
+export async function attackPreviewCmd(args: ParsedArgs, io: Io): Promise<number> {
   try {
-    switch (sub) {
-      case 'list': {
-        const args = parseArgs(rest, attackList);
-        if (args.help) {
-          io.stdout.write(`${commandUsage(attackList)}\n`);
-          return 0;
-        }
-        return listAttacks(io);
-      }
-      case 'preview':
-        return await preview(rest, io);
-      case '--help':
-      case '-h':
-      case 'help':
-        io.stdout.write(`${attackUsage()}\n`);
-        return 0;
-      case undefined:
-        throw new UsageError('missing attack subcommand (list or preview)', attackUsage());
-      default:
-        throw new UsageError(`unknown attack subcommand "${sub}" (expected list or preview)`, attackUsage());
-    }
+    return await preview(args, io);
   } catch (err) {
-    if (err instanceof UsageError) {
-      if (err.message) io.stderr.write(`ntml: ${err.message}\n`);
-      if (err.usage) io.stderr.write(`${err.message ? '\n' : ''}${err.usage}\n`);
-      return 2;
-    }
-    if (err instanceof AttackConfigError) {
-      io.stderr.write(`ntml: attack config: ${err.message}\n`);
-      return 2;
-    }
-    if (err instanceof DatasetError) {
-      io.stderr.write(`ntml: ${err.message}\n`);
-      return 1;
-    }
+    if (err instanceof AttackConfigError) throw new UsageError(`attack config: ${err.message}`);
+    if (err instanceof DatasetError) throw new UserError(err.message);
     throw err;
   }
+}
+
+/** `ntml attack ...` in this process (tests): the whole command line, exit code returned. */
+export async function attackCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  return (await import('./program')).runCli(['attack', ...argv], io);
 }

@@ -14,7 +14,6 @@ import { readConfigFile } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { timestamp } from './format';
 import type { Io } from './purify';
-import type { Embedded } from './embedded';
 import { parseAuditRequest, type AuditRequest } from '../schemas/audit';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
 import type { AuditInput, AuditProgress } from '../workflows/audit';
@@ -163,7 +162,8 @@ export const auditHistorySpec: CommandSpec = {
   ],
 };
 
-const SCHEDULE_SPECS: Record<string, CommandSpec> = {
+/** `ntml audit schedule ACTION`: the spec of each action (registered in cli/tree.ts). */
+export const SCHEDULE_SPECS: Record<string, CommandSpec> = {
   create: auditScheduleCreateSpec,
   list: auditScheduleListSpec,
   describe: auditScheduleDescribeSpec,
@@ -196,31 +196,6 @@ export function auditUsage(): string {
   ].join('\n');
 }
 
-type Handler = (args: ParsedArgs, io: Io) => Promise<number>;
-
-/** Routing for main.ts: the spec to parse with and the handler. */
-export function auditRoute(sub: string | undefined, rest: string[]): { spec: CommandSpec; rest: string[]; handler: () => Promise<Handler> } | { text: string } {
-  if (sub === '--help' || sub === '-h') return { text: auditUsage() };
-  if (sub === undefined) throw new UsageError('missing audit subcommand (run, schedule, history, digest or reference-set)', auditUsage());
-  if (sub === 'run') return { spec: auditRunSpec, rest, handler: async () => auditRun };
-  if (sub === 'history') return { spec: auditHistorySpec, rest, handler: async () => auditHistory };
-  if (sub === 'digest') return { spec: auditDigestSpec, rest, handler: async () => auditDigest };
-  if (sub === 'reference-set') return { spec: auditReferenceSetSpec, rest, handler: async () => auditReferenceSet };
-  if (sub === 'schedule') {
-    const [action, ...more] = rest;
-    if (action === '--help' || action === '-h') return { text: auditUsage() };
-    const spec = action === undefined ? undefined : SCHEDULE_SPECS[action];
-    if (!spec) {
-      throw new UsageError(
-        `${action === undefined ? 'missing' : `unknown`} audit schedule subcommand${action ? ` "${action}"` : ''} (expected ${Object.keys(SCHEDULE_SPECS).join(', ')})`,
-        auditUsage(),
-      );
-    }
-    return { spec, rest: more, handler: async () => (args, io) => scheduleCommand(action!, args, io) };
-  }
-  throw new UsageError(`unknown audit subcommand "${sub}" (expected run, schedule, history, digest or reference-set)`, auditUsage());
-}
-
 const info = (io: Io, line: string) => io.stderr.write(`${line}\n`);
 
 function loadRequest(args: ParsedArgs, spec: CommandSpec): { raw: unknown; request: AuditRequest } {
@@ -246,20 +221,15 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
   const auditId = stringOption(args, 'id') ?? `audit-${request.modelId}-${timestamp()}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(auditId)) throw new UsageError(`audit id "${auditId}" must be letters, digits, ".", "_", ":" and "-"`);
   const detach = flag(args, 'detach');
-  const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
-  const namespace = namespaceFrom(undefined);
-  const target = findTarget(stringOption(args, 'address'));
-  if (detach && !target) throw new UsageError('--detach needs --address or $NTML_TEMPORAL_ADDRESS (the embedded workers stop with this command)');
-  let embedded: Embedded | undefined;
+  // one way to connect (cli/connection.ts): workers of this process on a local or embedded stack
+  const { connect, resolveSetup, queueOptions, missingWorkers, aborted } = await import('./connection');
+  if (detach && resolveSetup({ address: stringOption(args, 'address') }).setup !== 'remote') {
+    throw new UsageError('--detach needs --address or $NTML_TEMPORAL_ADDRESS (the embedded workers stop with this command)');
+  }
+  const c = await connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers: true, log: (l) => info(io, l) });
+  const { client, embedded } = c;
   try {
-    let client: Client;
-    if (target) client = (await connectClient(target, namespace)).client;
-    else {
-      const { startEmbedded } = await import('./embedded');
-      embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
-      client = (await connectClient({ address: embedded.address, source: 'the embedded stack', local: true }, namespace)).client;
-    }
-    const q = await queues(target !== undefined);
+    const q = { orchestration: c.queues.orchestration, options: queueOptions(c.queues) };
     const handle = await client.workflow
       .start('audit', {
         taskQueue: q.orchestration,
@@ -272,7 +242,9 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
         if (err instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`an audit with id ${auditId} already exists; pass another --id`);
         throw new UserError(`cannot start the audit: ${failureMessage(err)}`);
       });
-    info(io, `audit ${auditId} of ${request.modelId} started`);
+    info(io, `audit ${auditId} of ${request.modelId} started on ${c.address} (from ${c.source})`);
+    const missing = await missingWorkers(c);
+    if (missing) info(io, `warning: ${missing}`);
     if (detach) {
       io.stdout.write(`${auditId}\n`);
       return 0;
@@ -286,14 +258,19 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
         // between workflow tasks: the next poll answers
       }
     }, 1000);
-    let outcome: AuditOutcome;
+    let outcome: AuditOutcome | 'aborted';
     try {
       const result = handle.result() as Promise<AuditOutcome>;
-      outcome = await (embedded ? Promise.race([result, embedded.workersFailed]) : result);
+      outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {
+      if (io.signal.aborted) return 130;
       throw new UserError(`audit ${auditId} failed: ${failureMessage(err)}`);
     } finally {
       clearInterval(poll);
+    }
+    if (outcome === 'aborted') {
+      info(io, embedded ? `audit ${auditId}: stopped with this command's workers` : `audit ${auditId}: stopped watching; it goes on on ${c.address}`);
+      return 130;
     }
     const dir = stringOption(args, 'out') ?? path.join('runs', 'audits', auditId);
     const markdown = await writeAuditOutputs(outcome, dir);
@@ -301,7 +278,7 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
     info(io, `\nverdict: ${outcome.verdict}; report in ${dir}/ (report.md, report.json, trigger-class-*.png)`);
     return VERDICT_EXIT[outcome.verdict];
   } finally {
-    await embedded?.stop();
+    await c.close({ fast: io.signal.aborted && c.setup === 'embedded' });
   }
 }
 
@@ -360,7 +337,7 @@ async function scheduleClient(args: ParsedArgs): Promise<Client> {
   return (await connectClient(requireTarget(stringOption(args, 'address')), namespaceFrom(undefined))).client;
 }
 
-async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promise<number> {
+export async function scheduleCommand(action: string, args: ParsedArgs, io: Io): Promise<number> {
   // a bad command line fails before the server is contacted
   const created = action === 'create' ? scheduleOptions(args) : undefined;
   // a backfill puts every slot of the range due at once: under the schedule's SKIP all but one

@@ -1,29 +1,51 @@
 /** Every command's options and help text (parsing and --help come from these specs). */
 import { stackDirOption, type CommandSpec, type OptionSpec } from './args';
-import { sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec, storeGcSpec } from './sweep';
-import { auditBriefSpec } from './audit';
-import { storeExportSpec, storeImportSpec } from './storeBundle';
 
-const attackSpec: CommandSpec = {
-  name: 'attack',
-  brief: 'list the attacks; preview a trigger as a PNG (ntml attack --help)',
-  summary: 'Attack library tools.',
+/** `ntml attack list|preview` (here, not in cli/attack.ts, so that help loads no TensorFlow). */
+export const attackList: CommandSpec = {
+  name: 'attack list',
+  brief: 'the available attacks: name, kind, defaults',
+  summary: 'List the registered attacks with their kind (dirty-label, clean-label, training-controlled) and default config.',
   options: [],
 };
 
-const defenseSpec: CommandSpec = {
-  name: 'defense',
-  brief: 'list the defenses with their defaults (ntml defense --help)',
-  summary: 'Defense library tools.',
-  options: [],
+export const attackPreview: CommandSpec = {
+  name: 'attack preview',
+  brief: 'write a PNG showing an attack\'s trigger on a few images',
+  synopsis: [
+    'ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
+    'ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
+  ],
+  summary:
+    'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid;\n' +
+    'with --run, the trigger a purify run recorded (learned ones too: Input-Aware, Narcissus) on its own test images.',
+  options: [
+    {
+      name: 'run',
+      value: 'ID',
+      help: 'a purify run (workflow id): its attack, seed, poison record and test set,\nread from its Temporal history and the store (replaces --attack,\n--config, --data, --seed)',
+    },
+    { name: 'address', value: 'HOST:PORT', help: 'with --run: the Temporal server (default $NTML_TEMPORAL_ADDRESS,\nelse the local stack)' },
+    { name: 'namespace', value: 'NS', help: 'with --run: the Temporal namespace (default $NTML_NAMESPACE or "default")' },
+    { name: 'attack', value: 'NAME', help: 'the attack (see "ntml attack list"); optional when --config names it' },
+    {
+      name: 'config',
+      value: 'FILE',
+      help: 'attack config, YAML or JSON, e.g. "name: blended\\nalpha: 0.3"\n(a purify config works too: its `attack` section is used)',
+    },
+    { name: 'data', value: 'SOURCE', help: 'synthetic (default: the test split a purify run with --seed\ngenerates) or cifar10:PATH (the test_batch.bin in PATH)' },
+    { name: 'seed', value: 'N', help: 'run seed (default 0); the attack seed is derived as in a purify\nrun with this seed, so seeded triggers (WaNet) match that run' },
+    { name: 'count', value: 'N', help: 'number of images (columns), default 8' },
+    { name: 'scale', value: 'N', help: 'nearest-neighbour magnification, default 4' },
+    { name: 'out', value: 'FILE.png', help: 'where to write the PNG' },
+  ],
+  details:
+    'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).\n' +
+    'From a run, learned triggers add what they are made of: Input-Aware the PATTERN G(x) and\nMASK m(x) of each image (from the stored generators), Narcissus the TRIGGER (its\nperturbation at mid-grey, +-linfRadius over the full range).',
 };
 
-const dataSpec: CommandSpec = {
-  name: 'data',
-  brief: 'pack an image folder into an .ntds file; inspect a data set (ntml data --help)',
-  summary: 'Data set tools.',
-  options: [],
-};
+
+
 
 const address: OptionSpec = {
   name: 'address',
@@ -36,7 +58,7 @@ const out: OptionSpec = {
   value: 'DIR',
   help: 'where report.md, report.json and model/ are written\n(default: runs/<run id>/)',
 };
-const stackDir: OptionSpec = { name: 'dir', value: 'DIR', help: 'stack state folder (same as --stack-dir)' };
+const stackDir: OptionSpec = { name: 'dir', value: 'DIR', help: 'stack state folder (the same as --stack-dir)' };
 
 const ADDRESS_RULES = `Which Temporal server: --address, else $NTML_TEMPORAL_ADDRESS, else the stack started by
 "ntml stack start" in .ntml/stack (its store settings are used too). The artifact store
@@ -51,6 +73,7 @@ export const purifyRun: CommandSpec = {
     { name: 'config', value: 'FILE', help: 'run configuration, YAML or JSON (see examples/demo.yaml)' },
     address,
     namespace,
+    stackDirOption,
     {
       name: 'local',
       help: 'run on an embedded stack: Temporal dev server + S3 server in\n.ntml/stack, workers in this process (the default when no address is set)',
@@ -58,7 +81,6 @@ export const purifyRun: CommandSpec = {
     { name: 'id', value: 'RUN_ID', help: 'workflow id (default: purify-<name or "run">-<timestamp>)' },
     { name: 'detach', help: 'print the run id and return; needs workers of their own (--address)' },
     out,
-    stackDirOption,
   ],
   details: `The config is validated before anything starts; errors name each field (exit code 2).
 Without --address and $NTML_TEMPORAL_ADDRESS (or with --local) the command starts the embedded
@@ -95,7 +117,7 @@ export const purifyAttach: CommandSpec = {
   summary: 'Follow the live progress of a run started earlier or elsewhere, then print and write its report.',
   positionals: [{ name: 'ID', help: 'the run (workflow) id' }],
   options: [address, namespace, out, stackDirOption],
-  details: `${ADDRESS_RULES}\nThe run needs workers polling its server (this command starts none).`,
+  details: `${ADDRESS_RULES}\nOn the local stack this command runs workers for the run until it ends; on a remote server it\nsays within seconds when no worker polls the run's queues, and waits for the deployment's.`,
 };
 
 export const purifyCancel: CommandSpec = {
@@ -112,7 +134,7 @@ export const stackStart: CommandSpec = {
   brief: 'start the local Temporal + S3 stack in the background',
   summary:
     'Start the local stack in the background: a Temporal dev server and an S3 server (versitygw) on 127.0.0.1.\nPrints `export NTML_...=...` lines for workers and other shells (eval "$(ntml stack start)").',
-  options: [stackDir, stackDirOption, { name: 'ui-port', value: 'PORT', help: 'also serve the Temporal web UI on this port' }],
+  options: [stackDir, stackDirOption, { name: 'ui-port', value: 'PORT', help: "serve Temporal's Web UI on this loopback port\n(default: a free port; the URL is printed)" }],
   details: 'Servers come from .tools/bin (bash infra/setup.sh). "ntml purify" uses this stack when it is running.',
 };
 
@@ -130,58 +152,12 @@ export const stackStatusSpec: CommandSpec = {
   options: [stackDir, stackDirOption, { name: 'json', help: 'print the status as JSON' }],
 };
 
-export const COMMANDS: Array<{ usage: string; spec: CommandSpec }> = [
-  { usage: 'purify --config FILE [options]', spec: purifyRun },
-  { usage: 'purify status ID', spec: purifyStatus },
-  { usage: 'purify attach ID', spec: purifyAttach },
-  { usage: 'purify cancel ID', spec: purifyCancel },
-  { usage: 'stack start', spec: stackStart },
-  { usage: 'stack stop', spec: stackStop },
-  { usage: 'stack status', spec: stackStatusSpec },
-  { usage: 'sweep start|resume --spec FILE', spec: sweepStartSpec },
-  { usage: 'sweep status NAME', spec: sweepStatusSpec },
-  { usage: 'sweep cancel NAME', spec: sweepCancelSpec },
-  { usage: 'sweep report NAME', spec: sweepReportSpec },
-  { usage: 'store gc [--dry-run]', spec: storeGcSpec },
-  { usage: 'store export|import', spec: storeExportSpec },
-  { usage: 'attack list|preview', spec: attackSpec },
-  { usage: 'defense list', spec: defenseSpec },
-  { usage: 'data pack|inspect', spec: dataSpec },
-  { usage: 'audit run|schedule|history', spec: auditBriefSpec },
-];
-
-export const stackUsage = () => groupUsage('stack', [stackStart, stackStop, stackStatusSpec]);
-
-/** `ntml <group> --help` for a command group: each subcommand's one-line brief. */
-export function groupUsage(group: string, subs: CommandSpec[]): string {
-  return [
-    `usage: ntml ${group} ${subs.map((s) => s.name.slice(group.length + 1)).join('|')} [options]`,
-    '',
-    ...subs.map((s) => `  ntml ${s.name.padEnd(16)}${s.brief}`),
-    '',
-    `Run "ntml ${group} <subcommand> --help" for its options.`,
-  ].join('\n');
-}
-
-export const sweepUsage = () => groupUsage('sweep', [sweepStartSpec, sweepResumeSpec, sweepStatusSpec, sweepCancelSpec, sweepReportSpec]);
-export const storeUsage = () => groupUsage('store', [storeGcSpec, storeExportSpec, storeImportSpec]);
-
-export function mainUsage(): string {
-  const lines = [
-    'usage: ntml <command> [options]',
-    '',
-    'NT-ML backdoor purification for image classifiers, run as durable Temporal workflows.',
-    '',
-    'commands:',
-    ...COMMANDS.map((c) => `  ntml ${c.usage.padEnd(32)}${c.spec.brief}`),
-    '',
-    'Run "ntml <command> --help" for the options of a command, e.g. "ntml purify --help".',
-    '',
-    'examples:',
-    '  ntml purify --config examples/demo.yaml          embedded stack, live progress, report in runs/',
-    '  eval "$(ntml stack start)"                       shared local stack (then start workers: dist/workers/*.js)',
-    '  ntml purify --config my.yaml --detach            start on $NTML_TEMPORAL_ADDRESS and return',
-    '  ntml purify attach purify-demo-20250101-120000   follow it and fetch the report',
-  ];
-  return lines.join('\n');
-}
+export const completionSpec: CommandSpec = {
+  name: 'completion',
+  brief: 'print a shell completion script (bash or zsh)',
+  summary: 'Print a completion script for the ntml commands and their options, generated from the same command tree as the help.',
+  positionals: [{ name: 'SHELL', help: 'bash or zsh' }],
+  options: [],
+  details: `bash:  source <(ntml completion bash)      (or save it in ~/.local/share/bash-completion/completions/ntml)
+zsh:   source <(ntml completion zsh)       (in ~/.zshrc; it uses zsh's bashcompinit)`,
+};

@@ -6,9 +6,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { commandUsage, parseArgs, type CommandSpec, type ParsedArgs } from './args';
+import { commandUsage, type CommandSpec, type ParsedArgs } from './args';
 import { UsageError, UserError } from './errors';
-import { groupUsage } from './commands';
 import { DatasetFile } from '../schemas/purify';
 
 interface Io {
@@ -40,8 +39,6 @@ export const dataInspect: CommandSpec = {
   positionals: [{ name: 'PATH', help: 'an .ntds file, a CIFAR-10 .bin batch, or an image folder' }],
   options: folderOptions,
 };
-
-export const dataUsage = () => groupUsage('data', [dataPack, dataInspect]);
 
 const FLAG_OF: Record<string, string> = { dir: 'DIR', labels: '--labels', size: '--size', channels: '--channels', classes: '--classes', numClasses: '--num-classes' };
 
@@ -134,33 +131,7 @@ async function inspect(args: ParsedArgs, io: Io): Promise<number> {
   return 0;
 }
 
-export async function dataCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const [sub, ...rest] = argv;
-  try {
-    const spec = sub === 'pack' ? dataPack : sub === 'inspect' ? dataInspect : undefined;
-    if (!spec) {
-      if (sub === '--help' || sub === '-h' || sub === 'help') {
-        io.stdout.write(`${dataUsage()}\n`);
-        return 0;
-      }
-      throw new UsageError(sub === undefined ? 'missing data subcommand (pack or inspect)' : `unknown data subcommand "${sub}" (expected pack or inspect)`, dataUsage());
-    }
-    const args = parseArgs(rest, spec);
-    if (args.help) {
-      io.stdout.write(`${commandUsage(spec)}\n`);
-      return 0;
-    }
-    return await (sub === 'pack' ? pack(args, io) : inspect(args, io));
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`ntml: ${err.message}\n`);
-      if (err.usage) io.stderr.write(`\n${err.usage}\n`);
-      return 2;
-    }
-    if (err instanceof UserError) {
-      io.stderr.write(`ntml: ${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
-}
+/** `ntml data pack DIR --out FILE`. */
+export const dataPackCmd = (args: ParsedArgs, io: Io) => pack(args, io);
+/** `ntml data inspect PATH`. */
+export const dataInspectCmd = (args: ParsedArgs, io: Io) => inspect(args, io);

@@ -3,8 +3,7 @@
  * can name, with their defaults and default clean budget. Loads TensorFlow (the plugins live
  * in the ML core), nothing else.
  */
-import { commandUsage, parseArgs, type CommandSpec } from './args';
-import { UsageError } from './errors';
+import type { CommandSpec } from './args';
 import { defenseConfigSchema, defenseDisplayName, defenseNames } from '../core/defenses/configs';
 
 interface Io {
@@ -18,8 +17,6 @@ export const defenseList: CommandSpec = {
   summary: 'List NT-ML, the baselines and `none` with the defaults of defenses.md (set any of them beside `name` in `defense:`).',
   options: [],
 };
-
-const defenseUsage = () => ['usage: ntml defense list', '', `  list       ${defenseList.brief}`].join('\n');
 
 async function listDefenses(io: Io): Promise<number> {
   const { getDefense } = await import('../core/defenses/registry');
@@ -43,34 +40,7 @@ async function listDefenses(io: Io): Promise<number> {
   return 0;
 }
 
-export async function defenseCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const [sub, ...rest] = argv;
-  try {
-    switch (sub) {
-      case 'list': {
-        const args = parseArgs(rest, defenseList);
-        if (args.help) {
-          io.stdout.write(`${commandUsage(defenseList)}\n`);
-          return 0;
-        }
-        return await listDefenses(io);
-      }
-      case '--help':
-      case '-h':
-      case 'help':
-        io.stdout.write(`${defenseUsage()}\n`);
-        return 0;
-      case undefined:
-        throw new UsageError('missing defense subcommand (list)', defenseUsage());
-      default:
-        throw new UsageError(`unknown defense subcommand "${sub}" (expected list)`, defenseUsage());
-    }
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`ntml: ${err.message}\n`);
-      if (err.usage) io.stderr.write(`\n${err.usage}\n`);
-      return 2;
-    }
-    throw err;
-  }
+/** `ntml defense list`. */
+export async function defenseListCmd(_args: unknown, io: Io): Promise<number> {
+  return listDefenses(io);
 }

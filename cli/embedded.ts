@@ -58,9 +58,9 @@ async function installQuietRuntime(logFile: string): Promise<void> {
  * interactive command: heartbeats reach the server within a second (per-epoch progress and
  * prompt cancellation), and a 3 s shutdown grace, so Ctrl-C stops training at the next batch.
  */
-async function createEmbeddedTrainingWorker(connection: NativeConnection, namespace: string): Promise<Worker> {
+async function createEmbeddedTrainingWorker(connection: NativeConnection, namespace: string, taskQueue: string): Promise<Worker> {
   const { createTrainingWorker } = await import('../workers/createWorkers');
-  return createTrainingWorker({ connection, namespace, slots: 1, shutdownGraceSeconds: 3, heartbeatThrottleSeconds: 1 });
+  return createTrainingWorker({ connection, namespace, taskQueue, slots: 1, shutdownGraceSeconds: 3, heartbeatThrottleSeconds: 1 });
 }
 
 /**
@@ -91,6 +91,8 @@ export async function startEmbedded(opts: {
   log: (line: string) => void;
   /** training workers: 1 (default) runs one in this process; more run as child processes */
   trainingProcesses?: number;
+  /** the queues the workers poll (default: the contract's names) */
+  queues?: { orchestration: string; training: string };
 }): Promise<Embedded> {
   const dir = stackDir();
   const log = opts.log;
@@ -102,7 +104,8 @@ export async function startEmbedded(opts: {
     address = running.temporal!.address;
     adoptStackEnv(running.env);
     Object.assign(process.env, { NTML_TEMPORAL_ADDRESS: address });
-    description = `the running stack in ${dir} (Temporal ${address}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
+    const ui = running.temporal!.uiPort !== undefined ? `, Web UI http://127.0.0.1:${running.temporal!.uiPort}` : '';
+    description = `the running stack in ${dir} (Temporal ${address}${ui}${running.env.NTML_STORE ? `, store ${running.env.NTML_STORE}` : ''})`;
     log(`using ${description}`);
   } else {
     if (running && !running.detached && running.ownerPid !== process.pid) {
@@ -114,7 +117,8 @@ export async function startEmbedded(opts: {
     const t0 = Date.now();
     log(`starting the embedded stack in ${dir} (Temporal dev server + S3 server) ...`);
     try {
-      stack = await startLocalStack({ dir, log: () => undefined });
+      // Temporal's Web UI on loopback, so a long run or sweep can be watched there
+      stack = await startLocalStack({ dir, temporalUi: true, log: () => undefined });
     } catch (err) {
       const message = (err as Error).message;
       const hint = /ENOENT|not found|setup\.sh|\.tools/.test(message) ? ' (run "bash infra/setup.sh" to install the servers)' : '';
@@ -124,7 +128,8 @@ export async function startEmbedded(opts: {
     // the workers in this process and the report download use this stack's store
     for (const [k, v] of Object.entries(stack.env)) if (v !== undefined) process.env[k] = v;
     description = `embedded stack in ${dir} (Temporal ${address}, store ${stack.env.NTML_STORE})`;
-    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
+    const ui = stack.temporal?.uiPort !== undefined ? `, Web UI http://127.0.0.1:${stack.temporal.uiPort}` : '';
+    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s: Temporal ${address}${ui}, S3 ${stack.env.NTML_S3_ENDPOINT} (store ${stack.env.NTML_STORE})`);
   }
 
   if (stack) {
@@ -164,11 +169,12 @@ export async function startEmbedded(opts: {
   try {
     await installQuietRuntime(workerLog);
     const processes = opts.trainingProcesses ?? 1;
-    const { connectWorker, createOrchestrationWorker, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
+    const { connectWorker, createOrchestrationWorker, ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } = await import('../workers/createWorkers');
+    const queues = opts.queues ?? { orchestration: ORCHESTRATION_TASK_QUEUE, training: TRAINING_TASK_QUEUE };
     // the local stack is plaintext, whatever NTML_TEMPORAL_TLS_* say about a remote cluster
     connection = await connectWorker(address, {});
     if (processes > 1) {
-      children = await startTrainingProcesses({ count: processes, address, namespace: opts.namespace, taskQueue: TRAINING_TASK_QUEUE, logFile: workerLog });
+      children = await startTrainingProcesses({ count: processes, address, namespace: opts.namespace, taskQueue: queues.training, logFile: workerLog });
       log(
         `started an orchestration worker in this process and ${processes} training worker processes ` +
           `(pids ${children.pids.join(', ')}; ${children.threadsEach} TensorFlow thread${children.threadsEach === 1 ? '' : 's'} each; log: ${workerLog})`,
@@ -176,8 +182,8 @@ export async function startEmbedded(opts: {
     } else {
       log(`starting an orchestration and a training worker in this process (log: ${workerLog}) ...`);
     }
-    workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace }));
-    if (!children) workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace));
+    workers.push(await createOrchestrationWorker({ connection, namespace: opts.namespace, taskQueue: queues.orchestration }));
+    if (!children) workers.push(await createEmbeddedTrainingWorker(connection, opts.namespace, queues.training));
   } catch (err) {
     await stopAll();
     throw err;

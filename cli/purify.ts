@@ -101,8 +101,12 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
   const modelDir = config.parsed.export?.dir;
 
   // 2. the server (and, embedded, the stack and workers)
-  const { connectClient, findTarget, namespaceFrom, hasPollers } = await import('./temporal');
+  const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
+  const { queuesFromEnv, queueOptions, missingWorkers } = await import('./connection');
   const namespace = namespaceFrom(stringOption(args, 'namespace'));
+  // a deployment with its own queue names sets them for its workers and for this command alike;
+  // the workers this command starts poll the same names
+  const queues = queuesFromEnv();
   let embedded: Embedded | undefined;
   let interrupted = false;
   try {
@@ -114,7 +118,7 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
       source = target.source;
     } else {
       const { startEmbedded } = await import('./embedded');
-      embedded = await startEmbedded({ namespace, log: (l) => info(io, l) });
+      embedded = await startEmbedded({ namespace, log: (l) => info(io, l), queues });
       address = embedded.address;
       source = 'the embedded stack';
     }
@@ -124,21 +128,17 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
       return INTERRUPTED;
     }
     const { client } = await connectClient({ address, source, local: !remote }, namespace);
-    const { ORCHESTRATION_TASK_QUEUE: defaultOrchestration, TRAINING_TASK_QUEUE: defaultTraining } = await import('../workers/createWorkers');
-    // a deployment with its own queue names sets them for its workers and for this command alike
-    const orchestrationQueue = (remote && process.env.NTML_ORCHESTRATION_TASK_QUEUE?.trim()) || defaultOrchestration;
-    const trainingQueue = (remote && process.env.NTML_TRAINING_TASK_QUEUE?.trim()) || defaultTraining;
-    const queueOptions = trainingQueue === defaultTraining ? {} : { options: { trainingTaskQueue: trainingQueue } };
+    const options = queueOptions(queues);
 
     // 3. start the workflow
     let handle: WorkflowHandle<typeof purify>;
     try {
       handle = await client.workflow.start<typeof purify>('purify', {
-        taskQueue: orchestrationQueue,
+        taskQueue: queues.orchestration,
         workflowId: runId,
         // a run id names one run (and its output folder), even after that run has ended
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        args: [{ config: config.raw, ...queueOptions }],
+        args: [{ config: config.raw, ...(options ? { options } : {}) }],
       });
     } catch (err) {
       const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
@@ -149,19 +149,8 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
     }
     const startedAt = new Date();
     info(io, `run ${runId} started on ${address} (namespace ${namespace}, from ${source})`);
-    if (remote) {
-      const [wf, act] = await Promise.all([
-        hasPollers(client, orchestrationQueue, 'workflow'),
-        hasPollers(client, trainingQueue, 'activity'),
-      ]);
-      const missing = [wf === false ? `orchestration (${orchestrationQueue})` : '', act === false ? `training (${trainingQueue})` : '']
-        .filter(Boolean)
-        .join(' and ');
-      if (missing) {
-        info(io, `warning: no ${missing} worker has polled ${address} recently; the run waits until one starts`);
-        info(io, '  (node dist/workers/orchestration.js and node dist/workers/training.js with NTML_TEMPORAL_ADDRESS and NTML_STORE set)');
-      }
-    }
+    const missing = await missingWorkers({ client, queues, address });
+    if (missing) info(io, `warning: ${missing}`);
     if (detach) {
       io.stdout.write(`${runId}\n`);
       info(io, `detached. Follow it: ntml purify attach ${runId}   state: ntml purify status ${runId}   stop: ntml purify cancel ${runId}`);
@@ -221,7 +210,7 @@ async function cancelAndWait(handle: WorkflowHandle, ms: number): Promise<void> 
 
 // --- ntml purify status|attach|cancel ID ------------------------------------------------
 
-async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; handle: WorkflowHandle; address: string }> {
+async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; handle: WorkflowHandle; address: string; local: boolean; namespace: string }> {
   const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
   const target = requireTarget(stringOption(args, 'address'));
   const namespace = namespaceFrom(stringOption(args, 'namespace'));
@@ -236,7 +225,7 @@ async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; 
     }
     throw new UserError(`cannot look up run ${id} on ${target.address}: ${failureMessage(err)}`);
   }
-  return { client, handle, address: target.address };
+  return { client, handle, address: target.address, local: target.local ?? false, namespace };
 }
 
 export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
@@ -282,18 +271,30 @@ export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
 
 export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
   const id = args.positionals[0];
-  const { client, handle, address } = await openRun(args, id);
+  const { client, handle, address, local, namespace } = await openRun(args, id);
   const outDir = stringOption(args, 'out');
   const d = await handle.describe();
   info(io, `attached to run ${id} on ${address} (${d.status.name}, started ${d.startTime.toISOString()})`);
   let outcome: PurifyOutcome | undefined;
+  let embedded: Embedded | undefined;
   try {
     if (d.status.name === 'RUNNING') {
-      info(io, '(Ctrl-C stops watching; the run goes on)\n');
+      // on a local stack this command runs workers for the run (as "ntml purify" does: the stack
+      // has none of its own); on a remote server it says when nobody serves the run's queues
+      const { missingWorkers, queuesFromEnv } = await import('./connection');
+      const queues = { orchestration: d.taskQueue, training: queuesFromEnv().training };
+      if (local) {
+        const { startEmbedded } = await import('./embedded');
+        embedded = await startEmbedded({ namespace, log: (l) => info(io, l), queues });
+      } else {
+        const missing = await missingWorkers({ client, queues, address });
+        if (missing) info(io, `warning: ${missing}`);
+      }
+      info(io, embedded ? '(Ctrl-C stops watching and the workers of this command; attach again to continue)\n' : '(Ctrl-C stops watching; the run goes on)\n');
       const { watchRun } = await import('./progress');
-      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal });
+      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal, failed: embedded?.workersFailed });
       if (!outcome) {
-        info(io, `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
+        info(io, embedded ? `\nstopped; run ${id} waits for workers (ntml purify attach ${id})` : `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
         return INTERRUPTED;
       }
     } else {
@@ -301,6 +302,8 @@ export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
     }
   } catch (err) {
     throw await runFailure(err, id);
+  } finally {
+    await embedded?.stop();
   }
   await finish(io, outcome, { id, outDir, startedAt: d.status.name === 'RUNNING' ? d.startTime : undefined });
   return 0;

@@ -22,7 +22,8 @@ export async function stackStart(args: ParsedArgs, io: Io): Promise<number> {
   io.stderr.write(`starting the local stack in ${dir} ...\n`);
   let stack;
   try {
-    stack = await startLocalStack({ dir, detached: true, temporalUiPort: uiPort, log: () => undefined });
+    // Temporal's Web UI on loopback (a free port unless --ui-port), so long sweeps can be watched there
+    stack = await startLocalStack({ dir, detached: true, temporalUiPort: uiPort, temporalUi: true, log: () => undefined });
   } catch (err) {
     throw new UserError(`cannot start the stack: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -30,7 +31,8 @@ export async function stackStart(args: ParsedArgs, io: Io): Promise<number> {
   io.stderr.write(
     [
       `stack running in the background (up in ${((Date.now() - t0) / 1000).toFixed(1)} s):`,
-      `  Temporal  ${stack.env.NTML_TEMPORAL_ADDRESS}${uiPort ? `  (web UI http://127.0.0.1:${uiPort})` : ''}`,
+      `  Temporal  ${stack.env.NTML_TEMPORAL_ADDRESS}`,
+      ...(stack.temporal?.uiPort !== undefined ? [`  Web UI    http://127.0.0.1:${stack.temporal.uiPort}`] : []),
       `  S3        ${stack.env.NTML_S3_ENDPOINT}  (store ${stack.env.NTML_STORE})`,
       `"ntml purify" uses it (workers in its own process); for separate workers: eval "$(ntml stack start)" prints these exports.`,
       `stop it with: ntml stack stop${dir === stackDir() ? '' : ` --dir ${dir}`}`,
@@ -64,6 +66,7 @@ export async function stackStatusCmd(args: ParsedArgs, io: Io): Promise<number> 
   const lines = [
     `stack    ${status.dir}${status.stoppedAt ? `  (stopped ${status.stoppedAt})` : ''}`,
     `Temporal ${status.temporal?.address ?? '-'}  ${state(status.temporal)}${status.temporal ? `  (pid ${status.temporal.pid})` : ''}`,
+    ...(status.temporal?.ui && status.temporal.running ? [`Web UI   ${status.temporal.ui}`] : []),
     `S3       ${status.s3?.endpoint ?? '-'}  ${state(status.s3)}${status.s3 ? `  (pid ${status.s3.pid})` : ''}`,
   ];
   if (status.ok) lines.push(`store    ${status.env.NTML_STORE ?? '-'}`);

@@ -12,12 +12,13 @@ import { readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
 import type { Io } from './purify';
-import type { Embedded } from './embedded';
+import type { Connected } from './connection';
 import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
 import { expandSweep, parseSweepSpec } from '../schemas/sweep';
 import { ConfigError } from '../schemas/purify';
 
-const address = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the embedded stack)' };
+const address = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the local stack)' };
+const namespace = { name: 'namespace', value: 'NS', help: 'Temporal namespace (default: $NTML_NAMESPACE or "default")' };
 const out = { name: 'out', value: 'DIR', help: 'report folder (default: runs/sweeps/<name>/)' };
 
 export const sweepStartSpec: CommandSpec = {
@@ -27,6 +28,7 @@ export const sweepStartSpec: CommandSpec = {
   options: [
     { name: 'spec', value: 'FILE', help: 'sweep spec, YAML or JSON (see examples/sweep.yaml)' },
     address,
+    namespace,
     out,
     { name: 'detach', help: 'start and return (needs --address and workers of their own)' },
     {
@@ -40,6 +42,11 @@ export const sweepStartSpec: CommandSpec = {
 attack, model, training recipe and seed run their standard training once (the first of them
 runs first; the rest reuse its cached stages). Failed cells are listed, not fatal; running the
 same spec again ("ntml sweep resume") finishes only what is missing.
+Without --address and $NTML_TEMPORAL_ADDRESS the command runs on the stack "ntml stack start"
+left running, else on an embedded one, with workers in this process either way; the queues
+are $NTML_ORCHESTRATION_TASK_QUEUE / $NTML_TRAINING_TASK_QUEUE (or the defaults) everywhere.
+When no worker polls a queue, the command says so within seconds and keeps waiting.
+Ctrl-C stops the workers this command started (remote: stops watching; the sweep goes on).
 On the embedded stack, cells run in parallel in separate training processes that split the
 cores (one TensorFlow process keeps only ~1.6 of 2 cores busy; see docs/performance.md).`,
 };
@@ -49,14 +56,14 @@ export const sweepStatusSpec: CommandSpec = {
   brief: 'progress of a sweep: done / running / failed / reused, ETA',
   summary: 'Show the progress of a sweep.',
   positionals: [{ name: 'NAME', help: 'the sweep name from its spec' }],
-  options: [address, stackDirOption],
+  options: [address, namespace, stackDirOption],
 };
 export const sweepCancelSpec: CommandSpec = {
   name: 'sweep cancel',
   brief: 'cancel a sweep and its running cells',
   summary: 'Cancel a sweep; running cells are cancelled through their heartbeats.',
   positionals: [{ name: 'NAME', help: 'the sweep name' }],
-  options: [address, stackDirOption],
+  options: [address, namespace, stackDirOption],
 };
 export const sweepReportSpec: CommandSpec = {
   name: 'sweep report',
@@ -96,14 +103,9 @@ function loadSpec(file: string) {
   }
 }
 
-async function connect(io: Io, addressFlag: string | undefined, trainingProcesses?: number): Promise<{ client: Client; embedded?: Embedded }> {
-  const { connectClient, findTarget, namespaceFrom } = await import('./temporal');
-  const namespace = namespaceFrom(undefined);
-  const target = findTarget(addressFlag);
-  if (target) return { client: (await connectClient(target, namespace)).client };
-  const { startEmbedded } = await import('./embedded');
-  const embedded = await startEmbedded({ namespace, log: (l) => info(io, l), trainingProcesses });
-  return { client: (await connectClient({ address: embedded.address, source: 'the embedded stack', local: true }, namespace)).client, embedded };
+async function connectFor(io: Io, args: ParsedArgs, needsWorkers: boolean, trainingProcesses?: number): Promise<Connected> {
+  const { connect } = await import('./connection');
+  return connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers, trainingProcesses, log: (l) => info(io, l) });
 }
 
 function progressLine(p: SweepProgress): string {
@@ -140,26 +142,31 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
   const detach = flag(args, 'detach');
   const { defaultTrainingProcesses, usableCores } = await import('./trainingProcesses');
   const trainingProcesses = intOption(args, 'training-processes', defaultTrainingProcesses(spec.concurrency), 1, Math.max(64, usableCores()));
-  const { client, embedded } = await connect(io, stringOption(args, 'address'), trainingProcesses);
+  const { resolveSetup, queueOptions, missingWorkers, aborted } = await import('./connection');
+  if (detach && resolveSetup({ address: stringOption(args, 'address') }).setup !== 'remote') {
+    throw new UsageError('--detach needs --address or $NTML_TEMPORAL_ADDRESS (the workers this command starts stop with it)');
+  }
+  const c = await connectFor(io, args, true, trainingProcesses);
+  const { client, embedded } = c;
   if (!embedded && stringOption(args, 'training-processes') !== undefined) {
     info(io, 'note: --training-processes is for the embedded stack; the workers of this Temporal server are started elsewhere');
   }
-  if (detach && embedded) {
-    await embedded.stop();
-    throw new UsageError('--detach needs --address (the embedded workers stop with this command)');
-  }
+  let interrupted = false;
   try {
-    const { ORCHESTRATION_TASK_QUEUE } = await import('../workers/createWorkers');
     const workflowId = `sweep-${spec.name}`;
+    const options = queueOptions(c.queues);
     let handle;
     try {
-      handle = await client.workflow.start('sweep', { taskQueue: ORCHESTRATION_TASK_QUEUE, workflowId, args: [{ spec: raw }] });
+      handle = await client.workflow.start('sweep', { taskQueue: c.queues.orchestration, workflowId, args: [{ spec: raw, ...(options ? { options } : {}) }] });
     } catch (err) {
       const { WorkflowExecutionAlreadyStartedError } = await import('@temporalio/client');
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       info(io, `sweep ${spec.name} is already running; following it`);
       handle = client.workflow.getHandle(workflowId);
     }
+    info(io, `sweep ${spec.name} started on ${c.address} (namespace ${c.namespace}, queue ${c.queues.orchestration}, from ${c.source})`);
+    const missing = await missingWorkers(c);
+    if (missing) info(io, `warning: ${missing}`);
     if (detach) {
       io.stdout.write(`${workflowId}\n`);
       return 0;
@@ -181,58 +188,85 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
         polling = false;
       }
     }, 2000);
-    let outcome: SweepOutcome;
+    let outcome: SweepOutcome | 'aborted';
     try {
       const result = handle.result() as Promise<SweepOutcome>;
-      outcome = await (embedded ? Promise.race([result, embedded.workersFailed]) : result);
+      outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {
       // Ctrl-C stops the workers the command started: their exit is the stop, not a failure
-      if (io.signal.aborted) {
-        info(io, `sweep ${spec.name}: stopped. The same command continues it: finished cells are kept, and stages in progress resume from their last checkpoint`);
-        return 130;
-      }
-      throw new UserError(`sweep ${spec.name} failed: ${failureMessage(err)}`);
+      if (io.signal.aborted) outcome = 'aborted';
+      else throw new UserError(`sweep ${spec.name} failed: ${failureMessage(err)}`);
     } finally {
       clearInterval(poll);
+    }
+    if (outcome === 'aborted') {
+      interrupted = true;
+      info(
+        io,
+        embedded
+          ? `sweep ${spec.name}: stopped. The same command continues it: finished cells are kept, and stages in progress resume from their last checkpoint`
+          : `sweep ${spec.name}: stopped watching; it goes on on ${c.address} ("ntml sweep status ${spec.name}", "ntml sweep cancel ${spec.name}")`,
+      );
+      return 130;
     }
     info(io, `sweep ${spec.name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`);
     for (const f of outcome.failed) info(io, `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`);
     await writeReport(io, spec.name, stringOption(args, 'out'));
     return outcome.failed.length ? 1 : 0;
   } finally {
-    await embedded?.stop();
+    await c.close({ fast: interrupted && c.setup === 'embedded' });
   }
 }
 
 export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
   const name = args.positionals[0];
-  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  const c = await connectFor(io, args, false);
+  const { client } = c;
   try {
     const handle = client.workflow.getHandle(`sweep-${name}`);
-    const d = await handle.describe();
-    if (d.status.name === 'RUNNING') {
-      const p = await handle.query<SweepProgress>('progress');
-      io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
-    } else {
+    let d;
+    try {
+      d = await client.connection.withDeadline(Date.now() + 10_000, () => handle.describe());
+    } catch (err) {
+      const { WorkflowNotFoundError } = await import('@temporalio/client');
+      if (err instanceof WorkflowNotFoundError) throw new UserError(`no sweep ${name} on ${c.address} (namespace ${c.namespace}, from ${c.source})`);
+      throw new UserError(`cannot look up sweep ${name} on ${c.address}: ${failureMessage(err)}`);
+    }
+    if (d.status.name !== 'RUNNING') {
       io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
+      return 0;
+    }
+    // the progress is a query, which only a worker answers: without one it would wait for the deadline
+    const { hasPollers } = await import('./connection');
+    if ((await hasPollers(client, d.taskQueue, 'workflow')) === false) {
+      io.stdout.write(`sweep ${name}: running, but no worker polls its queue ${d.taskQueue} on ${c.address}: no progress until one starts\n`);
+      return 0;
+    }
+    try {
+      const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
+      io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
+    } catch (err) {
+      io.stdout.write(`sweep ${name}: running (its worker did not answer the progress query: ${failureMessage(err).split('\n')[0]})\n`);
     }
     return 0;
-  } catch (err) {
-    throw new UserError(`no sweep ${name}: ${failureMessage(err)}`);
   } finally {
-    await embedded?.stop();
+    await c.close();
   }
 }
 
 export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
   const name = args.positionals[0];
-  const { client, embedded } = await connect(io, stringOption(args, 'address'));
+  const c = await connectFor(io, args, false);
   try {
-    await client.workflow.getHandle(`sweep-${name}`).cancel();
+    try {
+      await c.client.workflow.getHandle(`sweep-${name}`).cancel();
+    } catch (err) {
+      throw new UserError(`cannot cancel sweep ${name} on ${c.address}: ${failureMessage(err)}`);
+    }
     info(io, `cancellation of sweep ${name} requested; running cells stop at their next heartbeat`);
     return 0;
   } finally {
-    await embedded?.stop();
+    await c.close();
   }
 }
 
@@ -262,7 +296,8 @@ export async function storeGc(args: ParsedArgs, io: Io): Promise<number> {
     const r = await collectGarbage(store, { dryRun, keepCheckpoints: !flag(args, 'drop-checkpoints') });
     const mb = (r.freedBytes / 2 ** 20).toFixed(1);
     if (dryRun) for (const o of r.unreferenced) io.stdout.write(`${o.sha256}  ${o.bytes}\n`);
-    info(io, `${store.location}: ${r.referenced} referenced, ${r.unreferenced.length} unreferenced (${mb} MiB)${dryRun ? ' would be deleted (dry run)' : `, ${r.deleted} deleted`}`);
+    // the summary is the command's result, so it goes to stdout with the list (dry run) it sums up
+    io.stdout.write(`${store.location}: ${r.referenced} referenced, ${r.unreferenced.length} unreferenced (${mb} MiB)${dryRun ? ' would be deleted (dry run)' : `, ${r.deleted} deleted`}\n`);
   });
   return 0;
 }

@@ -107,17 +107,3 @@ export async function connectClient(
   const interceptors = clientInterceptors();
   return { client: new Client({ connection, namespace, dataConverter, ...(interceptors ? { interceptors } : {}) }), connection };
 }
-
-/** Whether some worker polled the task queue recently (Temporal keeps pollers for a few minutes). */
-export async function hasPollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity'): Promise<boolean | undefined> {
-  try {
-    const r = await client.workflowService.describeTaskQueue({
-      namespace: client.options.namespace,
-      taskQueue: { name: taskQueue, kind: 1 },
-      taskQueueType: kind === 'workflow' ? 1 : 2,
-    });
-    return (r.pollers?.length ?? 0) > 0;
-  } catch {
-    return undefined;
-  }
-}

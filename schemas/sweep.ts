@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
 import { defenseNames, type DefenseName } from '../core/defenses/configs';
+import { SEED_ROLES, seedRoleRange, seedsOutsideRole, type SeedRole } from './seedRoles';
 
 const seedRange = z
   .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
@@ -26,7 +27,8 @@ export const DefenseSpec = z
   });
 export type DefenseSpec = z.infer<typeof DefenseSpec>;
 
-const nonEmpty = <T extends z.ZodTypeAny>(t: T, what: string) => z.array(t).min(1, `${what}: the grid axis is empty`);
+// the issue's path already names the axis (grid.attack: the grid axis is empty)
+const nonEmpty = <T extends z.ZodTypeAny>(t: T, _what: string) => z.array(t).min(1, 'the grid axis is empty');
 
 export const SweepSpec = z
   .object({
@@ -42,8 +44,24 @@ export const SweepSpec = z
       })
       .strict(),
     concurrency: z.number().int().min(1).max(64).default(2).describe('cells running at once'),
+    seedRole: z
+      .enum(SEED_ROLES as [SeedRole, ...SeedRole[]])
+      .default('dev')
+      .describe(`which role the seeds play (protocol): dev for screens, ablations and choices of defaults; report for published tables, untouched by any choice. ${seedRoleRange('dev')}, ${seedRoleRange('report')}`),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    const g = spec.grid.seed;
+    const seeds = g === undefined ? [Number((spec.base as { seed?: unknown }).seed ?? 0)] : Array.isArray(g) ? g : [g.from, g.to];
+    const wrong = seedsOutsideRole(seeds.filter(Number.isFinite), spec.seedRole);
+    if (wrong.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [g === undefined ? 'base' : 'grid', 'seed'],
+        message: `seedRole ${spec.seedRole}: seeds ${wrong.join(', ')} are not ${spec.seedRole} seeds (${seedRoleRange(spec.seedRole)})`,
+      });
+    }
+  });
 export type SweepSpecInput = z.input<typeof SweepSpec>;
 export type SweepSpec = z.output<typeof SweepSpec>;
 
@@ -139,7 +157,9 @@ export function expandSweep(spec: SweepSpec): SweepCell[] {
               cleanBudget: budgetLabel(cleanBudget ?? 100),
               model: String((model as { arch?: string } | undefined)?.arch ?? (model ? 'custom' : 'tier default')),
             };
-            const label = `${axes.attack}/${axes.defense}/${axes.model}/${axes.cleanBudget}/seed ${seed}`;
+            // messages name the tier's model ("ci-tier model"), not the record's placeholder
+            const modelShown = axes.model === 'tier default' ? `${String(base.tier ?? 'ci')}-tier model` : axes.model;
+            const label = `${axes.attack}/${axes.defense}/${modelShown}/${axes.cleanBudget}/seed ${seed}`;
             const parsed = PurifyConfig.safeParse(config);
             if (!parsed.success) {
               problems.push(...formatIssues(parsed.error).map((i) => `cell ${label}: ${i}`));

@@ -71,19 +71,21 @@ export async function startTelemetry(o: TelemetryOptions): Promise<Telemetry | u
   if (endpoints) {
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-proto');
     const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-proto');
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter(endpoints.traces ? { url: endpoints.traces } : {})));
-    readers.push(
-      new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter(endpoints.metrics ? { url: endpoints.metrics } : {}),
-        exportIntervalMillis: metricsIntervalMs(env),
-      }),
-    );
+    if (endpoints.exportTraces) spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter(endpoints.traces ? { url: endpoints.traces } : {})));
+    if (endpoints.exportMetrics) {
+      readers.push(
+        new PeriodicExportingMetricReader({
+          exporter: new OTLPMetricExporter(endpoints.metrics ? { url: endpoints.metrics } : {}),
+          exportIntervalMillis: metricsIntervalMs(env),
+        }),
+      );
+    }
   }
 
   // failed exports (collector down, rejected requests) are reported once each, not swallowed
   api.diag.setLogger(
     {
-      error: (message: string, ...args: unknown[]) => console.error(`telemetry: ${message}`, ...args),
+      error: (message: string, ...args: unknown[]) => process.stderr.write(`${exportFailureLine(message, args)}\n`),
       warn: () => undefined,
       info: () => undefined,
       debug: () => undefined,
@@ -133,4 +135,23 @@ export async function startTelemetry(o: TelemetryOptions): Promise<Telemetry | u
 /** Flushes and stops this process' telemetry, if any. */
 export async function shutdownTelemetry(): Promise<void> {
   await active?.shutdown();
+}
+
+/**
+ * A failed export as one line: the SDK hands its logger the message and the raw error (an
+ * OTLPExporterError with the response body and a stack), which console.error would print as
+ * a multi-line object. The hint names the switch for a backend that takes only one signal.
+ */
+export function exportFailureLine(message: string, args: unknown[]): string {
+  const detail = args
+    .map((a) => {
+      if (a instanceof Error) return `${a.message}${(a as { code?: unknown }).code !== undefined ? ` (${String((a as { code?: unknown }).code)})` : ''}`;
+      if (a && typeof a === 'object' && 'message' in a) return String((a as { message: unknown }).message);
+      return typeof a === 'string' ? a : '';
+    })
+    .filter(Boolean)
+    .join('; ');
+  const line = `telemetry: ${message}${detail ? `: ${detail}` : ''}`.replace(/\s*\n\s*/g, ' ');
+  const hint = /metric/i.test(message) ? ' (a backend without metrics, e.g. Jaeger: set OTEL_METRICS_EXPORTER=none)' : '';
+  return `${line.length > 300 ? `${line.slice(0, 297)}...` : line}${hint}`;
 }

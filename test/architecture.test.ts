@@ -25,6 +25,7 @@ const PURE_WORKFLOW_MODULES = [
   'schemas/purify',
   'schemas/sweep',
   'schemas/audit',
+  'schemas/seedRoles',
   'core/attacks/configs',
   'core/defenses/configs',
   'core/ntml/config',

@@ -148,13 +148,14 @@ export function resolveCleanBudget(budget: CleanBudget, n: number): number {
 }
 
 /**
- * The defender's clean budget D_c, drawn first from the training set, stratified by class.
- * `restIndices` (everything else) is where poisoning then draws from.
+ * The defender's clean budget D_c, drawn first from the training split, stratified by class.
+ * `restIndices` (everything else) is the attacker's training set: evaluation mode builds the
+ * training set every stage sees from these indices only, so D_c is never trained on.
  *
  * With a `reserve`, a clean pool of max(reserve, budget) images is drawn first and D_c is
- * drawn inside it; poisoning draws from outside the pool. The poisoned training set then
+ * drawn inside it; `restIndices` is everything outside the pool. The training set then
  * does not depend on the budget (up to the reserve's size), so defenses run at different
- * budgets start from the same backdoored model.
+ * budgets start from the same backdoored model, and none of them trained on any reserve image.
  */
 export function drawCleanBudget(
   train: ImageDataset,

@@ -2,11 +2,14 @@
  * ANP: Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), with BN channels as neurons.
  *
  * A mask m in [0, 1] per channel (initialised to 1) is learned on clean data while an
- * adversary perturbs every channel's scale and shift multiplicatively within [-eps, eps]:
- * neurons that the backdoor relies on are the ones whose perturbation hurts the clean loss
- * most, and the loss alpha * CE(natural) + (1 - alpha) * CE(perturbed) drives their masks
- * down. Channels with low masks are then pruned by a rule chosen in advance: a threshold
- * searched on the held-out clean slice (never the test set), a fixed threshold or a count.
+ * adversary perturbs every channel's scale and shift multiplicatively: a random start in
+ * [-eps, eps], then signed-gradient steps of eps / perturbSteps, unclipped as in the authors'
+ * code (so up to 2 eps; `clipNoise` keeps it in [-eps, eps]). Neurons that the backdoor relies
+ * on are the ones whose perturbation hurts the clean loss most, and the loss
+ * alpha * CE(natural) + (1 - alpha) * CE(perturbed) drives their masks down. Channels with low
+ * masks are then pruned by a rule chosen in advance: the authors' fixed mask threshold (0.2,
+ * the default: mask <= 0.2 is pruned), a count, or a threshold searched on the held-out clean
+ * slice (never the test set).
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
@@ -23,6 +26,7 @@ import { SgdMomentum, type NamedArray } from '../train/sgd';
 import { anpDefenseSchema, type AnpDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
+import { describeStepBudget, stepBudget } from './budgets';
 import {
   bnNeuronLayers,
   forwardWithNeurons,
@@ -38,7 +42,7 @@ const MASK_MOMENTUM = 0.9;
 
 type MaskConfig = Pick<
   AnpDefenseConfig,
-  'eps' | 'perturbSteps' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
+  'eps' | 'perturbSteps' | 'clipNoise' | 'maskBatchNorm' | 'alpha' | 'iterations' | 'checkpoints' | 'maskLearningRate' | 'batchSize'
 >;
 
 export interface MaskResult {
@@ -122,11 +126,13 @@ function restoreVars(vars: TF.Variable[], arrays: NamedArray[] | undefined, what
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Learns the neuron masks: per iteration, `perturbSteps` signed-gradient ascent steps of
- * the perturbation on the clean batch's CE, then one SGD step of the masks on
+ * Learns the neuron masks: per iteration, a uniform random start in [-eps, eps] and
+ * `perturbSteps` signed-gradient ascent steps of the perturbation on the clean batch's CE
+ * (clipped to [-eps, eps] only with `clipNoise`), then one SGD step of the masks on
  * alpha * CE(natural) + (1 - alpha) * CE(perturbed), masks clipped to [0, 1]. BN runs in
- * inference mode throughout (moving statistics, never updated), so the masks are learned
- * on the function that will be pruned.
+ * inference mode throughout by default (moving statistics, never updated), so the masks are
+ * learned on the function that will be pruned; `maskBatchNorm: batch` normalises with each
+ * batch's statistics as the authors' code does (moving statistics still untouched).
  *
  * The iterations are split into checkpointed epochs; a checkpoint holds the masks, the
  * perturbation, the mask optimiser's momentum and the RNG position, so a resumed run
@@ -162,12 +168,15 @@ export async function learnMasks(
       startEpoch = r.epoch;
     }
 
+    const batchStats = cfg.maskBatchNorm === 'batch';
+    const forward = (x: TF.Tensor4D, withNoise: boolean) =>
+      forwardWithNeurons(c.model, x, state.modulations(withNoise), undefined, batchStats) as TF.Tensor2D;
     const naturalAndRobust = (x: TF.Tensor4D, y: TF.Tensor1D): TF.Scalar =>
       tf.tidy(() => {
-        const natural = crossEntropy(forwardWithNeurons(c.model, x, state.modulations(false)) as TF.Tensor2D, y);
+        const natural = crossEntropy(forward(x, false), y);
         // without an adversary the perturbed model is the natural one
         if (cfg.eps === 0) return natural;
-        const robust = crossEntropy(forwardWithNeurons(c.model, x, state.modulations(true)) as TF.Tensor2D, y);
+        const robust = crossEntropy(forward(x, true), y);
         return tf.add(tf.mul(cfg.alpha, natural), tf.mul(1 - cfg.alpha, robust)) as TF.Scalar;
       });
 
@@ -186,13 +195,15 @@ export async function learnMasks(
           state.randomiseNoise(rng, cfg.eps);
           for (let s = 0; s < cfg.perturbSteps; s++) {
             const { value, grads } = tf.variableGrads(
-              () => crossEntropy(forwardWithNeurons(c.model, x, state.modulations(true)) as TF.Tensor2D, y),
+              () => crossEntropy(forward(x, true), y),
               state.noise,
             );
             tf.tidy(() => {
               // a BN layer without beta leaves its shift noise unconnected: no gradient, no step
               for (const v of state.noise) {
-                if (grads[v.name]) v.assign(tf.clipByValue(tf.add(v, tf.mul(noiseStep, tf.sign(grads[v.name]))), -cfg.eps, cfg.eps));
+                if (!grads[v.name]) continue;
+                const stepped = tf.add(v, tf.mul(noiseStep, tf.sign(grads[v.name])));
+                v.assign(cfg.clipNoise ? tf.clipByValue(stepped, -cfg.eps, cfg.eps) : stepped);
               }
             });
             value.dispose();
@@ -284,7 +295,7 @@ export function groupByLayer(neurons: Neuron[]): Record<string, number[]> {
 export interface PruningChoice {
   /** neurons to prune, lowest mask first */
   neurons: Neuron[];
-  /** the mask threshold (prune mask < threshold); for the count rule, the largest pruned mask */
+  /** the mask threshold (prune mask <= threshold, as the authors' pruning script); for the count rule, the largest pruned mask */
   threshold: number;
   baseHeldOutAccuracy: number;
   heldOutAccuracy: number;
@@ -303,18 +314,19 @@ export async function choosePruning(
   heldOut: ImageDataset,
   rule: AnpDefenseConfig['prune'],
   progress?: (detail: Record<string, unknown>) => void,
+  zero: AnpDefenseConfig['pruneZeroes'] = 'scaleAndShift',
 ): Promise<PruningChoice> {
   const ranked = rankNeurons(masks);
   const saved = saveLayerWeights(c.model, Object.keys(masks));
   const scorePruned = async (neurons: Neuron[]): Promise<number> => {
     restoreLayerWeights(c.model, saved);
-    pruneNeurons(c.model, groupByLayer(neurons));
+    pruneNeurons(c.model, groupByLayer(neurons), { zero });
     const acc = accuracy(await predictLabels(c, heldOut), heldOut.labels);
     restoreLayerWeights(c.model, saved);
     return acc;
   };
   const base = accuracy(await predictLabels(c, heldOut), heldOut.labels);
-  const below = (t: number) => ranked.filter((nrn) => nrn.mask < t);
+  const below = (t: number) => ranked.filter((nrn) => nrn.mask <= t);
 
   switch (rule.by) {
     case 'threshold': {
@@ -324,7 +336,7 @@ export async function choosePruning(
         threshold: rule.value,
         baseHeldOutAccuracy: base,
         heldOutAccuracy: await scorePruned(neurons),
-        rule: `prune every BN channel whose mask is below the fixed threshold ${rule.value}`,
+        rule: `prune every BN channel whose mask is at most the threshold ${rule.value}, fixed in advance (the ANP paper's rule; no data used)`,
       };
     }
     case 'count': {
@@ -364,7 +376,7 @@ export async function choosePruning(
         heldOutAccuracy: chosen.acc,
         trials,
         rule:
-          `prune BN channels with mask below a threshold raised in steps of ${rule.step} up to ${rule.maxThreshold}, ` +
+          `prune BN channels with mask at most a threshold raised in steps of ${rule.step} up to ${rule.maxThreshold}, ` +
           `keeping the largest one reached before the held-out clean accuracy drops by ${rule.accRatio * 100}% (relative)`,
       };
     }
@@ -380,8 +392,8 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
     const layers = bnNeuronLayers(model.model, `model "${model.model.name}" (${model.meta.arch})`);
     const control = await ctx.phase('masks', maskEpochs(cfg));
     const learned = await learnMasks(model, ctx, cfg, ctx.seed, { ...control, progress: ctx.progress, signal: ctx.signal });
-    const choice = await choosePruning(model, learned.masks, ctx.cleanHeldOut, cfg.prune, ctx.progress);
-    const pruned = pruneNeurons(model.model, groupByLayer(choice.neurons));
+    const choice = await choosePruning(model, learned.masks, ctx.cleanHeldOut, cfg.prune, ctx.progress, cfg.pruneZeroes);
+    const pruned = pruneNeurons(model.model, groupByLayer(choice.neurons), { zero: cfg.pruneZeroes });
     const neurons = layers.reduce((s, l) => s + l.channels, 0);
     return {
       model,
@@ -390,6 +402,10 @@ export const anp: DefensePlugin<AnpDefenseConfig> = {
       details: {
         neurons,
         pruned,
+        optimisationSteps: learned.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
+        stepBudget: describeStepBudget(stepBudget(cfg)),
+        noise: cfg.clipNoise ? 'clipped to [-eps, eps]' : 'unclipped (authors): up to 2 eps',
+        prunedBy: cfg.pruneZeroes === 'scale' ? 'gamma zeroed (authors): constant ReLU(beta) left' : 'gamma and beta zeroed',
         threshold: choice.threshold,
         heldOutAccuracyBefore: choice.baseHeldOutAccuracy,
         heldOutAccuracy: choice.heldOutAccuracy,

@@ -70,10 +70,11 @@ export const nadDefenseSchema = z
       .number()
       .int()
       .min(1)
-      .optional()
+      .default(10)
       .describe(
-        'optimiser steps per epoch (teacher and student); default one pass over the fitting set. A 100-image budget makes ' +
-          'that one step per epoch; 20 matches a pass over 2,500 images (BackdoorBench 5% of CIFAR-10) at batch 128',
+        'optimiser steps per epoch (teacher and student), whatever |D_c|: 10 is BackdoorBench\'s epoch at 5% of CIFAR-10 ' +
+          '(2,500 images in batches of 256), so the defaults are 100 teacher and 100 student steps. An epoch is never ' +
+          'shorter than one pass over the fitting set',
       ),
     selection: z
       .enum(['last', 'heldOut'])
@@ -82,16 +83,38 @@ export const nadDefenseSchema = z
     learningRate: lr.default(0.01),
     momentum: z.number().min(0).max(0.999).default(0.9),
     weightDecay: z.number().min(0).default(5e-4),
-    batchSize,
+    // BackdoorBench's NAD batch: 10 steps of 256 cover the 2,000 fitting images of a 5% CIFAR-10 budget in one epoch
+    batchSize: z.number().int().min(2).default(256),
   })
   .strict();
 
 export const anpDefenseSchema = z
   .object({
     name: z.literal('anp'),
-    eps: z.number().min(0).default(0.4).describe('bound of the adversarial neuron perturbation'),
+    eps: z.number().min(0).default(0.4).describe('size of the adversarial neuron perturbation: its random start is uniform in [-eps, eps] and its signed steps total eps'),
     perturbSteps: z.number().int().min(1).default(1),
+    clipNoise: z
+      .boolean()
+      .default(false)
+      .describe(
+        'clip the perturbation to [-eps, eps] after each signed step. The ANP authors\' code (csdongxian/ANP_backdoor) and ' +
+          'BackdoorBench do not, so the random start plus the steps reaches up to 2 eps; true is this project\'s earlier variant',
+      ),
     alpha: z.number().min(0).max(1).default(0.2).describe('weight of the natural loss (1 - alpha on the robust loss)'),
+    maskBatchNorm: z
+      .enum(['inference', 'batch'])
+      .default('inference')
+      .describe(
+        'BN statistics while the masks are learned: the moving ones (the function that is then pruned) or each batch\'s own, ' +
+          'as the authors\' optimize_mask_cifar.py (model.train())',
+      ),
+    pruneZeroes: z
+      .enum(['scaleAndShift', 'scale'])
+      .default('scaleAndShift')
+      .describe(
+        'what pruning zeroes: BN gamma and beta (the neuron outputs 0, removed), or gamma only as the authors\' prune_neuron_cifar.py ' +
+          '(the channel then outputs the constant ReLU(beta))',
+      ),
     iterations: z.number().int().min(1).default(2000),
     checkpoints: z
       .number()
@@ -114,8 +137,11 @@ export const anpDefenseSchema = z
         z.object({ by: z.literal('threshold'), value: z.number().gt(0).max(1).default(0.2) }).strict(),
         z.object({ by: z.literal('count'), value: z.number().int().min(0) }).strict(),
       ])
-      .default({ by: 'heldOut', accRatio: 0.1, maxThreshold: 0.9, step: 0.05 })
-      .describe('how the pruning threshold is chosen (never on the test set)'),
+      .default({ by: 'threshold', value: 0.2 })
+      .describe(
+        'how the neurons to prune are chosen (never on the test set): a fixed mask threshold set in advance (default 0.2, the ANP paper\'s; ' +
+          'needs no data), the held-out rule, or a fixed count',
+      ),
   })
   .strict();
 
@@ -144,8 +170,27 @@ export const ibauDefenseSchema = z
       .number()
       .int()
       .min(1)
-      .optional()
-      .describe('outer Adam steps per round (default: one pass over the clean fitting set, as in the paper)'),
+      .default(10)
+      .describe(
+        'outer Adam steps per round, whatever |D_c|: 10 is BackdoorBench\'s pass over 5% of CIFAR-10 (2,500 images in batches of 256), ' +
+          'so the default is 50 outer steps',
+      ),
+    perturbationLabels: z
+      .enum(['true', 'predicted'])
+      .default('true')
+      .describe(
+        'labels the universal perturbation is searched against: the true ones (the paper\'s formulation) or the model\'s ' +
+          'predictions (the authors\' defense.py and BackdoorBench)',
+      ),
+    outerPerturbedFraction: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(1)
+      .describe(
+        'share of each outer batch that gets the perturbation: 1 (the paper) or 0.01 (the authors\' code and BackdoorBench: ' +
+          'floor(0.01 * batch) random images, which is none of a batch under 100)',
+      ),
     hypergradient: z
       .enum(['implicit', 'firstOrder'])
       .default('implicit')

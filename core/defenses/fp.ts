@@ -7,6 +7,7 @@
  *
  * BackdoorBench stops pruning on *test* accuracy; here only the held-out slice decides.
  */
+import { describeStepBudget, stepBudget } from './budgets';
 import { fpDefenseSchema, type FpDefenseConfig } from './configs';
 import type { DefensePlugin } from './defense';
 import { fineTune } from './fineTune';
@@ -127,6 +128,8 @@ export const fp: DefensePlugin<FpDefenseConfig> = {
           heldOutAccuracyPruned: search.heldOutAccuracy,
           fineTuneSelectedRound: tuned.selectedEpoch,
           heldOutAccuracy: tuned.selectedScore ?? NaN,
+          optimisationSteps: stepBudget(cfg).total,
+          stepBudget: describeStepBudget(stepBudget(cfg)),
         },
       };
     } finally {

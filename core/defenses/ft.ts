@@ -2,6 +2,7 @@
  * FT: fine-tune every weight of the backdoored model on the clean budget (defenses.md).
  * The reference defense plugin.
  */
+import { describeStepBudget, stepBudget } from './budgets';
 import { ftDefenseSchema, type FtDefenseConfig } from './configs';
 import type { DefensePlugin } from './defense';
 import { fineTune } from './fineTune';
@@ -18,7 +19,12 @@ export const ft: DefensePlugin<FtDefenseConfig> = {
       model,
       history: { fineTune: result.history },
       selectionRule: `the round (of ${cfg.rounds}, ${cfg.steps} steps in all) with the best accuracy on the held-out clean slice`,
-      details: { selectedRound: result.selectedEpoch, heldOutAccuracy: result.selectedScore ?? NaN },
+      details: {
+        selectedRound: result.selectedEpoch,
+        heldOutAccuracy: result.selectedScore ?? NaN,
+        optimisationSteps: stepBudget(cfg).total,
+        stepBudget: describeStepBudget(stepBudget(cfg)),
+      },
     };
   },
 };

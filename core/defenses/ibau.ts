@@ -42,6 +42,7 @@ import { modelWeights, setModelWeights, type TrainingCheckpoint } from '../train
 import { TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
 import { crossEntropy } from '../train/losses';
 import { trainableVariables } from '../train/sgd';
+import { describeStepBudget, stepBudget } from './budgets';
 import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
@@ -75,11 +76,27 @@ export interface UnlearningBatch {
   range: InputRange;
   /** weight of ||delta||^2 in L_in */
   penalty: number;
+  /** [batch, 1, 1, 1] of 0 / 1: which images get delta (absent: all; `outerPerturbedFraction`) */
+  perturbedRows?: TF.Tensor4D;
 }
 
 export function perturbed(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor4D {
   const { low, high } = inputBounds(p.range);
-  return tf.clipByValue(tf.add(p.x, tf.mul(delta, DELTA_UNIT * (high - low))), low, high) as TF.Tensor4D;
+  const step = tf.mul(delta, DELTA_UNIT * (high - low));
+  return tf.clipByValue(tf.add(p.x, p.perturbedRows ? tf.mul(p.perturbedRows, step) : step), low, high) as TF.Tensor4D;
+}
+
+/**
+ * The authors' outer batches: floor(fraction * batch) images, drawn at random, get delta (they
+ * write int(number * portion)); undefined (every image) for fraction 1.
+ */
+export function perturbedRowsMask(rng: Rng, batch: number, fraction: number): TF.Tensor4D | undefined {
+  if (fraction >= 1) return undefined;
+  const chosen = Math.floor(fraction * batch);
+  const rows = new Float32Array(batch);
+  const order = rng.permutation(batch);
+  for (let k = 0; k < chosen; k++) rows[order[k]] = 1;
+  return tf.tensor4d(rows, [batch, 1, 1, 1]);
 }
 
 /** L_in(delta, theta) = penalty * ||delta||^2 - CE(f(x + delta), y): minimised by the inner problem. */
@@ -162,14 +179,16 @@ export function hypergradient(
     if (o.mode === 'firstOrder') return { loss: value, grads: gTheta };
     const gDelta = grads[point.name];
     const eta = o.fixedPointStepSize;
+    // the fixed-point map is L_in's descent, which perturbs every image (only L_out may perturb a share)
+    const inner: UnlearningBatch = { ...p, perturbedRows: undefined };
     let v = gDelta.clone();
     for (let k = 1; k < o.fixedPointSteps; k++) {
-      const hv = innerHvp(p, delta, v);
+      const hv = innerHvp(inner, delta, v);
       const next = tf.tidy(() => tf.add(tf.sub(v, tf.mul(eta, hv)), gDelta));
       tf.dispose([v, hv]);
       v = next;
     }
-    const mixed = innerMixedProduct(p, delta, v);
+    const mixed = innerMixedProduct(inner, delta, v);
     const total = tf.tidy(() => gTheta.map((g, i) => tf.sub(g, tf.mul(eta, mixed[i]))));
     tf.dispose([...gTheta, gDelta, v, ...mixed]);
     return { loss: value, grads: total };
@@ -228,7 +247,8 @@ export async function unlearn(
   const vars = trainableVariables(c.model);
   const adam = new Adam(vars);
   const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
-  const stepsPerRound = cfg.stepsPerRound ?? Math.ceil(n / Math.min(cfg.batchSize, n));
+  // a fixed number of outer steps whatever |D_c| (budgets.ts); passBatches walks shuffled passes
+  const stepsPerRound = cfg.stepsPerRound;
   const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
   const signal = control.hooks?.signal ?? control.signal;
   try {
@@ -245,10 +265,17 @@ export async function unlearn(
       startRound = r.epoch;
     }
     const load = (idx: Int32Array) => ({ ...batchTensors(data.cleanFit, idx, c.meta.inputRange, rng), range: c.meta.inputRange, penalty: cfg.perturbationPenalty });
+    // the authors search the perturbation against the model's own predictions
+    const withLabels = (b: ReturnType<typeof load>) => {
+      if (cfg.perturbationLabels === 'true') return b;
+      const y = tf.tidy(() => tf.argMax(forward(b.x), 1).toInt() as TF.Tensor1D);
+      b.y.dispose();
+      return { ...b, y };
+    };
 
     for (let round = startRound; round < cfg.rounds; round++) {
       const t0 = Date.now();
-      const inner = passBatches(rng, n, cfg.batchSize, cfg.innerSteps).map(load);
+      const inner = passBatches(rng, n, cfg.batchSize, cfg.innerSteps).map(load).map(withLabels);
       const delta = universalPerturbation(inner, forward, cfg, shape);
       const innerCe = tf.tidy(() => outerLoss({ ...inner[0], forward, vars }, delta));
       tf.dispose(inner.flatMap((b) => [b.x, b.y]));
@@ -260,11 +287,11 @@ export async function unlearn(
           tf.dispose([delta, innerCe]);
           throw new TrainingCancelledError();
         }
-        const b = { ...load(outer[s]), forward, vars };
+        const b = { ...load(outer[s]), forward, vars, perturbedRows: perturbedRowsMask(rng, outer[s].length, cfg.outerPerturbedFraction) };
         const hg = hypergradient(b, delta, { mode: cfg.hypergradient, fixedPointSteps: cfg.fixedPointSteps, fixedPointStepSize: cfg.fixedPointStepSize });
         adam.step(hg.grads, cfg.learningRate);
         lossSum += (await hg.loss.data())[0];
-        tf.dispose([hg.loss, ...hg.grads, b.x, b.y]);
+        tf.dispose([hg.loss, ...hg.grads, b.x, b.y, ...(b.perturbedRows ? [b.perturbedRows] : [])]);
         await control.hooks?.onBatch?.(round, s, outer.length);
         await yieldToEventLoop();
       }
@@ -316,6 +343,8 @@ export const ibau: DefensePlugin<IbauDefenseConfig> = {
       details: {
         hypergradient: cfg.hypergradient,
         rounds: cfg.rounds,
+        optimisationSteps: result.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
+        stepBudget: describeStepBudget(stepBudget(cfg)),
         heldOutAccuracy: last?.diagnostics?.heldOutAccuracy ?? NaN,
         finalPerturbationNorm: last?.diagnostics?.deltaNorm ?? NaN,
       },

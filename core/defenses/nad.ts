@@ -27,6 +27,7 @@ import { heldOutAccuracy } from '../ntml/stages';
 import { nadDefenseSchema, type NadDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { featureStages, withFeatureOutputs } from './features';
+import { describeStepBudget, stepBudget } from './budgets';
 import { planFineTune } from './fineTune';
 
 /** Attention maps [batch, H*W] of features [batch, H, W, C], each row of unit L2 norm. */
@@ -127,9 +128,10 @@ export const nad: DefensePlugin<NadDefenseConfig> = {
   async run(model, ctx, cfg) {
     const stages = featureStages(model.model, cfg.betas.length);
     const fitSize = ctx.cleanFit.labels.length;
-    const indices = cfg.stepsPerEpoch
-      ? planFineTune(fitSize, { steps: cfg.stepsPerEpoch, rounds: 1, batchSize: cfg.batchSize }).indices
-      : undefined;
+    // the epoch is stepsPerEpoch steps whatever |D_c| (budgets.ts), but never less than one pass:
+    // the epoch loop walks a fixed index list, so a shorter list would leave images unused
+    const stepsPerEpoch = Math.max(cfg.stepsPerEpoch, batchesPerPass(fitSize, cfg.batchSize));
+    const indices = planFineTune(fitSize, { steps: stepsPerEpoch, rounds: 1, batchSize: cfg.batchSize }).indices;
     const heldOut = cfg.selection === 'heldOut';
     const teacher = await cloneClassifier(model);
     try {
@@ -176,7 +178,9 @@ export const nad: DefensePlugin<NadDefenseConfig> = {
         details: {
           stages: stages.map((s) => s.layer.name).join(','),
           betas: cfg.betas,
-          stepsPerEpoch: cfg.stepsPerEpoch ?? batchesPerPass(fitSize, cfg.batchSize),
+          stepsPerEpoch,
+          optimisationSteps: (cfg.teacherEpochs + cfg.epochs) * stepsPerEpoch,
+          stepBudget: describeStepBudget(stepBudget(cfg)),
           teacherSelectedEpoch: taught.selectedEpoch,
           teacherHeldOutAccuracy: teacherAccuracy,
           selectedEpoch: distilled.selectedEpoch,

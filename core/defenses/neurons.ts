@@ -77,13 +77,20 @@ export function bnNeuronLayers(model: TF.LayersModel, what = `model "${model.nam
   return out;
 }
 
-function explicitBatchNorm(x: TF.Tensor, p: BnParts, m: BnModulation | undefined, fast: boolean): TF.Tensor {
+function explicitBatchNorm(x: TF.Tensor, p: BnParts, m: BnModulation | undefined, fast: boolean, batchStats = false): TF.Tensor {
   let scale: TF.Tensor = p.gamma ?? tf.onesLike(p.movingMean);
   if (m?.mask || m?.noiseScale) {
     const factor = m.mask && m.noiseScale ? tf.add(m.mask, m.noiseScale) : m.mask ?? tf.add(1, m.noiseScale!);
     scale = tf.mul(scale, factor);
   }
   const shift = p.beta && m?.noiseShift ? tf.mul(p.beta, tf.add(1, m.noiseShift)) : p.beta;
+  if (batchStats) {
+    // the batch's own statistics (training-mode BN, the ANP authors' mask learning), composed so
+    // that the gradient also flows through the mean and variance; moving statistics untouched
+    const { mean, variance } = tf.moments(x, Array.from({ length: x.rank - 1 }, (_, i) => i));
+    const y = tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, p.epsilon))), scale);
+    return shift ? tf.add(y, shift) : y;
+  }
   if (fast && x.rank === 4) {
     // the modulated scale and shift go in as gamma and beta of the fused kernel, whose gradient
     // reaches them (and through them the masks and noise): two passes over the activations
@@ -101,12 +108,14 @@ function explicitBatchNorm(x: TF.Tensor, p: BnParts, m: BnModulation | undefined
  * `apply`. Walks the functional graph from the model's inputs: a layer runs once every
  * tensor its node consumes is known, so any DAG (residual Adds included) is covered.
  * Call inside tf.tidy or a gradient function: the intermediates are not disposed here.
+ * `batchStats`: every BN layer normalises with the batch's statistics instead of its moving ones.
  */
 export function forwardWithNeurons(
   model: TF.LayersModel,
   x: TF.Tensor,
   modulations: Record<string, BnModulation> = {},
   fast: boolean = useFastPath(),
+  batchStats = false,
 ): TF.Tensor {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new Error(`model "${model.name}" has ${model.inputs.length} inputs and ${model.outputs.length} outputs; expected one of each`);
@@ -127,7 +136,7 @@ export function forwardWithNeurons(
       const inputs = node.inputTensors.map((t) => known.get(t.id)!);
       let outputs: TF.Tensor | TF.Tensor[];
       if (isBatchNorm(layer)) {
-        outputs = explicitBatchNorm(inputs[0], bnParts(layer), modulations[layer.name], fast);
+        outputs = explicitBatchNorm(inputs[0], bnParts(layer), modulations[layer.name], fast, batchStats);
       } else if (fast && inputs.length === 1 && isPlainRelu(layer)) {
         outputs = fastRelu(inputs[0]);
       } else {
@@ -167,10 +176,15 @@ export function restoreLayerWeights(model: TF.LayersModel, saved: ReturnType<typ
  * Prunes BN channels in place: gamma and beta of each listed channel become 0, so its
  * output is exactly 0 whatever the input and the neuron contributes nothing downstream
  * (ReLU(0) = 0; a residual Add passes only the shortcut). ANP's reference code zeroes only
- * gamma, which leaves the constant beta; zeroing both removes the neuron. Returns how many
- * distinct channels were zeroed.
+ * gamma, which leaves the constant beta; zeroing both removes the neuron (`zero: 'scale'`
+ * does as that code). Returns how many distinct channels were zeroed.
  */
-export function pruneNeurons(model: TF.LayersModel, channelsByLayer: Record<string, ArrayLike<number>>): number {
+export function pruneNeurons(
+  model: TF.LayersModel,
+  channelsByLayer: Record<string, ArrayLike<number>>,
+  opts: { zero: 'scaleAndShift' | 'scale' } = { zero: 'scaleAndShift' },
+): number {
+  const zeroed = opts.zero === 'scale' ? ['gamma'] : ['gamma', 'beta'];
   let count = 0;
   for (const [name, channels] of Object.entries(channelsByLayer)) {
     if (channels.length === 0) continue;
@@ -181,7 +195,7 @@ export function pruneNeurons(model: TF.LayersModel, channelsByLayer: Record<stri
     // getWeights returns the layer's live variables: read them, never dispose them
     const replaced = layer.getWeights().map((t, k) => {
       const values = t.dataSync().slice() as Float32Array;
-      if (roles[k] !== 'gamma' && roles[k] !== 'beta') return tf.tensor(values, t.shape);
+      if (!zeroed.includes(roles[k] ?? '')) return tf.tensor(values, t.shape);
       for (let i = 0; i < channels.length; i++) {
         const c = channels[i];
         if (!Number.isInteger(c) || c < 0 || c >= values.length) {

@@ -1,8 +1,11 @@
 /**
  * Builds the data a purification run works on. Evaluation mode: load clean data, draw the
- * clean budget D_c first (stratified), poison only the rest with the named attack, and build
- * the triggered test set. Protection mode: take the user's training set and clean set as
- * they are. Either way D_c is split into a fitting part and a held-out slice for selection.
+ * clean budget D_c first (stratified, inside the clean reserve), and hand the attacker only
+ * the rest: the training set that standard training sees is the loaded split minus the
+ * reserve, so D_c and its held-out slice are the defender's own data and no training stage
+ * has seen them (protocol: a held-out score on images f_std memorised selects nothing).
+ * Protection mode: take the user's training set and clean set as they are. Either way D_c is
+ * split into a fitting part and a held-out slice for selection.
  */
 import { promises as fs } from 'node:fs';
 import { deriveSeed } from '../rng';
@@ -13,7 +16,7 @@ import { generateSyntheticSplits } from '../data/synthetic';
 import { loadImageFolder } from '../data/imageFolder';
 import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
-import { drawCleanBudget, splitHeldOut, stratifiedSubset } from '../data/splits';
+import { drawCleanBudget, splitHeldOut, SplitError, stratifiedSubset } from '../data/splits';
 import { controlsTraining, getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
 import type { PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
@@ -21,27 +24,49 @@ import type { PoisonRecord } from '../attacks/base';
 import type { PurifyConfig, DatasetFile, EvaluationData } from '../../schemas/purify';
 
 export interface PreparedData {
-  /** the training set standard training sees (poisoned in evaluation mode) */
+  /**
+   * The training set standard training sees (poisoned in evaluation mode). In evaluation mode
+   * it holds only the loaded split's images outside the clean reserve, in their original order.
+   */
   train: ImageDataset;
   cleanFit: ImageDataset;
   cleanHeldOut: ImageDataset;
   test?: ImageDataset;
   backdoorTest?: BackdoorTestSet;
+  /** `poisonedIndices` are positions in `train` */
   poison?: PoisonRecord & { poisonedIndices: number[] };
   /**
    * Training-controlled attacks (Input-Aware, WaNet's default mode): nothing is poisoned here; the attacker's
    * training run (the standard-training stage) poisons these indices as it trains.
    */
   trainingControlled?: { attack: AttackConfig; eligibleIndices: number[]; attackSeed: number };
+  /**
+   * Evaluation mode: where each record came from, as indices into the loaded training split
+   * (after the tier's subset), ascending. `train[k]` is record `training[k]`. Kept so that a
+   * stored run can show that no clean-budget image reached a training stage.
+   */
+  sourceIndices?: SourceIndices;
   summary: DataSummary;
+}
+
+export interface SourceIndices {
+  training: number[];
+  cleanFit: number[];
+  cleanHeldOut: number[];
 }
 
 export interface DataSummary {
   source: string;
   trainSize: number;
   cleanBudget: number;
-  /** evaluation mode: the clean pool outside poisoning that D_c is drawn from */
+  /** evaluation mode: the clean pool that D_c is drawn from, outside the training set */
   cleanReserve?: number;
+  /**
+   * true when the clean set is disjoint from the training set by construction (evaluation
+   * mode: the reserve is taken out before the attacker's training set is formed); absent in
+   * protection mode, where the user supplies both.
+   */
+  cleanSetOutsideTraining?: boolean;
   cleanFit: number;
   cleanHeldOut: number;
   testSize: number;
@@ -149,7 +174,25 @@ function splitClean(ds: ImageDataset, cleanIndices: Int32Array, fraction: number
   return {
     cleanFit: subsetDataset(ds, fit, `${ds.name}:clean-fit`),
     cleanHeldOut: subsetDataset(ds, heldOut, `${ds.name}:clean-held-out`),
+    fit,
+    heldOut,
   };
+}
+
+/**
+ * The attacker's training set: the loaded split without the clean reserve. Poisoning and
+ * every training stage see only these records; `restIndices` excludes the whole reserve, so
+ * D_c at any budget up to the reserve (and its held-out slice) stays outside.
+ */
+function trainingSetOutsideReserve(clean: ImageDataset, restIndices: Int32Array): { training: ImageDataset; all: Int32Array } {
+  if (restIndices.length < 2) {
+    throw new SplitError(
+      'cleanReserve',
+      `the clean reserve takes ${clean.labels.length - restIndices.length} of ${clean.labels.length} training images, leaving ${restIndices.length} to train on; need at least 2`,
+    );
+  }
+  const training = subsetDataset(clean, restIndices, `${clean.name}:training`);
+  return { training, all: Int32Array.from({ length: restIndices.length }, (_, k) => k) };
 }
 
 /** `control`: cancellation and checkpoints of a learned trigger's optimisation (Narcissus), if the attack has one. */
@@ -158,16 +201,18 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   if (cfg.mode === 'evaluation') {
     const attack = cfg.attack as AttackConfig;
     const { train: clean, test, source } = await loadEvaluationData(cfg.data!, cfg.seed);
-    validateAttackAgainst(attack, clean);
     const { cleanIndices, restIndices, reserveSize } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
     const plugin = getAttack(attack.name);
-    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
-    // learned triggers (Narcissus) are computed first; fixed triggers have no preparePoison
-    const learned = plugin.preparePoison ? await plugin.preparePoison(clean, restIndices, attack, attackSeed, control) : undefined;
-    const poisoned = plugin.poisonTrainingSet(clean, restIndices, attack, attackSeed, learned);
+    const { training, all } = trainingSetOutsideReserve(clean, restIndices);
+    // the poisoning rate is a fraction of the training set the attacker supplies
+    validateAttackAgainst(attack, training);
+    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, training, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
+    // learned triggers (Narcissus) are computed first, from the attacker's data only; fixed triggers have no preparePoison
+    const learned = plugin.preparePoison ? await plugin.preparePoison(training, all, attack, attackSeed, control) : undefined;
+    const poisoned = plugin.poisonTrainingSet(training, all, attack, attackSeed, learned);
     const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
-    const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);
+    const { cleanFit, cleanHeldOut, fit, heldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);
     return {
       train: poisoned.dataset,
       cleanFit,
@@ -175,11 +220,13 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
       test,
       backdoorTest,
       poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices) },
+      sourceIndices: { training: Array.from(restIndices), cleanFit: Array.from(fit), cleanHeldOut: Array.from(heldOut) },
       summary: {
         source,
-        trainSize: clean.labels.length,
+        trainSize: training.labels.length,
         cleanBudget: cleanIndices.length,
         cleanReserve: reserveSize,
+        cleanSetOutsideTraining: true,
         cleanFit: cleanFit.labels.length,
         cleanHeldOut: cleanHeldOut.labels.length,
         testSize: test.labels.length,
@@ -231,10 +278,11 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   };
 }
 
-/** The clean data as it is, with the indices the attacker's training run may poison. */
+/** The attacker's (clean) training set, every record of which its training run may poison. */
 function trainingControlledData(
   cfg: PurifyConfig,
   clean: ImageDataset,
+  training: ImageDataset,
   test: ImageDataset,
   source: string,
   cleanIndices: Int32Array,
@@ -242,18 +290,20 @@ function trainingControlledData(
   reserveSize: number,
   attackSeed: number,
 ): PreparedData {
-  const { cleanFit, cleanHeldOut } = splitClean(clean, cleanIndices, cfg.ntml.heldOutFraction, cfg.seed);
+  const { cleanFit, cleanHeldOut, fit, heldOut } = splitClean(clean, cleanIndices, cfg.ntml.heldOutFraction, cfg.seed);
   return {
-    train: clean,
+    train: training,
     cleanFit,
     cleanHeldOut,
     test,
-    trainingControlled: { attack: cfg.attack as AttackConfig, eligibleIndices: Array.from(restIndices), attackSeed },
+    trainingControlled: { attack: cfg.attack as AttackConfig, eligibleIndices: Array.from({ length: training.labels.length }, (_, k) => k), attackSeed },
+    sourceIndices: { training: Array.from(restIndices), cleanFit: Array.from(fit), cleanHeldOut: Array.from(heldOut) },
     summary: {
       source,
-      trainSize: clean.labels.length,
+      trainSize: training.labels.length,
       cleanBudget: cleanIndices.length,
       cleanReserve: reserveSize,
+      cleanSetOutsideTraining: true,
       cleanFit: cleanFit.labels.length,
       cleanHeldOut: cleanHeldOut.labels.length,
       testSize: test.labels.length,

@@ -16,17 +16,45 @@ export interface TargetEstimate {
   estimatedTarget: number;
   /** per class: inputs the teacher assigns minus inputs the student assigns */
   excess: number[];
+  /** the classes that share the largest excess (one class when there is no tie) */
+  tiedClasses: number[];
 }
 
+/**
+ * t^: the class with the largest excess. A tie is broken by a draw among the tied classes
+ * that favours none of them: every experiment's attack targets one class, so a rule such as
+ * "the lowest index wins" would hand t^ to the target for free whenever the estimate is
+ * undecided. The draw is seeded by the predictions themselves, so the stage stays a pure
+ * function of its inputs (a rerun and a resumed run pick the same class).
+ */
 export function estimateTargetClass(teacherPred: Int32Array, studentPred: Int32Array, numClasses: number): TargetEstimate {
   const excess = new Array<number>(numClasses).fill(0);
   for (let i = 0; i < teacherPred.length; i++) {
     excess[teacherPred[i]]++;
     excess[studentPred[i]]--;
   }
-  let estimatedTarget = 0;
-  for (let c = 1; c < numClasses; c++) if (excess[c] > excess[estimatedTarget]) estimatedTarget = c;
-  return { estimatedTarget, excess };
+  const best = Math.max(...excess);
+  const tiedClasses = excess.map((e, c) => (e === best ? c : -1)).filter((c) => c >= 0);
+  const estimatedTarget = tiedClasses.length === 1 ? tiedClasses[0] : tiedClasses[tieDraw(teacherPred, studentPred) % tiedClasses.length];
+  return { estimatedTarget, excess, tiedClasses };
+}
+
+/**
+ * An unsigned 32-bit draw from the two prediction vectors (FNV-1a over their values, then a
+ * murmur3 finaliser so the low bits that pick among a few classes are well mixed).
+ */
+function tieDraw(a: Int32Array, b: Int32Array): number {
+  let h = 0x811c9dc5;
+  for (const v of [a, b]) {
+    for (let i = 0; i < v.length; i++) h = Math.imul(h ^ (v[i] & 0xff), 0x01000193) >>> 0;
+    h = Math.imul(h ^ 0x2f, 0x01000193) >>> 0;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 /** Indices of the training inputs the standard model does not assign to `target`. */

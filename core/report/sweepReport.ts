@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { baseAttackShape } from '../attacks/configs';
 import type { SweepCellRecord } from './records';
+import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../../schemas/seedRoles';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
 export interface Stat {
@@ -95,6 +96,8 @@ export interface SweepReport {
 
 export interface SweepReportJson {
   sweep: string;
+  /** the role every seed of the table plays (protocol: dev for screens, report for published tables) */
+  seedRole?: SeedRole;
   cells: { total: number; completed: number; failed: number };
   rows: SweepRow[];
   failed: FailedCell[];
@@ -195,8 +198,18 @@ function attackTarget(config: Record<string, unknown>): number | undefined {
   return parsed.success && parsed.data.labelMap === 'allToOne' ? parsed.data.target : undefined;
 }
 
-/** Aggregates cell records into the sweep report (rows, failed cells, Markdown, CSV, JSON). */
-export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: string }): SweepReport {
+/**
+ * Aggregates cell records into the sweep report (rows, failed cells, Markdown, CSV, JSON).
+ * `seedRole`: the role the table's seeds must play (the spec's); without it, the role the
+ * cells' seeds agree on. Throws SeedRoleError for a table that mixes dev and report seeds,
+ * or for dev-seed cells in a report-seed table.
+ */
+export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: string; seedRole?: SeedRole }): SweepReport {
+  const seedRole = tableSeedRole(
+    records.filter((r) => r && typeof r === 'object' && r.axes).map((r) => r.axes.seed),
+    `sweep ${opts.sweep}`,
+    opts.seedRole,
+  );
   const groups = new Map<string, { axes: SweepCellRecord['axes']; done: SweepCellRecord[]; failed: SweepCellRecord[] }>();
   for (const r of records) {
     if (!r || typeof r !== 'object' || !r.axes) continue;
@@ -257,12 +270,13 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
   const completed = rows.reduce((s, r) => s + r.n, 0);
   const json: SweepReportJson = {
     sweep: opts.sweep,
+    ...(seedRole ? { seedRole } : {}),
     cells: { total: completed + failed.length, completed, failed: failed.length },
     rows,
     failed,
     plots: [...PLOTS],
   };
-  return { rows, failed, markdown: sweepMarkdown(opts.sweep, rows, failed), csv: sweepCsv(opts.sweep, rows), json };
+  return { rows, failed, markdown: sweepMarkdown(opts.sweep, rows, failed, seedRole), csv: sweepCsv(opts.sweep, rows), json };
 }
 
 /** "mean ± std" with one decimal; "mean ± –" for a single seed; "–" when there is no value. */
@@ -276,12 +290,18 @@ const accAsr = (acc: Stat | null, asr: Stat | null) => `${acc ? acc.mean.toFixed
 
 const mdCell = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
 
-function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[]): string {
+const SEED_ROLE_LINES: Record<SeedRole, string> = {
+  dev: `Seeds: dev seeds (below ${REPORT_SEEDS_FROM}). A screen or ablation: its numbers inform choices, so they are not published results.`,
+  report: `Seeds: report seeds (${REPORT_SEEDS_FROM} and above). No setting was chosen on these seeds.`,
+};
+
+function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], seedRole?: SeedRole): string {
   const completed = rows.reduce((s, r) => s + r.n, 0);
   const lines: string[] = [
     `# Sweep report: ${sweep}`,
     '',
     `${completed + failed.length} cells: ${completed} completed, ${failed.length} failed; ${rows.length} groups (attack × defense × clean budget × model).`,
+    ...(seedRole ? ['', SEED_ROLE_LINES[seedRole]] : []),
     '',
     'How to read: each cell is mean ± sample std over seeds (n), all in %. ACC/ASR/RA are the purified model\'s; ' +
       '"undefended" is the backdoored model before purification. Lower ASR and unchanged ACC is better. ' +

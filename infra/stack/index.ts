@@ -73,6 +73,8 @@ export interface LocalStackOptions {
   s3?: boolean;
   temporalPort?: number;
   temporalUiPort?: number;
+  /** Serve Temporal's Web UI on a free loopback port (when temporalUiPort is not given). */
+  temporalUi?: boolean;
   s3Port?: number;
   bucket?: string;
   /** Prefix inside the bucket for NTML_STORE (default "ntml"). */
@@ -137,6 +139,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
           dataDir: path.join(dir, 'temporal'),
           port: opts.temporalPort,
           uiPort: opts.temporalUiPort,
+          ui: opts.temporalUi,
           detached,
           log: opts.log,
         })
@@ -248,7 +251,8 @@ export interface StackStatus {
   dir: string;
   recorded: boolean;
   stoppedAt?: string;
-  temporal?: { address: string; pid: number; running: boolean; healthy: boolean };
+  /** ui: Temporal's Web UI, when the stack serves it */
+  temporal?: { address: string; pid: number; running: boolean; healthy: boolean; ui?: string };
   s3?: { endpoint: string; pid: number; running: boolean; healthy: boolean };
   env: StackEnv;
   /** Every recorded server is running and healthy. */
@@ -263,7 +267,13 @@ export async function stackStatus(dir: string): Promise<StackStatus> {
   if (info.temporal) {
     const running = ours(info.temporal.pgid, 'temporal');
     const healthy = running && (await temporalHealthy(info.temporal.address));
-    status.temporal = { address: info.temporal.address, pid: info.temporal.pid, running, healthy };
+    status.temporal = {
+      address: info.temporal.address,
+      pid: info.temporal.pid,
+      running,
+      healthy,
+      ...(info.temporal.uiPort !== undefined ? { ui: `http://127.0.0.1:${info.temporal.uiPort}` } : {}),
+    };
     status.ok &&= healthy;
   }
   if (info.s3) {

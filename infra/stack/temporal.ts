@@ -9,8 +9,10 @@ export interface TemporalDevServerOptions {
   dataDir: string;
   /** Frontend gRPC port; a free one when omitted. */
   port?: number;
-  /** Web UI port. When given the UI is served on it; otherwise the server runs headless. */
+  /** Web UI port. When given the UI is served on it (loopback only); otherwise see `ui`. */
   uiPort?: number;
+  /** Serve the Web UI on a free loopback port when no uiPort is given (default: headless). */
+  ui?: boolean;
   /**
    * HTTP API port (a free one when omitted). start-dev also opens a few internal ports
    * (history, matching, worker services); it asks the OS for free loopback ports for those itself.
@@ -85,7 +87,9 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const explicit = [opts.port, opts.httpPort, opts.metricsPort, opts.uiPort].filter((p): p is number => p !== undefined);
-    const [p1, p2, p3] = await freePorts(3, explicit);
+    const autoUi = opts.ui === true && opts.uiPort === undefined;
+    const [p1, p2, p3, p4] = await freePorts(autoUi ? 4 : 3, explicit);
+    const uiPort = opts.uiPort ?? (autoUi ? p4 : undefined);
     const port = opts.port ?? p1;
     const httpPort = opts.httpPort ?? p2;
     const metricsPort = opts.metricsPort ?? p3;
@@ -93,6 +97,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
     if (opts.port === undefined) auto.add(port);
     if (opts.httpPort === undefined) auto.add(httpPort);
     if (opts.metricsPort === undefined) auto.add(metricsPort);
+    if (autoUi) auto.add(uiPort!);
     const args = [
       'server', 'start-dev',
       '--ip', '127.0.0.1',
@@ -104,7 +109,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
       '--log-level', 'error',
       ...HERMETIC,
     ];
-    if (opts.uiPort !== undefined) args.push('--ui-ip', '127.0.0.1', '--ui-port', String(opts.uiPort));
+    if (uiPort !== undefined) args.push('--ui-ip', '127.0.0.1', '--ui-port', String(uiPort));
     else args.push('--headless');
     for (const ns of opts.namespaces ?? []) args.push('--namespace', ns);
 
@@ -140,7 +145,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
       port,
       httpPort,
       metricsPort,
-      ...(opts.uiPort !== undefined ? { uiPort: opts.uiPort } : {}),
+      ...(uiPort !== undefined ? { uiPort } : {}),
       pid: proc.pid,
       pgid: proc.pgid,
       logFile,

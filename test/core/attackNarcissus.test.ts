@@ -285,7 +285,7 @@ test('narcissus through prepareData: the trigger is learned once, poisons the tr
   const prepared = await prepareData(cfg);
   const poison = prepared.poison!;
   assert.equal(poison.attack, 'narcissus');
-  assert.equal(poison.poisonedCount, 10);
+  assert.equal(poison.poisonedCount, 9, 'round(0.05 * 180): the rate is a fraction of the training set outside the 20-image reserve');
   assert.equal(poison.triggerParameters.poodFormat, 'synthetic', 'auto picks the synthetic POOD set for generated data');
   const delta = decodePerturbation(poison.triggerParameters.perturbation as string, 8 * 8 * 3);
   const i = poison.poisonedIndices[0];

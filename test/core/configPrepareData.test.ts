@@ -51,22 +51,26 @@ test('prepareData (evaluation): D_c is drawn first, stays clean, and is split in
   assert.deepEqual([...records(prepared.cleanFit), ...records(prepared.cleanHeldOut)].sort(), fromBudget);
   assert.equal(new Set(records(prepared.cleanFit)).size + new Set(records(prepared.cleanHeldOut)).size, 30, 'fit and held-out are disjoint');
 
-  // poisoning: round(0.1 * 200) indices, none of them in D_c, relabelled to the target with the patch
-  assert.equal(poisoned.length, 20);
-  assert.equal(prepared.summary.poisonedCount, 20);
-  const inBudget = new Set(cleanIndices);
-  assert.ok(poisoned.every((i) => !inBudget.has(i)), 'no poisoned index in the clean budget');
+  // the training set is the split without the reserve (here D_c itself: 30 > 5% of 200), in order
+  const { restIndices } = drawCleanBudget(clean, 30, 3, cfg.cleanReserve);
+  assert.equal(prepared.train.labels.length, 170, 'D_c is not part of the training set');
+  assert.equal(prepared.summary.trainSize, 170);
+  assert.equal(prepared.summary.cleanSetOutsideTraining, true);
+  assert.deepEqual(prepared.sourceIndices!.training, Array.from(restIndices));
+
+  // poisoning: round(0.1 * 170) positions of the training set, relabelled to the target with the patch
+  assert.equal(poisoned.length, 17);
+  assert.equal(prepared.summary.poisonedCount, 17);
   const poisonSet = new Set(poisoned);
   const per = imageBytes(clean);
-  for (let i = 0; i < 200; i++) {
-    if (poisonSet.has(i)) {
-      assert.equal(prepared.train.labels[i], 1);
-      assert.equal(prepared.train.images[(i + 1) * per - 1], 255, 'bottom-right pixel is the white patch');
+  for (let k = 0; k < 170; k++) {
+    if (poisonSet.has(k)) {
+      assert.equal(prepared.train.labels[k], 1);
+      assert.equal(prepared.train.images[(k + 1) * per - 1], 255, 'bottom-right pixel is the white patch');
     } else {
-      assert.equal(record(prepared.train, i), record(clean, i), `record ${i} untouched`);
+      assert.equal(record(prepared.train, k), record(clean, restIndices[k]), `training record ${k} is clean record ${restIndices[k]}, untouched`);
     }
   }
-  assert.equal(prepared.train.labels.length, 200, 'the training set keeps D_c (the defender holds it all)');
 
   // backdoor test set: every non-target test image, triggered, with its true label
   const nonTarget = Array.from(test.labels).map((y, i) => (y !== 1 ? i : -1)).filter((i) => i >= 0);
@@ -90,7 +94,15 @@ test('prepareData (evaluation): fraction budgets, held-out fraction, and impossi
   assert.equal(byFraction.summary.cleanBudget, 20);
   assert.equal(byFraction.cleanHeldOut.labels.length, 10);
   await assert.rejects(prepareData(parsePurifyConfig(evaluation({ cleanBudget: 300 }))), (e: Error) => e instanceof DatasetError && /^cleanBudget: /.test(e.message));
-  await assert.rejects(prepareData(parsePurifyConfig(evaluation({ cleanBudget: 190 }))), (e: Error) => e instanceof AttackConfigError && e.field === 'rate');
+  // the rate is a fraction of the training set that is left: 197 in the reserve leave 3 images, round(0.1 * 3) = 0 poisoned
+  await assert.rejects(
+    prepareData(parsePurifyConfig(evaluation({ cleanBudget: 197 }))),
+    (e: Error) => e instanceof AttackConfigError && e.field === 'rate',
+  );
+  await assert.rejects(
+    prepareData(parsePurifyConfig(evaluation({ cleanBudget: 199 }))),
+    (e: Error) => e instanceof DatasetError && /^cleanReserve: .*leaving 1 to train on/.test(e.message),
+  );
   await assert.rejects(
     prepareData(parsePurifyConfig(evaluation({ cleanBudget: 2 }))),
     (e: Error) => e instanceof DatasetError && /^cleanBudget: 2 clean samples leave/.test(e.message),

@@ -370,3 +370,26 @@ test('renderSweepReport writes the five files, deterministically', async () => {
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('seed roles: the report names the role; it refuses a table mixing dev and report seeds, and dev-seed cells in a report table', () => {
+  const dev = [cell({ seed: 1 }, { acc: 90, asr: 2 }), cell({ seed: 2 }, { acc: 91, asr: 3 })];
+  const rep = [cell({ seed: 101 }, { acc: 90, asr: 2 }), cell({ seed: 102 }, { acc: 91, asr: 3 }), cell({ seed: 103 }, {}, 'boom')];
+  const devReport = buildSweepReport(dev, { sweep: 'screen' });
+  assert.equal(devReport.json.seedRole, 'dev');
+  assert.match(devReport.markdown, /Seeds: dev seeds \(below 100\)/);
+  const table = buildSweepReport(rep, { sweep: 'table', seedRole: 'report' });
+  assert.equal(table.json.seedRole, 'report');
+  assert.match(table.markdown, /Seeds: report seeds \(100 and above\)\. No setting was chosen on these seeds\./);
+  // one dev-seed cell (even a failed one) among report seeds: refused, naming the sweep and the seeds
+  assert.throws(
+    () => buildSweepReport([...rep, cell({ seed: 3 }, {}, 'old run')], { sweep: 'table' }),
+    (e: Error) => e.name === 'SeedRoleError' && /sweep table mixes dev seeds \(3\) and report seeds \(101, 102, 103\)/.test(e.message),
+  );
+  assert.throws(
+    () => buildSweepReport(dev, { sweep: 'table', seedRole: 'report' }),
+    (e: Error) => e.name === 'SeedRoleError' && /sweep table is a report-seed table but has dev-seed cells \(seeds 1, 2\)/.test(e.message),
+  );
+  assert.throws(() => buildSweepReport(rep, { sweep: 'screen', seedRole: 'dev' }), /is a dev-seed table but has report-seed cells \(seeds 101, 102, 103\)/);
+  // an empty table takes the stated role
+  assert.equal(buildSweepReport([], { sweep: 'table', seedRole: 'report' }).json.seedRole, 'report');
+});

@@ -36,7 +36,14 @@ test('every committed sweep spec (bench/specs, examples) is valid and expands to
   for (const file of files) {
     const raw = readConfigFile(file) as Record<string, unknown>;
     raw.base = substituteAutoData(raw.base as Record<string, unknown>, env, file).raw;
-    const cells = expandSweep(parseSweepSpec(raw, file));
+    const spec = parseSweepSpec(raw, file);
+    const cells = expandSweep(spec);
+    // every bench spec says which role its seeds play; the tables are the report-seed ones (101-103)
+    if (file.includes(`${path.sep}bench${path.sep}`)) {
+      const table = path.basename(file).startsWith('table-');
+      assert.equal(raw.seedRole, table ? 'report' : 'dev', `${path.basename(file)} declares seedRole ${table ? 'report' : 'dev'}`);
+      if (table) assert.deepEqual([...new Set(cells.map((c) => c.axes.seed))].sort(), [101, 102, 103], path.basename(file));
+    }
     const stated = readFileSync(file, 'utf8').match(/= (\d+) cells/);
     if (stated) assert.equal(cells.length, Number(stated[1]), `${path.basename(file)} states ${stated[1]} cells`);
     assert.ok(cells.length > 0, path.basename(file));
@@ -53,4 +60,19 @@ test('every committed sweep spec (bench/specs, examples) is valid and expands to
   const raw = readConfigFile(path.join(repo, 'bench', 'specs', 'table-paper-gtsrb.yaml')) as Record<string, unknown>;
   const gtsrb = substituteAutoData(raw.base as Record<string, unknown>, { NTML_GTSRB_DIR: '/data/gtsrb' }, 'gtsrb').raw.data;
   assert.deepEqual(gtsrb, { format: 'gtsrb', size: 32, path: path.resolve('/data/gtsrb') });
+});
+
+test('seedRole: dev by default; a report spec refuses dev seeds and a dev spec refuses report seeds, naming the field', () => {
+  const spec = (over: Record<string, unknown>) => ({ name: 's', base: { ...base, defense: { name: 'none' } }, ...over });
+  assert.equal(parseSweepSpec(spec({ grid: { seed: [1, 2, 3] } })).seedRole, 'dev');
+  assert.equal(parseSweepSpec(spec({ seedRole: 'report', grid: { seed: [101, 102, 103] } })).seedRole, 'report');
+  assert.throws(
+    () => parseSweepSpec(spec({ seedRole: 'report', grid: { seed: [1, 101] } })),
+    (e: Error) => /grid\.seed: seedRole report: seeds 1 are not report seeds \(report seeds are 100 or above/.test(e.message),
+  );
+  assert.throws(() => parseSweepSpec(spec({ seedRole: 'report', grid: { seed: { from: 99, to: 101 } } })), /grid\.seed: seedRole report: seeds 99/);
+  assert.throws(() => parseSweepSpec(spec({ grid: { seed: [2, 102] } })), /grid\.seed: seedRole dev: seeds 102 are not dev seeds/);
+  // without a seed axis the base's seed is the one checked
+  assert.throws(() => parseSweepSpec(spec({ seedRole: 'report', base: { ...base, seed: 1 }, grid: {} })), /base\.seed: seedRole report/);
+  assert.throws(() => parseSweepSpec(spec({ seedRole: 'final', grid: { seed: [1] } })), /seedRole/);
 });

@@ -43,7 +43,9 @@ async function build(): Promise<BackdooredFixture> {
   const cfg = parsePurifyConfig(backdooredConfig);
   const data = await prepareData(cfg);
   const dir = process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
-  const tag = createHash('sha256').update(JSON.stringify(backdooredConfig)).digest('hex').slice(0, 12);
+  // the data the model is trained on changes with prepareData's protocol (2: the training set
+  // excludes the clean reserve), so a fixture from an older protocol is not reused
+  const tag = createHash('sha256').update(JSON.stringify({ ...backdooredConfig, dataProtocol: 2 })).digest('hex').slice(0, 12);
   const file = path.join(dir, `backdoored-${tag}.ntmodel`);
   let bytes: Uint8Array;
   try {

@@ -103,10 +103,11 @@ test('nad on the BadNets fixture lowers the ASR and keeps accuracy', async () =>
   assert.equal(getDefense('nad'), nad);
   // At the spec's defaults (lr 0.01, 10 + 10 epochs = 20 steps on 80 samples) NAD leaves this
   // backdoor intact (measured, seed 1: ASR 100; still 100 with 3 steps per epoch): the lr-0.01
-  // teacher is itself still backdoored. Stronger setting, stated: lr 0.2, 5 steps per epoch,
-  // 5 + 5 epochs. The attention term does the work (measured at lr 0.2, 3 steps/epoch, 10 + 10
+  // teacher is itself still backdoored. Stronger setting, stated: lr 0.15, 5 + 5 epochs of the
+  // default 10 steps (on the fixture trained without the clean reserve, issue 19, lr 0.2 at 5 steps
+  // an epoch cost 9.4 points of ACC, and lr 0.15 at 5 steps left ASR 80.1). The attention term does the work (measured at lr 0.2, 3 steps/epoch, 10 + 10
   // epochs: teacher alone ASR 89.4, the student with betas 0 (CE only) 88.2, NAD's student 78.0).
-  const cfg = nadDefenseSchema.parse({ name: 'nad', learningRate: 0.2, stepsPerEpoch: 5, teacherEpochs: 5, epochs: 5 });
+  const cfg = nadDefenseSchema.parse({ name: 'nad', learningRate: 0.15, teacherEpochs: 5, epochs: 5 });
   const model = await fx.model();
   const tensors = tf.memory().numTensors;
   const out = await nad.run(model, contextFor(fx), cfg);
@@ -114,12 +115,13 @@ test('nad on the BadNets fixture lowers the ASR and keeps accuracy', async () =>
   assert.equal(out.history.teacher.length, 5);
   assert.equal(out.history.student.length, 5);
   assert.equal(out.details.stages, 'b1_relu,b2_relu,b3_relu');
-  assert.equal(out.details.stepsPerEpoch, 5);
+  assert.equal(out.details.stepsPerEpoch, 10);
+  assert.equal(out.details.optimisationSteps, 100);
   assert.match(out.selectionRule, /last epoch/);
   const after = await evaluateClassifier(out.model, fx.data.test, fx.data.backdoorTest);
   model.model.dispose();
   console.log(`nad: ACC ${fx.before.acc.toFixed(1)} -> ${after.acc.toFixed(1)}, ASR ${fx.before.asr!.toFixed(1)} -> ${after.asr!.toFixed(1)}`);
-  // measured (seed 2): ASR 100 -> 66.4, ACC 99.9 -> 98.8
+  // measured (seed 2): ASR 100 -> 57.3, ACC 100 -> 99.9
   assert.ok(after.asr! < fx.before.asr! - 15, `ASR ${after.asr} should drop by >= 15 points from ${fx.before.asr}`);
   assert.ok(after.acc > fx.before.acc - 5, `ACC ${after.acc} should stay within 5 points of ${fx.before.acc}`);
 });

@@ -1,0 +1,170 @@
+/**
+ * One way to connect, for every command that talks to Temporal: where it runs (a remote
+ * server, the local stack "ntml stack start" left running, or an embedded stack this command
+ * starts), which task queues it uses, and whether it starts workers of its own.
+ *
+ *   remote    --address, else $NTML_TEMPORAL_ADDRESS: nothing is started; the deployment's
+ *             workers serve the queues.
+ *   local     the running stack in .ntml/stack: a command whose workflow needs workers starts
+ *             them in this process (the stack has none of its own).
+ *   embedded  neither: a command that needs workers starts the stack and workers; one that only
+ *             reads (status, cancel) says there is no server to ask.
+ *
+ * The queues are $NTML_ORCHESTRATION_TASK_QUEUE / $NTML_TRAINING_TASK_QUEUE (else the contract's
+ * names) in all three setups, and workers this command starts poll those same queues.
+ */
+import type { Client } from '@temporalio/client';
+import { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } from '../workflows/contract';
+import type { Embedded } from './embedded';
+import { UsageError } from './errors';
+import { findTarget, namespaceFrom, recordedStack, requireTarget, type TemporalTarget } from './temporal';
+
+export type Setup = 'remote' | 'local' | 'embedded';
+
+export interface Queues {
+  orchestration: string;
+  training: string;
+}
+
+/** The task queues of this deployment: the environment's names, else the contract's. */
+export function queuesFromEnv(env: NodeJS.ProcessEnv = process.env): Queues {
+  return {
+    orchestration: env.NTML_ORCHESTRATION_TASK_QUEUE?.trim() || ORCHESTRATION_TASK_QUEUE,
+    training: env.NTML_TRAINING_TASK_QUEUE?.trim() || TRAINING_TASK_QUEUE,
+  };
+}
+
+/** Workflow options that carry a non-default training queue to the workflow (purify, sweep, audit accept it). */
+export function queueOptions(q: Queues): { trainingTaskQueue: string } | undefined {
+  return q.training === TRAINING_TASK_QUEUE ? undefined : { trainingTaskQueue: q.training };
+}
+
+
+export interface Connected {
+  client: Client;
+  setup: Setup;
+  address: string;
+  /** where the address came from, for messages */
+  source: string;
+  namespace: string;
+  queues: Queues;
+  /** the stack and workers this command started (local or embedded with workers) */
+  embedded?: Embedded;
+  close(opts?: { fast?: boolean }): Promise<void>;
+}
+
+export interface ConnectOptions {
+  address?: string;
+  namespace?: string;
+  /** --local: ignore $NTML_TEMPORAL_ADDRESS and use the local or embedded stack */
+  local?: boolean;
+  /** the command starts a workflow and waits for it, so someone must serve its queues */
+  needsWorkers: boolean;
+  trainingProcesses?: number;
+  log: (line: string) => void;
+}
+
+/** Where this command runs, without connecting (no side effects): the target, or undefined for a new embedded stack. */
+export function resolveSetup(o: { address?: string; local?: boolean }): { setup: Setup; target?: TemporalTarget } {
+  if (o.local && o.address) throw new UsageError('--local and --address exclude each other');
+  if (o.local) {
+    const stack = recordedStack();
+    return stack?.detached ? { setup: 'local' } : { setup: 'embedded' };
+  }
+  const target = findTarget(o.address);
+  if (!target) return { setup: 'embedded' };
+  return { setup: target.local ? 'local' : 'remote', target };
+}
+
+export async function connect(o: ConnectOptions): Promise<Connected> {
+  const namespace = namespaceFrom(o.namespace);
+  const queues = queuesFromEnv();
+  const { connectClient } = await import('./temporal');
+  const { setup, target } = resolveSetup(o);
+  if (setup === 'remote' || !o.needsWorkers) {
+    // a command that only reads asks whatever server there is, and says how to get one otherwise
+    const t = target ?? requireTarget(undefined);
+    const { client, connection } = await connectClient(t, namespace);
+    return { client, setup: t.local ? 'local' : 'remote', address: t.address, source: t.source, namespace, queues, close: () => connection.close().catch(() => undefined) };
+  }
+  const { startEmbedded } = await import('./embedded');
+  const embedded = await startEmbedded({ namespace, log: o.log, trainingProcesses: o.trainingProcesses, queues });
+  const source = embedded.ownsStack ? 'the embedded stack' : 'the running local stack';
+  let client: Client;
+  let close: () => Promise<unknown>;
+  try {
+    const c = await connectClient({ address: embedded.address, source, local: true }, namespace);
+    client = c.client;
+    close = () => c.connection.close().catch(() => undefined);
+  } catch (err) {
+    await embedded.stop();
+    throw err;
+  }
+  return {
+    client,
+    setup: embedded.ownsStack ? 'embedded' : 'local',
+    address: embedded.address,
+    source,
+    namespace,
+    queues,
+    embedded,
+    async close(opts) {
+      await close();
+      await embedded.stop(opts);
+    },
+  };
+}
+
+/**
+ * A live worker long-polls without pause (a poll returns empty after about a minute and is
+ * renewed at once), so its last access is recent; the server lists a worker that is gone for a
+ * few more minutes, with its last access getting older.
+ */
+const LIVE_POLLER_SECONDS = 90;
+
+/** Whether a live worker polls the task queue; undefined if the server would not say. */
+export async function hasPollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity'): Promise<boolean | undefined> {
+  try {
+    const r = await client.connection.withDeadline(Date.now() + 5_000, () =>
+      client.workflowService.describeTaskQueue({
+        namespace: client.options.namespace,
+        taskQueue: { name: taskQueue, kind: 1 },
+        taskQueueType: kind === 'workflow' ? 1 : 2,
+      }),
+    );
+    const now = Date.now();
+    return (r.pollers ?? []).some((p) => {
+      const seconds = p.lastAccessTime?.seconds;
+      // a server that does not say when is taken at its word
+      return seconds === undefined || seconds === null || now - Number(seconds) * 1000 < LIVE_POLLER_SECONDS * 1000;
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The queues nobody polls, as one message, or undefined when both have workers. Embedded workers
+ * poll as soon as they run, so a miss there is a real problem too.
+ */
+export async function missingWorkers(c: Pick<Connected, 'client' | 'queues' | 'address'>): Promise<string | undefined> {
+  const [wf, act] = await Promise.all([hasPollers(c.client, c.queues.orchestration, 'workflow'), hasPollers(c.client, c.queues.training, 'activity')]);
+  const missing = [wf === false ? `orchestration queue ${c.queues.orchestration}` : '', act === false ? `training queue ${c.queues.training}` : '']
+    .filter(Boolean)
+    .join(' and ');
+  if (!missing) return undefined;
+  return (
+    `no worker polls the ${missing} on ${c.address}; the workflow waits until one starts ` +
+    `(node dist/workers/orchestration.js and node dist/workers/training.js with NTML_TEMPORAL_ADDRESS, NTML_STORE and the same queue variables)`
+  );
+}
+
+/**
+ * Resolves when the signal aborts (the first Ctrl-C), so a wait can race it. Never rejects.
+ */
+export function aborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve('aborted');
+    else signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+}
