@@ -1,5 +1,9 @@
 /**
- * WaNet (Nguyen & Tran, ICLR 2021), poison-only variant, as attacks.md specifies it.
+ * WaNet (Nguyen & Tran, ICLR 2021), as attacks.md specifies it: the warp, and the poison-only
+ * draw. In its default mode (`trainingControlled`, as in the paper and BackdoorBench) the
+ * attacker runs training and poisons every batch afresh (wanetTraining.ts, wanetBatch.ts); the
+ * poison-only draw below is then what that run materialises for the defenses. `poisonOnly`
+ * hands the draw to standard training instead.
  *
  * Warping field:
  *   ins = U(-1,1)^(2 x k x k); ins /= mean(|ins|)            (the control points)
@@ -17,7 +21,7 @@
  * [-1, 1], no sample point lies outside the image, so zero and border padding give the
  * same result here. Output rounded and clipped to uint8 (toPixel).
  *
- * Training-time (poison-only): round(rate * n) eligible images are warped and relabelled
+ * The poison-only draw: round(rate * n) eligible images are warped and relabelled
  * (dirty-label; all-to-one or all-to-all); a disjoint "noise" (cross) set of
  * round(crossRatio * poisonedCount) eligible images is warped with
  * clamp(grid + U(-1,1)^(HxWx2) / (W, H), -1, 1), fresh noise per image, and keeps its label.
