@@ -125,14 +125,24 @@ export function assembleWanetBatch(o: WanetBatchInput): WanetBatch {
     };
     const cos = Math.cos(angle);
     const sin = Math.sin(angle);
+    if (angle === 0) {
+      // a shift and a mirror: copy rows (the common case, kept free of per-pixel calls)
+      for (let y = 0; y < H; y++) {
+        const sy = y + dy;
+        for (let x = 0; x < W; x++) {
+          const sx = (flip ? W - 1 - x : x) + dx;
+          const o2 = dst + (y * W + x) * C;
+          const inside = sy >= 0 && sy < H && sx >= 0 && sx < W;
+          const i = src + (sy * W + sx) * C;
+          for (let c = 0; c < C; c++) o.out[o2 + c] = (inside ? pixels[i + c] : 0) * scale + offset;
+        }
+      }
+      continue;
+    }
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
         const xf = flip ? W - 1 - x : x;
         const o2 = dst + (y * W + x) * C;
-        if (angle === 0) {
-          for (let c = 0; c < C; c++) o.out[o2 + c] = at(y, xf, c) * scale + offset;
-          continue;
-        }
         // the point of the cropped image that the rotation brings to (y, xf), bilinear, zero fill
         const ry = cy + -sin * (xf - cx) + cos * (y - cy);
         const rx = cx + cos * (xf - cx) + sin * (y - cy);
