@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { storeFromEnv, s3OptionsFromEnv, readArtifactUri, ArtifactNotFoundError, ArtifactIntegrityError } from '../store';
+import { storeFromEnv, s3OptionsFromEnv, readArtifactUri, ArtifactNotFoundError, ArtifactIntegrityError, S3RequestError, StoreConfigError } from '../store';
 import type { ArtifactRef, ArtifactStore } from '../store';
 import { DatasetError, type ImageDataset } from '../core/data/dataset';
 import { decodeDatasetWithMeta, encodeDataset } from '../core/data/codec';
@@ -34,7 +34,19 @@ export function useArtifactStore(s: ArtifactStore): void {
  * Errors that retrying cannot fix: bad configs, files, models; missing or corrupt inputs; a
  * stage reading a config field its cache key does not cover (a bug: the next attempt reads it too).
  */
-const permanent = [ConfigError, DatasetError, ModelFormatError, AttackConfigError, ArtifactNotFoundError, ArtifactIntegrityError, UndeclaredConfigReadError];
+// an S3 request the server refused (4xx) or a bad store setting fails at once; an outage
+// (StoreOutageError, after the store's own outage budget) stays retryable
+const permanent = [
+  ConfigError,
+  DatasetError,
+  ModelFormatError,
+  AttackConfigError,
+  ArtifactNotFoundError,
+  ArtifactIntegrityError,
+  UndeclaredConfigReadError,
+  S3RequestError,
+  StoreConfigError,
+];
 
 export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T> {
   try {

@@ -18,6 +18,8 @@ import {
   type TrainedStage,
 } from '../core/pipeline/stageRuns';
 import { attackerTrainingStage } from '../core/pipeline/attackerTraining';
+import { concatDatasets } from '../core/data/dataset';
+import { splitSummary } from '../core/ntml/splitSummary';
 import type { PurifyConfig } from '../schemas/purify';
 import { activity, configActivity, stageActivity, type ActivityHost } from './stageActivity';
 import {
@@ -61,6 +63,7 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
       cleanHeldOut: await saveDataset(data.cleanHeldOut),
       test: data.test ? await saveDataset(data.test) : undefined,
       backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
+      sourceIndices: data.sourceIndices ? await saveJson(data.sourceIndices) : undefined,
       summary: data.summary,
       ...(info.resumedFromEpoch > 0 || info.skippedCheckpoints.length ? info : {}),
     };
@@ -76,6 +79,7 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
         attack: data.poison.attack,
         poisonedCount: data.poison.poisonedCount,
         poisonedIndices: await saveJson(data.poison.poisonedIndices),
+        ...(data.poison.crossIndices ? { crossIndices: await saveJson(data.poison.crossIndices) } : {}),
         triggerParameters: data.poison.triggerParameters,
       };
     }
@@ -128,6 +132,8 @@ async function trainAttackerStandard(
       attack: poisoned.record.attack,
       poisonedCount: poisoned.record.poisonedCount,
       poisonedIndices: await saveJson(Array.from(poisoned.poisonedIndices)),
+      // WaNet's noise-mode and Input-Aware's cross samples: split distillation's diagnostics report them apart
+      ...(poisoned.crossIndices ? { crossIndices: await saveJson(Array.from(poisoned.crossIndices)) } : {}),
       triggerParameters: artifact && field ? { ...poisoned.record.triggerParameters, [field]: artifact.uri, [`${field}Sha256`]: artifact.sha256 } : poisoned.record.triggerParameters,
     },
     summary: { ...data.summary, poisonedCount: poisoned.record.poisonedCount, backdoorTestSize: backdoorTest?.images.labels.length ?? 0 },
@@ -206,12 +212,15 @@ export async function mutualLearning(input: MutualLearningInput): Promise<Mutual
 export async function planSplit(input: SplitPlanInput): Promise<SplitPlanOutput> {
   return stageActivity(splitPlanStage, input, async (cfg, host) => {
     const models = { teacher: () => host.model(input.teacher), student: await host.model(input.student), standard: await host.model(input.standard) };
-    const plan = await runSplitPlanStage(cfg, models, await loadDataset(input.data.train));
+    const clean = concatDatasets(await loadDataset(input.data.cleanFit), await loadDataset(input.data.cleanHeldOut), 'clean set (fit + held-out)');
+    const plan = await runSplitPlanStage(cfg, models, await loadDataset(input.data.train), clean);
     return {
+      summary: splitSummary(plan),
       kept: await saveJson(Array.from(plan.kept)),
       estimatedTarget: plan.estimatedTarget,
       excess: plan.excess,
       keptFraction: plan.keptFraction,
+      tiedClasses: plan.tiedClasses,
       seconds: host.seconds(),
     };
   });
@@ -226,7 +235,11 @@ export async function splitDistillation(input: SplitDistillationInput): Promise<
       cleanHeldOut: await loadDataset(input.data.cleanHeldOut),
       ...(await diagnosticSets(input.data)),
     };
-    const result = await runSplitDistillationStage(cfg, models, data, input.refitEpochs, host);
+    const poison = input.data.poison;
+    const groups = poison
+      ? { poisoned: await loadJson<number[]>(poison.poisonedIndices), noise: poison.crossIndices ? await loadJson<number[]>(poison.crossIndices) : undefined }
+      : undefined;
+    const result = await runSplitDistillationStage(cfg, models, data, input.refitEpochs, host, { target: input.target, groups });
     return { model: await saveModel(models.student), history: result.history, seconds: host.seconds(), ...host.resumeInfo(), selectedEpoch: result.selectedEpoch };
   });
 }

@@ -23,9 +23,10 @@ const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
 // 3: Narcissus `triggerStep: adam` on the checkpointable core Adam (was tf.train.adam)
 // 4: the training set excludes the clean reserve (D_c is the defender's own data); the
 //    poisoning rate is a fraction of that training set
+// 5: the output references the records' source indices (DataRefs.sourceIndices)
 export const prepareDataStage: StageDeclaration<StageInput> = {
   stage: 'prepareData',
-  version: 4,
+  version: 5,
   reads: ['mode', 'data', 'attack', 'cleanBudget', 'cleanReserve', 'seed', 'ntml.heldOutFraction', 'trainingSet', 'cleanSet', 'testSet'],
   inputs: () => ({}),
   // user files may change under the same path: only generated/evaluation data is cached
@@ -114,11 +115,21 @@ export interface SplitPlanInput extends DataInput {
 }
 
 // 2: t^ ties broken by a draw among the tied classes (was: the lowest class index)
+// 3: the output names the tied classes (tiedClasses), for the split summary and the report
+// 4: the weak-evidence fallback (an empty plan when t^ has too little evidence), measured
+//    against the clean set; the output carries the split summary with the evidence
 export const splitPlanStage: StageDeclaration<SplitPlanInput> = {
   stage: 'splitPlan',
-  version: 2,
-  reads: ['ntml.splitTarget'],
-  inputs: ({ teacher, student, standard, data }) => ({ teacher, student, standard, train: data.train }),
+  version: 4,
+  reads: ['ntml.splitTarget', 'ntml.splitFallback', 'ntml.splitMinEvidence'],
+  inputs: ({ teacher, student, standard, data }) => ({
+    teacher,
+    student,
+    standard,
+    train: data.train,
+    cleanFit: data.cleanFit,
+    cleanHeldOut: data.cleanHeldOut,
+  }),
 };
 
 export interface SplitDistillationInput extends DataInput {
@@ -127,14 +138,24 @@ export interface SplitDistillationInput extends DataInput {
   kept: ArtifactRef;
   /** refitOnAllClean: replay this many epochs (the selection run's choice), no selection */
   refitEpochs?: number;
+  /** the split plan's t^ (the diagnostics measure the distillation target's mass on it) */
+  target?: number;
 }
 
 // 2: the output records the epoch the held-out selection kept (refitOnAllClean replays it)
 // 3: the history records per-epoch test diagnostics
+// 4: per-epoch target-mass and proxy-ASR diagnostics; the remedy switches (splitTargetSource,
+//    splitGate, splitStop, splitAnchor)
 export const splitDistillationStage: StageDeclaration<SplitDistillationInput> = {
   stage: 'splitDistillation',
-  version: 3,
+  version: 4,
   reads: [
+    'ntml.splitTargetSource',
+    'ntml.splitGate',
+    'ntml.splitGateThreshold',
+    'ntml.splitStop',
+    'ntml.splitStopProxyAsr',
+    'ntml.splitAnchor',
     'ntml.splitEpochs',
     'ntml.splitBatchSize',
     'ntml.mlBatchNorm',
@@ -144,8 +165,17 @@ export const splitDistillationStage: StageDeclaration<SplitDistillationInput> = 
     'training.augment',
     'seed',
   ],
-  inputs: ({ student, standard, kept, data }) => ({ student, standard, kept, train: data.train, cleanHeldOut: data.cleanHeldOut, ...diagnosticSets(data) }),
-  params: ({ refitEpochs }) => ({ refitEpochs }),
+  inputs: ({ student, standard, kept, data }) => ({
+    student,
+    standard,
+    kept,
+    train: data.train,
+    cleanHeldOut: data.cleanHeldOut,
+    poisonedIndices: data.poison?.poisonedIndices,
+    crossIndices: data.poison?.crossIndices,
+    ...diagnosticSets(data),
+  }),
+  params: ({ refitEpochs, target }) => ({ refitEpochs, target }),
 };
 
 export interface DefenseInput extends DataInput {

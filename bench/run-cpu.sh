@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
-# Every cpu-tier benchmark sweep of bench/specs, one after the other, each resumed in place (cells
-# already stored are reused, stages in progress continue from their last checkpoint), each ending
-# with its report in bench/results/<name>/. Ctrl-C stops the sweep in progress and the chain; run
-# the script again to continue. The specs share their stages (same data, clean reserve and seeds),
-# so this order computes every backdoored model once, in attacks-cpu, and the rest reuse them.
+# Every cpu-tier benchmark sweep of bench/specs, one after the other, each a sitting on the
+# benchmark's own state in git (bench/state/README.md):
+#   1. import bench/state/<name>.ntmlb into the store, if it is there (cells finished in earlier
+#      sittings, and the expensive stages: backdoored models, NT-ML's and the baselines' models);
+#   2. run the sweep, resumed in place (stored cells are reused, stages in progress continue from
+#      their last checkpoint; the spec's concurrency gives the two lanes), until it ends, Ctrl-C,
+#      or RUN_CPU_SECONDS runs out;
+#   3. export the sweep's portable state back to bench/state/<name>.ntmlb (no data sets, no
+#      poisoned copies: those are regenerated from the seed), regenerate bench/results/<name>/;
+#   4. print the size of bench/state/, loudly when it is over its 60 MB budget.
+# Then commit bench/state/ and bench/results/ (the script prints the command). An interrupted
+# sweep still gets steps 3 and 4, and the chain stops there; run the script again to continue.
+# The specs share their stages (same data, clean reserve and seeds), so this order computes
+# every backdoored model once, in attacks-cpu, and the rest reuse them.
 #   NTML_CIFAR10_DIR=/path/to/cifar-10-batches-bin bash bench/run-cpu.sh [spec ...]
+# BENCH_SPECS_DIR, BENCH_STATE_DIR and BENCH_RESULTS_DIR move the three folders (the tests run
+# the script on a ci-tier spec of their own this way; such specs need no CIFAR-10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${NTML_CIFAR10_DIR:?set NTML_CIFAR10_DIR to the cifar-10-batches-bin folder}"
+specs_dir="${BENCH_SPECS_DIR:-bench/specs}"
+state_dir="${BENCH_STATE_DIR:-bench/state}"
+results_dir="${BENCH_RESULTS_DIR:-bench/results}"
+if [ -z "${BENCH_SPECS_DIR:-}" ]; then
+  : "${NTML_CIFAR10_DIR:?set NTML_CIFAR10_DIR to the cifar-10-batches-bin folder}"
+fi
+case "${NTML_STORE:-}" in
+  ""|s3://*) ;;
+  *) echo "run-cpu: NTML_STORE=$NTML_STORE is not S3: bench state must come from the S3 store (a filesystem store's records name its absolute paths); unset it to use the embedded stack" >&2; exit 2 ;;
+esac
+[ -f dist/bench/stateBundle.js ] || { echo "run-cpu: dist/bench/stateBundle.js is missing: build first (npx tsc -p tsconfig.json)" >&2; exit 2; }
 
 specs=("$@")
 if [ ${#specs[@]} -eq 0 ]; then
@@ -15,8 +36,41 @@ if [ ${#specs[@]} -eq 0 ]; then
   specs=(attacks-cpu ntml-ablation-cpu ntml-labels-cpu ntml-switches-cpu defenses-cpu table-cpu)
 fi
 for name in "${specs[@]}"; do
-  spec="bench/specs/$name.yaml"
-  [ -f "$spec" ] || { echo "run-cpu: no spec $spec" >&2; exit 2; }
+  [ -f "$specs_dir/$name.yaml" ] || { echo "run-cpu: no spec $specs_dir/$name.yaml" >&2; exit 2; }
+done
+
+mkdir -p "$state_dir"
+interrupted=0
+for name in "${specs[@]}"; do
+  spec="$specs_dir/$name.yaml"
+  state="$state_dir/$name.ntmlb"
   echo "run-cpu: $name ($(date -u +%FT%TZ))" >&2
-  bin/ntml sweep start --spec "$spec" --out "bench/results/$name"
+  if [ -f "$state" ]; then
+    echo "run-cpu: importing $state" >&2
+    bin/ntml store import "$state"
+  fi
+
+  # Ctrl-C (or the time limit) stops the sweep; this sitting still exports what it finished
+  trap 'interrupted=1' INT
+  rc=0
+  if [ -n "${RUN_CPU_SECONDS:-}" ]; then
+    timeout --signal=INT --kill-after=120 "$RUN_CPU_SECONDS" bin/ntml sweep start --spec "$spec" --out "$results_dir/$name" || rc=$?
+    [ "$rc" -eq 124 ] && interrupted=1
+  else
+    bin/ntml sweep start --spec "$spec" --out "$results_dir/$name" || rc=$?
+  fi
+  trap - INT
+  [ "$rc" -ne 0 ] && echo "run-cpu: sweep $name stopped (exit $rc); exporting what it finished" >&2
+
+  # the sweep is in the store once its spec record is; an interruption before that leaves nothing to keep
+  if node dist/bench/stateBundle.js export --sweep "$name" --out "$state"; then
+    bin/ntml sweep report "$name" --out "$results_dir/$name" > /dev/null
+  else
+    echo "run-cpu: nothing exported for $name" >&2
+  fi
+  size_rc=0
+  node dist/bench/stateBundle.js size "$state_dir" || size_rc=$?
+  echo "run-cpu: to keep this sitting: git add $state $results_dir/$name && git commit -m \"bench: $name sitting ...\"" >&2
+  if [ "$interrupted" -eq 1 ] || [ "$rc" -ne 0 ]; then exit "$([ "$rc" -ne 0 ] && echo "$rc" || echo 130)"; fi
+  [ "$size_rc" -eq 0 ] || exit "$size_rc"
 done

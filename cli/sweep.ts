@@ -16,6 +16,7 @@ import type { Connected } from './connection';
 import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
 import { expandSweep, parseSweepSpec } from '../schemas/sweep';
 import { ConfigError } from '../schemas/purify';
+import { SEED_ROLES, SeedRoleError, type SeedRole } from '../schemas/seedRoles';
 
 const address = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the local stack)' };
 const namespace = { name: 'namespace', value: 'NS', help: 'Temporal namespace (default: $NTML_NAMESPACE or "default")' };
@@ -270,15 +271,36 @@ export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
   }
 }
 
+/**
+ * The seed role the sweep's stored spec declared, so a report-seed table refuses dev-seed cells
+ * even when the cells' seeds alone would pass as a dev table. A stored spec without the field
+ * (written before seed roles) leaves the role to the cells' seeds.
+ */
+async function storedSeedRole(store: { getRecord<T>(key: string): Promise<T | undefined> }, name: string): Promise<SeedRole | undefined> {
+  const key = `sweeps/${name}/spec`;
+  const stored = await store.getRecord<{ spec?: { seedRole?: unknown } }>(key);
+  const role = stored?.spec?.seedRole;
+  if (role === undefined) return undefined;
+  if (!SEED_ROLES.includes(role as SeedRole)) throw new UserError(`${key}: spec.seedRole is ${JSON.stringify(role)}, expected one of ${SEED_ROLES.join(', ')}`);
+  return role as SeedRole;
+}
+
 async function writeReport(io: Io, name: string, outFlag: string | undefined): Promise<void> {
   const dir = outFlag ?? path.join('runs', 'sweeps', name);
   await withStore(io, async (store) => {
     const keys = await store.listRecords(`sweeps/${name}/cells/`);
     if (keys.length === 0) throw new UserError(`no stored results for sweep ${name} in ${store.location}`);
     const records = (await Promise.all(keys.map((k) => store.getRecord<SweepCellRecord>(k)))).filter(Boolean) as SweepCellRecord[];
+    const seedRole = await storedSeedRole(store, name);
     const { renderSweepReport } = await import('../core/report/svgPlots');
     await fs.mkdir(dir, { recursive: true });
-    const report = await renderSweepReport(records, name, (file, content) => fs.writeFile(path.join(dir, file), content));
+    let report;
+    try {
+      report = await renderSweepReport(records, name, (file, content) => fs.writeFile(path.join(dir, file), content), { seedRole });
+    } catch (err) {
+      if (err instanceof SeedRoleError) throw new UserError(`sweep ${name}: ${err.message}`);
+      throw err;
+    }
     io.stdout.write(report.markdown);
     info(io, `\nreport written to ${dir}/ (report.md, report.csv, report.json, asr_vs_acc.svg, der_by_defense.svg)`);
   });

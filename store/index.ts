@@ -19,6 +19,15 @@ export { S3ArtifactStore, createS3Client, parseS3Location } from './s3Store';
 export { parseArtifactUri, readArtifactUri, type ExternalArtifact, type ParsedArtifactUri } from './uri';
 export { assertRecordKey, assertRecordPrefix, assertSha256, isSha256, sha256Hex } from './keys';
 export { findRepoRoot } from './repoRoot';
+export { classifyStoreError, describeStoreError, isTransientStoreError, type FailureKind } from './transient';
+export {
+  DEFAULT_OUTAGE_BUDGET_SECONDS,
+  OutageTracker,
+  outagePolicyFromEnv,
+  type OutageListener,
+  type OutagePolicy,
+  type OutageState,
+} from './outage';
 export { BundleError, collectBundle, decodeBundle, encodeBundle, importBundle, type BundleContent, type BundleManifest, type ImportResult } from './bundle';
 export { CELLS_SELECTION, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
 

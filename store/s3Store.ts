@@ -9,15 +9,21 @@ import {
   S3Client,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
-import { ArtifactIntegrityError, ArtifactNotFoundError, StoreConfigError, StoreError } from './errors';
+import { ArtifactIntegrityError, ArtifactNotFoundError, S3RequestError, StoreConfigError, StoreError } from './errors';
 import { assertRecordKey, assertRecordPrefix, assertSha256, casKey, isSha256, sha256Base64, sha256Hex } from './keys';
+import { OutageTracker, outagePolicyFromEnv, type OutageListener, type OutagePolicy, type OutageState } from './outage';
+import { describeStoreError } from './transient';
 import type { ArtifactRef, ArtifactStore, S3Options } from './types';
 
+/** The HTTP status of an S3 error (also through an S3RequestError). */
 export function s3ErrorStatus(err: unknown): number | undefined {
+  if (err instanceof S3RequestError) return err.status;
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
+/** The S3 error code, e.g. NoSuchKey (also through an S3RequestError). */
 export function s3ErrorName(err: unknown): string | undefined {
+  if (err instanceof S3RequestError) return err.code;
   const e = err as { name?: string; Code?: string } | undefined;
   return e?.Code ?? e?.name;
 }
@@ -57,6 +63,9 @@ export function createS3Client(opts: S3Options = {}): S3Client {
     // We send ChecksumSHA256 ourselves and verify sha256 on read; no extra CRC32 / aws-chunked framing.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A server that accepts the connection and then hangs (stopped, not killed) would otherwise
+    // hold a request forever; these turn it into a TimeoutError, which the store retries.
+    requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
   });
 }
 
@@ -89,8 +98,10 @@ export class S3ArtifactStore implements ArtifactStore {
   private readonly endpoint: string;
   private readonly createBucket: boolean;
   private bucketReady: Promise<void> | undefined;
+  private readonly outage: OutageTracker;
 
-  constructor(location: string, opts: S3Options = {}) {
+  /** `policy`: how long transient failures are retried (default: outagePolicyFromEnv()). */
+  constructor(location: string, opts: S3Options & { outagePolicy?: OutagePolicy } = {}) {
     const { bucket, prefix } = parseS3Location(location);
     this.bucket = bucket;
     this.prefix = prefix;
@@ -98,6 +109,32 @@ export class S3ArtifactStore implements ArtifactStore {
     this.client = createS3Client(opts);
     this.endpoint = opts.endpoint ?? 'AWS S3';
     this.createBucket = opts.createBucket ?? true;
+    this.outage = new OutageTracker(`${this.location} at ${this.endpoint}`, opts.outagePolicy ?? outagePolicyFromEnv());
+  }
+
+  /** The outage in progress (requests failing with transient errors and being retried), if any. */
+  outageState(): OutageState | undefined {
+    return this.outage.current();
+  }
+
+  /** Calls `listener` after each failed attempt of an outage, and with undefined once requests succeed again. */
+  onOutage(listener: OutageListener): () => void {
+    return this.outage.onOutage(listener);
+  }
+
+  /**
+   * One S3 request: transient failures are retried within the outage budget; the answers the
+   * store interprets itself (not found, precondition failed, conflict) are rethrown as they
+   * came; any other refusal becomes an S3RequestError naming the operation and the object.
+   */
+  private async request<T>(operation: string, key: string, op: () => Promise<T>): Promise<T> {
+    const uri = `s3://${this.bucket}/${key}`;
+    try {
+      return await this.outage.run(operation, uri, op);
+    } catch (err) {
+      if (err instanceof StoreError || isNotFound(err) || isConditionFailure(err)) throw err;
+      throw new S3RequestError(operation, uri, s3ErrorName(err), s3ErrorStatus(err), describeStoreError(err), { cause: err });
+    }
   }
 
   objectKey(sha: string): string {
@@ -127,9 +164,10 @@ export class S3ArtifactStore implements ArtifactStore {
     if (!this.createBucket) return;
     const where = `bucket ${this.bucket} at ${this.endpoint}`;
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.request('HeadBucket', '', () => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
       return;
     } catch (err) {
+      if (err instanceof StoreError && !(err instanceof S3RequestError)) throw err; // outage budget spent, named already
       if (isAuthFailure(err)) {
         throw new StoreConfigError(`access to ${where} denied (${s3ErrorName(err)}): check the S3 credentials`, { cause: err });
       }
@@ -138,7 +176,7 @@ export class S3ArtifactStore implements ArtifactStore {
       }
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      await this.request('CreateBucket', '', () => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })));
     } catch (err) {
       const name = s3ErrorName(err);
       if (name === 'BucketAlreadyOwnedByYou') return; // created concurrently
@@ -150,22 +188,24 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   private async putObject(input: Omit<PutObjectCommandInput, 'Bucket' | 'Body'> & { Body: Uint8Array }): Promise<void> {
-    await this.client.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        ContentLength: input.Body.byteLength,
-        ChecksumSHA256: sha256Base64(input.Body),
-        ...input,
-      }),
-    );
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      ContentLength: input.Body.byteLength,
+      ChecksumSHA256: sha256Base64(input.Body),
+      ...input,
+    });
+    await this.request('PutObject', input.Key!, () => this.client.send(command));
   }
 
   /** The object's bytes and ETag, or undefined when it does not exist. */
   private async fetch(key: string): Promise<{ data: Uint8Array; etag?: string } | undefined> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      if (!out.Body) throw new StoreError(`empty response body for s3://${this.bucket}/${key}`);
-      return { data: await out.Body.transformToByteArray(), etag: out.ETag };
+      // the body is read inside the retried request: a server lost mid-download is retried too
+      return await this.request('GetObject', key, async () => {
+        const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+        if (!out.Body) throw new StoreError(`empty response body for s3://${this.bucket}/${key}`);
+        return { data: await out.Body.transformToByteArray(), etag: out.ETag };
+      });
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -231,7 +271,7 @@ export class S3ArtifactStore implements ArtifactStore {
 
   private async objectExists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.request('HeadObject', key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -252,16 +292,15 @@ export class S3ArtifactStore implements ArtifactStore {
   async delete(sha256: string): Promise<void> {
     const key = this.objectKey(sha256);
     await this.ensureBucket();
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    await this.request('DeleteObject', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
   }
 
   private async *listKeys(prefix: string): AsyncIterable<{ key: string; size: number }> {
     await this.ensureBucket();
     let token: string | undefined;
     do {
-      const out = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
-      );
+      const command = new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token });
+      const out = await this.request('ListObjectsV2', prefix, () => this.client.send(command));
       for (const obj of out.Contents ?? []) {
         if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0 };
       }
@@ -313,6 +352,6 @@ export class S3ArtifactStore implements ArtifactStore {
   async deleteRecord(key: string): Promise<void> {
     const objectKey = this.recordObjectKey(key);
     await this.ensureBucket();
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }));
+    await this.request('DeleteObject', objectKey, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey })));
   }
 }

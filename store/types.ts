@@ -1,3 +1,5 @@
+import type { OutageListener, OutageState } from './outage';
+
 /** A content-addressed artifact: where it lives, its sha256 (64 lowercase hex) and its size in bytes. */
 export interface ArtifactRef {
   uri: string;
@@ -30,6 +32,12 @@ export interface ArtifactStore {
   listRecords(prefix: string): Promise<string[]>;
   /** No error when it is already gone. */
   deleteRecord(key: string): Promise<void>;
+  /**
+   * Stores that talk to a server (S3) retry its outages within a budget (store/outage.ts);
+   * these report the outage in progress, for heartbeats and status displays.
+   */
+  outageState?(): OutageState | undefined;
+  onOutage?(listener: OutageListener): () => void;
 }
 
 export interface S3Credentials {

@@ -2,9 +2,11 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { ArtifactIntegrityError, ArtifactNotFoundError, StoreConfigError } from './errors';
+import { ArtifactIntegrityError, ArtifactNotFoundError, S3RequestError, StoreConfigError, StoreError } from './errors';
 import { assertSha256, sha256Hex } from './keys';
+import { OutageTracker, outagePolicyFromEnv, type OutagePolicy } from './outage';
 import { createS3Client, s3ErrorName, s3ErrorStatus } from './s3Store';
+import { describeStoreError } from './transient';
 import type { S3Options } from './types';
 
 export type ParsedArtifactUri =
@@ -47,7 +49,7 @@ export interface ExternalArtifact {
  */
 export async function readArtifactUri(
   uri: string,
-  opts: { s3?: S3Options; expectedSha256?: string } = {},
+  opts: { s3?: S3Options; expectedSha256?: string; outagePolicy?: OutagePolicy } = {},
 ): Promise<ExternalArtifact> {
   const parsed = parseArtifactUri(uri);
   if (opts.expectedSha256 !== undefined) assertSha256(opts.expectedSha256, 'expectedSha256');
@@ -61,14 +63,19 @@ export async function readArtifactUri(
     }
   } else {
     const client = createS3Client(opts.s3);
+    // an outage of the server holding the input is waited out like the store's (store/outage.ts)
+    const outage = new OutageTracker(uri, opts.outagePolicy ?? outagePolicyFromEnv());
     try {
-      const out = await client.send(new GetObjectCommand({ Bucket: parsed.bucket, Key: parsed.key }));
-      if (!out.Body) throw new ArtifactNotFoundError(uri);
-      data = await out.Body.transformToByteArray();
+      data = await outage.run('GetObject', uri, async () => {
+        const out = await client.send(new GetObjectCommand({ Bucket: parsed.bucket, Key: parsed.key }));
+        if (!out.Body) throw new ArtifactNotFoundError(uri);
+        return out.Body.transformToByteArray();
+      });
     } catch (err) {
       const name = s3ErrorName(err);
       if (name === 'NoSuchKey' || name === 'NoSuchBucket' || s3ErrorStatus(err) === 404) throw new ArtifactNotFoundError(uri, { cause: err });
-      throw err;
+      if (err instanceof StoreError) throw err;
+      throw new S3RequestError('GetObject', uri, name, s3ErrorStatus(err), describeStoreError(err), { cause: err });
     } finally {
       client.destroy();
     }

@@ -94,6 +94,8 @@ test('wanet (training-controlled): the attacker\'s run is standard training and 
   assert.equal(local.train.labels.length, 1900);
   assert.equal(data.poison.poisonedCount, 190);
   assert.deepEqual(JSON.parse(Buffer.from(await store.get(data.poison.poisonedIndices)).toString('utf8')), Array.from(expected.poisonedIndices));
+  assert.ok(data.poison.crossIndices, 'the noise-mode indices are stored for split distillation\'s diagnostics');
+  assert.deepEqual(JSON.parse(Buffer.from(await store.get(data.poison.crossIndices)).toString('utf8')), Array.from(expected.crossIndices!));
   const tp = data.poison.triggerParameters;
   assert.deepEqual(tp.controlPoints, Array.from(wanetControlPoints(attack.k, wanetControlSeed(attack, seed))), 'the grid of the attack seed');
   assert.equal(tp.crossCount, 380);

@@ -37,7 +37,8 @@ function smallConfig(seed: number) {
     attack: { name: 'badnets', target: 0, rate: 0.1 },
     cleanBudget: 60,
     training: { epochs: 2 },
-    ntml: { diagnosticSamples: 50, ntEpochs: 1, mlEpochs: 2, splitEpochs: 1 },
+    // two ML epochs leave weak evidence for t^: without `never` the fallback would skip the split epoch whose span is checked
+    ntml: { diagnosticSamples: 50, ntEpochs: 1, mlEpochs: 2, splitEpochs: 1, splitFallback: 'never' },
   };
 }
 /** epochs per checkpointed stage in smallConfig (the `stage` names of activities/purify.ts) */

@@ -68,9 +68,22 @@ export interface DataRefs {
   test?: ArtifactRef;
   backdoorTest?: ArtifactRef;
   /** poisoning record (indices stored as an artifact) */
-  poison?: { attack: string; poisonedCount: number; poisonedIndices: ArtifactRef; triggerParameters: Record<string, unknown> };
+  poison?: {
+    attack: string;
+    poisonedCount: number;
+    poisonedIndices: ArtifactRef;
+    /** WaNet's noise-mode inputs (their true labels kept): split distillation's diagnostics report them apart */
+    crossIndices?: ArtifactRef;
+    triggerParameters: Record<string, unknown>;
+  };
   /** a training-controlled attack (Input-Aware) still to run: standard training is the attacker's run */
   attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };
+  /**
+   * Evaluation mode: where the records came from, `{training, cleanFit, cleanHeldOut}` (JSON,
+   * core's SourceIndices) as indices into the loaded training split, so a stored run can show
+   * that no clean-budget image reached a training stage (docs/protocol.md)
+   */
+  sourceIndices?: ArtifactRef;
   summary: DataSummary;
   cached?: boolean;
   /** a learned trigger continued from its checkpoint after this many rounds (0 or absent: from the start) */
@@ -124,6 +137,10 @@ export interface SplitPlanOutput {
   estimatedTarget: number;
   excess: number[];
   keptFraction: number;
+  /** the classes that shared the largest excess (t^ drawn among them when several) */
+  tiedClasses?: number[];
+  /** the plan as the report keeps it: t^, the kept share, the evidence and any fallback */
+  summary?: SplitSummary;
   seconds: number;
   cached?: boolean;
 }

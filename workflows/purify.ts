@@ -169,7 +169,8 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
   // the refit replays mutual learning and split distillation from the same starting weights
   const splitPlan = (stage: string) => async () => {
     s.plan = await log.run(stage, () => quick.planSplit({ config, data, student: s.ml!.model, teacher: s.ml!.teacher, standard, cache }));
-    s.split = { estimatedTarget: s.plan.estimatedTarget, keptFraction: s.plan.keptFraction };
+    const { estimatedTarget, keptFraction, tiedClasses } = s.plan;
+    s.split = s.plan.summary ?? { estimatedTarget, keptFraction, ...(tiedClasses ? { tiedClasses } : {}) };
   };
   const steps: Record<NtmlStep, () => Promise<void>> = {
     nonTargetLabels: async () => {
@@ -188,7 +189,7 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
     splitPlan: splitPlan('splitPlan'),
     splitDistillation: async () => {
       const distilled = await log.run('splitDistillation', () =>
-        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, cache }),
+        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, target: s.plan!.estimatedTarget, cache }),
       );
       s.final = distilled.model;
       s.splitEpochs = distilled.selectedEpoch;
@@ -206,7 +207,7 @@ async function ntml(run: Run, data: DataRefs, standard: ArtifactRef): Promise<De
     splitDistillationRefit: async () => {
       const refitEpochs = s.refit!.splitEpochs;
       const distilled = await log.run('splitDistillationRefit', () =>
-        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, refitEpochs, cache }),
+        training.splitDistillation({ config, data, student: s.ml!.model, standard, kept: s.plan!.kept, refitEpochs, target: s.plan!.estimatedTarget, cache }),
       );
       s.final = distilled.model;
     },

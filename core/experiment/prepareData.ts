@@ -17,6 +17,7 @@ import { loadImageFolder } from '../data/imageFolder';
 import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, SplitError, stratifiedSubset } from '../data/splits';
+import { capCleanSet } from '../data/cleanCap';
 import { controlsTraining, getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
 import type { PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
@@ -34,7 +35,7 @@ export interface PreparedData {
   test?: ImageDataset;
   backdoorTest?: BackdoorTestSet;
   /** `poisonedIndices` are positions in `train` */
-  poison?: PoisonRecord & { poisonedIndices: number[] };
+  poison?: PoisonRecord & { poisonedIndices: number[]; crossIndices?: number[] };
   /**
    * Training-controlled attacks (Input-Aware, WaNet's default mode): nothing is poisoned here; the attacker's
    * training run (the standard-training stage) poisons these indices as it trains.
@@ -219,7 +220,12 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
       cleanHeldOut,
       test,
       backdoorTest,
-      poison: { ...poisoned.record, poisonedIndices: Array.from(poisoned.poisonedIndices) },
+      poison: {
+        ...poisoned.record,
+        poisonedIndices: Array.from(poisoned.poisonedIndices),
+        // WaNet's noise-mode inputs: split distillation's diagnostics report them apart
+        ...(poisoned.crossIndices ? { crossIndices: Array.from(poisoned.crossIndices) } : {}),
+      },
       sourceIndices: { training: Array.from(restIndices), cleanFit: Array.from(fit), cleanHeldOut: Array.from(heldOut) },
       summary: {
         source,
@@ -238,7 +244,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     };
   }
   const train = await loadDatasetFile(cfg.trainingSet!, localFile, 'trainingSet');
-  const clean = await loadDatasetFile(cfg.cleanSet!, localFile, 'cleanSet');
+  const clean = capCleanSet(await loadDatasetFile(cfg.cleanSet!, localFile, 'cleanSet'), cfg.cleanBudget, cfg.seed);
   const test = cfg.testSet ? await loadDatasetFile(cfg.testSet, localFile, 'testSet') : undefined;
   for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
     if (!ds) continue;

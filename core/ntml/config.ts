@@ -15,6 +15,10 @@ export const MlBatchNorm = z.enum(['train', 'frozen']);
 export const SplitTarget = z.enum(['standard', 'teacher']);
 export const SplitSelect = z.enum(['last', 'heldOut']);
 export const MlSelect = z.enum(['heldOut', 'last']);
+export const SplitTargetSource = z.enum(['standard', 'mutualLearning']);
+export const SplitGate = z.enum(['none', 'drop', 'weight']);
+export const SplitStop = z.enum(['none', 'proxyAsr']);
+export const SplitFallback = z.enum(['weakEvidence', 'never']);
 
 export const NtmlConfig = z
   .object({
@@ -47,6 +51,32 @@ export const NtmlConfig = z
     splitSelect: SplitSelect.default('last').describe(
       'split distillation keeps: last (the last epoch, ours) | heldOut (best held-out epoch, the start included, ntml.md)',
     ),
+    splitTargetSource: SplitTargetSource.default('standard').describe(
+      "split distillation's target: standard (f_std's distribution) | mutualLearning (t^'s column from the model after ML, the rest from f_std)",
+    ),
+    splitGate: SplitGate.default('none').describe(
+      'kept inputs by the disagreement p_std(t^) - p_ML(t^): none | drop (above splitGateThreshold) | weight (by 1 - disagreement)',
+    ),
+    splitGateThreshold: z.number().min(0).max(1).default(0.5).describe('splitGate drop: largest disagreement on t^ an input may have'),
+    splitStop: SplitStop.default('none').describe(
+      'none | proxyAsr (keep the last epoch before the proxy ASR on suspected-poisoned inputs exceeds splitStopProxyAsr)',
+    ),
+    splitStopProxyAsr: z.number().min(0).max(1).default(0.2).describe('splitStop proxyAsr: the proxy ASR that ends split distillation'),
+    splitAnchor: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0)
+      .describe('pull towards the weights after mutual learning after every split step: w -= splitAnchor * (w - w_ML)'),
+    splitFallback: SplitFallback.default('weakEvidence').describe(
+      'weakEvidence (skip split distillation when t^ is weakly supported; a safety check) | never',
+    ),
+    splitMinEvidence: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.05)
+      .describe("splitFallback: least share for t^'s excess, the suspected-poisoned inputs and f_std's over-prediction of t^ beyond the clean set"),
     heldOutFraction: z.number().gt(0).lt(1).default(0.2).describe('part of the clean set held out for selection'),
     refitOnAllClean: z
       .boolean()

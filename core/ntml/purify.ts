@@ -10,7 +10,9 @@ import { evaluateClassifier, diagnosticSample, sampleDiagnostics, type ModelMetr
 import { defenseEffectivenessRating } from '../metrics';
 import { deriveSeed } from '../rng';
 import type { Classifier } from '../models/classifier';
+import { concatDatasets } from '../data/dataset';
 import type { EpochRecord } from '../train/epochLoop';
+import type { SplitSummary } from '../report/records';
 import {
   cloneClassifier,
   computeNtTargets,
@@ -23,13 +25,14 @@ import {
   type ModelFactory,
 } from './stages';
 import { ntmlSteps, type NtmlStep } from './steps';
+import { splitSummary } from './splitSummary';
 
 export interface PurifyResult {
   standard: Classifier;
   ntStudent: Classifier;
   student: Classifier;
   metrics: { standard: ModelMetrics; ntStudent: ModelMetrics; teacher: ModelMetrics; final: ModelMetrics; der?: number };
-  split?: { estimatedTarget: number; keptFraction: number };
+  split?: SplitSummary;
   /** refitOnAllClean: the epochs the held-out selection chose, replayed on all of D_c */
   refit?: { mlEpochs: number; splitEpochs?: number };
   histories: Record<string, EpochRecord[]>;
@@ -53,6 +56,7 @@ export async function purify(
     seconds[stage] = (Date.now() - t0) / 1000;
     return out;
   };
+  const cleanSet = concatDatasets(data.cleanFit, data.cleanHeldOut, 'clean set (fit + held-out)');
   const evaluate = (c: Classifier) => evaluateClassifier(c, data.test, data.backdoorTest);
 
   let standard = options.standard;
@@ -85,15 +89,20 @@ export async function purify(
     histories[`mutualLearning${suffix}`] = ml.history;
   };
   const splitPlan = (suffix: '' | 'Refit') => async () => {
-    plan = await timed(`splitPlan${suffix}`, () => planSplit(teacher!, student, std, data.train, nt.splitTarget));
-    split = { estimatedTarget: plan.estimatedTarget, keptFraction: plan.keptFraction };
-    log(`split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`);
+    plan = await timed(`splitPlan${suffix}`, () => planSplit(teacher!, student, std, data.train, nt.splitTarget, { config: nt, clean: cleanSet }));
+    split = splitSummary(plan);
+    log(
+      `split${suffix ? ' (refit)' : ''}: estimated target ${plan.estimatedTarget}, ` +
+        (split.fallback ? `skipped (${split.fallback})` : `keeping ${(100 * plan.keptFraction).toFixed(1)}% of training inputs`),
+    );
   };
   const splitDistillation = (suffix: '' | 'Refit') => async () => {
     const distilled = await timed(`splitDistillation${suffix}`, () =>
       runSplitDistillation(student, std, data.train, plan.kept, data.cleanHeldOut, nt, cfg.training.augment, cfg.seed, {
         refitEpochs: refit?.splitEpochs,
         diagnostics: sampleDiagnostics(student, diag),
+        target: plan.estimatedTarget,
+        groups: data.poison ? { poisoned: data.poison.poisonedIndices, noise: data.poison.crossIndices } : undefined,
       }),
     );
     histories[`splitDistillation${suffix}`] = distilled.history;

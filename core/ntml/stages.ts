@@ -12,7 +12,9 @@ import { trainClassifier } from '../train/trainClassifier';
 import type { TrainRecipe } from '../train/recipe';
 import type { EpochHooks, EpochLoopResult } from '../train/epochLoop';
 import type { TrainingCheckpoint } from '../train/checkpoint';
-import type { NtmlConfig } from './config';
+import { NtmlConfig } from './config';
+import { judgeSplitEvidence, shareOf, suspectedPoisoned, type SplitEvidence } from './splitEvidence';
+import type { TrainingGroups } from './splitDiagnostics';
 import type { AugmentOptions } from '../train/augment';
 import { nonTargetTargets, type NtTargets } from './nonTargetLabels';
 import { mutualLearning } from './mutualLearning';
@@ -129,15 +131,19 @@ export async function runMutualLearning(
 }
 
 export interface SplitPlan extends TargetEstimate {
+  /** the inputs to distil on; empty when the weak-evidence fallback skips split distillation */
   kept: Int32Array;
   keptFraction: number;
+  evidence: SplitEvidence;
 }
 
 /**
  * `from`: whose over-prediction against the student names t^. `teacher` (ntml.md) is T after
  * mutual learning; when ML has cleaned T too (mlBatchNorm train, the default) it no longer
  * over-predicts the target, so `standard` (the default) asks f_std, which training on the
- * poisoned set left backdoored.
+ * poisoned set left backdoored. `evidence`: the fallback switches (splitEvidence.ts; without
+ * them the config's defaults apply, so a caller that passes none still gets the safety check)
+ * and the clean set (all of D_c), against which f_std's over-prediction of t^ is measured.
  */
 export async function planSplit(
   teacher: Classifier | undefined,
@@ -145,12 +151,17 @@ export async function planSplit(
   standard: Classifier,
   train: ImageDataset,
   from: NtmlConfig['splitTarget'],
+  evidence: { config?: Pick<NtmlConfig, 'splitFallback' | 'splitMinEvidence'>; clean?: ImageDataset } = {},
 ): Promise<SplitPlan> {
   if (from === 'teacher' && !teacher) throw new Error('planSplit: splitTarget teacher needs the teacher model');
   const pred = await predictionsForSplit(from === 'teacher' ? teacher : undefined, student, standard, train);
   const estimate = estimateTargetClass(from === 'teacher' ? pred.teacher! : pred.standard, pred.student, standard.meta.numClasses);
-  const kept = inputsKeptForDistillation(pred.standard, estimate.estimatedTarget);
-  return { ...estimate, kept, keptFraction: kept.length / train.labels.length };
+  const t = estimate.estimatedTarget;
+  const suspected = suspectedPoisoned(train.labels, pred.standard, pred.student, t);
+  const shares = evidence.clean ? { train: shareOf(pred.standard, t), clean: shareOf(await predictLabels(standard, evidence.clean), t) } : undefined;
+  const judged = judgeSplitEvidence(t, estimate.excess, suspected.length, train.labels.length, evidence.config ?? NtmlConfig.parse({}), shares);
+  const kept = judged.fallback ? new Int32Array(0) : inputsKeptForDistillation(pred.standard, t);
+  return { ...estimate, kept, keptFraction: kept.length / train.labels.length, evidence: judged };
 }
 
 export async function runSplitDistillation(
@@ -162,7 +173,14 @@ export async function runSplitDistillation(
   cfg: NtmlConfig,
   augment: AugmentOptions,
   seed: number,
-  control: StageControl & RefitControl & { diagnostics?: (epoch: number) => Promise<Record<string, number>> } = {},
+  control: StageControl &
+    RefitControl & {
+      diagnostics?: (epoch: number) => Promise<Record<string, number>>;
+      /** t^ from the plan (else implied by `kept`) */
+      target?: number;
+      /** evaluation mode: which training inputs are poisoned or noise-mode, for the target-mass diagnostic */
+      groups?: TrainingGroups;
+    } = {},
 ): Promise<EpochLoopResult> {
   const { refitEpochs, ...rest } = control;
   return splitDistillation({

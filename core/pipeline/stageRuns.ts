@@ -105,10 +105,11 @@ export async function splitPlanStage(
   cfg: PurifyConfig,
   models: { teacher: () => Promise<Classifier>; student: Classifier; standard: Classifier },
   train: ImageDataset,
+  clean: ImageDataset,
 ): Promise<SplitPlan> {
   const from = cfg.ntml.splitTarget;
   const teacher = from === 'teacher' ? await models.teacher() : undefined;
-  return planSplit(teacher, models.student, models.standard, train, from);
+  return planSplit(teacher, models.student, models.standard, train, from, { config: cfg.ntml, clean });
 }
 
 export async function splitDistillationStage(
@@ -117,12 +118,16 @@ export async function splitDistillationStage(
   data: { train: ImageDataset; kept: Int32Array; cleanHeldOut: ImageDataset } & DiagnosticSets,
   refitEpochs: number | undefined,
   env: StageEnv,
+  /** t^ and which training inputs were poisoned (evaluation mode): the per-epoch diagnostics use them */
+  known: { target?: number; groups?: { poisoned: number[]; noise?: number[] } } = {},
 ): Promise<EpochLoopResult> {
   const { student, standard } = models;
   const control = await env.phase(refitEpochs === undefined ? 'splitDistillation' : 'splitDistillationRefit', refitEpochs ?? cfg.ntml.splitEpochs);
   return runSplitDistillation(student, standard, data.train, data.kept, data.cleanHeldOut, cfg.ntml, cfg.training.augment, cfg.seed, {
     ...control,
     refitEpochs,
+    target: known.target,
+    groups: known.groups,
     diagnostics: diagnostics(cfg, student, data),
   });
 }

@@ -11,6 +11,19 @@ import type { EpochRecord } from '../train/epochLoop';
 export interface SplitSummary {
   estimatedTarget: number;
   keptFraction: number;
+  /**
+   * the classes that shared the largest excess; t^ was drawn among them when there are several
+   * (absent in records written before ties were kept)
+   */
+  tiedClasses?: number[];
+  /** t^'s excess (inputs f_std assigns to t^ minus the student after ML) as a share of the training set */
+  excessShare?: number;
+  /** training inputs labelled t^, assigned to t^ by f_std and not by the student after ML */
+  suspectedCount?: number;
+  /** f_std's share of t^ on the training set minus on the clean set */
+  overPrediction?: number;
+  /** why split distillation was skipped (weak evidence for t^): the result is mutual learning alone */
+  fallback?: string;
 }
 
 export interface Metrics {

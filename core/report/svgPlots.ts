@@ -9,6 +9,7 @@
  * renderSweepReport writes the whole report (Markdown, CSV, JSON and both plots).
  */
 import type { SweepCellRecord } from './records';
+import type { SeedRole } from '../../schemas/seedRoles';
 import { buildSweepReport, naturalCompare, SWEEP_REPORT_FILES, type Stat, type SweepReport, type SweepRow } from './sweepReport';
 
 /** Okabe-Ito (colour-blind safe) first, then Tol's muted; black is reserved for the undefended model. */
@@ -341,8 +342,10 @@ export async function renderSweepReport(
   records: SweepCellRecord[],
   sweep: string,
   writeFile: (name: string, content: string) => Promise<void>,
+  /** the role the spec declared for the table's seeds (buildSweepReport) */
+  opts: { seedRole?: SeedRole } = {},
 ): Promise<SweepReport & { files: string[] }> {
-  const report = buildSweepReport(records, { sweep });
+  const report = buildSweepReport(records, { sweep, seedRole: opts.seedRole });
   const files: Array<[string, string]> = [
     [SWEEP_REPORT_FILES.markdown, report.markdown],
     [SWEEP_REPORT_FILES.csv, report.csv],

@@ -7,9 +7,11 @@
  * `start` (background) leaves the servers running, records their pids in <dir>/stack.json and
  * prints `export NTML_...=...` lines on stdout, so CI can `eval "$(node dist/infra/stack/main.js start --dir D)"`.
  * `--foreground` keeps them attached until SIGINT/SIGTERM. Logs go to stderr.
+ * Either way a supervisor restarts a server that dies, on its ports with its data (in this
+ * process in the foreground, a detached supervise.js process in the background); `start` on a
+ * background stack that lost a server restarts only that server.
  */
 import { envToShell, readStackFile, stackDirFromEnv, stackStatus, startLocalStack, stopStack } from './index';
-import { groupAlive } from './proc';
 
 // The AWS SDK warns on every start that releases after January 2027 need Node 22; not actionable here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -91,26 +93,20 @@ async function main(): Promise<number> {
         log,
       });
       process.stdout.write(`${envToShell(stack.env)}\n`);
+      if (stack.healed.length) log(`restarted ${stack.healed.join(' and ')}, which had died; the rest of the stack kept running`);
       if (!args.foreground) {
         log(`running in the background; stop with: node dist/infra/stack/main.js stop --dir ${args.dir}`);
         return 0;
       }
       log('running in the foreground; Ctrl-C stops the stack');
-      // Keep the event loop alive until a signal arrives or a server exits on its own.
+      // Keep the event loop alive until a signal arrives; a server that dies meanwhile is
+      // restarted by the stack's supervisor (in this process) on its ports with its data.
       const keepAlive = setInterval(() => undefined, 1 << 30);
       await new Promise<void>((resolve) => {
         const done = () => resolve();
         process.once('SIGINT', done);
         process.once('SIGTERM', done);
         process.once('SIGHUP', done);
-        const watched = [stack.temporal?.pgid, stack.s3?.pgid].filter((g): g is number => g !== undefined);
-        const poll = setInterval(() => {
-          if (watched.some((g) => !groupAlive(g))) {
-            clearInterval(poll);
-            log('a server exited on its own; stopping the stack');
-            resolve();
-          }
-        }, 500);
       });
       clearInterval(keepAlive);
       await stack.stop();

@@ -11,7 +11,7 @@
  * recorded in stack.json, so a later `stop` can find them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, promises as fsp, statSync } from 'node:fs';
+import { closeSync, openSync, promises as fsp, readFileSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 
 /** A port the OS reports free on 127.0.0.1 right now. */
@@ -54,6 +54,18 @@ export function isAlive(pid: number | undefined): boolean {
 /** Whether any process is left in process group `pgid`. */
 export function groupAlive(pgid: number | undefined): boolean {
   return pgid !== undefined && Number.isInteger(pgid) && pgid > 1 && signalZero(-pgid);
+}
+
+/** Whether pgid still belongs to one of our servers (guards against pid reuse after a reboot or crash). */
+export function serverAlive(pgid: number | undefined, tool: string): pgid is number {
+  if (!groupAlive(pgid)) return false;
+  try {
+    // a zombie leader has an empty cmdline: dead, even though signal 0 still reaches it
+    const cmdline = readFileSync(`/proc/${pgid}/cmdline`, 'utf8');
+    return cmdline.includes(tool);
+  } catch {
+    return true; // no /proc (macOS) or the leader exited but the group lives: trust the record
+  }
 }
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): void {
@@ -145,15 +157,26 @@ export interface ManagedProcess {
 /** Attached process groups still running, with their ChildProcess (which also keeps the watchdog pipe referenced). */
 const liveGroups = new Map<number, ChildProcess>();
 let hooksInstalled = false;
+let shuttingDown = false;
+
+/**
+ * Whether this process is stopping its attached servers (a signal or exit reached it): a
+ * supervisor must not bring back a server that was stopped on purpose.
+ */
+export function attachedServersStopping(): boolean {
+  return shuttingDown;
+}
 
 function installParentHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', () => {
+    shuttingDown = true;
     for (const pgid of liveGroups.keys()) signalGroup(pgid, 'SIGTERM');
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const handler = () => {
+      shuttingDown = true;
       for (const pgid of liveGroups.keys()) signalGroup(pgid, 'SIGTERM');
       // If nobody else handles this signal, restore the default behaviour (terminate).
       if (process.listenerCount(sig) === 1) {

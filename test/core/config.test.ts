@@ -54,6 +54,14 @@ test('NtmlConfig: the defaults are the documented default variant', () => {
     splitBatchSize: 128,
     splitTarget: 'standard',
     splitSelect: 'last',
+    splitTargetSource: 'standard',
+    splitGate: 'none',
+    splitGateThreshold: 0.5,
+    splitStop: 'none',
+    splitStopProxyAsr: 0.2,
+    splitAnchor: 0,
+    splitFallback: 'weakEvidence',
+    splitMinEvidence: 0.05,
     heldOutFraction: 0.2,
     refitOnAllClean: false,
     diagnosticSamples: 500,
@@ -68,6 +76,13 @@ test('NtmlConfig: every switch accepts its documented values', () => {
   for (const ml of ['split', 'clean', 'oneWay']) assert.equal(NtmlConfig.parse({ ml }).ml, ml);
   for (const mlSelect of ['heldOut', 'last']) assert.equal(NtmlConfig.parse({ mlSelect }).mlSelect, mlSelect);
   assert.equal(NtmlConfig.safeParse({ mlSelect: 'best' }).success, false);
+  for (const splitTargetSource of ['standard', 'mutualLearning']) assert.equal(NtmlConfig.parse({ splitTargetSource }).splitTargetSource, splitTargetSource);
+  for (const splitGate of ['none', 'drop', 'weight']) assert.equal(NtmlConfig.parse({ splitGate }).splitGate, splitGate);
+  for (const splitStop of ['none', 'proxyAsr']) assert.equal(NtmlConfig.parse({ splitStop }).splitStop, splitStop);
+  for (const splitFallback of ['weakEvidence', 'never']) assert.equal(NtmlConfig.parse({ splitFallback }).splitFallback, splitFallback);
+  for (const bad of [{ splitGateThreshold: 1.5 }, { splitStopProxyAsr: -0.1 }, { splitAnchor: 2 }, { splitMinEvidence: 1.1 }, { splitGate: 'soft' }]) {
+    assert.equal(NtmlConfig.safeParse(bad).success, false, JSON.stringify(bad));
+  }
   assert.equal(NtmlConfig.parse({ teacher: 'selfDistilled', studentInit: 'scratch', tau: 4, mlTau: 4 }).teacher, 'selfDistilled');
   for (const bad of [{ tau: 0 }, { heldOutFraction: 1 }, { heldOutFraction: 0 }, { lambda: -1 }, { mlEpochs: 1.5 }, { mlBatchSize: 1 }, { mixEpsilon: 1.1 }]) {
     assert.equal(NtmlConfig.safeParse(bad).success, false, JSON.stringify(bad));

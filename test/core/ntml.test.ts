@@ -464,8 +464,10 @@ test('planSplit splitTarget: t^ from f_std (default) or from the teacher after M
   const fromTeacher = estimateTargetClass(t, s, 4);
   const fromStandard = estimateTargetClass(f, s, 4);
   assert.notDeepEqual(fromTeacher.excess, fromStandard.excess, 'precondition: the teacher and f_std disagree');
-  const byTeacher = await planSplit(teacher, student, standard, train, 'teacher');
-  const byStandard = await planSplit(teacher, student, standard, train, 'standard');
+  // random models give weak evidence for any t^: the fallback (tested in ntmlSplit.test.ts) is off here
+  const distil = { config: NtmlConfig.parse({ splitFallback: 'never' }) };
+  const byTeacher = await planSplit(teacher, student, standard, train, 'teacher', distil);
+  const byStandard = await planSplit(teacher, student, standard, train, 'standard', distil);
   assert.deepEqual(byTeacher.excess, fromTeacher.excess);
   assert.deepEqual(byStandard.excess, fromStandard.excess);
   for (const [plan, e] of [[byTeacher, fromTeacher], [byStandard, fromStandard]] as const) {

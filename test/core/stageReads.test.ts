@@ -7,6 +7,7 @@
  * share a result would not). Variant configs reach the reads behind switches.
  */
 import { test } from 'node:test';
+import { concatDatasets } from '../../core/data/dataset';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -65,13 +66,15 @@ async function ntmlPipeline(cfg: PurifyConfig, scope: DisposalScope, refitEpochs
   const student = (await ntStudentStage(recording('ntTraining', cfg), standard, data.train, targets, env)).model;
   const sets = { test: data.test, backdoorTest: data.backdoorTest };
   await mutualLearningStage(recording('mutualLearning', cfg), { student, teacher }, { cleanFit: data.cleanFit, cleanHeldOut: data.cleanHeldOut, ...sets }, refitEpochs, env);
-  const plan = await splitPlanStage(recording('splitPlan', cfg), { teacher: async () => teacher, student, standard }, data.train);
+  const clean = concatDatasets(data.cleanFit, data.cleanHeldOut);
+  const plan = await splitPlanStage(recording('splitPlan', cfg), { teacher: async () => teacher, student, standard }, data.train, clean);
   await splitDistillationStage(
     recording('splitDistillation', cfg),
     { student, standard },
     { train: data.train, kept: plan.kept, cleanHeldOut: data.cleanHeldOut, ...sets },
     refitEpochs,
     env,
+    { target: plan.estimatedTarget, groups: data.poison ? { poisoned: data.poison.poisonedIndices, noise: data.poison.crossIndices } : undefined },
   );
   const defended = small({ defense: { name: 'ft', steps: 4, rounds: 2, batchSize: 16 } });
   await baselineDefenseStage(recording('defense', defended), standard, { cleanFit: data.cleanFit, cleanHeldOut: data.cleanHeldOut }, env);
@@ -86,6 +89,8 @@ test('every stage reads exactly the config fields its cache key declares', { tim
     // the defaults, then the switches that change which fields a stage reads
     const data = await ntmlPipeline(small(), scope);
     await ntmlPipeline(small({ ntml: { studentInit: 'scratch', splitTarget: 'teacher', mlSelect: 'last', splitSelect: 'heldOut', ntLabel: 'mix' } }), scope, 1);
+    // the split-distillation remedies read their thresholds only when switched on
+    await ntmlPipeline(small({ ntml: { splitTargetSource: 'mutualLearning', splitGate: 'drop', splitStop: 'proxyAsr', splitAnchor: 0.1 } }), scope);
 
     // training-controlled attacks run in standard training: Input-Aware trains its generators
     // there, WaNet poisons every batch with its own augmentation (and the recipe's flip)

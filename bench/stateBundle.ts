@@ -1,0 +1,159 @@
+/**
+ * The benchmark's own state in git (bench/state/<spec>.ntmlb, bench/state/README.md): a bundle of
+ * a cpu-tier sweep's expensive stages (backdoored models, NT-ML's and the baselines' trained
+ * models) and its finished cell records, with no data set in it. bench/run-cpu.sh imports it
+ * before a sitting and writes it again after (`node dist/bench/stateBundle.js export ...`).
+ *
+ * What stays out, and why (each is regenerated from the seed with the same digests, so the
+ * later stages' cache keys still match):
+ * - prepareData: the data sets and poisoned copies (and Narcissus's learned trigger, stored
+ *   inline in its poison record);
+ * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
+ *   training is the attacker's run and its entry references the poisoned training set and the
+ *   clean splits it materialised. Its backdoored model still comes with the cells' reports.
+ * The bundle is checked before it is written: no artifact may be an encoded data set, and no
+ * record or JSON artifact may name a file:// location (a filesystem store's absolute paths).
+ */
+import { promises as fsp } from 'node:fs';
+import { DATASET_MAGIC } from '../core/data/codec';
+import {
+  atomicWriteFile,
+  collectBundle,
+  encodeBundle,
+  sha256Hex,
+  sweepRecordKeys,
+  type ArtifactStore,
+  type BundleContent,
+} from '../store';
+
+/** The selection: cell records and every stage-cache stage but prepareData. */
+export const BENCH_STATE_STAGES = [
+  'cells',
+  'standardTraining',
+  'nonTargetLabels',
+  'teacherTraining',
+  'ntTraining',
+  'mutualLearning',
+  'splitPlan',
+  'splitDistillation',
+  'defense',
+] as const;
+
+/** The state committed to git must stay under this (issue 21). */
+export const BENCH_STATE_BUDGET_BYTES = 60 * 2 ** 20;
+
+export class BenchStateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BenchStateError';
+  }
+}
+
+export interface BenchState {
+  content: BundleContent;
+  /** cache records left out because their output carries data sets */
+  leftOut: string[];
+  cells: number;
+  /**
+   * the data folders the cells' configs name (`data.path`, absolute: `format: auto` resolves
+   * NTML_CIFAR10_DIR). Cell ids hash the config, path included, so a sitting finds these cells
+   * only with the data at the same path (bench/state/README.md).
+   */
+  dataPaths: string[];
+}
+
+const datasetMagic = Buffer.from(DATASET_MAGIC, 'latin1');
+const startsWithJson = (b: Uint8Array) => {
+  let i = 0;
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return b[i] === 0x7b || b[i] === 0x5b;
+};
+
+/** Reads sweep `sweep`'s portable state from `store` and checks it holds no data and no local paths. */
+export async function collectBenchState(store: ArtifactStore, sweep: string): Promise<BenchState> {
+  const selection = await sweepRecordKeys(store, sweep, new Set<string>(BENCH_STATE_STAGES));
+  const keep: string[] = [];
+  const leftOut: string[] = [];
+  for (const key of selection.recordKeys) {
+    if (key.startsWith('cache/')) {
+      const entry = await store.getRecord<{ output?: { data?: unknown } }>(key);
+      if (entry?.output?.data !== undefined) {
+        leftOut.push(key);
+        continue;
+      }
+    }
+    keep.push(key);
+  }
+  const content = await collectBundle(store, keep, { sweep, stages: [...BENCH_STATE_STAGES].sort(), benchState: true });
+  for (const a of content.artifacts) {
+    if (Buffer.from(a.data.buffer, a.data.byteOffset, Math.min(a.data.byteLength, datasetMagic.length)).equals(datasetMagic)) {
+      throw new BenchStateError(`artifact ${a.sha256} (${a.data.byteLength} bytes) is a data set: bench state never holds data sets or poisoned copies`);
+    }
+  }
+  const named = [...content.records.map((r) => ({ what: `record ${r.key}`, data: r.data })), ...content.artifacts.map((a) => ({ what: `artifact ${a.sha256}`, data: a.data }))];
+  for (const { what, data } of named) {
+    if (startsWithJson(data) && Buffer.from(data.buffer, data.byteOffset, data.byteLength).includes('file://')) {
+      throw new BenchStateError(`${what} names a file:// location: export bench state from the S3 store (the embedded stack's), not a filesystem store`);
+    }
+  }
+  const dataPaths = new Set<string>();
+  for (const r of content.records) {
+    if (!r.key.includes('/cells/')) continue;
+    const path = (JSON.parse(Buffer.from(r.data).toString('utf8')) as { config?: { data?: { path?: unknown } } }).config?.data?.path;
+    if (typeof path === 'string') dataPaths.add(path);
+  }
+  return { content, leftOut, cells: selection.cells, dataPaths: [...dataPaths].sort() };
+}
+
+/** Writes the state bundle to `out`; returns its size and digest. */
+export async function exportBenchState(store: ArtifactStore, sweep: string, out: string): Promise<BenchState & { bytes: number; sha256: string }> {
+  const state = await collectBenchState(store, sweep);
+  const file = encodeBundle(state.content);
+  await atomicWriteFile(out, file);
+  return { ...state, bytes: file.byteLength, sha256: sha256Hex(file) };
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** node dist/bench/stateBundle.js export --sweep NAME --out FILE | size DIR */
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const opt = (name: string) => {
+    const i = rest.indexOf(`--${name}`);
+    return i >= 0 ? rest[i + 1] : undefined;
+  };
+  if (command === 'export') {
+    const sweep = opt('sweep');
+    const out = opt('out');
+    if (!sweep || !out) throw new BenchStateError('usage: stateBundle export --sweep NAME --out FILE');
+    const { withStore } = await import('../cli/store');
+    await withStore(process, async (store) => {
+      const s = await exportBenchState(store, sweep, out);
+      for (const k of s.leftOut) process.stderr.write(`left out ${k}: its output carries data sets (regenerated from the seed)\n`);
+      for (const p of s.dataPaths) process.stderr.write(`note: the cells name the data folder ${p}; a later sitting finds them only with the data at that path\n`);
+      process.stdout.write(`wrote ${out}: ${s.cells} cells, ${s.content.records.length} records, ${s.content.artifacts.length} artifacts, ${mib(s.bytes)}, sha256 ${s.sha256}\n`);
+    });
+    return 0;
+  }
+  if (command === 'size') {
+    const dir = rest[0];
+    if (!dir) throw new BenchStateError('usage: stateBundle size DIR');
+    let total = 0;
+    for (const name of await fsp.readdir(dir)) total += (await fsp.stat(`${dir}/${name}`)).size;
+    const over = total > BENCH_STATE_BUDGET_BYTES;
+    process.stdout.write(`${dir}: ${mib(total)} of the ${mib(BENCH_STATE_BUDGET_BYTES)} budget\n`);
+    if (over) process.stderr.write(`\n!!! ${dir} is OVER its ${mib(BENCH_STATE_BUDGET_BYTES)} budget (${mib(total)}): do not commit it; drop stages or cells first (bench/state/README.md) !!!\n\n`);
+    return over ? 3 : 0;
+  }
+  throw new BenchStateError(`unknown command ${JSON.stringify(command)}: export --sweep NAME --out FILE | size DIR`);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`stateBundle: ${err instanceof Error && err.name !== 'Error' ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

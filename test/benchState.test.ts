@@ -1,0 +1,136 @@
+/**
+ * The benchmark's own state (bench/run-cpu.sh, bench/stateBundle.ts, bench/state/README.md).
+ *
+ * The script itself, on a ci-tier spec of the test's own, twice, each sitting on a fresh embedded
+ * stack (its own Temporal and S3, as two machines would have): the first runs the cells and
+ * exports bench state without data sets; the second imports it, finds every cell finished, and
+ * exports the same bytes again. Then the exporter's filters on a hand-made store: an entry whose
+ * output carries data sets (Input-Aware's attacker run) is left out, and a record naming a
+ * file:// location is refused.
+ */
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promises as fsp, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { DATASET_MAGIC } from '../core/data/codec';
+import { decodeBundle, FileArtifactStore, type ArtifactRef } from '../store/index';
+import { BenchStateError, collectBenchState } from '../bench/stateBundle';
+
+const REPO = path.resolve(__dirname, '..', '..');
+
+interface Sitting {
+  code: number;
+  out: string;
+}
+
+/** bench/run-cpu.sh with its folders moved into `dir` and a stack of its own in `stackDir`. */
+function sitting(dir: string, stackDir: string): Promise<Sitting> {
+  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_SPECS_DIR: path.join(dir, 'specs'), BENCH_STATE_DIR: path.join(dir, 'state'), BENCH_RESULTS_DIR: path.join(dir, 'results'), NTML_STACK_DIR: stackDir };
+  // the test run's own stack must not be used: the script starts the embedded one, as on a bench machine
+  for (const k of Object.keys(env)) if (k.startsWith('NTML_S3_') || k === 'NTML_STORE' || k === 'NTML_TEMPORAL_ADDRESS' || k.startsWith('AWS_')) delete env[k];
+  return new Promise((resolve) => {
+    execFile('bash', ['bench/run-cpu.sh', 'tiny-state'], { cwd: REPO, env, timeout: 600_000, maxBuffer: 32 * 2 ** 20 }, (err, stdout, stderr) => {
+      const code = err ? (err as { code?: number }).code : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, out: `${stdout}\n${stderr}` });
+    });
+  });
+}
+
+const SPEC = `name: tiny-state
+base:
+  mode: evaluation
+  tier: ci
+  data: { format: synthetic, trainSize: 400, testSize: 200 }
+  cleanBudget: 50
+  training: { epochs: 1 }
+grid:
+  attack: [{ name: badnets, target: 5 }]
+  defense: [{ name: none }, { name: ft, steps: 10, rounds: 2 }]
+  seed: [1]
+concurrency: 2
+`;
+
+test('run-cpu.sh: a sitting exports state without data; a sitting on a fresh stack imports it, reuses every cell and exports the same bytes', { timeout: 900_000 }, async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bench-state-'));
+  await fsp.mkdir(path.join(dir, 'specs'));
+  await fsp.writeFile(path.join(dir, 'specs', 'tiny-state.yaml'), SPEC);
+  const state = path.join(dir, 'state', 'tiny-state.ntmlb');
+
+  const first = await sitting(dir, path.join(dir, 'stack-a'));
+  assert.equal(first.code, 0, first.out);
+  assert.match(first.out, /2\/2 cells completed \(0 found finished\)/);
+  assert.match(first.out, /MiB of the 60\.0 MiB budget/);
+  const bytes = readFileSync(state);
+  const bundle = await decodeBundle(bytes, state);
+  const keys = bundle.records.map((r) => r.key);
+  assert.equal(keys.filter((k) => k.startsWith('cache/prepareData/')).length, 0, 'prepareData (the data sets) stays out');
+  assert.equal(keys.filter((k) => k.startsWith('sweeps/tiny-state/cells/')).length, 2, keys.join('\n'));
+  assert.ok(keys.some((k) => k.startsWith('cache/standardTraining/')), 'the backdoored model is kept');
+  assert.ok(keys.some((k) => k.startsWith('cache/defense/')), "FT's trained model is kept");
+  const magic = Buffer.from(DATASET_MAGIC, 'latin1');
+  assert.ok(bundle.artifacts.every((a) => !Buffer.from(a.data).subarray(0, magic.length).equals(magic)), 'no data set in the bundle');
+  assert.ok(bundle.records.every((r) => !Buffer.from(r.data).includes('file://')), 'no file:// location in a record');
+  const report = readFileSync(path.join(dir, 'results', 'tiny-state', 'report.md'), 'utf8');
+  assert.match(report, /tiny-state/);
+
+  // another machine: nothing but the committed state and results
+  await fsp.rm(path.join(dir, 'results'), { recursive: true });
+  const second = await sitting(dir, path.join(dir, 'stack-b'));
+  assert.equal(second.code, 0, second.out);
+  assert.match(second.out, /importing .*tiny-state\.ntmlb/);
+  assert.match(second.out, /2\/2 cells completed \(2 found finished\)/);
+  assert.ok(readFileSync(state).equals(bytes), 'the second sitting exported other bytes from the same state');
+  assert.equal(readFileSync(path.join(dir, 'results', 'tiny-state', 'report.md'), 'utf8'), report, 'the regenerated report differs');
+});
+
+test('the exporter leaves out entries whose output carries data sets, and refuses file:// locations', async () => {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bench-filter-'));
+  const store = new FileArtifactStore(root);
+  // refs named as the S3 store names them (the store finds objects by sha256 alone)
+  const put = async (data: Uint8Array): Promise<ArtifactRef> => {
+    const r = await store.put(data);
+    return { ...r, uri: `s3://ntml/ntml/artifacts/${r.sha256}` };
+  };
+  const dataset = await put(Buffer.concat([Buffer.from(DATASET_MAGIC, 'latin1'), Buffer.alloc(64, 7)]));
+  const model = await put(Buffer.from('weights of f_std'));
+  const iaModel = await put(Buffer.from('weights of the attacker-trained f_std'));
+  const report = await put(Buffer.from(JSON.stringify({ models: { standard: iaModel, final: iaModel } })));
+  const keys = { plain: 'a'.repeat(64), ia: 'b'.repeat(64), data: 'c'.repeat(64) };
+  await store.putRecord(`cache/prepareData/${keys.data}`, { stage: 'prepareData', version: 5, output: { train: dataset } });
+  await store.putRecord(`cache/standardTraining/${keys.plain}`, { stage: 'standardTraining', version: 4, output: { model } });
+  await store.putRecord(`cache/standardTraining/${keys.ia}`, { stage: 'standardTraining', version: 4, output: { model: iaModel, data: { train: dataset } } });
+  const cell = (id: string, key: string) => ({
+    sweep: 's',
+    cellId: id,
+    status: 'completed',
+    config: {},
+    report,
+    stages: [
+      { stage: 'prepareData', seconds: 1, cacheKey: keys.data },
+      { stage: 'standardTraining', seconds: 1, cacheKey: key },
+    ],
+  });
+  await store.putRecord('sweeps/s/spec', { spec: { name: 's' }, cellIds: ['c1', 'c2'] });
+  await store.putRecord('sweeps/s/cells/c1', cell('c1', keys.plain));
+  await store.putRecord('sweeps/s/cells/c2', cell('c2', keys.ia));
+
+  const state = await collectBenchState(store, 's');
+  assert.deepEqual(state.leftOut, [`cache/standardTraining/${keys.ia}`]);
+  assert.deepEqual(state.content.records.map((r) => r.key), [`cache/standardTraining/${keys.plain}`, 'sweeps/s/cells/c1', 'sweeps/s/cells/c2', 'sweeps/s/spec']);
+  const shas = state.content.artifacts.map((a) => a.sha256);
+  assert.ok(shas.includes(iaModel.sha256), "the attacker-trained model still comes with the cells' reports");
+  assert.ok(!shas.includes(dataset.sha256), 'no data set');
+
+  // a data set reached through a JSON artifact is refused, naming it
+  const sneaky = await put(Buffer.from(JSON.stringify({ models: { standard: model, final: model }, extra: dataset })));
+  await store.putRecord('sweeps/s/cells/c1', { ...cell('c1', keys.plain), report: sneaky });
+  await assert.rejects(collectBenchState(store, 's'), (e: unknown) => e instanceof BenchStateError && e.message.includes(`artifact ${dataset.sha256}`) && /is a data set/.test(e.message));
+
+  // a filesystem store's location in a record is refused
+  await store.putRecord('sweeps/s/cells/c1', { ...cell('c1', keys.plain), purifiedModel: { ...model, uri: `file://${root}/artifacts/x` } });
+  await assert.rejects(collectBenchState(store, 's'), (e: unknown) => e instanceof BenchStateError && /record sweeps\/s\/cells\/c1 names a file:\/\/ location/.test(e.message));
+});
