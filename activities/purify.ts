@@ -17,7 +17,7 @@ import {
   teacherTrainingStage as runTeacherTrainingStage,
   type TrainedStage,
 } from '../core/pipeline/stageRuns';
-import { inputAwareStandardStage } from '../core/attacks/inputAwareRun';
+import { attackerTrainingStage } from '../core/pipeline/attackerTraining';
 import { concatDatasets } from '../core/data/dataset';
 import { splitSummary } from '../core/ntml/splitSummary';
 import type { PurifyConfig } from '../schemas/purify';
@@ -94,19 +94,22 @@ async function trainedModel(host: ActivityHost, out: TrainedStage): Promise<Trai
 
 export async function trainStandardModel(input: DataInput): Promise<TrainedModel> {
   return stageActivity(standardTrainingStage, input, async (cfg, host) => {
-    if (input.data.attackTraining) return trainInputAwareStandard(cfg, host, input.data, input.data.attackTraining);
+    if (input.data.attackTraining) return trainAttackerStandard(cfg, host, input.data, input.data.attackTraining);
     return trainedModel(host, await runStandardTrainingStage(cfg, await loadDataset(input.data.train), host));
   });
 }
 
-/** Input-Aware: the attacker's training run is the standard training; it also yields the poisoned data. */
-async function trainInputAwareStandard(
+/**
+ * A training-controlled attack (Input-Aware, WaNet): the attacker's training run is the
+ * standard training; it also yields the poisoned data the later stages see.
+ */
+async function trainAttackerStandard(
   cfg: PurifyConfig,
   host: ActivityHost,
   data: DataRefs,
   attackTraining: NonNullable<DataRefs['attackTraining']>,
 ): Promise<TrainedModel> {
-  const result = await inputAwareStandardStage(
+  const result = await attackerTrainingStage(
     cfg,
     {
       train: await loadDataset(data.train),
@@ -117,7 +120,9 @@ async function trainInputAwareStandard(
     host,
   );
   const { poisoned, backdoorTest } = result;
-  const generators = await artifactStore().put(result.encodedGenerators);
+  // a trigger that lives in bytes (Input-Aware's generators) is stored and named in the record
+  const artifact = result.triggerArtifact && (await artifactStore().put(result.triggerArtifact.bytes));
+  const field = result.triggerArtifact?.field;
   const refs: DataRefs = {
     ...data,
     train: await saveDataset(poisoned.dataset),
@@ -127,15 +132,17 @@ async function trainInputAwareStandard(
       attack: poisoned.record.attack,
       poisonedCount: poisoned.record.poisonedCount,
       poisonedIndices: await saveJson(Array.from(poisoned.poisonedIndices)),
-      triggerParameters: { ...poisoned.record.triggerParameters, generators: generators.uri, generatorsSha256: generators.sha256 },
+      // WaNet's noise-mode and Input-Aware's cross samples: split distillation's diagnostics report them apart
+      ...(poisoned.crossIndices ? { crossIndices: await saveJson(Array.from(poisoned.crossIndices)) } : {}),
+      triggerParameters: artifact && field ? { ...poisoned.record.triggerParameters, [field]: artifact.uri, [`${field}Sha256`]: artifact.sha256 } : poisoned.record.triggerParameters,
     },
     summary: { ...data.summary, poisonedCount: poisoned.record.poisonedCount, backdoorTestSize: backdoorTest?.images.labels.length ?? 0 },
   };
   return {
     model: await saveModel(result.classifier),
-    // the classifier's epochs; the mask generator's own phase precedes them, with its mask health per epoch
+    // the classifier's epochs; earlier phases (Input-Aware's mask generator) come with their own histories
     history: result.history,
-    phaseHistories: { inputAwareMask: result.maskHistory },
+    ...(result.phaseHistories ? { phaseHistories: result.phaseHistories } : {}),
     seconds: host.seconds(),
     ...host.resumeInfo(),
     data: refs,

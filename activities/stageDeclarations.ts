@@ -39,7 +39,8 @@ export const prepareDataStage: StageDeclaration<StageInput> = {
 export const standardTrainingStage: StageDeclaration<DataInput> = {
   stage: 'standardTraining',
   version: 4,
-  // `attack`: Input-Aware trains its generators here (other attacks come in through `train`)
+  // `attack`: training-controlled attacks run here (Input-Aware trains its generators, WaNet
+  // poisons every batch: its mode, rate, grid and augmentation); others come in through `train`
   reads: ['model', 'training', 'seed', 'attack'],
   inputs: ({ data }) => ({ train: data.train, eligible: data.attackTraining?.eligibleIndices, test: data.test }),
   cacheable: builtInArchitecture,

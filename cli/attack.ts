@@ -4,6 +4,7 @@
  *   ntml attack list
  *   ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH]
  *                       [--seed N] [--count N] [--scale N] --out FILE.png
+ *   ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] [--count N] [--scale N] --out FILE.png
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -82,6 +83,16 @@ async function preview(args: ParsedArgs, io: Io): Promise<number> {
   const seed = intOption(args, 'seed', 0, 0, 2 ** 31 - 1);
   const count = intOption(args, 'count', 8, 1, 64);
   const scale = intOption(args, 'scale', 4, 1, 32);
+  const runId = stringOption(args, 'run');
+  if (runId !== undefined) {
+    for (const other of ['attack', 'config', 'data', 'seed']) {
+      if (stringOption(args, other) !== undefined) throw new UsageError(`--${other} cannot be combined with --run: the run's own ${other === 'data' ? 'test set' : other} is used`);
+    }
+    return previewRun(runId, args, out, count, scale, io);
+  }
+  if (stringOption(args, 'address') !== undefined || stringOption(args, 'namespace') !== undefined) {
+    throw new UsageError('--address and --namespace go with --run ID');
+  }
   const config = await readAttackConfig(stringOption(args, 'config'), stringOption(args, 'attack'));
   const plugin = getAttack(config.name);
   if (plugin.kind === 'training-controlled' || plugin.preparePoison) {
@@ -90,7 +101,8 @@ async function preview(args: ParsedArgs, io: Io): Promise<number> {
       return p.kind !== 'training-controlled' && !p.preparePoison;
     });
     throw new UsageError(
-      `the ${config.name} trigger is learned while poisoning (it trains models), so it cannot be previewed on its own; preview works for ${fixed.join(', ')}`,
+      `the ${config.name} trigger is learned while poisoning (it trains models), so it cannot be previewed on its own: ` +
+        `preview it from a run that learned it with --run ID; without a run, preview works for ${fixed.join(', ')}`,
     );
   }
   const source = stringOption(args, 'data') ?? 'synthetic';
@@ -103,6 +115,40 @@ async function preview(args: ParsedArgs, io: Io): Promise<number> {
   io.stdout.write(
     `wrote ${out}: ${plugin.name} (${JSON.stringify(config)}) on ${shown} non-target images of ${data.name}, attack seed ${attackSeed}\n` +
       'rows: clean / triggered / |triggered - clean| x10\n',
+  );
+  return 0;
+}
+
+/** --run ID: the trigger the run recorded, on the first non-target images of its test set. */
+async function previewRun(id: string, args: ParsedArgs, out: string, count: number, scale: number, io: Io): Promise<number> {
+  const { connectClient, namespaceFrom, requireTarget } = await import('./temporal');
+  const { runTrigger } = await import('./attackRun');
+  const target = requireTarget(stringOption(args, 'address'));
+  const { client, connection } = await connectClient(target, namespaceFrom(stringOption(args, 'namespace')));
+  let found;
+  try {
+    found = await runTrigger(client, id);
+  } finally {
+    await connection.close();
+  }
+  const { storeFromEnv } = await import('../store');
+  const { decodeDatasetWithMeta } = await import('../core/data/codec');
+  const { recordedTriggerPreviewPng } = await import('../core/attacks/learnedPreview');
+  const store = storeFromEnv();
+  const test = decodeDatasetWithMeta(await store.get(found.test), found.test.uri).dataset;
+  const { png, rows } = await recordedTriggerPreviewPng(
+    test,
+    { config: found.attack, attackSeed: found.attackSeed, triggerParameters: found.poison.triggerParameters },
+    (ref) => store.get(ref),
+    count,
+    { scale },
+  );
+  await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await fs.writeFile(out, png);
+  const shown = previewIndices(test, found.attack, count).length;
+  io.stdout.write(
+    `wrote ${out}: the ${found.poison.attack} trigger of run ${id} on ${shown} non-target images of its test set, attack seed ${found.attackSeed}\n` +
+      `rows: ${rows.map((r) => r.toLowerCase()).join(' / ')}\n`,
   );
   return 0;
 }

@@ -12,9 +12,21 @@ export const attackList: CommandSpec = {
 export const attackPreview: CommandSpec = {
   name: 'attack preview',
   brief: 'write a PNG showing an attack\'s trigger on a few images',
-  synopsis: ['ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png'],
-  summary: 'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid.',
+  synopsis: [
+    'ntml attack preview --attack NAME [--config FILE.yaml] [--data synthetic|cifar10:PATH] [--seed N] --out FILE.png',
+    'ntml attack preview --run ID [--address HOST:PORT] [--namespace NS] --out FILE.png',
+  ],
+  summary:
+    'Draw clean images, the same images with the test-time trigger, and their difference (x10) as a PNG grid;\n' +
+    'with --run, the trigger a purify run recorded (learned ones too: Input-Aware, Narcissus) on its own test images.',
   options: [
+    {
+      name: 'run',
+      value: 'ID',
+      help: 'a purify run (workflow id): its attack, seed, poison record and test set,\nread from its Temporal history and the store (replaces --attack,\n--config, --data, --seed)',
+    },
+    { name: 'address', value: 'HOST:PORT', help: 'with --run: the Temporal server (default $NTML_TEMPORAL_ADDRESS,\nelse the local stack)' },
+    { name: 'namespace', value: 'NS', help: 'with --run: the Temporal namespace (default $NTML_NAMESPACE or "default")' },
     { name: 'attack', value: 'NAME', help: 'the attack (see "ntml attack list"); optional when --config names it' },
     {
       name: 'config',
@@ -27,7 +39,9 @@ export const attackPreview: CommandSpec = {
     { name: 'scale', value: 'N', help: 'nearest-neighbour magnification, default 4' },
     { name: 'out', value: 'FILE.png', help: 'where to write the PNG' },
   ],
-  details: 'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).',
+  details:
+    'Rows: clean images, triggered images, |triggered - clean| x 10 (clipped), for the first\nnon-target images of the data set (target class images are skipped, as in ASR).\n' +
+    'From a run, learned triggers add what they are made of: Input-Aware the PATTERN G(x) and\nMASK m(x) of each image (from the stored generators), Narcissus the TRIGGER (its\nperturbation at mid-grey, +-linfRadius over the full range).',
 };
 
 

@@ -10,6 +10,7 @@ import { storeFromEnv } from '../store';
 import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import { decodeCheckpoint } from '../core/train/checkpoint';
+import { previewRunPng } from './support/attackPreviewRun';
 
 quietRuntime();
 
@@ -71,4 +72,10 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
     report.stages.map((x) => x.stage),
     ['prepareData', 'standardTraining', 'defense (FT)', 'evaluation'],
   );
+
+  // ntml attack preview --run: the learned trigger, with each image's pattern and mask from the stored generators
+  const shown = await previewRunPng(outcome.workflowId, 3);
+  assert.match(shown.out, /the inputaware trigger of run .* on 3 non-target images of its test set/);
+  assert.deepEqual(shown.rows, ['clean', 'triggered', '|diff| x10', 'pattern', 'mask']);
+  assert.equal(shown.png.height, 8 + 5 * (64 + 4) - 4 + 8, 'five rows of 16x16 images magnified x4');
 });

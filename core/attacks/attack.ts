@@ -41,6 +41,11 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
    */
   validateAgainst?(config: C, ds: DatasetShape): void;
   /**
+   * For an attack that runs training in one of its modes (WaNet's `trainingControlled`): true
+   * when this config does. Attacks of kind `training-controlled` always do and need not say so.
+   */
+  controlsTraining?(config: C): boolean;
+  /**
    * Only for attacks whose trigger is learned (Narcissus): computes the trigger once, before
    * poisonTrainingSet, which then receives the result as `triggerParameters`. Async because
    * it trains models; deterministic in (train, eligibleIndices, config, seed).

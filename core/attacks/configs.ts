@@ -65,6 +65,25 @@ export const wanetConfigSchema = z.strictObject({
   crossRatio: z.number().min(0).max(100).default(2),
   /** Seed of the control points; absent: derived from the attack seed. */
   gridSeed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  /**
+   * trainingControlled (default; the paper's and BackdoorBench's WaNet, the tables' WaNet): the
+   * attacker runs training, poisoning every batch afresh (wanetTraining.ts); poisonOnly: a
+   * fixed poisoned set handed to standard training (the earlier default).
+   */
+  mode: z.enum(['trainingControlled', 'poisonOnly']).default('trainingControlled'),
+  /**
+   * WaNet's own augmentation of every training batch after poisoning (trainingControlled only;
+   * it replaces the recipe's): random crop after `padding` zero pixels (probability 0.8), random
+   * rotation within +-`rotation` degrees (probability 0.5), horizontal flip when `flip`
+   * (absent: the recipe's `training.augment.flip`, the data set's convention).
+   */
+  augment: z
+    .strictObject({
+      padding: z.number().int().min(0).max(16).default(5),
+      rotation: z.number().min(0).max(180).default(10),
+      flip: z.boolean().optional(),
+    })
+    .default({ padding: 5, rotation: 10 }),
 });
 
 export type WanetConfig = z.output<typeof wanetConfigSchema>;

@@ -4,7 +4,8 @@
  *   1. the clean images,
  *   2. the same images with the test-time trigger applied,
  *   3. |triggered - clean| per channel, amplified x10 and clipped to 255,
- * each image scaled up by nearest neighbour (x4 by default), with a row label on the left.
+ * each image scaled up by nearest neighbour (x4 by default), with a row label on the left;
+ * learned triggers add rows of what they are made of (learnedPreview.ts).
  * Node-only (pngjs): not imported by the attack registry.
  */
 import { PNG } from 'pngjs';
@@ -19,6 +20,18 @@ export interface PreviewOptions {
   diffGain?: number;
   /** The poison record's trigger parameters (learned triggers, recorded WaNet grid...). */
   triggerParameters?: TriggerParameters;
+  /**
+   * Rows drawn under the three standard ones, one tile per previewed image (HWC uint8 with
+   * `channels` 1 or 3): what a learned trigger is made of (Input-Aware's pattern and mask,
+   * Narcissus' perturbation).
+   */
+  extraRows?: (images: ImageDataset) => PreviewRow[];
+}
+
+export interface PreviewRow {
+  label: string;
+  pixels: Uint8Array;
+  channels: number;
 }
 
 export const PREVIEW_ROWS = ['CLEAN', 'TRIGGERED', '|DIFF| X10'] as const;
@@ -43,6 +56,10 @@ const GLYPHS: Record<string, string[]> = {
   R: ['#### ', '#   #', '#   #', '#### ', '# #  ', '#  # ', '#   #'],
   T: ['#####', '  #  ', '  #  ', '  #  ', '  #  ', '  #  ', '  #  '],
   X: ['#   #', '#   #', ' # # ', '  #  ', ' # # ', '#   #', '#   #'],
+  K: ['#   #', '#  # ', '# #  ', '##   ', '# #  ', '#  # ', '#   #'],
+  M: ['#   #', '## ##', '# # #', '# # #', '#   #', '#   #', '#   #'],
+  P: ['#### ', '#   #', '#   #', '#### ', '#    ', '#    ', '#    '],
+  S: [' ####', '#    ', '#    ', ' ### ', '    #', '    #', '#### '],
   '0': [' ### ', '#   #', '#  ##', '# # #', '##  #', '#   #', ' ### '],
   '1': ['  #  ', ' ##  ', '  #  ', '  #  ', '  #  ', '  #  ', ' ### '],
   '|': ['  #  ', '  #  ', '  #  ', '  #  ', '  #  ', '  #  ', '  #  '],
@@ -132,17 +149,25 @@ export function attackPreviewPng(ds: ImageDataset, config: BaseAttackConfig, see
   const triggered = plugin.applyTrigger(clean, config, seed, options.triggerParameters);
   const diff = amplifiedDifference(clean.images, triggered.images, gain);
 
+  const rows: PreviewRow[] = [
+    { label: PREVIEW_ROWS[0], pixels: clean.images, channels: ds.channels },
+    { label: PREVIEW_ROWS[1], pixels: triggered.images, channels: ds.channels },
+    { label: PREVIEW_ROWS[2], pixels: diff, channels: ds.channels },
+    ...(options.extraRows?.(clean) ?? []),
+  ];
   const tileW = ds.width * scale;
   const tileH = ds.height * scale;
-  const labelW = Math.max(...PREVIEW_ROWS.map(textWidth)) + MARGIN;
+  const labelW = Math.max(...rows.map((r) => textWidth(r.label))) + MARGIN;
   const n = picked.length;
   const rowH = Math.max(tileH, GLYPH_H * FONT_SCALE);
-  const canvas = new Canvas(MARGIN + labelW + n * (tileW + GAP) - GAP + MARGIN, MARGIN + 3 * (rowH + GAP) - GAP + MARGIN);
-  const rows = [clean.images, triggered.images, diff];
-  rows.forEach((pixels, r) => {
+  const canvas = new Canvas(MARGIN + labelW + n * (tileW + GAP) - GAP + MARGIN, MARGIN + rows.length * (rowH + GAP) - GAP + MARGIN);
+  rows.forEach((row, r) => {
+    if (row.pixels.length !== n * ds.height * ds.width * row.channels) {
+      throw new RangeError(`preview row ${row.label}: ${row.pixels.length} values for ${n} images of ${ds.height}x${ds.width}x${row.channels}`);
+    }
     const y0 = MARGIN + r * (rowH + GAP);
-    canvas.text(PREVIEW_ROWS[r], MARGIN, y0 + Math.floor((rowH - GLYPH_H * FONT_SCALE) / 2));
-    for (let k = 0; k < n; k++) canvas.image(pixels, k, ds, scale, MARGIN + labelW + k * (tileW + GAP), y0);
+    canvas.text(row.label, MARGIN, y0 + Math.floor((rowH - GLYPH_H * FONT_SCALE) / 2));
+    for (let k = 0; k < n; k++) canvas.image(row.pixels, k, { ...ds, channels: row.channels }, scale, MARGIN + labelW + k * (tileW + GAP), y0);
   });
   const png = new PNG({ width: canvas.width, height: canvas.height });
   canvas.data.copy(png.data);

@@ -60,6 +60,15 @@ export function parseAttackConfig(raw: unknown): AttackConfig {
   return result.data as AttackConfig;
 }
 
+/**
+ * True when the attacker runs the training (Input-Aware; WaNet in its default mode): nothing is
+ * poisoned before training, and the standard-training stage is the attacker's run.
+ */
+export function controlsTraining(config: BaseAttackConfig): boolean {
+  const plugin = getAttack(config.name);
+  return plugin.kind === 'training-controlled' || (plugin.controlsTraining?.(config) ?? false);
+}
+
 /** Target class in range and the plugin's trigger checks: what a test-time trigger needs. */
 export function validateTriggerAgainst(config: BaseAttackConfig, ds: DatasetShape): void {
   const plugin = getAttack(config.name);

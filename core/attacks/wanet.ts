@@ -1,5 +1,9 @@
 /**
- * WaNet (Nguyen & Tran, ICLR 2021), poison-only variant, as attacks.md specifies it.
+ * WaNet (Nguyen & Tran, ICLR 2021), as attacks.md specifies it: the warp, and the poison-only
+ * draw. In its default mode (`trainingControlled`, as in the paper and BackdoorBench) the
+ * attacker runs training and poisons every batch afresh (wanetTraining.ts, wanetBatch.ts); the
+ * poison-only draw below is then what that run materialises for the defenses. `poisonOnly`
+ * hands the draw to standard training instead.
  *
  * Warping field:
  *   ins = U(-1,1)^(2 x k x k); ins /= mean(|ins|)            (the control points)
@@ -17,7 +21,7 @@
  * [-1, 1], no sample point lies outside the image, so zero and border padding give the
  * same result here. Output rounded and clipped to uint8 (toPixel).
  *
- * Training-time (poison-only): round(rate * n) eligible images are warped and relabelled
+ * The poison-only draw: round(rate * n) eligible images are warped and relabelled
  * (dirty-label; all-to-one or all-to-all); a disjoint "noise" (cross) set of
  * round(crossRatio * poisonedCount) eligible images is warped with
  * clamp(grid + U(-1,1)^(HxWx2) / (W, H), -1, 1), fresh noise per image, and keeps its label.
@@ -152,13 +156,14 @@ export function wanetGrid(controlPoints: Float64Array, k: number, s: number, sha
 }
 
 /**
- * Bilinear grid-sample of image `index` of `src` into image `index` of `dst` (HWC),
- * align_corners=True, zero padding, rounded and clipped to uint8.
+ * Bilinear grid-sample of image `index` of `src` (HWC uint8), align_corners=True, zero padding,
+ * in float (not rounded): H*W*C values written to `out` from `outOffset`. The
+ * training-controlled run augments these floats before they reach the model, as the authors
+ * warp float tensors; the poisoned data set rounds them once (gridSampleInto).
  */
-export function gridSampleInto(src: Uint8Array, dst: Uint8Array, index: number, ds: DatasetShape, grid: Float64Array): void {
+export function gridSampleFloat(src: Uint8Array, index: number, ds: DatasetShape, grid: Float64Array, out: Float32Array | Float64Array, outOffset = 0): void {
   const { height: H, width: W, channels: C } = ds;
   const base = index * H * W * C;
-  const acc = new Float64Array(C);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       const p = y * W + x;
@@ -168,7 +173,8 @@ export function gridSampleInto(src: Uint8Array, dst: Uint8Array, index: number, 
       const y0 = Math.floor(fy);
       const tx = fx - x0;
       const ty = fy - y0;
-      acc.fill(0);
+      const o = outOffset + p * C;
+      for (let c = 0; c < C; c++) out[o + c] = 0;
       for (let dy = 0; dy < 2; dy++) {
         const yy = y0 + dy;
         const wy = dy ? ty : 1 - ty;
@@ -177,18 +183,41 @@ export function gridSampleInto(src: Uint8Array, dst: Uint8Array, index: number, 
           const xx = x0 + dx;
           const wx = dx ? tx : 1 - tx;
           if (xx < 0 || xx >= W || wx === 0) continue;
-          const o = base + (yy * W + xx) * C;
-          for (let c = 0; c < C; c++) acc[c] += wy * wx * src[o + c];
+          const i = base + (yy * W + xx) * C;
+          for (let c = 0; c < C; c++) out[o + c] += wy * wx * src[i + c];
         }
       }
-      const o = base + p * C;
-      for (let c = 0; c < C; c++) dst[o + c] = toPixel(acc[c]);
     }
   }
 }
 
+/**
+ * Bilinear grid-sample of image `index` of `src` into image `index` of `dst` (HWC),
+ * align_corners=True, zero padding, rounded and clipped to uint8.
+ */
+export function gridSampleInto(src: Uint8Array, dst: Uint8Array, index: number, ds: DatasetShape, grid: Float64Array): void {
+  const per = ds.height * ds.width * ds.channels;
+  const warped = new Float64Array(per);
+  gridSampleFloat(src, index, ds, grid, warped);
+  const base = index * per;
+  for (let k = 0; k < per; k++) dst[base + k] = toPixel(warped[k]);
+}
+
+/**
+ * The noise mode's grid: clamp(grid + U(-1,1)^(HxWx2) / (W, H), -1, 1), fresh noise from `rng`
+ * on every call, written into `out`.
+ */
+export function wanetNoiseGrid(grid: Float64Array, shape: Geometry, rng: Rng, out: Float64Array): Float64Array {
+  const { height: H, width: W } = shape;
+  for (let p = 0; p < H * W; p++) {
+    out[p * 2] = clamp1(grid[p * 2] + rng.uniform(-1, 1) / W);
+    out[p * 2 + 1] = clamp1(grid[p * 2 + 1] + rng.uniform(-1, 1) / H);
+  }
+  return out;
+}
+
 /** The seed of the control points: gridSeed if set, else derived from the attack seed. */
-function controlSeed(config: WanetConfig, seed: number): number {
+export function wanetControlSeed(config: WanetConfig, seed: number): number {
   return config.gridSeed ?? deriveSeed('wanet', 'grid', seed);
 }
 
@@ -205,7 +234,7 @@ function recordedControlPoints(config: WanetConfig, params: TriggerParameters | 
   return Float64Array.from(cp as number[]);
 }
 
-function checkFits(config: WanetConfig, ds: DatasetShape): void {
+export function checkWanetFits(config: WanetConfig, ds: DatasetShape): void {
   if (ds.height < 2 || ds.width < 2) {
     throw new AttackConfigError('name', `wanet needs images of at least 2x2 pixels, ${ds.name} has ${ds.height}x${ds.width}`);
   }
@@ -218,13 +247,14 @@ export const wanet: AttackPlugin<WanetConfig> = {
   name: 'wanet',
   kind: 'dirty-label',
   description:
-    'WaNet (poison-only): smooth warp from a bicubic-upsampled k x k random field (k 4, s 0.5), poisoned labels set to the target, plus a noise set (cross ratio 2) warped with extra random noise keeping its labels',
+    'WaNet: training-controlled by default (every batch poisoned afresh, mode poisonOnly for a fixed poisoned set); smooth warp from a bicubic-upsampled k x k random field (k 4, s 0.5), poisoned labels set to the target, plus a noise set (cross ratio 2) warped with extra random noise keeping its labels',
   configSchema: wanetConfigSchema,
-  validateAgainst: checkFits,
+  validateAgainst: checkWanetFits,
+  controlsTraining: (config) => config.mode === 'trainingControlled',
 
   poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: WanetConfig, seed: number): PoisonResult {
     validateBaseConfig(config, train);
-    checkFits(config, train);
+    checkWanetFits(config, train);
     const n = train.labels.length;
     const poisonedIndices = drawDirtyLabelIndices(train, eligibleIndices, config, seed);
     const crossCount = Math.round(config.crossRatio * poisonedIndices.length);
@@ -239,7 +269,7 @@ export const wanet: AttackPlugin<WanetConfig> = {
     }
     const crossIndices = drawDistinct(rest, crossCount, new Rng(deriveSeed('wanet', 'cross-indices', seed)));
 
-    const gridSeed = controlSeed(config, seed);
+    const gridSeed = wanetControlSeed(config, seed);
     const controlPoints = wanetControlPoints(config.k, gridSeed);
     const grid = wanetGrid(controlPoints, config.k, config.s, train);
     const dataset = cloneDataset(train, `${train.name}+wanet`);
@@ -251,16 +281,9 @@ export const wanet: AttackPlugin<WanetConfig> = {
     });
 
     // noise set: grid + U(-1,1)^(HxWx2) / (W, H), clamped; fresh noise per image, labels kept
-    const { height: H, width: W } = train;
     const noiseRng = new Rng(deriveSeed('wanet', 'cross-noise', seed));
     const noisy = new Float64Array(grid.length);
-    for (const i of crossIndices) {
-      for (let p = 0; p < H * W; p++) {
-        noisy[p * 2] = clamp1(grid[p * 2] + noiseRng.uniform(-1, 1) / W);
-        noisy[p * 2 + 1] = clamp1(grid[p * 2 + 1] + noiseRng.uniform(-1, 1) / H);
-      }
-      gridSampleInto(train.images, dataset.images, i, train, noisy);
-    }
+    for (const i of crossIndices) gridSampleInto(train.images, dataset.images, i, train, wanetNoiseGrid(grid, train, noiseRng, noisy));
 
     return {
       dataset,
@@ -269,7 +292,8 @@ export const wanet: AttackPlugin<WanetConfig> = {
       crossIndices,
       record: {
         attack: 'wanet',
-        kind: 'dirty-label',
+        // trainingControlled: this is the set materialised after the attacker's run (wanetTraining.ts)
+        kind: config.mode === 'trainingControlled' ? 'training-controlled' : 'dirty-label',
         config,
         seed,
         triggerParameters: {
@@ -288,8 +312,8 @@ export const wanet: AttackPlugin<WanetConfig> = {
   },
 
   applyTrigger(images: ImageDataset, config: WanetConfig, seed: number, triggerParameters?: TriggerParameters): ImageDataset {
-    checkFits(config, images);
-    const controlPoints = recordedControlPoints(config, triggerParameters) ?? wanetControlPoints(config.k, controlSeed(config, seed));
+    checkWanetFits(config, images);
+    const controlPoints = recordedControlPoints(config, triggerParameters) ?? wanetControlPoints(config.k, wanetControlSeed(config, seed));
     const grid = wanetGrid(controlPoints, config.k, config.s, images);
     const out = cloneDataset(images, `${images.name}+wanet-trigger`);
     for (let i = 0; i < images.labels.length; i++) gridSampleInto(images.images, out.images, i, images, grid);

@@ -18,7 +18,7 @@ import { loadGtsrb } from '../data/gtsrb';
 import { decodeDataset } from '../data/codec';
 import { drawCleanBudget, splitHeldOut, SplitError, stratifiedSubset } from '../data/splits';
 import { capCleanSet } from '../data/cleanCap';
-import { getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
+import { controlsTraining, getAttack, validateAttackAgainst, type AttackConfig } from '../attacks/registry';
 import type { PrepareControl } from '../attacks/attack';
 import { buildBackdoorTestSet, type BackdoorTestSet } from '../attacks/testSet';
 import type { PoisonRecord } from '../attacks/base';
@@ -37,7 +37,7 @@ export interface PreparedData {
   /** `poisonedIndices` are positions in `train` */
   poison?: PoisonRecord & { poisonedIndices: number[]; crossIndices?: number[] };
   /**
-   * Training-controlled attacks (Input-Aware): nothing is poisoned here; the attacker's
+   * Training-controlled attacks (Input-Aware, WaNet's default mode): nothing is poisoned here; the attacker's
    * training run (the standard-training stage) poisons these indices as it trains.
    */
   trainingControlled?: { attack: AttackConfig; eligibleIndices: number[]; attackSeed: number };
@@ -208,7 +208,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     const { training, all } = trainingSetOutsideReserve(clean, restIndices);
     // the poisoning rate is a fraction of the training set the attacker supplies
     validateAttackAgainst(attack, training);
-    if (plugin.kind === 'training-controlled') return trainingControlledData(cfg, clean, training, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
+    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, training, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
     // learned triggers (Narcissus) are computed first, from the attacker's data only; fixed triggers have no preparePoison
     const learned = plugin.preparePoison ? await plugin.preparePoison(training, all, attack, attackSeed, control) : undefined;
     const poisoned = plugin.poisonTrainingSet(training, all, attack, attackSeed, learned);

@@ -145,8 +145,15 @@ test('ntml attack preview: writes the PNG; config file merges with --attack; err
   for (const learned of ['narcissus', 'inputaware'].filter((n) => knownAttacks().includes(n))) {
     const r5 = await cli(['preview', '--attack', learned, '--out', path.join(dir, 'x.png')]);
     assert.equal(r5.code, 2);
-    assert.match(r5.err, /learned .* preview works for .*wanet/);
+    assert.match(r5.err, /learned .*--run ID.* preview works for .*wanet/);
   }
+  // --run takes the attack, seed and data from the run: combining them is refused before any connection
+  const r6 = await cli(['preview', '--run', 'some-run', '--attack', 'badnets', '--out', path.join(dir, 'x.png')]);
+  assert.equal(r6.code, 2);
+  assert.match(r6.err, /--attack cannot be combined with --run/);
+  const r7 = await cli(['preview', '--attack', 'badnets', '--address', '127.0.0.1:7233', '--out', path.join(dir, 'x.png')]);
+  assert.equal(r7.code, 2);
+  assert.match(r7.err, /--address and --namespace go with --run/);
   assert.equal((await cli(['frobnicate'])).code, 2);
   assert.equal((await cli([])).code, 2);
 });

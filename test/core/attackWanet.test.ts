@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { AttackConfigError, controlsTraining, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { poisonResultFromMeta, poisonResultToMeta } from '../../core/attacks/poisonMeta';
 import {
   bicubicUpsample,
@@ -34,10 +34,24 @@ function expectField(fn: () => unknown, field: string, re?: RegExp): void {
 const close = (a: number, b: number, eps = 1e-12) => assert.ok(Math.abs(a - b) <= eps, `${a} != ${b}`);
 const image = (ds: ImageDataset, i: number) => ds.images.subarray(i * per, (i + 1) * per);
 
-test('wanet: defaults per attacks.md, registered as dirty-label', () => {
-  assert.deepEqual(parseAttackConfig({ name: 'wanet' }), { name: 'wanet', target: 0, rate: 0.1, labelMap: 'allToOne', k: 4, s: 0.5, crossRatio: 2 });
+test('wanet: defaults per attacks.md (training-controlled unless mode poisonOnly), registered as dirty-label', () => {
+  assert.deepEqual(parseAttackConfig({ name: 'wanet' }), {
+    name: 'wanet',
+    target: 0,
+    rate: 0.1,
+    labelMap: 'allToOne',
+    k: 4,
+    s: 0.5,
+    crossRatio: 2,
+    mode: 'trainingControlled',
+    augment: { padding: 5, rotation: 10 },
+  });
   assert.equal(getAttack('wanet'), wanet);
   assert.equal(wanet.kind, 'dirty-label');
+  assert.equal(controlsTraining(parseAttackConfig({ name: 'wanet' })), true, 'the default: the attacker runs training');
+  assert.equal(controlsTraining(parseAttackConfig({ name: 'wanet', mode: 'poisonOnly' })), false);
+  assert.equal(controlsTraining(parseAttackConfig({ name: 'badnets' })), false);
+  assert.equal(controlsTraining(parseAttackConfig({ name: 'inputaware' })), true);
 });
 
 test('wanet: config errors name the field', () => {
@@ -47,6 +61,10 @@ test('wanet: config errors name the field', () => {
   expectField(() => parseAttackConfig({ name: 'wanet', crossRatio: -1 }), 'crossRatio');
   expectField(() => parseAttackConfig({ name: 'wanet', gridSeed: 1.5 }), 'gridSeed');
   expectField(() => parseAttackConfig({ name: 'wanet', cross_ratio: 2 }), 'cross_ratio');
+  expectField(() => parseAttackConfig({ name: 'wanet', mode: 'poisonedOnly' }), 'mode');
+  expectField(() => parseAttackConfig({ name: 'wanet', augment: { rotation: -1 } }), 'augment.rotation');
+  expectField(() => parseAttackConfig({ name: 'wanet', augment: { padding: 2.5 } }), 'augment.padding');
+  expectField(() => parseAttackConfig({ name: 'wanet', augment: { crop: 5 } }), 'augment', /crop/);
   expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'wanet', k: 14 }), train), 'k', /13x13/);
   // poisoned 50% + noise set 2 x 50%: more than the data set
   expectField(() => wanet.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'wanet', rate: 0.5 }), 1), 'crossRatio', /200 noise-set images .* only 100/);

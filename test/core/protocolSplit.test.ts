@@ -41,7 +41,13 @@ function assertDisjoint(p: PreparedData, what: string, reserveSize: number) {
 
 test('evaluation mode: no D_c index and no held-out index is part of the training set, at |D_c| = 100 and 5%', async () => {
   const { train: clean } = generateSyntheticSplits({ ...DATA, seed: deriveSeed(5, 'synthetic') } as never);
-  for (const attack of [{ name: 'badnets', rate: 0.1 }, { name: 'wanet', rate: 0.1 }, { name: 'inputaware', rate: 0.1 }] as const) {
+  const attacks = [
+    { name: 'badnets', rate: 0.1 },
+    { name: 'wanet', mode: 'poisonOnly', rate: 0.1 },
+    { name: 'wanet', rate: 0.1 }, // training-controlled, the default
+    { name: 'inputaware', rate: 0.1 },
+  ] as const;
+  for (const attack of attacks) {
     const runs: PreparedData[] = [];
     for (const cleanBudget of [100, { fraction: 0.05 }] as const) {
       const what = `${attack.name} at |D_c| = ${JSON.stringify(cleanBudget)}`;
@@ -63,7 +69,7 @@ test('evaluation mode: no D_c index and no held-out index is part of the trainin
       for (const ds of [p.cleanFit, p.cleanHeldOut]) {
         for (let k = 0; k < ds.labels.length; k++) assert.ok(!trainPixels.has(pixels(ds, k)), `${what}: a D_c image is in the training set`);
       }
-      if (attack.name === 'inputaware') {
+      if (p.trainingControlled) {
         assert.equal(p.trainingControlled!.eligibleIndices.length, p.train.labels.length, 'the attacker may poison only its own training set');
       } else {
         assert.equal(p.poison!.poisonedIndices.length, Math.round(0.1 * p.train.labels.length), 'the rate is a fraction of the training set');

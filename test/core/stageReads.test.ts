@@ -25,7 +25,7 @@ import {
   teacherTrainingStage,
 } from '../../core/pipeline/stageRuns';
 import { baselineDefenseStage } from '../../core/pipeline/defenseStage';
-import { inputAwareStandardStage } from '../../core/attacks/inputAwareRun';
+import { attackerTrainingStage } from '../../core/pipeline/attackerTraining';
 import { prepareData } from '../../core/experiment/prepareData';
 import { encodeDataset } from '../../core/data/codec';
 import { stageDeclarations } from '../../activities/stageDeclarations';
@@ -93,20 +93,27 @@ test('every stage reads exactly the config fields its cache key declares', { tim
     // (splitFallback never: the tiny ci run's t^ evidence is weak, and a skipped split stage reads nothing)
     await ntmlPipeline(small({ ntml: { splitTargetSource: 'mutualLearning', splitGate: 'drop', splitStop: 'proxyAsr', splitAnchor: 0.1, splitFallback: 'never' } }), scope);
 
-    // Input-Aware trains its generators in standard training
-    const iad = small({ attack: { name: 'inputaware', target: 0, rate: 0.1, maskEpochs: 1 } });
-    const iadData = await prepareData(recording('prepareData', iad), async (loc) => loc);
-    assert.ok(iadData.trainingControlled, 'Input-Aware hands its training to standard training');
-    await inputAwareStandardStage(
-      recording('standardTraining', iad),
-      {
-        train: iadData.train,
-        eligibleIndices: Int32Array.from(iadData.trainingControlled.eligibleIndices),
-        test: iadData.test,
-        attackSeed: iadData.trainingControlled.attackSeed,
-      },
-      plainStageEnv(scope),
-    );
+    // training-controlled attacks run in standard training: Input-Aware trains its generators
+    // there, WaNet poisons every batch with its own augmentation (and the recipe's flip)
+    for (const attack of [
+      { name: 'inputaware', target: 0, rate: 0.1, maskEpochs: 1 },
+      { name: 'wanet', target: 0, rate: 0.1, augment: { padding: 2, rotation: 10 } },
+    ]) {
+      const tc = small({ attack });
+      const tcData = await prepareData(recording('prepareData', tc), async (loc) => loc);
+      assert.ok(tcData.trainingControlled, `${attack.name} hands its training to standard training`);
+      const out = await attackerTrainingStage(
+        recording('standardTraining', tc),
+        {
+          train: tcData.train,
+          eligibleIndices: Int32Array.from(tcData.trainingControlled.eligibleIndices),
+          test: tcData.test,
+          attackSeed: tcData.trainingControlled.attackSeed,
+        },
+        plainStageEnv(scope),
+      );
+      assert.equal(out.poisoned.record.attack, attack.name);
+    }
 
     // protection mode reads the user's files (prepareData is not cached there, but runs on the same view)
     const file = async (name: string, ds: typeof data.train) => {

@@ -1,0 +1,47 @@
+/**
+ * WaNet (training-controlled) as a pipeline stage, as inputAwareRun.ts is for Input-Aware: the
+ * attacker's own training run is the standard training. It trains the classifier on freshly
+ * poisoned batches, materialises the poisoned training set at the same rate and builds the
+ * triggered test set from the same grid; the rest of the pipeline works on those as on any
+ * poisoned data. One checkpoint phase, `wanet`, of the recipe's epochs.
+ */
+import type { ImageDataset } from '../data/dataset';
+import { deriveSeed } from '../rng';
+import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
+import { trainWanetBackdoor, type WanetTrainingResult } from './wanetTraining';
+import type { WanetConfig } from './configs';
+import { freshModel } from '../pipeline/stageRuns';
+import type { StageEnv } from '../pipeline/stageEnv';
+import type { PurifyConfig } from '../../schemas/purify';
+
+export interface WanetStageInput {
+  train: ImageDataset;
+  /** training indices outside the clean budget: only these are ever warped */
+  eligibleIndices: Int32Array;
+  /** the clean test set, from which the triggered test set is built */
+  test?: ImageDataset;
+  attackSeed: number;
+}
+
+export interface WanetStageResult extends WanetTrainingResult {
+  backdoorTest?: BackdoorTestSet;
+}
+
+export async function wanetStandardStage(cfg: PurifyConfig, input: WanetStageInput, env: StageEnv): Promise<WanetStageResult> {
+  // the same initial weights as standard training of this run
+  const classifier = await freshModel(cfg, input.train, deriveSeed(cfg.seed, 'init:standard'), env);
+  const attack = cfg.attack as WanetConfig;
+  const control = await env.phase('wanet', cfg.training.epochs);
+  const result = await trainWanetBackdoor({
+    train: input.train,
+    eligibleIndices: input.eligibleIndices,
+    config: attack,
+    classifier,
+    recipe: cfg.training,
+    seed: input.attackSeed,
+    resume: control.resume,
+    hooks: control.hooks,
+  });
+  const backdoorTest = input.test ? buildBackdoorTestSet(input.test, attack, input.attackSeed, result.triggerParameters) : undefined;
+  return { ...result, backdoorTest };
+}
