@@ -18,11 +18,10 @@
  * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
  * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { tf, nativeTensorflowVersion, backendKind } from '../core/tf';
+import { tf } from '../core/tf';
 import { Rng } from '../core/rng';
 import type { ImageDataset } from '../core/data/dataset';
 import { createClassifier } from '../core/models/layersFormat';
@@ -33,6 +32,7 @@ import { useFastPath } from '../core/train/fast';
 import { TrainRecipe } from '../core/train/recipe';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { findRepoRoot } from '../store/repoRoot';
+import { machine, median, pytorchPython, referenceDir as reference, runChild, threadEnv, type Machine } from './benchHost';
 
 type Impl = 'ours' | 'ours-plain' | 'pytorch';
 
@@ -85,11 +85,6 @@ interface RunResult {
 }
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
-const reference = path.join(root, 'bench', 'reference');
-const venv = path.join(os.homedir(), '.cache', 'ntml', 'bench-venv');
-// the CPU-only wheels of the pinned version; where unreachable, pip's default index (which
-// serves the same version as a CUDA build: larger, and just as CPU-bound here)
-const TORCH_CPU_INDEX = 'https://download.pytorch.org/whl/cpu';
 
 function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
   const o: Options = {
@@ -162,12 +157,6 @@ function randomImages(n: number, seed: number): ImageDataset {
   return { name: `random:${n}`, height: 32, width: 32, channels: 3, numClasses: 10, images, labels };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 // --- worker: one configuration of our loop, in its own process ---------------------------
 
 async function worker(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
@@ -231,58 +220,7 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
   };
 }
 
-// --- the PyTorch environment -----------------------------------------------------------------
-
-function pinnedTorch(): string {
-  const m = /^torch==(\S+)/m.exec(readFileSync(path.join(reference, 'requirements.txt'), 'utf8'));
-  if (!m) throw new Error('bench/reference/requirements.txt pins no torch version');
-  return m[1];
-}
-
-/** The venv's python with the pinned torch installed (created on first use). */
-function pytorchPython(): string {
-  const python = path.join(venv, 'bin', 'python');
-  const want = pinnedTorch();
-  const installed = () =>
-    existsSync(python) &&
-    spawnSync(python, ['-c', 'import torch, sys; sys.stdout.write(torch.__version__.split("+")[0])'], { encoding: 'utf8' }).stdout === want;
-  if (installed()) return python;
-  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'inherit' }).status === 0;
-  if (!existsSync(python)) {
-    console.log(`creating the PyTorch reference environment in ${venv}`);
-    if (!run('python3', ['-m', 'venv', venv])) throw new Error('python3 -m venv failed: install Python 3 with the venv module');
-  }
-  const pip = path.join(venv, 'bin', 'pip');
-  const requirements = path.join(reference, 'requirements.txt');
-  console.log(`installing torch==${want} (CPU wheel index first)`);
-  const cpuWheel = run(pip, ['install', '--quiet', '--retries', '1', '--timeout', '20', '--index-url', TORCH_CPU_INDEX, `torch==${want}`]);
-  if (!cpuWheel) console.log('CPU wheel index unreachable; installing torch from the default index');
-  if (!run(pip, ['install', '--quiet', '-r', requirements]) || !installed()) {
-    throw new Error(`could not install torch==${want} into ${venv}`);
-  }
-  return python;
-}
-
 // --- the driver --------------------------------------------------------------------------------
-
-function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) {
-        reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err.slice(-2000)}`));
-        return;
-      }
-      resolve(JSON.parse(line) as RunResult);
-    });
-  });
-}
 
 async function runOurs(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
   const args = [
@@ -292,11 +230,10 @@ async function runOurs(o: Options, arch: ArchitectureName, round: number, plain:
   ];
   const env = {
     ...process.env,
-    TF_NUM_INTRAOP_THREADS: String(o.threads),
-    TF_NUM_INTEROP_THREADS: String(o.threads),
+    ...threadEnv(o.threads),
     NTML_FAST_PATH: plain ? '0' : (process.env.NTML_FAST_PATH ?? '1'),
   };
-  return runChild(process.execPath, args, env);
+  return runChild<RunResult>(process.execPath, args, env);
 }
 
 async function runPytorch(o: Options, python: string, arch: ArchitectureName, round: number): Promise<RunResult> {
@@ -306,26 +243,8 @@ async function runPytorch(o: Options, python: string, arch: ArchitectureName, ro
     '--batch-size', String(o.batchSize), '--warmup-images', String(o.warmupImages), '--threads', String(o.threads),
     '--augment', o.augment ? '1' : '0',
   ];
-  const r = await runChild(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
+  const r = await runChild<RunResult>(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
   return { ...r, impl: 'pytorch', round, loadAverage };
-}
-
-function machine(o: Options) {
-  const cpus = os.cpus();
-  return {
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    logicalCores: cpus.length,
-    availableParallelism: os.availableParallelism(),
-    threads: o.threads,
-    totalMemoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    tfjs: tf.version.tfjs,
-    tensorflow: nativeTensorflowVersion(),
-    backend: `${backendKind} (${tf.getBackend()})`,
-    oneDNN: process.env.TF_ENABLE_ONEDNN_OPTS ?? 'default',
-    fastPath: process.env.NTML_FAST_PATH ?? 'default (on)',
-  };
 }
 
 interface Summary {
@@ -349,7 +268,7 @@ function summarise(o: Options, runs: RunResult[]): Summary[] {
   });
 }
 
-function markdown(o: Options, m: ReturnType<typeof machine>, runs: RunResult[], summary: Summary[], info: { date: string; loadStart: number; loadEnd: number; totalSeconds: number }): string {
+function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[], info: { date: string; loadStart: number; loadEnd: number; totalSeconds: number }): string {
   const f0 = (v: number) => v.toFixed(0);
   const f2 = (v: number) => v.toFixed(2);
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
@@ -410,7 +329,7 @@ async function main() {
   }
   const t0 = performance.now();
   const loadStart = os.loadavg()[0];
-  const m = machine(o);
+  const m = machine(o.threads);
   console.log(`machine: ${m.cpuModel}, ${m.logicalCores} cores, load ${loadStart.toFixed(2)}, Node ${m.node}, TensorFlow ${m.tensorflow}, ${o.threads} threads`);
   const python = o.pytorch ? pytorchPython() : undefined;
   const runs: RunResult[] = [];
