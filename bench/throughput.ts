@@ -18,11 +18,10 @@
  * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
  * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { tf, nativeTensorflowVersion, backendKind } from '../core/tf';
+import { tf } from '../core/tf';
 import { Rng } from '../core/rng';
 import type { ImageDataset } from '../core/data/dataset';
 import { createClassifier } from '../core/models/layersFormat';
@@ -33,7 +32,7 @@ import { useFastPath } from '../core/train/fast';
 import { TrainRecipe } from '../core/train/recipe';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { findRepoRoot } from '../store/repoRoot';
-import { pytorchPython, referenceDir } from './reference/pytorchEnv';
+import { machine, median, pytorchPython, referenceDir as reference, runChild, threadEnv, type Machine } from './benchHost';
 
 type Impl = 'ours' | 'ours-plain' | 'pytorch';
 
@@ -86,7 +85,6 @@ interface RunResult {
 }
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
-const reference = referenceDir;
 
 function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
   const o: Options = {
@@ -159,12 +157,6 @@ function randomImages(n: number, seed: number): ImageDataset {
   return { name: `random:${n}`, height: 32, width: 32, channels: 3, numClasses: 10, images, labels };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 // --- worker: one configuration of our loop, in its own process ---------------------------
 
 async function worker(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
@@ -230,25 +222,6 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
 
 // --- the driver --------------------------------------------------------------------------------
 
-function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) {
-        reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err.slice(-2000)}`));
-        return;
-      }
-      resolve(JSON.parse(line) as RunResult);
-    });
-  });
-}
-
 async function runOurs(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
   const args = [
     __filename, '--worker', arch, '--round', String(round + 1), ...(plain ? ['--plain'] : []),
@@ -257,11 +230,10 @@ async function runOurs(o: Options, arch: ArchitectureName, round: number, plain:
   ];
   const env = {
     ...process.env,
-    TF_NUM_INTRAOP_THREADS: String(o.threads),
-    TF_NUM_INTEROP_THREADS: String(o.threads),
+    ...threadEnv(o.threads),
     NTML_FAST_PATH: plain ? '0' : (process.env.NTML_FAST_PATH ?? '1'),
   };
-  return runChild(process.execPath, args, env);
+  return runChild<RunResult>(process.execPath, args, env);
 }
 
 async function runPytorch(o: Options, python: string, arch: ArchitectureName, round: number): Promise<RunResult> {
@@ -271,26 +243,8 @@ async function runPytorch(o: Options, python: string, arch: ArchitectureName, ro
     '--batch-size', String(o.batchSize), '--warmup-images', String(o.warmupImages), '--threads', String(o.threads),
     '--augment', o.augment ? '1' : '0',
   ];
-  const r = await runChild(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
+  const r = await runChild<RunResult>(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
   return { ...r, impl: 'pytorch', round, loadAverage };
-}
-
-function machine(o: Options) {
-  const cpus = os.cpus();
-  return {
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    logicalCores: cpus.length,
-    availableParallelism: os.availableParallelism(),
-    threads: o.threads,
-    totalMemoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    tfjs: tf.version.tfjs,
-    tensorflow: nativeTensorflowVersion(),
-    backend: `${backendKind} (${tf.getBackend()})`,
-    oneDNN: process.env.TF_ENABLE_ONEDNN_OPTS ?? 'default',
-    fastPath: process.env.NTML_FAST_PATH ?? 'default (on)',
-  };
 }
 
 interface Summary {
@@ -314,7 +268,7 @@ function summarise(o: Options, runs: RunResult[]): Summary[] {
   });
 }
 
-function markdown(o: Options, m: ReturnType<typeof machine>, runs: RunResult[], summary: Summary[], info: { date: string; loadStart: number; loadEnd: number; totalSeconds: number }): string {
+function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[], info: { date: string; loadStart: number; loadEnd: number; totalSeconds: number }): string {
   const f0 = (v: number) => v.toFixed(0);
   const f2 = (v: number) => v.toFixed(2);
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
@@ -375,7 +329,7 @@ async function main() {
   }
   const t0 = performance.now();
   const loadStart = os.loadavg()[0];
-  const m = machine(o);
+  const m = machine(o.threads);
   console.log(`machine: ${m.cpuModel}, ${m.logicalCores} cores, load ${loadStart.toFixed(2)}, Node ${m.node}, TensorFlow ${m.tensorflow}, ${o.threads} threads`);
   const python = o.pytorch ? pytorchPython() : undefined;
   const runs: RunResult[] = [];
