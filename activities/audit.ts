@@ -1,21 +1,22 @@
 /**
  * The audit's activities: thin Temporal wrappers around core/audit (reading the deployed
- * model and its digest, the checks, webhook delivery) that load and store artifacts, turn
- * permanent problems into non-retryable failures, and heartbeat the long scan.
+ * model and its digest, the checks, webhook delivery) that load and store artifacts. Each runs
+ * through the activities' one helper (activities/stageActivity.ts: keep-alive, permanent
+ * problems as non-retryable failures, models disposed however the body ends); the long scan
+ * heartbeats its finished classes so a retried attempt continues.
  * A missing, corrupt or unsupported model fails once, non-retryably, with a message that
  * says which file and why; store or network hiccups are retried by Temporal.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import { ArtifactIntegrityError, ArtifactNotFoundError, s3OptionsFromEnv, type ArtifactRef } from '../store';
-import { ConfigError } from '../schemas/purify';
+import { ArtifactNotFoundError, s3OptionsFromEnv, type ArtifactRef } from '../store';
 import { ncOptionsOf, parseAuditRequest, type AuditPolicy, type AuditRequest } from '../schemas/audit';
 import { DatasetError, type ImageDataset } from '../core/data/dataset';
 import { datasetDigest } from '../core/data/codec';
 import { loadDatasetFile } from '../core/experiment/prepareData';
-import { exportLayersModel, ModelFormatError } from '../core/models/layersFormat';
+import { exportLayersModel } from '../core/models/layersFormat';
 import { predictLabels, type Classifier } from '../core/models/classifier';
 import { accuracy } from '../core/metrics';
 import { backendKind, nativeTensorflowVersion } from '../core/tf';
@@ -23,9 +24,8 @@ import { excludeProbes, probeKnownTriggers } from '../core/audit/probes';
 import { reverseEngineerTrigger } from '../core/audit/neuralCleanse';
 import { summarizeScan, type NcClassDone } from '../core/audit/scanSummary';
 import { reversedTriggerPng } from '../core/audit/triggerImage';
-import { WebhookSecretError } from '../core/audit/webhookSecret';
-import { deliverAuditNotification, WebhookRejectedError } from '../core/audit/webhook';
-import { assertReferenceFits, AuditModelError, readDeployedModel } from '../core/audit/deployedModel';
+import { deliverAuditNotification } from '../core/audit/webhook';
+import { assertReferenceFits, readDeployedModel } from '../core/audit/deployedModel';
 import { integrityCheck } from '../core/audit/integrity';
 import { historyKey, lastRecord, readHistory } from '../core/audit/history';
 import {
@@ -42,20 +42,8 @@ import {
   type ReferenceSetSummary,
   type WebhookResult,
 } from '../core/audit/report';
-import { artifactStore, loadDataset, loadModel, localFile, saveDataset, saveModel, withKeepAlive } from './context';
-
-/** Permanent problems become one non-retryable failure; anything else is retried. */
-async function permanentAsAuditFailure<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    const permanent = [AuditModelError, ConfigError, DatasetError, ModelFormatError, ArtifactNotFoundError, ArtifactIntegrityError];
-    if (permanent.some((cls) => err instanceof cls)) {
-      throw ApplicationFailure.nonRetryable((err as Error).message, (err as Error).name);
-    }
-    throw err;
-  }
-}
+import { artifactStore, loadDataset, localFile, saveDataset, saveModel } from './context';
+import { activity, type ActivityHost } from './stageActivity';
 
 // --- inspect: integrity, reference set, previous audit ----------------------------------
 
@@ -68,56 +56,51 @@ export interface InspectedAudit {
 }
 
 export async function inspectAuditModel(input: { request: unknown; auditId: string; startedAt: string }): Promise<InspectedAudit> {
-  return withKeepAlive(() =>
-    permanentAsAuditFailure(async () => {
-      const r = parseAuditRequest(input.request);
-      const read = await readDeployedModel(r.model, { store: artifactStore(), s3: s3OptionsFromEnv() });
-      try {
-        let reference: ImageDataset;
-        try {
-          reference = await loadDatasetFile(r.referenceSet, (loc) => localFile(loc), 'referenceSet');
-        } catch (err) {
-          if (err instanceof ArtifactNotFoundError) throw new DatasetError(`referenceSet: ${err.message}`);
-          throw err;
-        }
-        const { meta } = read.classifier;
-        assertReferenceFits(meta, reference);
-        const stored = r.model.artifact ?? (await saveModel(read.classifier));
-        const referenceDigest = datasetDigest(reference);
-        const key = historyKey(r.modelId, input.startedAt, input.auditId);
-        const history = await readHistory(artifactStore(), r.modelId);
-        const previous = lastRecord(history, (x) => x.digest !== undefined, key);
-        const integrity = integrityCheck(read.digest, r.policy.integrity.expectedDigest, previous);
-        const lastMeasured = lastRecord(history, (x) => x.status === 'completed' && x.accuracy !== undefined, key);
-        return {
-          model: {
-            source: read.source,
-            digest: read.digest,
-            files: read.files,
-            arch: meta.arch,
-            inputShape: meta.inputShape,
-            numClasses: meta.numClasses,
-            inputRange: meta.inputRange,
-            stored,
-          },
-          referenceSet: {
-            source: describeDatasetFile(r.referenceSet),
-            digest: referenceDigest,
-            size: reference.labels.length,
-            numClasses: reference.numClasses,
-            stored: await saveDataset(reference),
-          },
-          integrity,
-          previousAccuracy: lastMeasured
-            ? { accuracy: lastMeasured.accuracy!, auditId: lastMeasured.auditId, referenceDigest: lastMeasured.referenceDigest }
-            : undefined,
-          historyKey: key,
-        };
-      } finally {
-        read.classifier.model.dispose();
-      }
-    }),
-  );
+  return activity(async (host) => {
+    const r = parseAuditRequest(input.request);
+    const read = await readDeployedModel(r.model, { store: artifactStore(), s3: s3OptionsFromEnv() });
+    host.scope.classifier(read.classifier);
+    let reference: ImageDataset;
+    try {
+      reference = await loadDatasetFile(r.referenceSet, (loc) => localFile(loc), 'referenceSet');
+    } catch (err) {
+      if (err instanceof ArtifactNotFoundError) throw new DatasetError(`referenceSet: ${err.message}`);
+      throw err;
+    }
+    const { meta } = read.classifier;
+    assertReferenceFits(meta, reference);
+    const stored = r.model.artifact ?? (await saveModel(read.classifier));
+    const referenceDigest = datasetDigest(reference);
+    const key = historyKey(r.modelId, input.startedAt, input.auditId);
+    const history = await readHistory(artifactStore(), r.modelId);
+    const previous = lastRecord(history, (x) => x.digest !== undefined, key);
+    const integrity = integrityCheck(read.digest, r.policy.integrity.expectedDigest, previous);
+    const lastMeasured = lastRecord(history, (x) => x.status === 'completed' && x.accuracy !== undefined, key);
+    return {
+      model: {
+        source: read.source,
+        digest: read.digest,
+        files: read.files,
+        arch: meta.arch,
+        inputShape: meta.inputShape,
+        numClasses: meta.numClasses,
+        inputRange: meta.inputRange,
+        stored,
+      },
+      referenceSet: {
+        source: describeDatasetFile(r.referenceSet),
+        digest: referenceDigest,
+        size: reference.labels.length,
+        numClasses: reference.numClasses,
+        stored: await saveDataset(reference),
+      },
+      integrity,
+      previousAccuracy: lastMeasured
+        ? { accuracy: lastMeasured.accuracy!, auditId: lastMeasured.auditId, referenceDigest: lastMeasured.referenceDigest }
+        : undefined,
+      historyKey: key,
+    };
+  });
 }
 
 function describeDatasetFile(f: AuditRequest['referenceSet']): string {
@@ -128,15 +111,13 @@ function describeDatasetFile(f: AuditRequest['referenceSet']): string {
 
 // --- measurements -------------------------------------------------------------------------
 
-async function withModelAndReference<T>(model: ArtifactRef, reference: ArtifactRef, f: (c: Classifier, ref: ImageDataset) => Promise<T>): Promise<T> {
-  return permanentAsAuditFailure(async () => {
-    const c = await loadModel(model);
-    try {
-      return await f(c, await loadDataset(reference));
-    } finally {
-      c.model.dispose();
-    }
-  });
+/** An activity on the audited model and the reference set (the model disposed by the helper). */
+async function withModelAndReference<T>(
+  model: ArtifactRef,
+  reference: ArtifactRef,
+  f: (c: Classifier, ref: ImageDataset, host: ActivityHost) => Promise<T>,
+): Promise<T> {
+  return activity(async (host) => f(await host.model(model), await loadDataset(reference), host));
 }
 
 export async function measureAuditAccuracy(input: {
@@ -145,30 +126,26 @@ export async function measureAuditAccuracy(input: {
   previous?: InspectedAudit['previousAccuracy'];
   referenceDigest: string;
 }): Promise<AccuracyCheck> {
-  return withKeepAlive(() =>
-    withModelAndReference(input.model, input.reference, async (c, ref) => {
-      const current = accuracy(await predictLabels(c, ref), ref.labels);
-      const p = input.previous;
-      const comparable = p !== undefined && p.referenceDigest === input.referenceDigest;
-      return {
-        current,
-        referenceSize: ref.labels.length,
-        previous: p?.accuracy,
-        previousAuditId: p?.auditId,
-        change: comparable ? current - p.accuracy : undefined,
-        comparable,
-      };
-    }),
-  );
+  return withModelAndReference(input.model, input.reference, async (c, ref) => {
+    const current = accuracy(await predictLabels(c, ref), ref.labels);
+    const p = input.previous;
+    const comparable = p !== undefined && p.referenceDigest === input.referenceDigest;
+    return {
+      current,
+      referenceSize: ref.labels.length,
+      previous: p?.accuracy,
+      previousAuditId: p?.auditId,
+      change: comparable ? current - p.accuracy : undefined,
+      comparable,
+    };
+  });
 }
 
 export async function probeAuditTriggers(input: { model: ArtifactRef; reference: ArtifactRef; policy: AuditPolicy }): Promise<ProbeSummary> {
-  return withKeepAlive(() =>
-    withModelAndReference(input.model, input.reference, async (c, ref) => {
-      const { exclude, asrThreshold } = input.policy.probes;
-      return { ...excludeProbes(await probeKnownTriggers(c, ref), exclude), asrThreshold };
-    }),
-  );
+  return withModelAndReference(input.model, input.reference, async (c, ref) => {
+    const { exclude, asrThreshold } = input.policy.probes;
+    return { ...excludeProbes(await probeKnownTriggers(c, ref), exclude), asrThreshold };
+  });
 }
 
 /**
@@ -181,12 +158,14 @@ export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; refere
   const o = ncOptionsOf(input.policy);
   const resumed = (ctx.info.heartbeatDetails as { done?: NcClassDone[] } | undefined)?.done ?? [];
   const done = new Map(resumed.map((d) => [d.targetClass, d]));
-  const classes = await withModelAndReference(input.model, input.reference, async (c, ref) => {
+  const classes = await withModelAndReference(input.model, input.reference, async (c, ref, host) => {
+    // the keep-alive repeats the last details: the classes finished so far, resumed ones included
+    host.progress({ done: [...done.values()] });
     for (let target = 0; target < c.meta.numClasses; target++) {
       if (done.has(target)) continue;
       const t = await reverseEngineerTrigger(c, ref, target, o, (step) => {
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('audit cancelled');
-        ctx.heartbeat({ done: [...done.values()], current: { targetClass: target, step } });
+        host.progress({ done: [...done.values()], current: { targetClass: target, step } });
       });
       const image = await artifactStore().put(reversedTriggerPng(t.mask, t.pattern, ref));
       done.set(target, {
@@ -197,7 +176,7 @@ export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; refere
         finalCost: t.finalCost,
         image,
       });
-      ctx.heartbeat({ done: [...done.values()] });
+      host.progress({ done: [...done.values()] });
     }
     return [...done.values()].sort((a, b) => a.targetClass - b.targetClass);
   });
@@ -216,28 +195,19 @@ function auditExportDir(env: NodeJS.ProcessEnv = process.env): string {
  * standardModel, in a folder named by its digest.
  */
 export async function exportAuditModel(input: { model: ArtifactRef; digest: string }): Promise<{ modelJson: string }> {
-  return withKeepAlive(() =>
-    permanentAsAuditFailure(async () => {
-      const c = await loadModel(input.model);
-      try {
-        const { modelJson } = await exportLayersModel(c, path.join(auditExportDir(), input.digest));
-        return { modelJson };
-      } finally {
-        c.model.dispose();
-      }
-    }),
-  );
+  return activity(async (host) => {
+    const { modelJson } = await exportLayersModel(await host.model(input.model), path.join(auditExportDir(), input.digest));
+    return { modelJson };
+  });
 }
 
 /** One signed POST (core/audit/webhook.ts); Temporal retries the transient failures. */
 export async function notifyAuditWebhook(input: { secret: string; notification: AuditNotification }): Promise<WebhookResult> {
-  try {
+  // a missing signing secret or a 4xx answer is permanent (the helper's list); a 5xx is retried
+  return activity(async () => {
     const { status, signedAt } = await deliverAuditNotification(input.secret, input.notification);
     return { secret: input.secret, delivered: true, attempt: Context.current().info.attempt, status, signedAt };
-  } catch (err) {
-    if (err instanceof WebhookSecretError || err instanceof WebhookRejectedError) throw ApplicationFailure.nonRetryable(err.message, err.name);
-    throw err;
-  }
+  });
 }
 
 export async function writeAuditReport(input: { report: Omit<AuditReport, 'backend' | 'finishedAt'> }): Promise<{
@@ -245,7 +215,7 @@ export async function writeAuditReport(input: { report: Omit<AuditReport, 'backe
   markdown: ArtifactRef;
   historyKey: string;
 }> {
-  return withKeepAlive(async () => {
+  return activity(async () => {
     const report: AuditReport = { ...input.report, finishedAt: new Date().toISOString(), backend: `${backendKind} (TensorFlow ${nativeTensorflowVersion()})` };
     const store = artifactStore();
     const refs = {
@@ -277,9 +247,11 @@ export async function writeAuditReport(input: { report: Omit<AuditReport, 'backe
 
 /** Records an action that failed after the report was written (the report itself is immutable). */
 export async function amendAuditRecord(input: { historyKey: string; purify: PurifyAction }): Promise<void> {
-  const store = artifactStore();
-  const record = await store.getRecord<AuditHistoryRecord>(input.historyKey);
-  if (record) await store.putRecord(input.historyKey, { ...record, purify: input.purify });
+  return activity(async () => {
+    const store = artifactStore();
+    const record = await store.getRecord<AuditHistoryRecord>(input.historyKey);
+    if (record) await store.putRecord(input.historyKey, { ...record, purify: input.purify });
+  });
 }
 
 /** A failed audit is part of the history too, with the reason. */
@@ -290,16 +262,18 @@ export async function recordFailedAudit(input: {
   error: string;
   webhook?: WebhookResult;
 }): Promise<{ historyKey: string }> {
-  const key = historyKey(input.modelId, input.startedAt, input.auditId);
-  const record: AuditHistoryRecord = {
-    auditId: input.auditId,
-    modelId: input.modelId,
-    startedAt: input.startedAt,
-    finishedAt: new Date().toISOString(),
-    status: 'failed',
-    error: input.error,
-    webhook: input.webhook,
-  };
-  await artifactStore().putRecord(key, record);
-  return { historyKey: key };
+  return activity(async () => {
+    const key = historyKey(input.modelId, input.startedAt, input.auditId);
+    const record: AuditHistoryRecord = {
+      auditId: input.auditId,
+      modelId: input.modelId,
+      startedAt: input.startedAt,
+      finishedAt: new Date().toISOString(),
+      status: 'failed',
+      error: input.error,
+      webhook: input.webhook,
+    };
+    await artifactStore().putRecord(key, record);
+    return { historyKey: key };
+  });
 }

@@ -17,6 +17,9 @@ import { AttackConfigError } from '../core/attacks/base';
 import { ConfigError, parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { CheckpointFormatError } from '../core/train/checkpoint';
 import { UndeclaredConfigReadError } from '../core/pipeline/configReads';
+import { AuditModelError } from '../core/audit/deployedModel';
+import { WebhookSecretError } from '../core/audit/webhookSecret';
+import { WebhookRejectedError } from '../core/audit/webhook';
 import type { BackdoorTestSet } from '../core/attacks/testSet';
 
 let store: ArtifactStore | undefined;
@@ -46,6 +49,10 @@ const permanent = [
   UndeclaredConfigReadError,
   S3RequestError,
   StoreConfigError,
+  // the audit's: a deployed model that cannot be read, a webhook without its signing secret or refused (4xx)
+  AuditModelError,
+  WebhookSecretError,
+  WebhookRejectedError,
 ];
 
 export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T> {

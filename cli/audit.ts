@@ -16,7 +16,7 @@ import { timestamp } from './format';
 import type { Io } from './purify';
 import { parseAuditRequest, type AuditRequest } from '../schemas/audit';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
-import type { AuditInput, AuditProgress } from '../workflows/audit';
+import type { AuditInput, AuditProgress } from '../workflows/contract';
 
 const address: OptionSpec = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the stack of "ntml stack start")' };
 const requestOption: OptionSpec = { name: 'request', value: 'FILE', help: 'audit request, YAML or JSON: modelId, model, referenceSet, policy\n(see docs/audits.md)' };

@@ -15,7 +15,7 @@ import { auditRequest, hookServer, tempDir, TEST_SIGNING_SECRET, unreachableUrl,
 import { backdooredFixture, backdooredModelBytes, cleanModelBytes } from './support/auditFixtures';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
-import type { AuditInput } from '../workflows/audit';
+import type { AuditInput } from '../workflows/contract';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
 import type { PurifyProgress } from '../workflows/contract';
 

@@ -20,7 +20,7 @@ import { createS3Client, parseS3Location, s3OptionsFromEnv, storeFromEnv } from 
 import { casKey } from '../store/keys';
 import { exportLayersModel } from '../core/models/layersFormat';
 import { readHistory } from '../core/audit/history';
-import type { AuditInput } from '../workflows/audit';
+import type { AuditInput } from '../workflows/contract';
 import type { AuditOutcome } from '../core/audit/report';
 
 quietRuntime();

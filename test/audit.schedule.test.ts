@@ -12,7 +12,7 @@ import { auditRequest, hookServer, tempDir, TEST_SIGNING_SECRET, writeReferenceS
 import { cleanModelBytes } from './support/auditFixtures';
 import { storeFromEnv } from '../store';
 import { readHistory } from '../core/audit/history';
-import type { AuditInput } from '../workflows/audit';
+import type { AuditInput } from '../workflows/contract';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -24,6 +24,23 @@ export const PROGRESS_QUERY = 'progress';
 /** A purify cell tells its parent sweep (with its own workflow id) that the stages its group shares are stored. */
 export const SHARED_STAGES_READY_SIGNAL = 'sharedStagesReady';
 
+/** The audit workflow's input: a request (schemas/audit.ts), parsed again in the workflow. */
+export interface AuditInput {
+  /** an AuditRequest; parsed in the workflow too, so a schedule's stored input obeys the same rules */
+  request: unknown;
+  options?: {
+    trainingTaskQueue?: string;
+    /** how long a check may go without a heartbeat before it is retried elsewhere */
+    heartbeatTimeoutSeconds?: number;
+  };
+}
+
+/** What the audit workflow's progress query answers. */
+export interface AuditProgress {
+  stage: string;
+  completed: string[];
+}
+
 export interface PurifyInput {
   config: unknown;
   options?: {
