@@ -4,9 +4,7 @@
  * with one JSON line. Each configuration of a bench runs in its own child so that its
  * peak RSS is its own.
  */
-import { spawn } from 'node:child_process';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { tf, nativeTensorflowVersion, backendKind } from '../core/tf';
 
 export { pytorchPython, referenceDir } from './reference/pytorchEnv';
@@ -41,22 +39,4 @@ export function threadEnv(threads: number): NodeJS.ProcessEnv {
   return { TF_NUM_INTRAOP_THREADS: String(threads), TF_NUM_INTEROP_THREADS: String(threads) };
 }
 
-/** Runs a child whose last stdout line is one JSON object, and returns that object. */
-export function runChild<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) {
-        reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err.slice(-2000)}`));
-        return;
-      }
-      resolve(JSON.parse(line) as T);
-    });
-  });
-}
+export { runChild } from './childJson';

@@ -15,7 +15,6 @@
  * ACC and ASR per set, recipe and framework, the ntml - PyTorch gaps, the issue's goals, the
  * load average around every run and the exact command. A benchmark: never run in CI.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,6 +22,7 @@ import { findRepoRoot } from '../store/repoRoot';
 import { TrainRecipe } from '../core/train/recipe';
 import { tierRecipe } from '../schemas/purify';
 import { pytorchPython, referenceDir } from './reference/pytorchEnv';
+import { runChild as runChildJson } from './childJson';
 import { dataSets, exportCell, type DataSetName } from './recipeData';
 import { recipeMarkdown, type RecipeReport, type RunRecord } from './recipeReport';
 
@@ -133,24 +133,7 @@ function parseOptions(argv: string[]): Options {
 
 type RunResult = RunRecord['result'];
 
-function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) {
-        reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err.slice(-3000)}`));
-        return;
-      }
-      resolve(JSON.parse(line) as RunResult);
-    });
-  });
-}
+const runChild = (cmd: string, args: string[], env: NodeJS.ProcessEnv) => runChildJson<RunResult>(cmd, args, env);
 
 function runFramework(framework: Framework, python: string | undefined, cell: string, recipe: TrainRecipe, seed: number, threads: number): Promise<RunResult> {
   const common = ['--data', cell, '--recipe', JSON.stringify(recipe), '--seed', String(seed), '--threads', String(threads)];

@@ -64,3 +64,17 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
    */
   applyTrigger(images: ImageDataset, config: C, seed: number, triggerParameters?: TriggerParameters): ImageDataset;
 }
+
+/**
+ * What a training-controlled attacker's run (the standard-training stage of Input-Aware and
+ * WaNet) starts from: the training set, the indices it may poison, and the test set from which
+ * it builds the triggered test set.
+ */
+export interface AttackerRunInput {
+  train: ImageDataset;
+  /** training indices outside the clean budget: only these are ever poisoned or warped */
+  eligibleIndices: Int32Array;
+  /** the clean test set, from which the triggered test set is built */
+  test?: ImageDataset;
+  attackSeed: number;
+}

@@ -5,7 +5,7 @@
  * the pipeline works on those as on any poisoned data. One checkpoint phase covers both of
  * its phases (mask epochs first, then joint ones), so a retried attempt continues from the newest.
  */
-import type { ImageDataset } from '../data/dataset';
+import type { AttackerRunInput } from './attack';
 import { deriveSeed } from '../rng';
 import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
 import { trainInputAwareBackdoor, type InputAwareResult } from './inputAwareTraining';
@@ -14,14 +14,7 @@ import { freshModel } from '../pipeline/stageRuns';
 import type { StageEnv } from '../pipeline/stageEnv';
 import type { PurifyConfig } from '../../schemas/purify';
 
-export interface InputAwareStageInput {
-  train: ImageDataset;
-  /** training indices outside the clean budget: only these are ever poisoned or crossed */
-  eligibleIndices: Int32Array;
-  /** the clean test set, from which the triggered test set is built */
-  test?: ImageDataset;
-  attackSeed: number;
-}
+export type InputAwareStageInput = AttackerRunInput;
 
 export interface InputAwareStageResult extends InputAwareResult {
   backdoorTest?: BackdoorTestSet;

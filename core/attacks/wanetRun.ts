@@ -5,7 +5,7 @@
  * triggered test set from the same grid; the rest of the pipeline works on those as on any
  * poisoned data. One checkpoint phase, `wanet`, of the recipe's epochs.
  */
-import type { ImageDataset } from '../data/dataset';
+import type { AttackerRunInput } from './attack';
 import { deriveSeed } from '../rng';
 import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
 import { trainWanetBackdoor, type WanetTrainingResult } from './wanetTraining';
@@ -14,14 +14,7 @@ import { freshModel } from '../pipeline/stageRuns';
 import type { StageEnv } from '../pipeline/stageEnv';
 import type { PurifyConfig } from '../../schemas/purify';
 
-export interface WanetStageInput {
-  train: ImageDataset;
-  /** training indices outside the clean budget: only these are ever warped */
-  eligibleIndices: Int32Array;
-  /** the clean test set, from which the triggered test set is built */
-  test?: ImageDataset;
-  attackSeed: number;
-}
+export type WanetStageInput = AttackerRunInput;
 
 export interface WanetStageResult extends WanetTrainingResult {
   backdoorTest?: BackdoorTestSet;
