@@ -8,14 +8,16 @@
 import { z } from 'zod';
 
 const SCHEME_RE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
-// S3's rules for new buckets: 3-63 of [a-z0-9.-], a letter or digit at each end, no "..", not an IP address
-const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+// S3's rules for bucket names: [a-z0-9.-], a letter or digit at each end, no "..", not an IP
+// address, at most 63. AWS also wants at least 3, which S3-compatible servers need not: the
+// store's own location (parseS3Location) insists on it, a location only on what is malformed.
+const BUCKET_RE = /^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$/;
 
 /** Why `bucket` is not a valid S3 bucket name, or undefined when it is. */
 export function s3BucketProblem(bucket: string): string | undefined {
   if (bucket === '') return 'the S3 bucket name is empty';
   if (!BUCKET_RE.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
-    return `invalid S3 bucket name ${JSON.stringify(bucket)} (3-63 lower-case letters, digits, "." and "-", starting and ending with a letter or digit)`;
+    return `invalid S3 bucket name ${JSON.stringify(bucket)} (at most 63 lower-case letters, digits, "." and "-", starting and ending with a letter or digit)`;
   }
   return undefined;
 }
