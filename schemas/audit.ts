@@ -159,7 +159,10 @@ export const AuditRequest = z
       if (!parsed.success) {
         for (const issue of parsed.error.issues) {
           const field = issue.path[0] as string;
-          const under = ['trainingSet', 'cleanSet', 'testSet'].includes(field) ? [] : ['config'];
+          const isSet = ['trainingSet', 'cleanSet', 'testSet'].includes(field);
+          // a data set the policy's own schema refused is reported once, from there
+          if (isSet && !DatasetFile.safeParse(purify[field as 'trainingSet']).success) continue;
+          const under = isSet ? [] : ['config'];
           ctx.addIssue({ ...issue, path: ['policy', 'purifyOnBackdoored', ...under, ...issue.path] } as never);
         }
       }
