@@ -251,6 +251,13 @@ describe('the CLI refuses bad locations before any work', () => {
       assert.match(r.stderr, /trainingSet\.location: no such file nowhere\/train\.ntds/);
       assert.match(r.stderr, /cleanSet\.location: no such file nowhere\/clean\.ntds/);
       assert.doesNotMatch(r.stderr, /stack up|starting/);
+      // a sweep's cells likewise, once per input however many cells share it
+      const sweep = path.join(dir, 'sweep.yaml');
+      await fs.writeFile(sweep, 'name: loc\nbase: {mode: protection, trainingSet: {format: ntml, location: nowhere/t.ntds}, cleanSet: {format: ntml, location: s3://ntml/c.ntds}}\ngrid: {seed: [1, 2]}\n');
+      const s = await ntml(['sweep', 'start', '--spec', sweep], local, dir);
+      assert.equal(s.code, 2, s.stderr);
+      assert.equal(s.stderr.match(/trainingSet\.location: no such file nowhere\/t\.ntds/g)?.length, 1, s.stderr);
+      assert.doesNotMatch(s.stderr, /cleanSet|stack up|started on/);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
