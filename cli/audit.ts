@@ -17,6 +17,7 @@ import type { Io } from './purify';
 import { parseAuditRequest, type AuditRequest } from '../schemas/audit';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
 import type { AuditInput, AuditProgress } from '../workflows/contract';
+import { cronProblem } from './cronExpression';
 
 const address: OptionSpec = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the stack of "ntml stack start")' };
 const requestOption: OptionSpec = { name: 'request', value: 'FILE', help: 'audit request, YAML or JSON: modelId, model, referenceSet, policy\n(see docs/audits.md)' };
@@ -522,8 +523,10 @@ function scheduleOptions(args: ParsedArgs) {
   const every = stringOption(args, 'every');
   const cron = stringOption(args, 'cron');
   if ((every === undefined) === (cron === undefined)) throw new UsageError('give exactly one of --every DURATION or --cron EXPR', commandUsage(auditScheduleCreateSpec, true));
-  if (cron !== undefined && !/^\S+(\s+\S+){4,6}$/.test(cron.trim()) && !cron.trim().startsWith('@')) {
-    throw new UsageError(`--cron needs 5 fields (minute hour day-of-month month day-of-week), e.g. "0 3 * * *", got "${cron}"`);
+  const cronIssue = cron === undefined ? undefined : cronProblem(cron);
+  if (cronIssue) {
+    const said = cronIssue.startsWith('needs') ? `--cron ${cronIssue}: "${cron}"` : `--cron "${cron}": ${cronIssue}`;
+    throw new UsageError(`${said} (e.g. "0 3 * * *" is 03:00 every day)`);
   }
   const spec = every !== undefined ? { intervals: [{ every: parseDuration(every, 'every') }] } : { cronExpressions: [cron!.trim()] };
   const catchupWindow = parseDuration(stringOption(args, 'catchup-window') ?? '1h', 'catchup-window');

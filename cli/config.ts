@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { ConfigError, parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { UsageError } from './errors';
@@ -120,4 +121,47 @@ export function describeConfig(c: PurifyConfig): string {
   parts.push(`clean budget ${typeof c.cleanBudget === 'number' ? c.cleanBudget : `${c.cleanBudget.fraction * 100}%`}`);
   parts.push(`seed ${c.seed}`);
   return parts.join(', ');
+}
+
+/**
+ * The config's local inputs that are not there, one `field: problem` line each. Run by the CLI
+ * before anything starts when its own workers read them (embedded or local stack); a remote
+ * server's workers resolve paths on their machines, so there it is not called. s3:// locations
+ * are left to the workers (reading them needs the store's credentials and a round trip).
+ */
+export function missingLocalInputs(c: PurifyConfig, cwd = process.cwd()): string[] {
+  const issues: string[] = [];
+  const check = (field: string, location: string | undefined, kind: 'file' | 'folder') => {
+    if (location === undefined || location.startsWith('s3://')) return;
+    let p: string;
+    try {
+      p = path.resolve(cwd, location.startsWith('file:') ? fileURLToPath(location) : location);
+    } catch {
+      return; // a malformed URI is the schema's to report
+    }
+    if (!existsSync(p)) issues.push(`${field}: no such ${kind} ${location}${path.isAbsolute(location) || location.startsWith('file:') ? '' : ` (relative to ${cwd})`}`);
+    else if (statSync(p).isDirectory() !== (kind === 'folder')) issues.push(`${field}: ${location} is ${kind === 'folder' ? 'a file' : 'a folder'}, expected a ${kind}`);
+  };
+  const data = c.data;
+  if (data && 'path' in data) check('data.path', data.path, 'folder');
+  if (data?.format === 'imageFolder') {
+    for (const split of ['train', 'test'] as const) {
+      check(`data.${split}.dir`, data[split].dir, 'folder');
+      check(`data.${split}.labels`, data[split].labels, 'file');
+    }
+  }
+  for (const field of ['trainingSet', 'cleanSet', 'testSet'] as const) {
+    const f = c[field];
+    if (!f) continue;
+    if (f.format === 'idx') {
+      check(`${field}.images`, f.images, 'file');
+      check(`${field}.labels`, f.labels, 'file');
+    } else if (f.format === 'imageFolder') {
+      check(`${field}.dir`, f.dir, 'folder');
+      check(`${field}.labels`, f.labels, 'file');
+    } else check(`${field}.location`, f.location, 'file');
+  }
+  if ('layersModel' in c.model) check('model.layersModel', c.model.layersModel, 'file');
+  if (c.standardModel) check('standardModel.layersModel', c.standardModel.layersModel, 'file');
+  return issues;
 }

@@ -279,6 +279,8 @@ export async function runCli(argv: string[], io: CliIo | Out, hooks: RunHooks = 
     if (typeof args.options.namespace === 'string') process.env.NTML_NAMESPACE = args.options.namespace;
     // --stack-dir likewise: infra/stack/dir.ts reads $NTML_STACK_DIR in one place
     if (typeof args.options['stack-dir'] === 'string') process.env.NTML_STACK_DIR = args.options['stack-dir'];
+    // a bad NTML_STORE / NTML_S3_ENDPOINT is a usage error before any work (completion runs in shell start-up: left alone)
+    if (leaf.spec.name !== 'completion') await (await import('./storeSettings')).checkStoreSettings();
     code = await (await leaf.handler())(args, full);
   });
   // `ntml help sweep start` is `ntml sweep start --help`, at any depth (commander's help command takes one word)

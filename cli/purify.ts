@@ -4,7 +4,8 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { purify } from '../workflows/purify';
 import type { PurifyOutcome } from '../workflows/contract';
 import { flag, stringOption, type ParsedArgs } from './args';
-import { describeConfig, loadPurifyConfig } from './config';
+import { describeConfig, loadPurifyConfig, missingLocalInputs } from './config';
+import { ConfigError } from '../schemas/purify';
 import { UsageError, UserError, debug, failureMessage } from './errors';
 import { duration, summaryTable, timestamp } from './format';
 import type { Embedded } from './embedded';
@@ -93,6 +94,10 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
 
   // 1. the config, before anything starts
   const config = loadPurifyConfig(configFile);
+  // this command's own workers read the local inputs: a missing one fails here, naming the field
+  // (a remote server's workers resolve paths on their own machines)
+  const missing = remote ? [] : missingLocalInputs(config.parsed);
+  if (missing.length) throw new ConfigError(`${configFile}: inputs not found:\n  ${missing.join('\n  ')}`, missing);
   const runId = stringOption(args, 'id') ?? `purify-${config.parsed.name ?? 'run'}-${timestamp()}`;
   checkRunId(runId);
   info(io, `config ${configFile}: ${describeConfig(config.parsed)}`);

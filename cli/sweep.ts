@@ -8,14 +8,14 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { flag, intOption, stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
-import { readConfigFile, substituteAutoData } from './config';
+import { missingLocalInputs, readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { duration } from './format';
 import type { Io } from './purify';
 import type { Connected } from './connection';
 import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
 import { expandSweep, parseSweepSpec } from '../schemas/sweep';
-import { ConfigError } from '../schemas/purify';
+import { ConfigError, parsePurifyConfig } from '../schemas/purify';
 import { SEED_ROLES, SeedRoleError, type SeedRole } from '../schemas/seedRoles';
 
 const address = { name: 'address', value: 'HOST:PORT', help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the local stack)' };
@@ -144,9 +144,13 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
   const { defaultTrainingProcesses, usableCores } = await import('./trainingProcesses');
   const trainingProcesses = intOption(args, 'training-processes', defaultTrainingProcesses(spec.concurrency), 1, Math.max(64, usableCores()));
   const { resolveSetup, queueOptions, missingWorkers, aborted } = await import('./connection');
-  if (detach && resolveSetup({ address: stringOption(args, 'address') }).setup !== 'remote') {
+  const remote = resolveSetup({ address: stringOption(args, 'address') }).setup === 'remote';
+  if (detach && !remote) {
     throw new UsageError('--detach needs --address or $NTML_TEMPORAL_ADDRESS (the workers this command starts stop with it)');
   }
+  // this command's workers read the cells' local inputs: a missing one is named before anything starts
+  const absent = remote ? [] : [...new Set(cells.flatMap((cell) => missingLocalInputs(parsePurifyConfig(cell.config))))];
+  if (absent.length) throw new UsageError(`${file}: inputs not found:\n  ${absent.join('\n  ')}`);
   const c = await connectFor(io, args, true, trainingProcesses);
   const { client, embedded } = c;
   if (!embedded && stringOption(args, 'training-processes') !== undefined) {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { attackNames } from '../core/attacks/configs';
 import { InputRange } from '../core/models/names';
 import { ConfigError, DatasetFile, PurifyConfig, formatIssues } from './purify';
+import { FILE_RULES, fileLocation, locationProblem, locationSchema } from './location';
 
 /** Model formats people try to audit, and what to do instead. */
 const OTHER_FORMATS: Array<[RegExp, string]> = [
@@ -23,10 +24,9 @@ export const LAYERS_ONLY =
   'audits read tfjs layers models only (model.json + its weight files); convert other formats with ' +
   '`tensorflowjs_converter --output_format=tfjs_layers_model`';
 
-const layersModelLocation = z
-  .string()
-  .min(1)
+const layersModelLocation = fileLocation
   .superRefine((location, ctx) => {
+    if (locationProblem(location, FILE_RULES)) return; // already reported by fileLocation
     const other = OTHER_FORMATS.find(([re]) => re.test(location));
     if (other) ctx.addIssue({ code: 'custom', message: `${location} looks like ${other[1]}; ${LAYERS_ONLY}` });
     else if (!/\.json$/i.test(location)) {
@@ -37,7 +37,7 @@ const layersModelLocation = z
 
 export const StoreArtifactRef = z
   .object({
-    uri: z.string().min(1),
+    uri: locationSchema({ s3: true, fileUri: true, what: 'a store artifact' }),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters'),
     bytes: z.number().int().min(0),
   })
@@ -159,7 +159,10 @@ export const AuditRequest = z
       if (!parsed.success) {
         for (const issue of parsed.error.issues) {
           const field = issue.path[0] as string;
-          const under = ['trainingSet', 'cleanSet', 'testSet'].includes(field) ? [] : ['config'];
+          const isSet = ['trainingSet', 'cleanSet', 'testSet'].includes(field);
+          // a data set the policy's own schema refused is reported once, from there
+          if (isSet && !DatasetFile.safeParse(purify[field as 'trainingSet']).success) continue;
+          const under = isSet ? [] : ['config'];
           ctx.addIssue({ ...issue, path: ['policy', 'purifyOnBackdoored', ...under, ...issue.path] } as never);
         }
       }

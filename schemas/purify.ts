@@ -9,11 +9,10 @@ import { NtmlConfig } from '../core/ntml/config';
 import { defenseConfigSchema, defenseNames } from '../core/defenses/configs';
 import { TrainRecipe, recipeConflicts } from '../core/train/recipe';
 import { ArchitectureName, InputRange } from '../core/models/names';
+import { fileLocation, folderLocation, localPath } from './location';
 
-const location = z
-  .string()
-  .min(1)
-  .describe('a local path readable by the workers, an s3://bucket/key URI, or a file:// URI');
+// every location field goes through schemas/location.ts: scheme, bucket, key segments
+const location = fileLocation;
 
 const imageSide = z.number().int().min(8).max(256).default(32).describe('images are resized to size x size (antialiased bilinear)');
 const classList = z
@@ -23,8 +22,8 @@ const classList = z
   .describe('class folder names in label order (default: integer folder names are the labels, other names are sorted)');
 const ImageFolderSplit = z
   .object({
-    dir: z.string().min(1).describe('a local folder'),
-    labels: z.string().min(1).optional().describe('CSV with a file column (Filename/Path) and a class column (ClassId/label); paths relative to dir'),
+    dir: localPath.describe('a local folder'),
+    labels: localPath.optional().describe('CSV with a file column (Filename/Path) and a class column (ClassId/label); paths relative to dir'),
   })
   .strict();
 
@@ -45,14 +44,14 @@ export const EvaluationData = z.discriminatedUnion('format', [
   z
     .object({
       format: z.literal('cifar10'),
-      path: z.string().min(1).describe('folder holding cifar-10-batches-bin files (data_batch_1.bin ... test_batch.bin)'),
+      path: localPath.describe('folder holding cifar-10-batches-bin files (data_batch_1.bin ... test_batch.bin)'),
       trainSubset: z.number().int().min(10).optional().describe('class-stratified subset of the training split'),
     })
     .strict(),
   z
     .object({
       format: z.literal('fashionMnist'),
-      path: z.string().min(1).optional().describe('folder with the IDX files (default: Debian dataset-fashion-mnist)'),
+      path: localPath.optional().describe('folder with the IDX files (default: Debian dataset-fashion-mnist)'),
       trainSubset: z.number().int().min(10).optional(),
       rgb32: z.boolean().default(false).describe('pad to 32x32 and replicate to 3 channels'),
     })
@@ -60,7 +59,7 @@ export const EvaluationData = z.discriminatedUnion('format', [
   z
     .object({
       format: z.literal('gtsrb'),
-      path: z.string().min(1).describe('GTSRB root: Final_Training/Images + Final_Test/Images with GT-final_test.csv, or Kaggle Train/ + Test.csv'),
+      path: localPath.describe('GTSRB root: Final_Training/Images + Final_Test/Images with GT-final_test.csv, or Kaggle Train/ + Test.csv'),
       size: imageSide,
       trainSubset: z.number().int().min(10).optional(),
     })
@@ -87,7 +86,7 @@ export const DatasetFile = z.discriminatedUnion('format', [
   z
     .object({
       format: z.literal('imageFolder'),
-      dir: z.string().min(1).describe('a local folder readable by the workers (or file:// URI): one subfolder per class, or images named in labels'),
+      dir: folderLocation.describe('a local folder readable by the workers (or file:// URI): one subfolder per class, or images named in labels'),
       labels: location.optional().describe('CSV with a file column (Filename/Path) and a class column (ClassId/label); paths relative to dir'),
       size: imageSide,
       channels: z.union([z.literal(1), z.literal(3)]).default(3),
@@ -173,7 +172,7 @@ export const PurifyConfig = z
     training: TrainingOverrides.optional().describe('standard training recipe (defaults per tier)'),
     ntml: NtmlConfig.default(NtmlConfig.parse({})),
     export: z
-      .object({ dir: z.string().min(1).optional() })
+      .object({ dir: localPath.optional() })
       .strict()
       .optional()
       .describe('where the CLI writes model.json + weights.bin of the purified model'),

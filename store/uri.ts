@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { ArtifactIntegrityError, ArtifactNotFoundError, S3RequestError, StoreConfigError, StoreError } from './errors';
-import { assertSha256, sha256Hex } from './keys';
+import { assertRecordPrefix, assertSha256, sha256Hex } from './keys';
+import { s3BucketProblem, s3KeyProblem } from '../schemas/location';
 import { OutageTracker, outagePolicyFromEnv, type OutagePolicy } from './outage';
 import { createS3Client, s3ErrorName, s3ErrorStatus } from './s3Store';
 import { describeStoreError } from './transient';
@@ -19,6 +20,9 @@ export function parseArtifactUri(uri: string): ParsedArtifactUri {
   if (uri.startsWith('s3://')) {
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(uri);
     if (!m || m[2].endsWith('/')) throw new StoreConfigError(`invalid S3 URI ${JSON.stringify(uri)} (expected s3://bucket/key)`);
+    // the same rules as the config schemas: S3 would answer a ".." key with a bare 400 after the retries
+    const problem = s3BucketProblem(m[1]) ?? s3KeyProblem(m[2]);
+    if (problem) throw new StoreConfigError(`invalid S3 URI ${JSON.stringify(uri)}: ${problem}`);
     return { scheme: 's3', bucket: m[1], key: m[2] };
   }
   if (uri.startsWith('file:')) {
@@ -32,6 +36,42 @@ export function parseArtifactUri(uri: string): ParsedArtifactUri {
     return { scheme: 'file', path: p };
   }
   throw new StoreConfigError(`unsupported artifact URI ${JSON.stringify(uri)} (expected s3://bucket/key or file:///path)`);
+}
+
+/**
+ * Why `location` cannot be a store location (NTML_STORE): "s3://bucket[/prefix]", "file:///abs/dir"
+ * or a directory path; undefined when it can. The S3 prefix follows the record-key rules, as
+ * S3ArtifactStore checks them when it opens (this says so before anything starts).
+ */
+export function storeLocationProblem(location: string): string | undefined {
+  if (location.trim() === '') return 'must not be empty';
+  const s3 = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(location);
+  if (s3) {
+    const prefix = s3[2] ?? '';
+    // the store creates its bucket: AWS's minimum of 3 characters applies (parseS3Location checks it too)
+    const short = s3[1].length > 0 && s3[1].length < 3 ? `S3 bucket name ${JSON.stringify(s3[1])} is shorter than 3 characters` : undefined;
+    const problem = short ?? s3BucketProblem(s3[1]) ?? (prefix ? s3KeyProblem(prefix, { prefix: true }) : undefined);
+    if (problem) return problem;
+    try {
+      if (prefix) assertRecordPrefix(prefix.replace(/\/+$/, ''));
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return undefined;
+  }
+  if (location.startsWith('file:')) {
+    try {
+      fileURLToPath(location);
+    } catch (err) {
+      return `not a valid file URI: ${(err as Error).message}`;
+    }
+    return undefined;
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(location)?.[1];
+  if (scheme && (location.includes('://') || scheme.toLowerCase() === 's3')) {
+    return `unsupported store location ${JSON.stringify(location)} (expected s3://bucket/prefix, file:///dir or a directory path)`;
+  }
+  return undefined;
 }
 
 export interface ExternalArtifact {

@@ -64,6 +64,18 @@ test('a malformed config fails the workflow at once, naming the field, before an
   assert.deepEqual(attempts, [], 'no activity ran');
 });
 
+test('a location with ".." fails the workflow at once, naming the field, before any activity (not retried into a bare S3 Bad Request)', async () => {
+  const { cause, attempts } = await runExpectingFailure({
+    mode: 'protection',
+    trainingSet: { format: 'ntml', location: 's3://ntml/../x' },
+    cleanSet: { format: 'ntml', location: 's3://ntml/clean.ntds' },
+  });
+  assert.equal(cause.type, 'InvalidConfig');
+  assert.equal(cause.nonRetryable, true);
+  assert.match(cause.message, /trainingSet\.location: s3 key must not contain '\.\.' segments/);
+  assert.deepEqual(attempts, [], 'no activity ran');
+});
+
 test('an unknown attack is rejected with the list of known attacks', async () => {
   const { cause, attempts } = await runExpectingFailure(ciConfig({ attack: { name: 'nosuch' } }));
   assert.equal(cause.type, 'InvalidConfig');
