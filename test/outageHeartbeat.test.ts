@@ -2,7 +2,7 @@
  * A store outage shows in the activity's heartbeats: while S3 is unreachable the details keep
  * the last checkpoint (a retried attempt resumes from it) and gain `storeOutage`; once the store
  * answers again `storeOutage` is gone and the checkpoint is still there. The store is the real
- * S3 store talking to the test stack's versitygw through a TCP relay that resets connections
+ * S3 store talking to the test stack's versitygw through a TCP relay that stops listening
  * while "down", in Temporal's activity test environment.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -16,17 +16,21 @@ import { lastHeartbeatDetails, useArtifactStore } from '../activities/context';
 import { withStoreOutage, type StoreOutageDetails } from '../activities/checkpointing';
 import { OutageTracker, S3ArtifactStore, s3OptionsFromEnv, type ArtifactRef, type OutageState } from '../store/index';
 
-/** Relays TCP to `target` while up; resets every connection (ECONNRESET, a transient failure) while down. */
-async function relay(target: URL): Promise<{ port: number; down(): void; up(): void; close(): Promise<void> }> {
-  let isUp = true;
+/**
+ * Relays TCP to `target` while up; while down it does not listen (connections are refused:
+ * ECONNREFUSED, a transient failure) and the open connections are closed. (Resetting sockets
+ * with resetAndDestroy instead left the test process unable to exit, in node's handle cleanup.)
+ */
+async function relay(target: URL): Promise<{ port: number; down(): void; up(): Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  };
   const server = net.createServer((client) => {
-    sockets.add(client);
-    client.on('close', () => sockets.delete(client));
-    if (!isUp) return void client.resetAndDestroy();
     const upstream = net.connect(Number(target.port), target.hostname);
-    sockets.add(upstream);
-    upstream.on('close', () => sockets.delete(upstream));
+    track(client);
+    track(upstream);
     client.pipe(upstream).pipe(client);
     const drop = () => {
       client.destroy();
@@ -35,20 +39,24 @@ async function relay(target: URL): Promise<{ port: number; down(): void; up(): v
     client.on('error', drop);
     upstream.on('error', drop);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const listen = (port: number) => new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  await listen(0);
+  const port = (server.address() as net.AddressInfo).port;
+  const closeAll = () => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+  };
   return {
-    port: (server.address() as net.AddressInfo).port,
-    down() {
-      isUp = false;
-      for (const s of sockets) s.resetAndDestroy(); // pooled keep-alive connections fail too
-    },
-    up() {
-      isUp = true;
-    },
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
+    port,
+    down: () => void closeAll(),
+    up: () => (server.listening ? Promise.resolve() : listen(port)),
+    close: closeAll,
   };
 }
 
@@ -112,7 +120,7 @@ test('an activity heartbeats the store outage merged with its checkpoint, and cl
       activity(async (host) => {
         host.progress({ stage: 'teacher', epoch: 3, epochs: 8, checkpoint });
         proxy.down();
-        setTimeout(() => proxy.up(), 1_500);
+        setTimeout(() => void proxy.up(), 1_500);
         // rides out the outage inside the store (retried ECONNRESETs), then answers
         assert.equal(Buffer.from(await store.get(checkpoint)).toString(), 'a checkpoint, as far as this test cares');
         return lastHeartbeatDetails();
@@ -130,7 +138,6 @@ test('an activity heartbeats the store outage merged with its checkpoint, and cl
     assert.deepEqual(final, { stage: 'teacher', epoch: 3, epochs: 8, checkpoint }, 'recovery clears storeOutage and keeps the rest');
     assert.deepEqual(beats.at(-1), final, 'the last beat sent is the cleared one');
   } finally {
-    proxy.up();
     store.client.destroy(); // its pooled connections would keep the test process alive
     await proxy.close();
   }
