@@ -4,11 +4,13 @@
  * `{ epoch, loss, checkpoint }`. A retried attempt resumes from the newest checkpoint that
  * still verifies, looking at both the last heartbeat and the record (a heartbeat can be
  * lost with a killed worker); checkpoints that fail verification are reported and skipped.
+ * While the store rides out an outage, heartbeats also carry `storeOutage` (merged, never in
+ * place of the checkpoint), so the outage shows in `ntml purify status`.
  * A cacheable stage files its record under its stage key (a function of everything it depends
  * on), so a new run of the same computation resumes too; others under their run's identity.
  */
 import { Context } from '@temporalio/activity';
-import type { ArtifactRef } from '../store';
+import type { ArtifactRef, OutageState } from '../store';
 import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
 import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
 import { artifactStore, heartbeatDetails } from './context';
@@ -34,6 +36,38 @@ export interface TrainingHeartbeat {
   round?: number;
   /** the last epoch's diagnostics (an IAD mask phase's mask health, ML's student ACC/ASR) */
   diagnostics?: Record<string, number>;
+}
+
+/** A store outage in progress, as heartbeats carry it (`ntml purify status` prints `summary`). */
+export interface StoreOutageDetails {
+  since: string;
+  attempts: number;
+  lastError: string;
+  summary: string;
+}
+
+/**
+ * `details` with the store outage in progress merged in, or with a finished one removed. Always
+ * a merge: a retried attempt resumes from the checkpoint in the last heartbeat, so an outage
+ * beat must not replace it. No details yet become `{ storeOutage }`; every heartbeat of these
+ * activities is an object, anything else is left as it is.
+ */
+export function withStoreOutage(details: unknown, outage: OutageState | undefined): unknown {
+  const isObject = typeof details === 'object' && details !== null && !Array.isArray(details);
+  if (!isObject && details !== undefined) return details;
+  const { storeOutage: _previous, ...rest } = (details ?? {}) as Record<string, unknown>;
+  if (outage) return { ...rest, storeOutage: outageDetails(outage) };
+  // an outage beat on an activity that had no details yet: recovery restores "no details"
+  return details === undefined || Object.keys(rest).length === 0 ? undefined : rest;
+}
+
+function outageDetails(o: OutageState): StoreOutageDetails {
+  return { since: o.since, attempts: o.attempts, lastError: o.lastError, summary: o.summary };
+}
+
+/** A heartbeat that carries the store's outage, if one is in progress (another activity on this worker may have seen it first). */
+function beat(details: TrainingHeartbeat): void {
+  heartbeatDetails(withStoreOutage(details, artifactStore().outageState?.()));
 }
 
 export interface ResumeInfo {
@@ -133,13 +167,13 @@ export function checkpointHooks(stage: string, epochs: number): EpochHooks & { h
     signal: ctx.cancellationSignal,
     // through heartbeatDetails, so the activity's keep-alive beats repeat the last checkpoint, not nothing
     onBatch: (epoch, batch, batches) => {
-      heartbeatDetails({ ...last, batch: batch + 1, batches, epoch: last.epoch });
+      beat({ ...last, batch: batch + 1, batches, epoch: last.epoch });
     },
     onEpochEnd: async (record: EpochRecord, snapshot) => {
       const t0 = performance.now();
       const checkpoint = await list.append(snapshot());
       last = { stage, epoch: record.epoch, epochs, loss: record.loss, checkpoint, ...(record.diagnostics ? { diagnostics: record.diagnostics } : {}) };
-      heartbeatDetails(last);
+      beat(last);
       telemetry?.epochEnd(record, { bytes: checkpoint.bytes, seconds: (performance.now() - t0) / 1000 });
       // the last epoch's result is the stage's result: finishing beats handing it on
       if (draining() && record.epoch < epochs) throw drainedAfterEpoch(stage, record.epoch);
@@ -162,12 +196,12 @@ export async function prepareControl(stage: string): Promise<{ control: PrepareC
     signal: ctx.cancellationSignal,
     resume: checkpoint,
     onProgress: (done, total) => {
-      heartbeatDetails({ ...last, epochs: total, round: done + 1 });
+      beat({ ...last, epochs: total, round: done + 1 });
     },
     checkpoint: async (state) => {
       const ref = await list.append(state);
       last = { ...last, epoch: state.epoch, checkpoint: ref };
-      heartbeatDetails(last);
+      beat(last);
       if (draining()) throw drainedAfterEpoch(stage, state.epoch);
     },
   };

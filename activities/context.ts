@@ -69,10 +69,14 @@ export async function nonRetryableOnBadInput<T>(f: () => Promise<T>): Promise<T>
 const lastDetails = new WeakMap<Context, unknown>();
 
 /** A heartbeat whose details withKeepAlive repeats (a bare keep-alive beat would replace them on the server). */
-export function heartbeatDetails(details: unknown): void {
-  const ctx = Context.current();
+export function heartbeatDetails(details: unknown, ctx: Context = Context.current()): void {
   lastDetails.set(ctx, details);
   ctx.heartbeat(details);
+}
+
+/** The details of the activity's last `heartbeatDetails` (what its keep-alive repeats). */
+export function lastHeartbeatDetails(ctx: Context = Context.current()): unknown {
+  return lastDetails.get(ctx);
 }
 
 /**

@@ -2,6 +2,7 @@
  * The one shape of every pipeline activity, with its wrappers in a fixed order:
  *   heartbeat keep-alive
  *     -> non-retryable conversion of bad input (config, files, models, missing artifacts)
+ *       -> store outages heartbeat (merged into the last details) while they last
  *       -> parse the config once -> stage cache lookup (cached stages)
  *         -> run the core call on the declared config view; models disposed in `finally`
  *       -> store the output in the cache
@@ -14,9 +15,18 @@ import type { StageControl } from '../core/ntml/stages';
 import type { Classifier } from '../core/models/classifier';
 import type { PurifyConfig } from '../schemas/purify';
 import type { ArtifactRef } from '../store';
-import { checkpointHooks, findResumePoint, prepareControl, type ResumeInfo } from './checkpointing';
+import { checkpointHooks, findResumePoint, prepareControl, withStoreOutage, type ResumeInfo } from './checkpointing';
 import { cachedStage, stageKey, type StageDeclaration } from './stageCache';
-import { config as parseConfig, heartbeatDetails, loadModel, localFile, nonRetryableOnBadInput, withKeepAlive } from './context';
+import {
+  artifactStore,
+  config as parseConfig,
+  heartbeatDetails,
+  lastHeartbeatDetails,
+  loadModel,
+  localFile,
+  nonRetryableOnBadInput,
+  withKeepAlive,
+} from './context';
 import type { StageInput } from './stageDeclarations';
 
 /** What an activity's body gets: a StageEnv backed by the activity's checkpoints, plus timing and resume bookkeeping. */
@@ -78,9 +88,27 @@ async function withHost<O>(run: (host: ActivityHost) => Promise<O>): Promise<O> 
   }
 }
 
+/**
+ * For the activity's lifetime, each change of the store's outage state (a failed attempt, the
+ * recovery) is heartbeat at once, merged into the last details, which the keep-alive then repeats:
+ * `ntml purify status` sees "S3 unreachable since ..." and a resume still finds its checkpoint.
+ */
+async function withOutageHeartbeats<T>(f: () => Promise<T>): Promise<T> {
+  // the listener runs in whichever activity's request failed: beat on this activity's context
+  const ctx = Context.current();
+  const unsubscribe = artifactStore().onOutage?.((state) => {
+    heartbeatDetails(withStoreOutage(lastHeartbeatDetails(ctx), state), ctx);
+  });
+  try {
+    return await f();
+  } finally {
+    unsubscribe?.();
+  }
+}
+
 /** An activity that is not a cached stage: the same wrappers, no cache. */
 export async function activity<O>(run: (host: ActivityHost) => Promise<O>): Promise<O> {
-  return withKeepAlive(() => nonRetryableOnBadInput(() => withHost(run)));
+  return withKeepAlive(() => nonRetryableOnBadInput(() => withOutageHeartbeats(() => withHost(run))));
 }
 
 /** An activity that reads the purify config but is not cached (the config still parsed once, here). */
@@ -98,12 +126,14 @@ export async function stageActivity<I extends StageInput, O extends object>(
   run: (cfg: PurifyConfig, host: ActivityHost) => Promise<O>,
 ): Promise<O & { cached: boolean; cacheKey: string }> {
   return withKeepAlive(() =>
-    nonRetryableOnBadInput(async () => {
-      const cfg = parseConfig(input.config);
-      const enabled = input.cache !== false && (declaration.cacheable?.(cfg) ?? true);
-      const key = stageKey(declaration, cfg, input);
-      const view = declaredView(cfg, declaration.stage, declaration.reads);
-      return cachedStage(declaration, key, enabled, () => withHost((host) => run(view, host)));
-    }),
+    nonRetryableOnBadInput(() =>
+      withOutageHeartbeats(async () => {
+        const cfg = parseConfig(input.config);
+        const enabled = input.cache !== false && (declaration.cacheable?.(cfg) ?? true);
+        const key = stageKey(declaration, cfg, input);
+        const view = declaredView(cfg, declaration.stage, declaration.reads);
+        return cachedStage(declaration, key, enabled, () => withHost((host) => run(view, host)));
+      }),
+    ),
   );
 }

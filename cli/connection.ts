@@ -168,3 +168,107 @@ export function aborted(signal: AbortSignal): Promise<'aborted'> {
     else signal.addEventListener('abort', () => resolve('aborted'), { once: true });
   });
 }
+
+/** Waiting on a run ended by the first Ctrl-C while Temporal was unreachable. */
+export class WaitAborted extends Error {
+  constructor() {
+    super('stopped waiting');
+    this.name = 'WaitAborted';
+  }
+}
+
+/** gRPC UNAVAILABLE (14): the server is down or restarting, not the request wrong. */
+const GRPC_UNAVAILABLE = 14;
+const UNREACHABLE_MESSAGE = /\b(14 UNAVAILABLE|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|Connection dropped|No connection established|connection refused)\b/i;
+
+/** Whether `err` (or its cause chain) says Temporal could not be reached: worth waiting for, unlike a failed run. */
+export function isTemporalUnreachable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; name?: unknown };
+  // a run's own failure (WorkflowFailedError) says the server answered, whatever its message
+  if (e.name === 'WorkflowFailedError') return false;
+  if (e.code === GRPC_UNAVAILABLE) return true;
+  if (typeof e.message === 'string' && UNREACHABLE_MESSAGE.test(e.message)) return true;
+  return isTemporalUnreachable(e.cause, depth + 1);
+}
+
+export interface ReconnectOptions {
+  /** how long one outage is waited out; default: NTML_OUTAGE_BUDGET_SECONDS (1800), as for the store */
+  budgetMs?: number;
+  /** first backoff (doubled after each failure up to maxDelayMs) */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** the first Ctrl-C: stop waiting (rejects with WaitAborted) */
+  signal?: AbortSignal;
+  /** one line when the outage begins and one when it ends */
+  say: (line: string) => void;
+  /** the server, for the messages */
+  address?: string;
+}
+
+/**
+ * Runs `f` (a wait on the server: a run's result), calling it again while Temporal is unreachable
+ * (the local stack's supervisor restarts a dead server on its port within seconds), with capped
+ * exponential backoff, until the outage has lasted the budget; then the last error, in words.
+ * Any other error is rethrown at once.
+ */
+export async function retryWhileUnreachable<T>(f: () => Promise<T>, o: ReconnectOptions): Promise<T> {
+  const { outagePolicyFromEnv } = await import('../store/outage');
+  const policy = outagePolicyFromEnv();
+  const budgetMs = o.budgetMs ?? policy.budgetMs;
+  const maxDelayMs = o.maxDelayMs ?? Math.min(policy.maxDelayMs, 10_000);
+  let since: number | undefined;
+  let delay = o.initialDelayMs ?? 500;
+  const where = o.address ? ` at ${o.address}` : '';
+  for (;;) {
+    if (o.signal?.aborted) throw new WaitAborted();
+    try {
+      const value = await f();
+      if (since !== undefined) o.say(`Temporal${where} reachable again after ${Math.round((Date.now() - since) / 1000)} s`);
+      return value;
+    } catch (err) {
+      if (!isTemporalUnreachable(err)) throw err;
+      const now = Date.now();
+      if (since === undefined) {
+        since = now;
+        o.say(`Temporal${where} unreachable since ${new Date(now).toISOString().slice(11, 19)}Z, retrying for up to ${Math.round(budgetMs / 1000)} s (NTML_OUTAGE_BUDGET_SECONDS)`);
+      }
+      const left = since + budgetMs - now;
+      if (left <= 0) {
+        const { UserError, failureMessage } = await import('./errors');
+        throw new UserError(
+          `Temporal${where} unreachable since ${new Date(since).toISOString().slice(11, 19)}Z, for longer than the outage budget of ${Math.round(budgetMs / 1000)} s: ${failureMessage(err).split('\n')[0]}`,
+        );
+      }
+      await pause(Math.min(left, delay), o.signal);
+      delay = Math.min(maxDelayMs, delay * 2);
+    }
+  }
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Whether the local stack (.ntml/stack) is up: recorded, not stopped, and every server running
+ * and healthy. Said before "the stack keeps running", which is untrue of a stack that died.
+ */
+export async function localStackUp(): Promise<boolean> {
+  try {
+    const { stackStatus } = await import('../infra/stack/index');
+    const { stackDir } = await import('./temporal');
+    const s = await stackStatus(stackDir());
+    return s.recorded && !s.stoppedAt && s.ok;
+  } catch {
+    return false;
+  }
+}

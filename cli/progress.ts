@@ -20,6 +20,8 @@ export interface Heartbeat {
   round?: number;
   /** the last epoch's diagnostics, e.g. an IAD mask phase's meanMask / emptyMasks */
   diagnostics?: Record<string, number>;
+  /** the worker's store is riding out an S3 outage (activities/checkpointing.ts) */
+  storeOutage?: { since?: string; attempts?: number; lastError?: string; summary?: string };
 }
 
 export interface RunSnapshot {
@@ -120,6 +122,28 @@ export function epochText(h: Heartbeat | undefined, live: boolean): string {
   return parts.join('  ');
 }
 
+/**
+ * "S3 unreachable since 12:03:07Z, retrying (7 attempts failed; last: ECONNREFUSED)" from the
+ * heartbeat of an activity whose store is in an outage; '' when there is none. Only the last
+ * error's code is shown (the full message names the endpoint, already known to the user).
+ */
+export function outageText(h: Heartbeat | undefined): string {
+  const o = h?.storeOutage;
+  if (!o || typeof o !== 'object') return '';
+  const since = typeof o.since === 'string' && !Number.isNaN(Date.parse(o.since)) ? `${new Date(o.since).toISOString().slice(11, 19)}Z` : undefined;
+  const n = typeof o.attempts === 'number' ? o.attempts : undefined;
+  if (!since || n === undefined) return typeof o.summary === 'string' ? o.summary.split('\n')[0] : 'S3 unreachable, retrying';
+  const last = typeof o.lastError === 'string' && o.lastError ? `; last: ${errorCode(o.lastError)}` : '';
+  return `S3 unreachable since ${since}, retrying (${n} attempt${n === 1 ? '' : 's'} failed${last})`;
+}
+
+/** "ECONNREFUSED" from "ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:9000"; other errors' first line. */
+function errorCode(message: string): string {
+  const first = message.split('\n')[0];
+  const code = /\b(E[A-Z]{3,}|UND_ERR_[A-Z_]+)\b/.exec(first);
+  return code ? code[1] : first.slice(0, 80);
+}
+
 function line(s: RunSnapshot, tty: boolean): { key: string; text: string; stage: string } {
   const stage = stageOf(s);
   const hb = s.activity?.heartbeat;
@@ -127,9 +151,11 @@ function line(s: RunSnapshot, tty: boolean): { key: string; text: string; stage:
   const epoch = waiting ? 'waiting for a training worker' : epochText(hb, tty);
   const retry = s.activity && s.activity.attempt > 1 ? `attempt ${s.activity.attempt}${s.activity.lastFailure ? ` after: ${s.activity.lastFailure.split('\n')[0]}` : ''}` : '';
   const elapsed = clock((Date.now() - s.startTime.getTime()) / 1000);
-  const text = [`[${elapsed.padStart(5)}] ${stage.padEnd(18)}`, epoch, retry ? `(${retry})` : ''].filter(Boolean).join('  ');
-  // a new line (non-TTY) when the stage, the finished-epoch count or the attempt changes
-  const key = [stage, waiting ? 'waiting' : epochText(hb, false), retry].join('|');
+  const outage = outageText(hb);
+  const text = [`[${elapsed.padStart(5)}] ${stage.padEnd(18)}`, epoch, retry ? `(${retry})` : '', outage].filter(Boolean).join('  ');
+  // a new line (non-TTY) when the stage, the finished-epoch count or the attempt changes, or an
+  // outage begins or ends (not at each failed attempt: that would print a line every few seconds)
+  const key = [stage, waiting ? 'waiting' : epochText(hb, false), retry, outage ? 'outage' : ''].join('|');
   return { key, text, stage };
 }
 
@@ -140,6 +166,8 @@ export interface WatchOptions {
   /** rejects when the local workers die: stops watching with that error */
   failed?: Promise<never>;
   intervalMs?: number;
+  /** the server, for the "Temporal unreachable" message */
+  address?: string;
 }
 
 /**
@@ -147,15 +175,6 @@ export interface WatchOptions {
  * Resolves to undefined when `signal` aborts first.
  */
 export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchOptions): Promise<PurifyOutcome | undefined> {
-  const result = handle.result() as Promise<PurifyOutcome>;
-  result.catch(() => undefined);
-  let settled = false;
-  const done = result.then(
-    () => undefined,
-    () => undefined,
-  );
-  done.then(() => (settled = true));
-  const interval = o.intervalMs ?? 1000;
   let lastKey = '';
   let lastStage = '';
   let openLine = false;
@@ -164,6 +183,24 @@ export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchO
     if (openLine) o.out.write('\n');
     openLine = false;
   };
+  // a Temporal restart (the stack's supervisor brings it back on its port) is waited out, not a failed run
+  const { retryWhileUnreachable, WaitAborted } = await import('./connection');
+  const result = retryWhileUnreachable(() => handle.result() as Promise<PurifyOutcome>, {
+    signal: o.signal,
+    address: o.address,
+    say: (l) => {
+      endLine();
+      o.out.write(`${l}\n`);
+    },
+  });
+  result.catch(() => undefined);
+  let settled = false;
+  const done = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  done.then(() => (settled = true));
+  const interval = o.intervalMs ?? 1000;
   const aborted = new Promise<void>((resolve) => {
     if (o.signal?.aborted) resolve();
     o.signal?.addEventListener('abort', () => resolve(), { once: true });
@@ -194,5 +231,10 @@ export async function watchRun(client: Client, handle: WorkflowHandle, o: WatchO
     endLine();
   }
   if (o.signal?.aborted && !settled) return undefined;
-  return result;
+  try {
+    return await result;
+  } catch (err) {
+    if (err instanceof WaitAborted) return undefined; // Ctrl-C while Temporal was down
+    throw err;
+  }
 }

@@ -172,6 +172,7 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
         tty: Boolean(io.stderr.isTTY),
         signal: io.signal,
         failed: embedded?.workersFailed,
+        address,
       });
     } catch (err) {
       throw await runFailure(err, runId);
@@ -186,7 +187,7 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
       } else {
         info(io, `\ninterrupted: cancelling run ${runId} ...`);
         await cancelAndWait(handle, 10_000);
-        info(io, `run ${runId} cancelled; stopping the workers (the stack keeps running)`);
+        info(io, `run ${runId} cancelled; stopping the workers${await stackNote()}`);
       }
       return INTERRUPTED;
     }
@@ -195,10 +196,16 @@ async function purifyRunTraced(args: ParsedArgs, io: Io): Promise<number> {
   } finally {
     if (embedded) {
       debug('stopping');
-      if (!interrupted) info(io, embedded.ownsStack ? 'stopping the embedded stack and workers ...' : 'stopping the workers (the stack keeps running) ...');
+      if (!interrupted) info(io, embedded.ownsStack ? 'stopping the embedded stack and workers ...' : `stopping the workers${await stackNote()} ...`);
       await embedded.stop({ fast: interrupted && embedded.ownsStack });
     }
   }
+}
+
+/** " (the stack keeps running)" only when the local stack is up; a dead one is said to be down. */
+async function stackNote(): Promise<string> {
+  const { localStackUp } = await import('./connection');
+  return (await localStackUp()) ? ' (the stack keeps running)' : ' (the local stack is not up: ntml stack status)';
 }
 
 async function cancelAndWait(handle: WorkflowHandle, ms: number): Promise<void> {
@@ -236,7 +243,7 @@ async function openRun(args: ParsedArgs, id: string): Promise<{ client: Client; 
 export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
   const id = args.positionals[0];
   const { client, handle, address } = await openRun(args, id);
-  const { snapshot, stageOf, epochText } = await import('./progress');
+  const { snapshot, stageOf, epochText, outageText } = await import('./progress');
   const s = await snapshot(client, handle);
   const end = s.closeTime ?? new Date();
   const lines = [
@@ -247,6 +254,8 @@ export async function purifyStatus(args: ParsedArgs, io: Io): Promise<number> {
     const stage = stageOf(s);
     const epoch = s.activity && !s.activity.started && !s.activity.heartbeat ? '(waiting for a training worker to pick it up)' : epochText(s.activity?.heartbeat, true);
     lines.push(`stage    ${stage}${epoch ? `  ${epoch}` : ''}`);
+    const outage = outageText(s.activity?.heartbeat);
+    if (outage) lines.push(`store    ${outage}`);
     if (s.progress?.completed.length) lines.push(`done     ${s.progress.completed.join(', ')}`);
     if (s.activity && s.activity.attempt > 1) {
       lines.push(`retry    attempt ${s.activity.attempt}${s.activity.lastFailure ? `, last failure: ${s.activity.lastFailure.split('\n')[0]}` : ''}`);
@@ -297,7 +306,7 @@ export async function purifyAttach(args: ParsedArgs, io: Io): Promise<number> {
       }
       info(io, embedded ? '(Ctrl-C stops watching and the workers of this command; attach again to continue)\n' : '(Ctrl-C stops watching; the run goes on)\n');
       const { watchRun } = await import('./progress');
-      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal, failed: embedded?.workersFailed });
+      outcome = await watchRun(client, handle, { out: io.stderr, tty: Boolean(io.stderr.isTTY), signal: io.signal, failed: embedded?.workersFailed, address });
       if (!outcome) {
         info(io, embedded ? `\nstopped; run ${id} waits for workers (ntml purify attach ${id})` : `\nstopped watching; run ${id} goes on (ntml purify attach ${id})`);
         return INTERRUPTED;

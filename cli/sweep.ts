@@ -116,17 +116,19 @@ function progressLine(p: SweepProgress): string {
 
 /**
  * One line per running cell: its label, stage and epoch (or trigger round) from the cell's purify
- * run. `live` adds the batch (or round) under way; without it a line changes once per epoch.
+ * run, and an S3 outage its worker is riding out. `live` adds the batch (or round) under way; without it a line changes once per epoch.
  */
 export async function runningCellLines(client: Client, p: SweepProgress, live: boolean): Promise<string[]> {
-  const { snapshot, stageOf, epochText } = await import('./progress');
+  const { snapshot, stageOf, epochText, outageText } = await import('./progress');
   return Promise.all(
     (p.runningCells ?? []).map(async (cell) => {
       try {
         const s = await snapshot(client, client.workflow.getHandle(cell.workflowId), { query: false });
         const waiting = s.activity && !s.activity.started && !s.activity.heartbeat;
         const detail = waiting ? 'waiting for a training worker' : epochText(s.activity?.heartbeat, live);
-        return `  ${cell.label}: ${[stageOf(s), detail].filter(Boolean).join('  ')}`;
+        // not live, the block is printed again when it changes: leave out the count of failed attempts
+        const outage = live ? outageText(s.activity?.heartbeat) : outageText(s.activity?.heartbeat).replace(/ \(.*\)$/, '');
+        return `  ${cell.label}: ${[stageOf(s), detail, outage].filter(Boolean).join('  ')}`;
       } catch {
         return `  ${cell.label}: starting`;
       }

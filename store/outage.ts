@@ -129,7 +129,11 @@ export class OutageTracker {
         this.succeeded();
         return result;
       } catch (err) {
-        if (!isTransientStoreError(err)) throw err;
+        if (!isTransientStoreError(err)) {
+          // the server answered (404, 4xx): it is reachable again, whatever it said
+          this.succeeded();
+          throw err;
+        }
         const now = Date.now();
         firstFailure ??= now;
         this.failed(err);

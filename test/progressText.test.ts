@@ -1,10 +1,10 @@
 /**
  * The progress texts `ntml purify` and `ntml sweep` print: epochs of training stages, rounds of
- * a learned trigger's optimisation, and the sweep's cell labels.
+ * a learned trigger's optimisation, a store outage from the heartbeat, and the sweep's cell labels.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { epochText } from '../cli/progress';
+import { epochText, outageText } from '../cli/progress';
 import { cellLabel } from '../schemas/sweep';
 
 test('epochText: finished epochs, the batch under way when live, and trigger rounds', () => {
@@ -25,4 +25,20 @@ test('epochText: finished epochs, the batch under way when live, and trigger rou
 test('cellLabel: attack, defense, budget and seed; the model only when it is not the tier default', () => {
   assert.equal(cellLabel({ attack: 'wanet', defense: 'none', cleanBudget: '100', seed: 2, model: 'tier default' }), 'wanet · none · D_c 100 · seed 2');
   assert.equal(cellLabel({ attack: 'badnets', defense: 'ntml', cleanBudget: '5%', seed: 1, model: 'resnet20' }), 'badnets · ntml · D_c 5% · resnet20 · seed 1');
+});
+
+test('outageText: an S3 outage from the heartbeat details, with the time, the failed attempts and the last error code', () => {
+  const checkpoint = { uri: 's3://ntml/cas/ab', sha256: 'ab', bytes: 1 };
+  assert.equal(outageText(undefined), '');
+  assert.equal(outageText({ stage: 'teacher', epoch: 3, epochs: 8, checkpoint } as never), '');
+  const storeOutage = {
+    since: '2026-03-01T12:03:07.412Z',
+    attempts: 7,
+    lastError: 'ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:9000',
+    summary: 'S3 unreachable since 12:03:07Z, retrying (7 attempts failed; last: ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:9000)',
+  };
+  assert.equal(outageText({ stage: 'teacher', epoch: 3, epochs: 8, storeOutage }), 'S3 unreachable since 12:03:07Z, retrying (7 attempts failed; last: ECONNREFUSED)');
+  assert.equal(outageText({ storeOutage: { ...storeOutage, attempts: 1, lastError: 'ServiceUnavailable: Please reduce your request rate.' } }), 'S3 unreachable since 12:03:07Z, retrying (1 attempt failed; last: ServiceUnavailable: Please reduce your request rate.)');
+  // details written by another version (no since/attempts): its own summary line
+  assert.equal(outageText({ storeOutage: { summary: 'S3 unreachable, retrying\nmore' } }), 'S3 unreachable, retrying');
 });
