@@ -197,7 +197,10 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
     }, 2000);
     let outcome: SweepOutcome | 'aborted';
     try {
-      const result = handle.result() as Promise<SweepOutcome>;
+      // a Temporal restart (the local stack's supervisor brings it back on its port) is waited out
+      const { retryWhileUnreachable } = await import('./connection');
+      const result = retryWhileUnreachable(() => handle.result() as Promise<SweepOutcome>, { signal: io.signal, address: c.address, say: (l) => info(io, l) });
+      result.catch(() => undefined);
       outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {
       // Ctrl-C stops the workers the command started: their exit is the stop, not a failure
