@@ -206,8 +206,9 @@ test('prepareData: GTSRB and image-folder evaluation data get poisoned; protecti
   const prepared = await prepareData(cfg);
   assert.equal(prepared.summary.numClasses, 43);
   assert.deepEqual(prepared.summary.shape, [32, 32, 3]);
-  assert.equal(prepared.summary.trainSize, 18);
-  assert.equal(prepared.summary.poisonedCount, Math.round(0.2 * 18));
+  // 18 training images, of which the 6-image clean reserve is the defender's own (not in the training set)
+  assert.equal(prepared.summary.trainSize, 18 - 6);
+  assert.equal(prepared.summary.poisonedCount, Math.round(0.2 * (18 - 6)));
   assert.match(prepared.summary.source, /^GTSRB \(/);
 
   const train = tmp();
@@ -231,8 +232,9 @@ test('prepareData: GTSRB and image-folder evaluation data get poisoned; protecti
   const ok = await prepareData(protection({ classes: ['cat', 'dog', 'eel'] }));
   assert.deepEqual([ok.summary.trainSize, ok.summary.cleanBudget, ok.summary.numClasses], [10, 10, 3]);
   assert.deepEqual([...new Set([...ok.cleanFit.labels, ...ok.cleanHeldOut.labels])].sort(), [0, 2], 'eel is class 2');
-  await assert.rejects(
-    prepareData(parsePurifyConfig({ mode: 'protection', trainingSet: { format: 'imageFolder', dir: 's3://bucket/train' }, cleanSet: { format: 'imageFolder', dir: clean }, model: { arch: 'tinyCnn' } })),
-    /trainingSet\.dir: s3:\/\/bucket\/train: an image folder must be a local folder/,
+  // an S3 image folder is refused when the config is validated, before any work
+  assert.throws(
+    () => parsePurifyConfig({ mode: 'protection', trainingSet: { format: 'imageFolder', dir: 's3://bucket/train' }, cleanSet: { format: 'imageFolder', dir: clean }, model: { arch: 'tinyCnn' } }),
+    /trainingSet\.dir: must be a local folder of the workers, not an s3:\/\/ URI/,
   );
 });
