@@ -94,7 +94,7 @@ export async function trainWanetBackdoor(o: TrainWanetOptions): Promise<WanetTra
   const training = recipe.batchNorm === 'train';
   const fast = useFastPath();
   const vars = trainableVariables(c.model);
-  const sgd = new SgdMomentum(vars, { momentum: recipe.momentum, weightDecay: recipe.weightDecay, fast });
+  const sgd = new SgdMomentum(vars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay, fast });
   let batchRng = new Rng(deriveSeed(seed, 'wanet', 'batches'));
   let totals: WanetBatchTotals = { backdoor: 0, cross: 0, clean: 0 };
   let loop;
@@ -105,6 +105,7 @@ export async function trainWanetBackdoor(o: TrainWanetOptions): Promise<WanetTra
       batchSize: recipe.batchSize,
       peakLearningRate: recipe.learningRate,
       schedule: recipe.schedule,
+      warmupFraction: recipe.warmupFraction,
       // the loop's own batch (clean, unaugmented) is not used: step builds the poisoned one
       // from the same indices, since WaNet augments after poisoning
       augment: noAugmentation,
