@@ -26,6 +26,7 @@ const PURE_WORKFLOW_MODULES = [
   'schemas/sweep',
   'schemas/audit',
   'schemas/seedRoles',
+  'schemas/location',
   'core/attacks/configs',
   'core/defenses/configs',
   'core/ntml/config',
