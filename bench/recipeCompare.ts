@@ -1,10 +1,10 @@
 /**
- * Issue 19 item 6: the cpu tier's standard model under its current recipe and under the
- * one-cycle + Nesterov candidate, trained by ntml and by a like-for-like PyTorch reference
+ * Issue 19 item 6: the cpu tier's standard model under its earlier cosine recipe and under the
+ * one-cycle + Nesterov recipe (the tier's recipe since this comparison), trained by ntml and by a like-for-like PyTorch reference
  * (bench/reference/pytorch_recipe.py) on the same exported records, seed by seed.
  *
  *   NTML_CIFAR10_DIR=/path/to/cifar-10-batches-bin node dist/bench/recipeCompare.js
- *       [--seeds 1,2,3] [--sets clean,badnets] [--recipes current,oneCycle]
+ *       [--seeds 1,2,3] [--sets clean,badnets] [--recipes cosine,oneCycle]
  *       [--frameworks ntml,pytorch] [--train-subset 20000] [--epochs E]
  *       [--one-cycle-lr 0.1] [--warmup 0.25] [--threads T] [--out DIR] [--work DIR]
  *
@@ -28,7 +28,7 @@ import { recipeMarkdown, type RecipeReport, type RunRecord } from './recipeRepor
 
 const frameworks = ['ntml', 'pytorch'] as const;
 type Framework = (typeof frameworks)[number];
-const recipeNames = ['current', 'oneCycle'] as const;
+const recipeNames = ['cosine', 'oneCycle'] as const;
 type RecipeName = (typeof recipeNames)[number];
 
 interface Options {
@@ -48,15 +48,18 @@ interface Options {
 const root = findRepoRoot(__dirname) ?? process.cwd();
 
 /**
- * The recipes compared: the cpu tier's recipe as schemas/purify.ts defines it today, and the
- * candidate (one-cycle schedule, Nesterov momentum, a higher peak that the warm-up makes safe);
- * everything else (batch 128, momentum 0.9, wd 5e-4, crop + flip, 8 epochs) is the tier's.
+ * The recipes compared: the cpu tier's recipe before issue 19 (cosine decay from peak lr 0.05,
+ * heavy-ball momentum; spelled out here because the tier no longer uses it), and the one-cycle
+ * candidate (one-cycle schedule, Nesterov momentum, a higher peak that the warm-up makes safe;
+ * with the default --one-cycle-lr and --warmup it is the tier's recipe today, schemas/purify.ts).
+ * Everything else (batch 128, momentum 0.9, wd 5e-4, crop + flip, 8 epochs) is the tier's.
  */
 export function comparedRecipes(o: Pick<Options, 'epochs' | 'oneCycleLearningRate' | 'warmupFraction'>): Record<RecipeName, TrainRecipe> {
-  const current = { ...tierRecipe('cpu'), ...(o.epochs ? { epochs: o.epochs } : {}) };
+  const { schedule: _schedule, nesterov: _nesterov, warmupFraction: _warmup, ...tier } = tierRecipe('cpu');
+  const cosine = TrainRecipe.parse({ ...tier, learningRate: 0.05, ...(o.epochs ? { epochs: o.epochs } : {}) });
   return {
-    current,
-    oneCycle: TrainRecipe.parse({ ...current, schedule: 'oneCycle', nesterov: true, learningRate: o.oneCycleLearningRate, warmupFraction: o.warmupFraction }),
+    cosine,
+    oneCycle: TrainRecipe.parse({ ...cosine, schedule: 'oneCycle', nesterov: true, learningRate: o.oneCycleLearningRate, warmupFraction: o.warmupFraction }),
   };
 }
 
@@ -67,14 +70,15 @@ function parseOptions(argv: string[]): Options {
     recipes: [...recipeNames],
     frameworks: [...frameworks],
     trainSubset: 20000,
-    oneCycleLearningRate: 0.1,
-    warmupFraction: 0.25,
+    // the tier's one-cycle recipe unless a screen asks for another peak or warm-up
+    oneCycleLearningRate: tierRecipe('cpu').learningRate,
+    warmupFraction: tierRecipe('cpu').warmupFraction ?? 0.25,
     threads: os.availableParallelism(),
     out: path.join(root, 'bench', 'results', 'recipe-cpu'),
     work: path.join(os.tmpdir(), 'ntml-recipe-compare'),
   };
   const usage =
-    'usage: recipeCompare.js [--seeds 1,2,3] [--sets clean,badnets] [--recipes current,oneCycle] [--frameworks ntml,pytorch] [--train-subset N] [--epochs E] [--one-cycle-lr X] [--warmup F] [--threads T] [--out DIR] [--work DIR]';
+    'usage: recipeCompare.js [--seeds 1,2,3] [--sets clean,badnets] [--recipes cosine,oneCycle] [--frameworks ntml,pytorch] [--train-subset N] [--epochs E] [--one-cycle-lr X] [--warmup F] [--threads T] [--out DIR] [--work DIR]';
   const list = <T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T[] => {
     const items = (value ?? '').split(',').filter(Boolean);
     const bad = items.filter((x) => !allowed.includes(x as T));

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19 item 6: the cpu tier's standard model, ntml vs PyTorch, current recipe vs one-cycle +
+# Issue 19 item 6: the cpu tier's standard model, ntml vs PyTorch, the earlier cosine recipe vs one-cycle +
 # Nesterov, clean and BadNets-poisoned, seeds 1-3 (bench/recipeCompare.ts); writes
 # bench/results/recipe-cpu/report.{json,md}. Extra arguments go to recipeCompare (e.g. --sets badnets).
 # Stopped (Ctrl-C), it continues where it stopped when run again with the same arguments.

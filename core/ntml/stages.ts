@@ -99,9 +99,19 @@ export async function trainNtStudent(
   seed: number,
   control: StageControl = {},
 ): Promise<EpochLoopResult> {
-  const ntRecipe: TrainRecipe =
-    cfg.studentInit === 'standard' ? { ...recipe, epochs: cfg.ntEpochs, learningRate: cfg.ntLearningRate } : recipe;
-  return trainClassifier({ classifier: student, data: train, targets, recipe: ntRecipe, seed: deriveSeed(seed, 'nt'), ...control });
+  return trainClassifier({ classifier: student, data: train, targets, recipe: ntStudentRecipe(recipe, cfg), seed: deriveSeed(seed, 'nt'), ...control });
+}
+
+/**
+ * The NT student's recipe. From f_std it is a short fine-tune: cosine decay from `ntLearningRate`
+ * with heavy-ball momentum whatever schedule the tier's standard training uses (a one-cycle
+ * warm-up from peak/25 over 3 epochs would be a different, untested NT stage; NT-ML's defaults
+ * were chosen with this one). From scratch it is the full recipe, as f_std's.
+ */
+export function ntStudentRecipe(recipe: TrainRecipe, cfg: NtmlConfig): TrainRecipe {
+  if (cfg.studentInit !== 'standard') return recipe;
+  const { warmupFraction: _warmup, nesterov: _nesterov, ...rest } = recipe;
+  return { ...rest, epochs: cfg.ntEpochs, learningRate: cfg.ntLearningRate, schedule: 'cosine' };
 }
 
 export async function runMutualLearning(

@@ -16,13 +16,18 @@ import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { tierRecipe } from '../../schemas/purify';
 import { createHash } from 'node:crypto';
 
-test('recipeCompare: "current" is the cpu tier\'s recipe; "oneCycle" changes only schedule, Nesterov, peak and warm-up', () => {
+test('recipeCompare: "cosine" is the tier\'s earlier recipe; "oneCycle" changes only schedule, Nesterov, peak and warm-up, and by default is the cpu tier\'s recipe', () => {
   const r = comparedRecipes({ oneCycleLearningRate: 0.12, warmupFraction: 0.2 });
-  assert.deepEqual(r.current, tierRecipe('cpu'));
+  assert.deepEqual(
+    { schedule: r.cosine.schedule, nesterov: r.cosine.nesterov ?? false, learningRate: r.cosine.learningRate, warmupFraction: r.cosine.warmupFraction },
+    { schedule: 'cosine', nesterov: false, learningRate: 0.05, warmupFraction: undefined },
+  );
   const { schedule, nesterov, learningRate, warmupFraction, ...rest } = r.oneCycle;
   assert.deepEqual({ schedule, nesterov, learningRate, warmupFraction }, { schedule: 'oneCycle', nesterov: true, learningRate: 0.12, warmupFraction: 0.2 });
-  const { schedule: _s, learningRate: _l, ...currentRest } = r.current;
-  assert.deepEqual(rest, currentRest);
+  const { schedule: _s, learningRate: _l, nesterov: _n, ...cosineRest } = r.cosine;
+  assert.deepEqual(rest, cosineRest);
+  const tier = tierRecipe('cpu');
+  assert.deepEqual(comparedRecipes({ oneCycleLearningRate: tier.learningRate, warmupFraction: tier.warmupFraction ?? 0.25 }).oneCycle, tier);
   assert.equal(comparedRecipes({ epochs: 1, oneCycleLearningRate: 0.1, warmupFraction: 0.25 }).oneCycle.epochs, 1, 'a smoke run shortens both');
 });
 
@@ -64,15 +69,15 @@ test('recipeReport: sample std, ntml - PyTorch gaps paired by seed, the goals', 
     result: { acc, asr: 99, trainSeconds: 1, history: [{ epoch: 1, loss: 1, learningRate: 0, seconds: 1 }], trainSha256: 'x' },
   });
   const runs = [
-    run(1, 'current', 'ntml', 70), run(1, 'current', 'pytorch', 72),
-    run(2, 'current', 'ntml', 71), run(2, 'current', 'pytorch', 72),
+    run(1, 'cosine', 'ntml', 70), run(1, 'cosine', 'pytorch', 72),
+    run(2, 'cosine', 'ntml', 71), run(2, 'cosine', 'pytorch', 72),
     run(1, 'oneCycle', 'ntml', 77), run(1, 'oneCycle', 'pytorch', 77.5),
     run(2, 'oneCycle', 'ntml', 79), // seed 2's PyTorch run not there yet: no pair
   ];
   const { rows, gaps } = summarise(runs);
-  const current = gaps.find((g) => g.recipe === 'current')!.gap;
-  assert.equal(current.n, 2);
-  assert.equal(current.mean, -1.5);
+  const cosine = gaps.find((g) => g.recipe === 'cosine')!.gap;
+  assert.equal(cosine.n, 2);
+  assert.equal(cosine.mean, -1.5);
   const oneCycle = gaps.find((g) => g.recipe === 'oneCycle')!.gap;
   assert.deepEqual(oneCycle, { n: 1, mean: -0.5, std: 0 });
   assert.equal(rows.find((r) => r.recipe === 'oneCycle' && r.framework === 'ntml')!.acc.mean, 78);
@@ -83,6 +88,6 @@ test('recipeReport: sample std, ntml - PyTorch gaps paired by seed, the goals', 
   });
   assert.match(md, /\*\*Not finished\*\*/);
   assert.match(md, /under \*\*oneCycle\*\*: clean ACC 78\.00 ± 1\.41 \(n=2\); goal ≥ 76: met/);
-  assert.match(md, /under \*\*current\*\*: clean ACC 70\.50 ± 0\.71 \(n=2\); goal ≥ 76: not met/);
-  assert.match(md, /\| badnets \| current \| -1\.50 ± 0\.71 \(n=2\) \| no \|/);
+  assert.match(md, /under \*\*cosine\*\*: clean ACC 70\.50 ± 0\.71 \(n=2\); goal ≥ 76: not met/);
+  assert.match(md, /\| badnets \| cosine \| -1\.50 ± 0\.71 \(n=2\) \| no \|/);
 });

@@ -13,6 +13,7 @@ import { SgdMomentum, learningRateAt, ONE_CYCLE_START_DIVISOR } from '../../core
 import { runEpochs } from '../../core/train/epochLoop';
 import { noAugmentation } from '../../core/train/augment';
 import { parsePurifyConfig, ConfigError, tierRecipe } from '../../schemas/purify';
+import { ntStudentRecipe } from '../../core/ntml/stages';
 
 const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) < 1e-9, `${what}: ${got} vs ${want}`);
 
@@ -109,25 +110,23 @@ for (const fast of [false, true]) {
 
 const cifarLike = { format: 'synthetic', trainSize: 100, testSize: 20, height: 8, width: 8 } as const;
 
-test('purify config: the cpu tier takes the one-cycle + Nesterov recipe as training overrides; defaults add no keys', () => {
-  const cfg = parsePurifyConfig({
-    tier: 'cpu',
-    data: cifarLike,
-    attack: { name: 'badnets' },
-    training: { schedule: 'oneCycle', nesterov: true, learningRate: 0.1, warmupFraction: 0.25 },
-  });
-  assert.equal(cfg.training.schedule, 'oneCycle');
-  assert.equal(cfg.training.nesterov, true);
-  assert.equal(cfg.training.warmupFraction, 0.25);
-  assert.equal(cfg.training.learningRate, 0.1);
-  assert.equal(cfg.training.epochs, 8, 'the tier\'s other values stay');
-  // the tier's default recipe is untouched (the choice waits for the measurement) and, with the
-  // new fields left out, has exactly its old keys: stage cache keys hash this object
-  const plain = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' } }).training;
-  assert.deepEqual(Object.keys(plain).sort(), ['augment', 'batchNorm', 'batchSize', 'epochs', 'learningRate', 'momentum', 'schedule', 'weightDecay']);
-  assert.equal(plain.schedule, 'cosine');
-  assert.equal(plain.learningRate, 0.05);
-  assert.deepEqual(tierRecipe('cpu'), { ...plain, augment: { padding: 4, flip: true } });
+test('purify config: the cpu tier\'s recipe is one-cycle + Nesterov at peak 0.2 (issue 19); overrides change single fields; the ci tier keeps cosine', () => {
+  const cpu = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' } }).training;
+  assert.deepEqual(
+    { schedule: cpu.schedule, nesterov: cpu.nesterov, learningRate: cpu.learningRate, warmupFraction: cpu.warmupFraction, epochs: cpu.epochs, batchSize: cpu.batchSize },
+    { schedule: 'oneCycle', nesterov: true, learningRate: 0.2, warmupFraction: 0.25, epochs: 8, batchSize: 128 },
+  );
+  assert.deepEqual(tierRecipe('cpu'), { ...cpu, augment: { padding: 4, flip: true } });
+  const lower = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' }, training: { learningRate: 0.1 } }).training;
+  assert.deepEqual({ ...lower, learningRate: 0.2 }, cpu, 'the tier\'s other values stay');
+  // the earlier cpu recipe, asked for by schedule: the tier's warm-up leaves with its schedule
+  const cosine = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' }, training: { schedule: 'cosine', learningRate: 0.05, nesterov: false } }).training;
+  assert.equal(cosine.schedule, 'cosine');
+  assert.equal(cosine.warmupFraction, undefined);
+  // the ci tier's recipe is unchanged, with exactly its old keys (stage cache keys hash this object)
+  const ci = parsePurifyConfig({ tier: 'ci', data: cifarLike, attack: { name: 'badnets' } }).training;
+  assert.deepEqual(Object.keys(ci).sort(), ['augment', 'batchNorm', 'batchSize', 'epochs', 'learningRate', 'momentum', 'schedule', 'weightDecay']);
+  assert.equal(ci.schedule, 'cosine');
 });
 
 test('purify config: a warm-up share without the oneCycle schedule, or out of range, names the field', () => {
@@ -141,8 +140,22 @@ test('purify config: a warm-up share without the oneCycle schedule, or out of ra
     }
     assert.fail(`accepted ${JSON.stringify(training)}`);
   };
-  assert.deepEqual(issues({ warmupFraction: 0.2 }), ['training.warmupFraction: applies to schedule oneCycle only, the schedule is cosine']);
+  assert.deepEqual(issues({ schedule: 'cosine', warmupFraction: 0.2 }), ['training.warmupFraction: applies to schedule oneCycle only, the schedule is cosine']);
   assert.match(issues({ schedule: 'oneCycle', warmupFraction: 1.5 })[0], /^training\.warmupFraction: /);
   assert.match(issues({ schedule: 'onecycle' })[0], /^training\.schedule: /);
   assert.match(issues({ nesterov: 'yes' })[0], /^training\.nesterov: /);
+});
+
+test('NT training from f_std is a cosine fine-tune at ntLearningRate whatever the tier\'s schedule; from scratch it is the full recipe', () => {
+  const cfg = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' } });
+  const nt = ntStudentRecipe(cfg.training, cfg.ntml);
+  assert.equal(cfg.training.schedule, 'oneCycle');
+  assert.deepEqual(
+    { schedule: nt.schedule, nesterov: nt.nesterov, warmupFraction: nt.warmupFraction, learningRate: nt.learningRate, epochs: nt.epochs },
+    { schedule: 'cosine', nesterov: undefined, warmupFraction: undefined, learningRate: cfg.ntml.ntLearningRate, epochs: cfg.ntml.ntEpochs },
+  );
+  assert.equal(nt.batchSize, cfg.training.batchSize);
+  assert.deepEqual(nt.augment, cfg.training.augment);
+  const scratch = parsePurifyConfig({ tier: 'cpu', data: cifarLike, attack: { name: 'badnets' }, ntml: { studentInit: 'scratch' } });
+  assert.deepEqual(ntStudentRecipe(scratch.training, scratch.ntml), scratch.training);
 });
