@@ -40,7 +40,8 @@ import { imageBytes, subsetDataset, type ImageDataset } from '../data/dataset';
 import { initialiseWeights } from '../models/architectures';
 import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
-import { SgdMomentum, trainableVariables } from '../train/sgd';
+import { trainableVariables } from '../train/sgd';
+import { recipeOptimizer, recipeSchedule } from '../train/recipeRun';
 import { Adam } from '../train/adam';
 import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
 import { crossEntropy } from '../train/losses';
@@ -473,7 +474,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
     const [scale, offset] = rangeAffine(c.meta.inputRange);
     const cVars = trainableVariables(c.model);
     const gVars = trainableVariables(g.pattern);
-    const sgd = new SgdMomentum(cVars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay });
+    const sgd = recipeOptimizer(cVars, recipe);
     const adam = generatorAdam(gVars);
     let pairRng = new Rng(deriveSeed(seed, 'inputaware', 'cross-partners'));
     const training = recipe.batchNorm === 'train';
@@ -481,11 +482,7 @@ export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promis
     try {
       loop = await runEpochs({
         data: train,
-        epochs: recipe.epochs,
-        batchSize: recipe.batchSize,
-        peakLearningRate: recipe.learningRate,
-        schedule: recipe.schedule,
-        warmupFraction: recipe.warmupFraction,
+        ...recipeSchedule(recipe),
         augment: recipe.augment,
         seed: deriveSeed(seed, 'inputaware', 'joint'),
         models: { model: c },

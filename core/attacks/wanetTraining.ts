@@ -19,7 +19,8 @@ import { tf } from '../tf';
 import { Rng, deriveSeed, type RngState } from '../rng';
 import type { ImageDataset } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
-import { SgdMomentum, trainableVariables } from '../train/sgd';
+import { trainableVariables } from '../train/sgd';
+import { recipeOptimizer, recipeSchedule } from '../train/recipeRun';
 import { crossEntropy } from '../train/losses';
 import { applyModel, useFastPath } from '../train/fast';
 import { runEpochs, type EpochHooks, type EpochRecord } from '../train/epochLoop';
@@ -94,18 +95,14 @@ export async function trainWanetBackdoor(o: TrainWanetOptions): Promise<WanetTra
   const training = recipe.batchNorm === 'train';
   const fast = useFastPath();
   const vars = trainableVariables(c.model);
-  const sgd = new SgdMomentum(vars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay, fast });
+  const sgd = recipeOptimizer(vars, recipe, fast);
   let batchRng = new Rng(deriveSeed(seed, 'wanet', 'batches'));
   let totals: WanetBatchTotals = { backdoor: 0, cross: 0, clean: 0 };
   let loop;
   try {
     loop = await runEpochs({
       data: train,
-      epochs: recipe.epochs,
-      batchSize: recipe.batchSize,
-      peakLearningRate: recipe.learningRate,
-      schedule: recipe.schedule,
-      warmupFraction: recipe.warmupFraction,
+      ...recipeSchedule(recipe),
       // the loop's own batch (clean, unaugmented) is not used: step builds the poisoned one
       // from the same indices, since WaNet augments after poisoning
       augment: noAugmentation,

@@ -7,7 +7,8 @@ import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import type { ImageDataset } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
-import { SgdMomentum, trainableVariables } from './sgd';
+import { trainableVariables } from './sgd';
+import { recipeOptimizer, recipeSchedule } from './recipeRun';
 import { crossEntropy, softCrossEntropy, complementaryLoss, klToTarget } from './losses';
 import { runEpochs, type EpochHooks, type EpochLoopResult } from './epochLoop';
 import type { TrainingCheckpoint } from './checkpoint';
@@ -84,18 +85,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<EpochL
   const k = c.meta.numClasses;
   const vars = trainableVariables(c.model);
   const fast = useFastPath(o.fastPath);
-  const optimizer = new SgdMomentum(vars, { momentum: recipe.momentum, nesterov: recipe.nesterov, weightDecay: recipe.weightDecay, fast });
+  const optimizer = recipeOptimizer(vars, recipe, fast);
   const training = recipe.batchNorm === 'train';
   try {
     return await runEpochs({
       data: o.data,
       indices: o.indices,
-      epochs: recipe.epochs,
+      ...recipeSchedule(recipe),
       stopAfterEpoch: o.stopAfterEpoch,
-      batchSize: recipe.batchSize,
-      peakLearningRate: recipe.learningRate,
-      schedule: recipe.schedule,
-      warmupFraction: recipe.warmupFraction,
       augment: recipe.augment,
       seed: o.seed,
       models: { model: c },
