@@ -12,6 +12,7 @@ import {
   continueAsNew,
   defineQuery,
   executeChild,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -34,8 +35,8 @@ import { sharedStagesReadySignal } from './purify';
 export const sweepProgressQuery = defineQuery<SweepProgress>(PROGRESS_QUERY);
 
 export async function sweep(input: SweepInput): Promise<SweepOutcome> {
-  const { spec, cells } = parseSpec(input.spec);
   const bookkeeping = bookkeepingActivities(input.options);
+  const { spec, cells } = await parseSpec(input.spec, bookkeeping);
   const state: SweepState = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
   const book = new CellBook(cells, state, workflowInfo().workflowId);
   setHandler(sweepProgressQuery, () => book.progress(spec));
@@ -57,10 +58,21 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   return { sweep: spec.name, total: cells.length, completed: book.finished.size, failed: state.failed, reused: state.reused };
 }
 
-function parseSpec(raw: unknown): { spec: SweepSpec; cells: SweepCell[] } {
+/**
+ * The spec's cells. Their ids hash the data's content digest, not its folder (a bundle's cells
+ * are found again wherever the data lies); a sweep that started before content digests keeps
+ * its path-hashed ids when its history is replayed.
+ */
+async function parseSpec(raw: unknown, bookkeeping: ReturnType<typeof bookkeepingActivities>): Promise<{ spec: SweepSpec; cells: SweepCell[] }> {
+  let spec: SweepSpec;
   try {
-    const spec = parseSweepSpec(raw);
-    return { spec, cells: expandSweep(spec) };
+    spec = parseSweepSpec(raw);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
+  }
+  const dataContent = patched('cell-ids-hash-data-content') ? await bookkeeping.sweepDataContent({ data: (spec.base as { data?: unknown }).data }) : null;
+  try {
+    return { spec, cells: expandSweep(spec, { dataContent: dataContent ?? undefined }) };
   } catch (err) {
     throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
   }
