@@ -18,7 +18,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities';
-import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell, type SweepSpec } from '../schemas/sweep';
+import { cellLabel, dataLocations, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell, type SweepSpec } from '../schemas/sweep';
 import {
   PROGRESS_QUERY,
   TRAINING_TASK_QUEUE,
@@ -36,8 +36,19 @@ export const sweepProgressQuery = defineQuery<SweepProgress>(PROGRESS_QUERY);
 
 export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   const bookkeeping = bookkeepingActivities(input.options);
-  const { spec, cells } = await parseSpec(input.spec, bookkeeping);
+  const { spec, cells: pathHashed } = parseSpec(input.spec);
   const state: SweepState = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
+  // answered while a worker computes the data's digest (the cells' ids wait for it)
+  setHandler(sweepProgressQuery, () => ({
+    sweep: spec.name,
+    total: pathHashed.length,
+    done: state.finished.length,
+    running: [],
+    failed: state.failed.length,
+    reused: state.reused,
+    continuedAsNew: state.continuedAsNew,
+  }));
+  const cells = await contentHashedCells(spec, pathHashed, bookkeeping);
   const book = new CellBook(cells, state, workflowInfo().workflowId);
   setHandler(sweepProgressQuery, () => book.progress(spec));
   if (!input.state) await bookkeeping.writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
@@ -58,24 +69,26 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
   return { sweep: spec.name, total: cells.length, completed: book.finished.size, failed: state.failed, reused: state.reused };
 }
 
+function parseSpec(raw: unknown): { spec: SweepSpec; cells: SweepCell[] } {
+  try {
+    const spec = parseSweepSpec(raw);
+    return { spec, cells: expandSweep(spec) };
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
+  }
+}
+
 /**
- * The spec's cells. Their ids hash the data's content digest, not its folder (a bundle's cells
- * are found again wherever the data lies); a sweep that started before content digests keeps
- * its path-hashed ids when its history is replayed.
+ * The spec's cells with ids that hash the data's content digest, not its folder (a bundle's
+ * cells are found again wherever the data lies). A sweep that started before content digests
+ * keeps its path-hashed ids when its history is replayed (the patch marker is absent there).
  */
-async function parseSpec(raw: unknown, bookkeeping: ReturnType<typeof bookkeepingActivities>): Promise<{ spec: SweepSpec; cells: SweepCell[] }> {
-  let spec: SweepSpec;
-  try {
-    spec = parseSweepSpec(raw);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
-  }
-  const dataContent = patched('cell-ids-hash-data-content') ? await bookkeeping.sweepDataContent({ data: (spec.base as { data?: unknown }).data }) : null;
-  try {
-    return { spec, cells: expandSweep(spec, { dataContent: dataContent ?? undefined }) };
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidSweepSpec');
-  }
+async function contentHashedCells(spec: SweepSpec, pathHashed: SweepCell[], bookkeeping: ReturnType<typeof bookkeepingActivities>): Promise<SweepCell[]> {
+  const data = (spec.base as { data?: unknown }).data;
+  // generated data names no folder: its ids are location-free already, and it costs no activity
+  if (dataLocations(data).length === 0 || !patched('cell-ids-hash-data-content')) return pathHashed;
+  const dataContent = await bookkeeping.sweepDataContent({ data });
+  return dataContent ? expandSweep(spec, { dataContent }) : pathHashed;
 }
 
 function bookkeepingActivities(options: SweepInput['options']) {
