@@ -48,7 +48,7 @@ export async function sweep(input: SweepInput): Promise<SweepOutcome> {
     reused: state.reused,
     continuedAsNew: state.continuedAsNew,
   }));
-  const cells = await contentHashedCells(spec, pathHashed, bookkeeping);
+  const cells = await contentHashedCells(spec, pathHashed, input.options);
   const book = new CellBook(cells, state, workflowInfo().workflowId);
   setHandler(sweepProgressQuery, () => book.progress(spec));
   if (!input.state) await bookkeeping.writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
@@ -83,11 +83,11 @@ function parseSpec(raw: unknown): { spec: SweepSpec; cells: SweepCell[] } {
  * cells are found again wherever the data lies). A sweep that started before content digests
  * keeps its path-hashed ids when its history is replayed (the patch marker is absent there).
  */
-async function contentHashedCells(spec: SweepSpec, pathHashed: SweepCell[], bookkeeping: ReturnType<typeof bookkeepingActivities>): Promise<SweepCell[]> {
+async function contentHashedCells(spec: SweepSpec, pathHashed: SweepCell[], options: SweepInput['options']): Promise<SweepCell[]> {
   const data = (spec.base as { data?: unknown }).data;
   // generated data names no folder: its ids are location-free already, and it costs no activity
   if (dataLocations(data).length === 0 || !patched('cell-ids-hash-data-content')) return pathHashed;
-  const dataContent = await bookkeeping.sweepDataContent({ data });
+  const dataContent = await dataDigestActivity(options)({ data });
   return dataContent ? expandSweep(spec, { dataContent }) : pathHashed;
 }
 
@@ -98,6 +98,16 @@ function bookkeepingActivities(options: SweepInput['options']) {
     startToCloseTimeout: '20s',
     retry: { maximumAttempts: 10 },
   });
+}
+
+/** Hashing the data reads all of it (CIFAR-10: 180 MB, about a second; a large image folder: minutes): heartbeats, not a short deadline, tell a lost worker. */
+function dataDigestActivity(options: SweepInput['options']) {
+  return proxyActivities<typeof activities>({
+    taskQueue: options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
+    startToCloseTimeout: '1h',
+    heartbeatTimeout: (options?.heartbeatTimeoutSeconds ?? 120) * 1000,
+    retry: { maximumAttempts: 10 },
+  }).sweepDataContent;
 }
 
 /** One cell as a child purify workflow on the sweep's own task queue; a failure becomes the cell's record. */
