@@ -44,8 +44,8 @@ export function compareRows(ntml: SweepRow[], baseline: SweepRow[]): Comparison[
 
 const list = (xs: string[]) => (xs.length <= 1 ? xs.join('') : `${xs.slice(0, -1).join(', ')} and ${xs[xs.length - 1]}`);
 
-/** One sentence: NT-ML against one baseline at one budget. */
-export function comparisonSentence(baseline: string, budget: string, cs: Comparison[]): string {
+/** One sentence: NT-ML (`who`: how the paragraph names it) against one baseline at one budget. */
+export function comparisonSentence(baseline: string, budget: string, cs: Comparison[], who = 'NT-ML'): string {
   const k = cs.length;
   const higher = cs.filter((c) => c.derDiff > 0);
   const lower = cs.filter((c) => c.derDiff < 0);
@@ -53,10 +53,11 @@ export function comparisonSentence(baseline: string, budget: string, cs: Compari
   const apartLower = cs.filter((c) => c.separation === 'lower').map((c) => c.attack);
   const head = `Against ${baseline} at |D_c| = ${budget}`;
   let der: string;
-  if (apartHigher.length === k) der = `NT-ML's DER is higher on every one of the ${k} attacks, with the ±1 std intervals apart on each`;
-  else if (apartLower.length === k) der = `NT-ML's DER is lower on every one of the ${k} attacks, with the ±1 std intervals apart on each`;
+  const all = k === 1 ? 'on the one attack, with the ±1 std intervals apart' : `on every one of the ${k} attacks, with the ±1 std intervals apart on each`;
+  if (apartHigher.length === k) der = `${who}'s DER is higher ${all}`;
+  else if (apartLower.length === k) der = `${who}'s DER is lower ${all}`;
   else {
-    const parts = [`NT-ML's DER is higher on mean for ${higher.length} of ${k} attacks`];
+    const parts = [`${who}'s DER is higher on mean for ${higher.length} of ${k} attack${k === 1 ? '' : 's'}`];
     if (lower.length) parts.push(`lower for ${lower.length}`);
     const ties = k - higher.length - lower.length;
     if (ties) parts.push(`equal for ${ties}`);
@@ -71,7 +72,7 @@ export function comparisonSentence(baseline: string, budget: string, cs: Compari
   const a = mean(accs);
   const spread = k > 1 ? ` (per attack ${signed(Math.min(...accs))} to ${signed(Math.max(...accs))})` : '';
   const acc = Math.abs(a) < 0.05 ? `the same on average${spread}` : `${Math.abs(a).toFixed(1)} points ${a < 0 ? 'lower' : 'higher'} on average${spread}`;
-  return `${head} (${k} attack${k === 1 ? '' : 's'}), ${der}; the mean DER difference is ${signed(d)} points, and NT-ML's clean accuracy is ${acc}.`;
+  return `${head} (${k} attack${k === 1 ? '' : 's'}), ${der}; the mean DER difference is ${signed(d)} points, and ${who}'s clean accuracy is ${acc}.`;
 }
 
 /**
@@ -97,7 +98,7 @@ export function sweepVerdict(rows: SweepRow[]): string {
     const sentences = pairs
       .map(([defense, budget]) => {
         const cs = compareRows(ntml, baselines.filter((r) => r.defense === defense && r.cleanBudget === budget));
-        return cs.length ? comparisonSentence(defense, budget, cs).replace(/NT-ML's/g, `${who}'s`) : '';
+        return cs.length ? comparisonSentence(defense, budget, cs, who) : '';
       })
       .filter(Boolean);
     if (ntmlLabels.length > 1) out.push(`${who} at |D_c| = ${NTML_BUDGET}:`);

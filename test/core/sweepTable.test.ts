@@ -111,9 +111,13 @@ test('verdict: the wording follows the numbers (intervals apart, overlapping, lo
   // a single seed has no std: never "apart", whatever the gap
   const single = verdictOf([cell('badnets', 'ntml', '100', 101, { acc: 76, asr: 2, der: 99 }), cell('badnets', 'ft', '100', 101, { acc: 76, asr: 90, der: 52 })]);
   assert.match(single, /from the means over 1 seed per group/);
-  assert.match(single, /higher on mean for 1 of 1 attacks \(the ±1 std intervals overlap for every attack\)/);
+  assert.match(single, /higher on mean for 1 of 1 attack \(the ±1 std intervals overlap for every attack\)/);
 
   assert.match(verdictOf(attacks.flatMap((a) => group(a, 'ft', '100', 85, 1, 78))), /No completed NT-ML cells at \|D_c\| = 100: no verdict\./);
+  // two NT-ML variants: each gets its own sentences, named by its label
+  const variants = verdictOf([...ntml, ...group('badnets', 'ntml', '100', 80, 1, 76, 'ntml(ntLabel=hard)'), ...group('badnets', 'ft', '100', 85, 1, 78)]);
+  assert.match(variants, /NT-ML as ntml at \|D_c\| = 100: Against ft at \|D_c\| = 100 \(1 attack\), NT-ML as ntml's DER is higher on the one attack, with the ±1 std intervals apart;/);
+  assert.match(variants, /NT-ML as ntml\(ntLabel=hard\)'s DER is lower on the one attack, with the ±1 std intervals apart/);
   // never a claim stronger than the numbers
   for (const v of [apart, overlap, mixed, budgets, single]) assert.doesNotMatch(v, /significant(ly)? (better|higher)|outperform|better than/i);
   // and it is the report's Verdict section
