@@ -2,6 +2,7 @@
 import { artifactStore } from './context';
 import { activity } from './stageActivity';
 import type { SweepCellRecord } from '../workflows/contract';
+import { dataContentFingerprint } from '../core/data/contentFingerprint';
 
 const cellKey = (sweep: string, cellId: string) => `sweeps/${sweep}/cells/${cellId}`;
 
@@ -22,4 +23,13 @@ export async function writeSweepSpec(input: { sweep: string; spec: unknown; cell
     if (stored && same(stored.spec, input.spec) && same(stored.cellIds, input.cellIds)) return;
     await artifactStore().putRecord(key, { spec: input.spec, cellIds: input.cellIds, writtenAt: new Date().toISOString() });
   });
+}
+
+/**
+ * The content digest of a sweep's data (the base's `data`), which its cell ids hash instead of
+ * the folder's path; null when the data names no local location or it is not on this worker.
+ * Runs on a training worker: those are the machines that read the data.
+ */
+export async function sweepDataContent(input: { data: unknown }): Promise<string | null> {
+  return activity(async () => (await dataContentFingerprint(input.data)) ?? null);
 }

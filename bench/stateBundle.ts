@@ -56,8 +56,8 @@ export interface BenchState {
   cells: number;
   /**
    * the data folders the cells' configs name (`data.path`, absolute: `format: auto` resolves
-   * NTML_CIFAR10_DIR). Cell ids hash the config, path included, so a sitting finds these cells
-   * only with the data at the same path (bench/state/README.md).
+   * NTML_CIFAR10_DIR). Cell ids hash the data's content, not this path, so a sitting finds these
+   * cells with the same bytes in any folder (bench/state/README.md).
    */
   dataPaths: string[];
 }
@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     await withStore(process, async (store) => {
       const s = await exportBenchState(store, sweep, out);
       for (const k of s.leftOut) process.stderr.write(`left out ${k}: its output carries data sets (regenerated from the seed)\n`);
-      for (const p of s.dataPaths) process.stderr.write(`note: the cells name the data folder ${p}; a later sitting finds them only with the data at that path\n`);
+      for (const p of s.dataPaths) process.stderr.write(`note: the cells ran on the data folder ${p}; a later sitting finds them with the same bytes in any folder (cell ids hash the content)\n`);
       process.stdout.write(`wrote ${out}: ${s.cells} cells, ${s.content.records.length} records, ${s.content.artifacts.length} artifacts, ${mib(s.bytes)}, sha256 ${s.sha256}\n`);
     });
     return 0;

@@ -301,11 +301,14 @@ async function writeReport(io: Io, name: string, outFlag: string | undefined): P
     if (keys.length === 0) throw new UserError(`no stored results for sweep ${name} in ${store.location}`);
     const records = (await Promise.all(keys.map((k) => store.getRecord<SweepCellRecord>(k)))).filter(Boolean) as SweepCellRecord[];
     const seedRole = await storedSeedRole(store, name);
+    // the spec's current cell ids: records under older ids (path-hashed, before content digests) are the same cells twice
+    const storedIds = (await store.getRecord<{ cellIds?: unknown }>(`sweeps/${name}/spec`))?.cellIds;
+    const cellIds = Array.isArray(storedIds) && storedIds.every((id) => typeof id === 'string') ? (storedIds as string[]) : undefined;
     const { renderSweepReport } = await import('../core/report/svgPlots');
     await fs.mkdir(dir, { recursive: true });
     let report;
     try {
-      report = await renderSweepReport(records, name, (file, content) => fs.writeFile(path.join(dir, file), content), { seedRole });
+      report = await renderSweepReport(records, name, (file, content) => fs.writeFile(path.join(dir, file), content), { seedRole, cellIds });
     } catch (err) {
       if (err instanceof SeedRoleError) throw new UserError(`sweep ${name}: ${err.message}`);
       throw err;

@@ -1,7 +1,9 @@
 /**
  * A sweep spec: a base purify config and a grid of axes. The cartesian product is expanded
  * in a fixed order, and each cell gets a stable id derived from the hash of its full config,
- * so re-running a spec finds its finished cells again. Pure: the sweep workflow imports it.
+ * so re-running a spec finds its finished cells again. The data's location is not part of the
+ * id when its content digest is given (dataContentFingerprint): the same bytes in another
+ * folder give the same ids. Pure: the sweep workflow imports it.
  */
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
@@ -121,11 +123,55 @@ function defenseFields(d: DefenseSpec, base: Record<string, any>): Record<string
 const budgetLabel = (b: unknown) => (typeof b === 'object' && b ? `${(b as { fraction: number }).fraction * 100}%` : String(b));
 
 /**
+ * The local files or folders an evaluation `data` config names (`path`, or an image folder's
+ * `train`/`test` `dir` and `labels`), with the field each sits in.
+ */
+export function dataLocations(data: unknown): Array<{ field: string; location: string }> {
+  if (!data || typeof data !== 'object') return [];
+  const d = data as Record<string, unknown>;
+  const out: Array<{ field: string; location: string }> = [];
+  if (typeof d.path === 'string') out.push({ field: 'path', location: d.path });
+  for (const split of ['train', 'test']) {
+    const s = d[split] as Record<string, unknown> | undefined;
+    if (!s || typeof s !== 'object') continue;
+    for (const f of ['dir', 'labels']) if (typeof s[f] === 'string') out.push({ field: `${split}.${f}`, location: s[f] as string });
+  }
+  return out;
+}
+
+/** `data` with its locations replaced by their content digest: what a cell id hashes. */
+function locationFreeData(data: Record<string, unknown>, content: string): Record<string, unknown> {
+  const { path: _path, train, test, ...rest } = data;
+  const split = (s: unknown) => {
+    if (!s || typeof s !== 'object') return s;
+    const { dir: _dir, labels: _labels, ...own } = s as Record<string, unknown>;
+    return own;
+  };
+  return { ...rest, ...(train !== undefined ? { train: split(train) } : {}), ...(test !== undefined ? { test: split(test) } : {}), content };
+}
+
+/**
+ * What a cell id depends on besides the spec: `dataContent`, the content digest of the base's
+ * data (dataContentFingerprint, computed by a worker that reads the data). Without it the id
+ * hashes the data's path as written, as ids did before content digests.
+ */
+export interface CellIdInputs {
+  dataContent?: string;
+}
+
+/** A cell's id: the hash of its parsed purify config, the data's location replaced by its content digest when known. */
+export function cellId(parsedConfig: Record<string, unknown>, inputs: CellIdInputs = {}): string {
+  const data = parsedConfig.data as Record<string, unknown> | undefined;
+  const hashed = inputs.dataContent && data && dataLocations(data).length ? { ...parsedConfig, data: locationFreeData(data, inputs.dataContent) } : parsedConfig;
+  return stableHash(canonical(hashed));
+}
+
+/**
  * The cells of a spec, in a fixed order (attack, defense, model, cleanBudget, seed), each
  * validated as a purify config. Throws ConfigError naming the cell and field, or listing
  * duplicate cells.
  */
-export function expandSweep(spec: SweepSpec): SweepCell[] {
+export function expandSweep(spec: SweepSpec, idInputs: CellIdInputs = {}): SweepCell[] {
   const g = spec.grid;
   const base = spec.base as Record<string, any>;
   const attacks = g.attack ?? [base.attack];
@@ -165,7 +211,7 @@ export function expandSweep(spec: SweepSpec): SweepCell[] {
               problems.push(...formatIssues(parsed.error).map((i) => `cell ${label}: ${i}`));
               continue;
             }
-            const id = stableHash(canonical(parsed.data));
+            const id = cellId(parsed.data as Record<string, unknown>, idInputs);
             const twin = seen.get(id);
             if (twin) {
               problems.push(`cell ${label} duplicates cell ${twin} (same effective config)`);

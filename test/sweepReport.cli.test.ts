@@ -1,7 +1,8 @@
 /**
  * `ntml sweep report` (a child process on a filesystem store) takes the seed role from the
  * sweep's stored spec: a report-seed table refuses dev-seed cells even when every cell has a dev
- * seed, so the cells' seeds alone would pass as a dev table.
+ * seed, so the cells' seeds alone would pass as a dev table. Only the stored spec's cell ids enter
+ * the report (a store that also holds the same cells under older ids counts them once).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -74,4 +75,18 @@ test('a stored spec with an unknown seed role is refused, naming the record and 
   const r = await ntml(['sweep', 'report', 'odd', '--out', path.join(store, 'report')], store);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /sweeps\/odd\/spec: spec\.seedRole is "final", expected one of dev, report/);
+});
+
+test('records under cell ids the stored spec does not list (older, path-hashed ids) are left out of the report and counted', { timeout: 120_000 }, async () => {
+  const store = await sweepStore('moved', [101, 102, 103], 'report');
+  // the same cell as c101, stored under the id it had before ids hashed the data's content
+  await new FileArtifactStore(store).putRecord('sweeps/moved/cells/old101', { ...cell('moved', 101), cellId: 'old101', der: 10 });
+  const out = path.join(store, 'report');
+  const r = await ntml(['sweep', 'report', 'moved', '--out', out], store);
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+  assert.equal(json.superseded, 1);
+  assert.equal(json.rows[0].n, 3);
+  assert.equal(json.rows[0].der.mean, 96, 'the older record did not enter the mean');
+  assert.match(r.stdout, /1 stored cell record under cell ids that are not the spec's/);
 });

@@ -12,12 +12,13 @@ import {
   continueAsNew,
   defineQuery,
   executeChild,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities';
-import { cellLabel, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell, type SweepSpec } from '../schemas/sweep';
+import { cellLabel, dataLocations, expandSweep, parseSweepSpec, sharedStageKey, type SweepCell, type SweepSpec } from '../schemas/sweep';
 import {
   PROGRESS_QUERY,
   TRAINING_TASK_QUEUE,
@@ -34,9 +35,20 @@ import { sharedStagesReadySignal } from './purify';
 export const sweepProgressQuery = defineQuery<SweepProgress>(PROGRESS_QUERY);
 
 export async function sweep(input: SweepInput): Promise<SweepOutcome> {
-  const { spec, cells } = parseSpec(input.spec);
   const bookkeeping = bookkeepingActivities(input.options);
+  const { spec, cells: pathHashed } = parseSpec(input.spec);
   const state: SweepState = input.state ?? { finished: [], failed: [], reused: 0, continuedAsNew: 0, durations: [] };
+  // answered while a worker computes the data's digest (the cells' ids wait for it)
+  setHandler(sweepProgressQuery, () => ({
+    sweep: spec.name,
+    total: pathHashed.length,
+    done: state.finished.length,
+    running: [],
+    failed: state.failed.length,
+    reused: state.reused,
+    continuedAsNew: state.continuedAsNew,
+  }));
+  const cells = await contentHashedCells(spec, pathHashed, input.options);
   const book = new CellBook(cells, state, workflowInfo().workflowId);
   setHandler(sweepProgressQuery, () => book.progress(spec));
   if (!input.state) await bookkeeping.writeSweepSpec({ sweep: spec.name, spec: input.spec, cellIds: cells.map((c) => c.id) });
@@ -66,6 +78,19 @@ function parseSpec(raw: unknown): { spec: SweepSpec; cells: SweepCell[] } {
   }
 }
 
+/**
+ * The spec's cells with ids that hash the data's content digest, not its folder (a bundle's
+ * cells are found again wherever the data lies). A sweep that started before content digests
+ * keeps its path-hashed ids when its history is replayed (the patch marker is absent there).
+ */
+async function contentHashedCells(spec: SweepSpec, pathHashed: SweepCell[], options: SweepInput['options']): Promise<SweepCell[]> {
+  const data = (spec.base as { data?: unknown }).data;
+  // generated data names no folder: its ids are location-free already, and it costs no activity
+  if (dataLocations(data).length === 0 || !patched('cell-ids-hash-data-content')) return pathHashed;
+  const dataContent = await dataDigestActivity(options)({ data });
+  return dataContent ? expandSweep(spec, { dataContent }) : pathHashed;
+}
+
 function bookkeepingActivities(options: SweepInput['options']) {
   return proxyActivities<typeof activities>({
     taskQueue: options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
@@ -73,6 +98,16 @@ function bookkeepingActivities(options: SweepInput['options']) {
     startToCloseTimeout: '20s',
     retry: { maximumAttempts: 10 },
   });
+}
+
+/** Hashing the data reads all of it (CIFAR-10: 180 MB, about a second; a large image folder: minutes): heartbeats, not a short deadline, tell a lost worker. */
+function dataDigestActivity(options: SweepInput['options']) {
+  return proxyActivities<typeof activities>({
+    taskQueue: options?.trainingTaskQueue ?? TRAINING_TASK_QUEUE,
+    startToCloseTimeout: '1h',
+    heartbeatTimeout: (options?.heartbeatTimeoutSeconds ?? 120) * 1000,
+    retry: { maximumAttempts: 10 },
+  }).sweepDataContent;
 }
 
 /** One cell as a child purify workflow on the sweep's own task queue; a failure becomes the cell's record. */

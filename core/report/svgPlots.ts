@@ -1,7 +1,11 @@
 /**
  * Hand-written SVG plots of a sweep report (no dependencies):
- *  - asrVsAccSvg: one scatter panel per attack, ACC (x) against ASR (y), one marker per defense
- *    with ±std error bars, and the undefended model as a black diamond; bottom right is ideal.
+ *  - asrVsAccSvg: one scatter panel per attack, ACC (x) against ASR (y), one hollow marker per
+ *    defense (its own colour and shape) with ±std error bars, and the undefended model as a black
+ *    diamond; bottom right is ideal. Every marker stays visible: one that would overlap another
+ *    (an FT that leaves the undefended model unchanged sits on it) is moved to the nearest free
+ *    spot on rings around its point, in a fixed order, and a thin leader line joins it to its
+ *    true position (placeMarkers).
  *  - derByDefenseSvg: mean DER per defense as grouped bars (one group per attack) with ±std
  *    whiskers and the 50 (= no effect) reference line.
  * When the sweep varies the clean budget or the model, panels/groups are per
@@ -76,6 +80,98 @@ export function defenseColors(rows: SweepRow[]): Map<string, string> {
   return new Map(names.map((d, i) => [d, DEFENSE_COLORS[i % DEFENSE_COLORS.length]]));
 }
 
+/** Hollow marker shapes, one per defense beside its colour (the filled diamond is the undefended model's). */
+export const MARKER_SHAPES = ['circle', 'square', 'triangle', 'triangleDown', 'hexagon', 'star', 'plus', 'pentagon'] as const;
+export type MarkerShape = (typeof MARKER_SHAPES)[number];
+/** Marker radius in px (the shape's circumscribed circle). */
+export const MARKER_RADIUS = 6;
+const UNDEFENDED_RADIUS = 7;
+
+/** Distinct defenses in the same order as their colours, each with its shape. */
+export function defenseShapes(rows: SweepRow[]): Map<string, MarkerShape> {
+  return new Map([...defenseColors(rows).keys()].map((d, i) => [d, MARKER_SHAPES[i % MARKER_SHAPES.length]]));
+}
+
+function polygon(cx: number, cy: number, r: number, corners: number, startDeg: number, inner?: number): string {
+  const pts: string[] = [];
+  const k = inner === undefined ? corners : corners * 2;
+  for (let i = 0; i < k; i++) {
+    const rr = inner !== undefined && i % 2 === 1 ? r * inner : r;
+    const a = ((startDeg + (360 / k) * i) * Math.PI) / 180;
+    pts.push(`${n(cx + rr * Math.cos(a))} ${n(cy + rr * Math.sin(a))}`);
+  }
+  return `M${pts.join('L')}Z`;
+}
+
+/** The SVG path of a marker shape centred on (cx, cy) within radius r. */
+export function shapePath(shape: MarkerShape | 'diamond', cx: number, cy: number, r: number): string {
+  switch (shape) {
+    case 'circle':
+      return `M${n(cx - r)} ${n(cy)}A${n(r)} ${n(r)} 0 1 0 ${n(cx + r)} ${n(cy)}A${n(r)} ${n(r)} 0 1 0 ${n(cx - r)} ${n(cy)}Z`;
+    case 'square':
+      return polygon(cx, cy, r, 4, 45);
+    case 'diamond':
+      return polygon(cx, cy, r, 4, -90);
+    case 'triangle':
+      return polygon(cx, cy, r, 3, -90);
+    case 'triangleDown':
+      return polygon(cx, cy, r, 3, 90);
+    case 'hexagon':
+      return polygon(cx, cy, r, 6, 0);
+    case 'pentagon':
+      return polygon(cx, cy, r, 5, -90);
+    case 'star':
+      return polygon(cx, cy, r, 5, -90, 0.45);
+    case 'plus': {
+      const a = r * 0.35;
+      const p = [
+        [-a, -r], [a, -r], [a, -a], [r, -a], [r, a], [a, a], [a, r], [-a, r], [-a, a], [-r, a], [-r, -a], [-a, -a],
+      ];
+      return `M${p.map(([x, y]) => `${n(cx + x)} ${n(cy + y)}`).join('L')}Z`;
+    }
+  }
+}
+
+export interface MarkerPoint {
+  /** the point's true position (px) */
+  x: number;
+  y: number;
+  r: number;
+}
+
+/**
+ * Where to draw each marker so that none overlaps another (centres at least the sum of their
+ * radii + 1 px apart), in the given order: a marker stays on its point when that is free,
+ * else takes the first free spot on rings around it (ring k at k x (2 r_max + 2) px, 6k spots
+ * each, starting up and to the right, clockwise) inside `bounds`. Deterministic: the same points
+ * in the same order give the same places. Markers moved get a leader line to their point.
+ */
+export function placeMarkers(points: MarkerPoint[], bounds: { x0: number; y0: number; x1: number; y1: number }): Array<{ x: number; y: number; moved: boolean }> {
+  const placed: Array<{ x: number; y: number; r: number }> = [];
+  const rMax = Math.max(0, ...points.map((p) => p.r));
+  const step = 2 * rMax + 2;
+  const free = (x: number, y: number, r: number) => placed.every((q) => Math.hypot(q.x - x, q.y - y) >= q.r + r + 1);
+  const inside = (x: number, y: number, r: number) => x - r >= bounds.x0 && x + r <= bounds.x1 && y - r >= bounds.y0 && y + r <= bounds.y1;
+  return points.map((p) => {
+    let spot = { x: p.x, y: p.y, moved: false };
+    if (!free(p.x, p.y, p.r)) {
+      search: for (let k = 1; k <= 12; k++) {
+        for (let i = 0; i < 6 * k; i++) {
+          const a = -Math.PI / 4 + (2 * Math.PI * i) / (6 * k);
+          const x = p.x + k * step * Math.cos(a);
+          const y = p.y + k * step * Math.sin(a);
+          if (inside(x, y, p.r) && free(x, y, p.r)) {
+            spot = { x, y, moved: true };
+            break search;
+          }
+        }
+      }
+    }
+    placed.push({ x: spot.x, y: spot.y, r: p.r });
+    return spot;
+  });
+}
+
 export interface Panel {
   /** attack, plus clean budget and model when the sweep varies them */
   label: string;
@@ -132,16 +228,17 @@ function undefended(rows: SweepRow[]): { acc: Stat | null; asr: Stat | null } {
 interface LegendEntry {
   label: string;
   color: string;
-  shape: 'circle' | 'diamond' | 'square';
+  /** 'bar': a filled square (DER plot); 'diamond': the undefended model (filled); others: hollow markers */
+  shape: MarkerShape | 'diamond' | 'bar';
 }
 
 function legend(x: number, y: number, entries: LegendEntry[], heading: string): string[] {
   const out = [`<g class="legend" transform="translate(${n(x)},${n(y)})">`, text(0, 0, heading, { 'font-size': 12, 'font-weight': 'bold' })];
   entries.forEach((e, i) => {
     const cy = 20 + i * 20;
-    if (e.shape === 'circle') out.push(`<circle class="legend-swatch" cx="7" cy="${cy - 4}" r="5.5" fill="${e.color}"/>`);
-    else if (e.shape === 'square') out.push(`<rect class="legend-swatch" x="1" y="${cy - 10}" width="12" height="12" fill="${e.color}"/>`);
-    else out.push(`<path class="legend-swatch" d="${diamond(7, cy - 4, 6.5)}" fill="${e.color}"/>`);
+    if (e.shape === 'bar') out.push(`<rect class="legend-swatch" x="1" y="${cy - 10}" width="12" height="12" fill="${e.color}"/>`);
+    else if (e.shape === 'diamond') out.push(`<path class="legend-swatch" d="${diamond(7, cy - 4, 6.5)}" fill="${e.color}"/>`);
+    else out.push(`<path class="legend-swatch" d="${shapePath(e.shape, 7, cy - 4, MARKER_RADIUS)}" fill="none" stroke="${e.color}" stroke-width="2"/>`);
     out.push(text(20, cy, e.label, { 'font-size': 12 }));
   });
   out.push('</g>');
@@ -181,6 +278,7 @@ function errorBars(px: (v: number) => number, py: (v: number) => number, x: Stat
 export function asrVsAccSvg(rows: SweepRow[], opts: PlotOptions = {}): string {
   const title = opts.title ?? 'Attack success rate vs clean accuracy';
   const colors = defenseColors(rows);
+  const shapes = defenseShapes(rows);
   const panels = panelsOf(rows);
   const P = 260; // plot area side
   const M = { left: 58, right: 18, top: 36, bottom: 48 };
@@ -189,7 +287,7 @@ export function asrVsAccSvg(rows: SweepRow[], opts: PlotOptions = {}): string {
   const cols = Math.max(1, Math.min(3, panels.length));
   const gridRows = Math.max(1, Math.ceil(panels.length / cols));
   const entries: LegendEntry[] = [
-    ...[...colors].map(([label, color]) => ({ label, color, shape: 'circle' as const })),
+    ...[...colors].map(([label, color]) => ({ label, color, shape: shapes.get(label) ?? MARKER_SHAPES[0] })),
     { label: 'undefended (before purification)', color: UNDEFENDED_COLOR, shape: 'diamond' },
   ];
   const legendW = legendWidth(
@@ -197,7 +295,7 @@ export function asrVsAccSvg(rows: SweepRow[], opts: PlotOptions = {}): string {
     'Defense',
   );
   const top = 44;
-  const footer = 'Markers: mean over seeds; bars: ±1 sample std. Better = bottom right (high ACC, low ASR).';
+  const footer = 'Markers: mean over seeds; bars: ±1 sample std; a thin line joins a marker moved off a shared point to its true position. Better = bottom right (high ACC, low ASR).';
   const width = Math.max(16 + cols * panelW + 12 + legendW, textWidth(title, 17) + 32, textWidth(footer, 11) + 32);
   const height = Math.max(top + gridRows * panelH + 26, top + 40 + entries.length * 20 + 20);
   const body: string[] = [];
@@ -223,27 +321,44 @@ export function asrVsAccSvg(rows: SweepRow[], opts: PlotOptions = {}): string {
       text(16, yMid, 'ASR (%) — attack success', { 'font-size': 12, 'text-anchor': 'middle', class: 'axis-label', transform: `rotate(-90 16 ${n(yMid)})` }),
     );
 
-    let drawn = 0;
+    // the undefended model first: it keeps its true place, and defenses that sit on it move aside
     const u = undefended(panel.rows);
+    const marks: Array<{ acc: Stat; asr: Stat; color: string; shape: MarkerShape | 'diamond'; r: number; cls: string; defense?: string; title: string }> = [];
     if (u.acc && u.asr) {
-      body.push(...errorBars(px, py, u.acc, u.asr, UNDEFENDED_COLOR));
-      body.push(
-        `<path class="undefended" d="${diamond(px(u.acc.mean), py(u.asr.mean), 7)}" fill="${UNDEFENDED_COLOR}" stroke="#ffffff" stroke-width="1">` +
-          `<title>${esc(`undefended: ACC ${statText(u.acc)}, ASR ${statText(u.asr)} (n=${Math.min(u.acc.n, u.asr.n)})`)}</title></path>`,
-      );
-      drawn++;
+      marks.push({ acc: u.acc, asr: u.asr, color: UNDEFENDED_COLOR, shape: 'diamond', r: UNDEFENDED_RADIUS, cls: 'undefended', title: `undefended: ACC ${statText(u.acc)}, ASR ${statText(u.asr)} (n=${Math.min(u.acc.n, u.asr.n)})` });
     }
     for (const r of panel.rows) {
       if (!r.acc || !r.asr) continue;
-      const color = colors.get(r.defense) ?? DEFENSE_COLORS[0];
-      body.push(...errorBars(px, py, r.acc, r.asr, color));
-      body.push(
-        `<circle class="marker" data-defense="${esc(r.defense)}" cx="${n(px(r.acc.mean))}" cy="${n(py(r.asr.mean))}" r="5.5" fill="${color}" stroke="#ffffff" stroke-width="1">` +
-          `<title>${esc(`${r.defense}: ACC ${statText(r.acc)}, ASR ${statText(r.asr)}, RA ${statText(r.ra)} (n=${r.n})`)}</title></circle>`,
-      );
-      drawn++;
+      marks.push({
+        acc: r.acc,
+        asr: r.asr,
+        color: colors.get(r.defense) ?? DEFENSE_COLORS[0],
+        shape: shapes.get(r.defense) ?? MARKER_SHAPES[0],
+        r: MARKER_RADIUS,
+        cls: 'marker',
+        defense: r.defense,
+        title: `${r.defense}: ACC ${statText(r.acc)}, ASR ${statText(r.asr)}, RA ${statText(r.ra)} (n=${r.n})`,
+      });
     }
-    if (drawn === 0) body.push(text(M.left + P / 2, M.top + P / 2, 'no ACC/ASR values', { 'font-size': 12, 'text-anchor': 'middle', fill: MUTED }));
+    const spots = placeMarkers(
+      marks.map((m) => ({ x: px(m.acc.mean), y: py(m.asr.mean), r: m.r })),
+      { x0: M.left, y0: M.top, x1: M.left + P, y1: M.top + P },
+    );
+    // bars at the true positions, under every marker; then leader lines; then the markers
+    for (const m of marks) body.push(...errorBars(px, py, m.acc, m.asr, m.color));
+    marks.forEach((m, i) => {
+      if (spots[i].moved) body.push(line(px(m.acc.mean), py(m.asr.mean), spots[i].x, spots[i].y, m.color, 'class="leader" stroke-width="0.8"'));
+    });
+    marks.forEach((m, i) => {
+      const { x, y } = spots[i];
+      const paint = m.shape === 'diamond' ? `fill="${m.color}" stroke="#ffffff" stroke-width="1"` : `fill="none" stroke="${m.color}" stroke-width="2"`;
+      const tag = m.defense === undefined ? '' : ` data-defense="${esc(m.defense)}" data-shape="${m.shape}"`;
+      body.push(
+        `<path class="${m.cls}"${tag} data-cx="${n(x)}" data-cy="${n(y)}" data-r="${m.r}" data-moved="${spots[i].moved}" d="${shapePath(m.shape, x, y, m.r)}" ${paint}>` +
+          `<title>${esc(m.title + (spots[i].moved ? ' (moved aside: another marker sits on this point; the thin line leads to it)' : ''))}</title></path>`,
+      );
+    });
+    if (marks.length === 0) body.push(text(M.left + P / 2, M.top + P / 2, 'no ACC/ASR values', { 'font-size': 12, 'text-anchor': 'middle', fill: MUTED }));
     body.push('</g>');
   });
   body.push(...legend(16 + cols * panelW + 12, top + 22, entries, 'Defense'));
@@ -272,7 +387,7 @@ export function derByDefenseSvg(rows: SweepRow[], opts: PlotOptions = {}): strin
   });
   const contentW = groups.reduce((s, g) => s + g.w, 0) + groupGap * (groups.length + 1);
   const plotW = Math.max(260, contentW);
-  const entries: LegendEntry[] = [...colors].map(([label, color]) => ({ label, color, shape: 'square' as const }));
+  const entries: LegendEntry[] = [...colors].map(([label, color]) => ({ label, color, shape: 'bar' as const }));
   const legendW = legendWidth(
     entries.map((e) => e.label),
     'Defense',
@@ -342,10 +457,10 @@ export async function renderSweepReport(
   records: SweepCellRecord[],
   sweep: string,
   writeFile: (name: string, content: string) => Promise<void>,
-  /** the role the spec declared for the table's seeds (buildSweepReport) */
-  opts: { seedRole?: SeedRole } = {},
+  /** the role the spec declared for the table's seeds, and the spec's cell ids (buildSweepReport) */
+  opts: { seedRole?: SeedRole; cellIds?: string[] } = {},
 ): Promise<SweepReport & { files: string[] }> {
-  const report = buildSweepReport(records, { sweep, seedRole: opts.seedRole });
+  const report = buildSweepReport(records, { sweep, seedRole: opts.seedRole, cellIds: opts.cellIds });
   const files: Array<[string, string]> = [
     [SWEEP_REPORT_FILES.markdown, report.markdown],
     [SWEEP_REPORT_FILES.csv, report.csv],

@@ -1,7 +1,9 @@
 /**
  * The sweep report: one row per (attack, defense, clean budget, model), aggregating that group's
  * seeds as mean ± sample standard deviation (protocol: report mean ± std over >= 3 seeds), plus
- * the failed cells with their errors. Built from stored SweepCellRecords only, so it can be
+ * the failed cells with their errors, the published BackdoorBench row beside each row (another
+ * tier, labelled so), each stage's seconds, and a verdict paragraph generated from the numbers
+ * (verdict.ts). Built from stored SweepCellRecords only, so it can be
  * (re)generated at any time from the store. Pure and deterministic: no clock, no I/O
  * (svgPlots.renderSweepReport writes the files).
  */
@@ -9,6 +11,8 @@ import { z } from 'zod';
 import { baseAttackShape } from '../attacks/configs';
 import type { SweepCellRecord } from './records';
 import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../../schemas/seedRoles';
+import { NOT_IN_REFERENCE, PUBLISHED_SOURCE, PUBLISHED_TIER, publishedRow, publishedText, type PublishedRow } from './published';
+import { sweepVerdict } from './verdict';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
 export interface Stat {
@@ -41,11 +45,23 @@ export interface SweepRowCell {
   computeSeconds: number;
   /** endedAt - startedAt of the cell's child workflow (absent when the record lacks the times) */
   wallSeconds?: number;
+  /** each stage's seconds (a stage reused from the cache: its original run's), in the record's order */
+  stageSeconds: Array<{ stage: string; seconds: number; cached: boolean }>;
+}
+
+/** One stage's cost in a row: mean ± std of its seconds over seeds, and in how many cells it came from the cache. */
+export interface StageCost {
+  stage: string;
+  seconds: Stat;
+  cached: number;
 }
 
 export interface SweepRow {
   attack: string;
   defense: string;
+  /** the attack and defense names in the cells' configs (labels may carry settings): what published rows are matched by */
+  attackName: string;
+  defenseName: string;
   cleanBudget: string;
   model: string;
   /** completed cells (seeds) in the group */
@@ -72,6 +88,10 @@ export interface SweepRow {
   der: Stat | null;
   computeSeconds: Stat | null;
   wallSeconds: Stat | null;
+  /** per stage, in the order the cells ran them */
+  stageCosts: StageCost[];
+  /** the published BackdoorBench row for the same attack and defense (another tier: PUBLISHED_TIER), null when the reference has none */
+  published: PublishedRow | null;
   cells: SweepRowCell[];
 }
 
@@ -89,6 +109,7 @@ export interface FailedCell {
 export interface SweepReport {
   rows: SweepRow[];
   failed: FailedCell[];
+  verdict: string;
   markdown: string;
   csv: string;
   json: SweepReportJson;
@@ -101,6 +122,11 @@ export interface SweepReportJson {
   cells: { total: number; completed: number; failed: number };
   rows: SweepRow[];
   failed: FailedCell[];
+  /** records left out because their cell ids are not the spec's (written under older cell ids) */
+  superseded: number;
+  /** where the rows' `published` numbers come from, and their tier */
+  published: { source: string; tier: string };
+  verdict: string;
   plots: string[];
 }
 
@@ -167,9 +193,10 @@ function cellNumbers(r: SweepCellRecord): SweepRowCell {
   const m = r.metrics;
   const stages = Array.isArray(r.stages) ? r.stages : [];
   const computeSeconds = stages.filter((s) => !s.cached && finite(s.seconds)).reduce((t, s) => t + s.seconds, 0);
-  const cell: SweepRowCell = { cellId: r.cellId, seed: r.axes.seed, computeSeconds };
+  const stageSeconds = stages.filter((s) => s && typeof s.stage === 'string' && finite(s.seconds)).map((s) => ({ stage: s.stage, seconds: s.seconds, cached: !!s.cached }));
+  const cell: SweepRowCell = { cellId: r.cellId, seed: r.axes.seed, computeSeconds, stageSeconds };
   if (finite(r.endedAt) && finite(r.startedAt)) cell.wallSeconds = Math.max(0, r.endedAt - r.startedAt) / 1000;
-  const set = (k: Exclude<keyof SweepRowCell, 'cellId' | 'seed' | 'computeSeconds' | 'wallSeconds'>, v: unknown) => {
+  const set = (k: Exclude<keyof SweepRowCell, 'cellId' | 'seed' | 'computeSeconds' | 'wallSeconds' | 'stageSeconds'>, v: unknown) => {
     if (finite(v)) cell[k] = v;
   };
   set('acc', m?.final?.acc);
@@ -198,24 +225,49 @@ function attackTarget(config: Record<string, unknown>): number | undefined {
   return parsed.success && parsed.data.labelMap === 'allToOne' ? parsed.data.target : undefined;
 }
 
+/** Each stage's seconds over the cells, stages in the order of their first appearance (cells by seed). */
+function stageCosts(cells: SweepRowCell[]): StageCost[] {
+  const byStage = new Map<string, { seconds: number[]; cached: number }>();
+  for (const c of cells)
+    for (const s of c.stageSeconds) {
+      let e = byStage.get(s.stage);
+      if (!e) byStage.set(s.stage, (e = { seconds: [], cached: 0 }));
+      e.seconds.push(s.seconds);
+      if (s.cached) e.cached++;
+    }
+  return [...byStage].map(([stage, e]) => ({ stage, seconds: meanStd(e.seconds)!, cached: e.cached }));
+}
+
+/** The name in a cell's config (`attack.name`, `defense.name`), or the axis label when the record has no config field. */
+function configName(config: Record<string, unknown> | undefined, field: 'attack' | 'defense', fallback: string): string {
+  const name = (config?.[field] as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' ? name : fallback;
+}
+
 /**
  * Aggregates cell records into the sweep report (rows, failed cells, Markdown, CSV, JSON).
  * `seedRole`: the role the table's seeds must play (the spec's); without it, the role the
  * cells' seeds agree on. Throws SeedRoleError for a table that mixes dev and report seeds,
  * or for dev-seed cells in a report-seed table.
+ * `cellIds`: the spec's cell ids (its stored spec record); records under other ids are left out
+ * and counted as superseded: a store that held a sweep's cells under older cell ids (before ids
+ * hashed the data's content) has the same cells twice once the sweep reruns them.
  */
-export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: string; seedRole?: SeedRole }): SweepReport {
+export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; seedRole?: SeedRole; cellIds?: string[] }): SweepReport {
+  const keep = opts.cellIds ? new Set(opts.cellIds) : undefined;
+  const records = keep ? all.filter((r) => r && keep.has(r.cellId)) : all;
+  const superseded = all.length - records.length;
   const seedRole = tableSeedRole(
     records.filter((r) => r && typeof r === 'object' && r.axes).map((r) => r.axes.seed),
     `sweep ${opts.sweep}`,
     opts.seedRole,
   );
-  const groups = new Map<string, { axes: SweepCellRecord['axes']; done: SweepCellRecord[]; failed: SweepCellRecord[] }>();
+  const groups = new Map<string, { axes: SweepCellRecord['axes']; config: SweepCellRecord['config']; done: SweepCellRecord[]; failed: SweepCellRecord[] }>();
   for (const r of records) {
     if (!r || typeof r !== 'object' || !r.axes) continue;
     const k = groupKey(r.axes);
     let g = groups.get(k);
-    if (!g) groups.set(k, (g = { axes: r.axes, done: [], failed: [] }));
+    if (!g) groups.set(k, (g = { axes: r.axes, config: r.config, done: [], failed: [] }));
     (r.status === 'completed' ? g.done : g.failed).push(r);
   }
 
@@ -223,12 +275,16 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
     a.seed - b.seed || (a.cellId < b.cellId ? -1 : a.cellId > b.cellId ? 1 : 0);
 
   const rows: SweepRow[] = [...groups.values()]
-    .map(({ axes, done, failed }) => {
+    .map(({ axes, config, done, failed }): SweepRow => {
       const cells = done.map(cellNumbers).sort(bySeed);
       const pick = (k: keyof SweepRowCell) => meanStd(cells.map((c) => c[k] as number | undefined));
+      const attackName = configName(config, 'attack', axes.attack);
+      const defenseName = configName(config, 'defense', axes.defense);
       return {
         attack: axes.attack,
         defense: axes.defense,
+        attackName,
+        defenseName,
         cleanBudget: axes.cleanBudget,
         model: axes.model,
         n: cells.length,
@@ -248,6 +304,8 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
         der: pick('der'),
         computeSeconds: pick('computeSeconds'),
         wallSeconds: pick('wallSeconds'),
+        stageCosts: stageCosts(cells),
+        published: publishedRow(attackName, defenseName) ?? null,
         cells,
       };
     })
@@ -268,15 +326,19 @@ export function buildSweepReport(records: SweepCellRecord[], opts: { sweep: stri
     .sort((a, b) => compareGroups(a, b) || bySeed(a, b));
 
   const completed = rows.reduce((s, r) => s + r.n, 0);
+  const verdict = sweepVerdict(rows);
   const json: SweepReportJson = {
     sweep: opts.sweep,
     ...(seedRole ? { seedRole } : {}),
     cells: { total: completed + failed.length, completed, failed: failed.length },
     rows,
     failed,
+    superseded,
+    published: { source: PUBLISHED_SOURCE, tier: PUBLISHED_TIER },
+    verdict,
     plots: [...PLOTS],
   };
-  return { rows, failed, markdown: sweepMarkdown(opts.sweep, rows, failed, seedRole), csv: sweepCsv(opts.sweep, rows), json };
+  return { rows, failed, verdict, markdown: sweepMarkdown(opts.sweep, rows, failed, seedRole, verdict, superseded), csv: sweepCsv(opts.sweep, rows), json };
 }
 
 /** "mean ± std" with one decimal; "mean ± –" for a single seed; "–" when there is no value. */
@@ -295,31 +357,57 @@ const SEED_ROLE_LINES: Record<SeedRole, string> = {
   report: `Seeds: report seeds (${REPORT_SEEDS_FROM} and above). No setting was chosen on these seeds.`,
 };
 
-function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], seedRole?: SeedRole): string {
+/** "standardTraining 100.0 ± 0.0 (2 of 3 from the cache)", one stage after the other. */
+function stageCostText(r: SweepRow): string {
+  if (r.stageCosts.length === 0) return '–';
+  return r.stageCosts.map((c) => `${c.stage} ${formatStat(c.seconds)}${c.cached ? ` (${c.cached} of ${c.seconds.n} from the cache)` : ''}`).join(', ');
+}
+
+function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], seedRole: SeedRole | undefined, verdict: string, superseded: number): string {
   const completed = rows.reduce((s, r) => s + r.n, 0);
   const lines: string[] = [
     `# Sweep report: ${sweep}`,
     '',
     `${completed + failed.length} cells: ${completed} completed, ${failed.length} failed; ${rows.length} groups (attack × defense × clean budget × model).`,
+    ...(superseded
+      ? ['', `${superseded} stored cell record${superseded === 1 ? '' : 's'} under cell ids that are not the spec's (older ids, which hashed the data's path) left out: the sweep reran those cells under its current ids.`]
+      : []),
     ...(seedRole ? ['', SEED_ROLE_LINES[seedRole]] : []),
     '',
     'How to read: each cell is mean ± sample std over seeds (n), all in %. ACC/ASR/RA are the purified model\'s; ' +
       '"undefended" is the backdoored model before purification. Lower ASR and unchanged ACC is better. ' +
       'DER 50 = no effect, 100 = ASR removed at no ACC cost. Cost is seconds per cell: compute = stages actually run ' +
-      '(stages reused from the cache excluded), wall = the cell\'s workflow start to end.',
+      '(stages reused from the cache excluded), wall = the cell\'s workflow start to end. ' +
+      `The last column (†) is the published ${PUBLISHED_SOURCE} row for the same attack and defense (ACC / ASR; DER), from a different tier.`,
     '',
-    '| attack | defense | clean budget | model | n | ACC | ASR | RA | undefended ACC | undefended ASR | DER | compute s/cell | wall s/cell |',
-    '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| attack | defense | clean budget | model | n | ACC | ASR | RA | undefended ACC | undefended ASR | DER | compute s/cell | wall s/cell | published† ACC / ASR; DER |',
+    '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (r) =>
         `| ${[r.attack, r.defense, r.cleanBudget, r.model].map(mdCell).join(' | ')} | ${r.n}${r.failed ? ` (+${r.failed} failed)` : ''} | ` +
         [r.acc, r.asr, r.ra, r.standardAcc, r.standardAsr, r.der, r.computeSeconds, r.wallSeconds].map(formatStat).join(' | ') +
-        ' |',
+        ` | ${publishedText(r.published)} |`,
     ),
+    '',
+    `† Different tier: ${PUBLISHED_SOURCE}, ${PUBLISHED_TIER}, one row per attack and defense whatever this table's clean budget. ` +
+      `It says what each defense does at full scale; it is not this table's numbers and not comparable number for number. "${NOT_IN_REFERENCE}": the reference has no such row.`,
   ];
   if (rows.some((r) => r.n > 0 && r.n < 3)) {
     lines.push('', 'Groups with fewer than 3 completed seeds are smoke tests, not results (protocol: mean ± std over ≥ 3 seeds).');
   }
+  lines.push('', '## Verdict', '', verdict);
+  lines.push(
+    '',
+    '## Cost per stage',
+    '',
+    'Seconds per stage, mean ± std over the seeds. A stage reused from the stage cache counts with its original run\'s seconds ' +
+      '(the cost of the result), so shared stages (data, standard training) show their cost in every row that uses them; ' +
+      '"compute s/cell" above counts only the stages a cell ran itself.',
+    '',
+    '| attack | defense | clean budget | model | n | seconds per stage |',
+    '|---|---|---|---|---:|---|',
+    ...rows.filter((r) => r.n > 0).map((r) => `| ${[r.attack, r.defense, r.cleanBudget, r.model].map(mdCell).join(' | ')} | ${r.n} | ${mdCell(stageCostText(r))} |`),
+  );
   const staged = rows.filter((r) => r.ntStudentAcc || r.teacherAcc);
   if (staged.length > 0) {
     lines.push(
@@ -360,7 +448,7 @@ function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], se
     '',
     '## Plots',
     '',
-    `- \`${SWEEP_REPORT_FILES.asrVsAcc}\`: ASR vs ACC per attack, one marker per defense (±std bars) and the undefended model`,
+    `- \`${SWEEP_REPORT_FILES.asrVsAcc}\`: ASR vs ACC per attack, one hollow marker shape per defense (±std bars) and the undefended model; a marker moved off a coincident point is joined to its true position by a thin line`,
     `- \`${SWEEP_REPORT_FILES.derByDefense}\`: mean DER per defense, grouped by attack (±std whiskers, 50 = no effect)`,
     '',
     `![ASR vs ACC](${SWEEP_REPORT_FILES.asrVsAcc})`,
@@ -409,6 +497,10 @@ export const SWEEP_CSV_COLUMNS = [
   'teacher_asr_mean',
   'split_kept_percent_mean',
   'split_target_found_percent',
+  // the published row beside this one: another tier (published.ts), empty when the reference has none
+  'published_acc',
+  'published_asr',
+  'published_der',
 ] as const;
 
 function sweepCsv(sweep: string, rows: SweepRow[]): string {
@@ -439,6 +531,9 @@ function sweepCsv(sweep: string, rows: SweepRow[]): string {
         csvNum(r.teacherAsr?.mean),
         csvNum(r.splitKeptPercent?.mean),
         csvNum(r.splitTargetRight?.mean),
+        csvNum(r.published?.acc),
+        csvNum(r.published?.asr),
+        csvNum(r.published?.der),
       ]
         .map(csvField)
         .join(','),

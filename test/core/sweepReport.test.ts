@@ -153,7 +153,7 @@ test('markdown: title, how to read, mean ± std cells with 1 decimal, failed cel
   assert.match(md, /^# Sweep report: s1\n/);
   assert.match(md, /DER 50 = no effect, 100 = ASR removed at no ACC cost/);
   const rowA = md.split('\n').find((l) => l.startsWith('| badnets | ntml |'))!;
-  assert.equal(rowA, '| badnets | ntml | 100 | cnn | 3 | 92.0 ± 2.0 | 3.0 ± 2.6 | 85.0 ± 5.0 | 93.0 ± 0.0 | 96.0 ± 1.0 | 97.0 ± 1.0 | 86.7 ± 56.9 | 120.0 ± 72.1 |');
+  assert.equal(rowA, '| badnets | ntml | 100 | cnn | 3 | 92.0 ± 2.0 | 3.0 ± 2.6 | 85.0 ± 5.0 | 93.0 ± 0.0 | 96.0 ± 1.0 | 97.0 ± 1.0 | 86.7 ± 56.9 | 120.0 ± 72.1 | not in our reference |');
   assert.match(md, /\| blended \| ntml \| 100 \| cnn \| 1 \| 91\.0 ± – \|/);
   assert.match(md, /\| wanet \| ntml \| 100 \| cnn \| 0 \(\+1 failed\) \| – \|/);
   assert.match(md, /## Failed cells \(2\)/);
@@ -164,7 +164,7 @@ test('markdown: title, how to read, mean ± std cells with 1 decimal, failed cel
   // each table has a constant column count (no stray pipes from labels)
   const cols = (l: string) => l.replace(/\\\|/g, '').split('|').length;
   const tables = md.split('\n\n').map((block) => block.split('\n').filter((l) => l.startsWith('| '))).filter((t) => t.length > 0);
-  assert.equal(tables.length, 2, 'the results table and the NT-ML stages table');
+  assert.equal(tables.length, 3, 'the results table, the cost per stage table and the NT-ML stages table');
   for (const table of tables) assert.ok(table.every((l) => cols(l) === cols(table[0])), table.join('\n'));
 });
 
@@ -297,7 +297,7 @@ test('ASR vs ACC SVG: well-formed, one panel per attack, one marker per defense,
   const svg = asrVsAccSvg(rows, { title: 's1: ASR vs ACC' });
   assertWellFormedXml(svg);
   assert.equal(count(svg, /<g class="panel"/g), 3); // badnets, blended, wanet (no values)
-  assert.equal(count(svg, /<circle class="marker"/g), 3); // 2 defenses on badnets, 1 on blended
+  assert.equal(count(svg, /<path class="marker"/g), 3); // 2 defenses on badnets, 1 on blended
   assert.equal(count(svg, /<path class="undefended"/g), 2);
   assert.equal(count(svg, /class="legend-swatch"/g), 3); // 2 defenses + undefended
   assert.equal(count(svg, /ACC \(%\)/g), 3);
@@ -309,7 +309,7 @@ test('ASR vs ACC SVG: well-formed, one panel per attack, one marker per defense,
   assert.equal(count(svg, /class="tick-label">100</g), 6);
   // badnets/ntml marker at ACC 92, ASR 3 in the first panel's 260 px plot area (left 58, top 36)
   assert.match(svg, /<g class="panel" data-attack="badnets" transform="translate\(16,44\)">/);
-  const m = svg.match(/<circle class="marker" data-defense="ntml" cx="([\d.]+)" cy="([\d.]+)"/)!;
+  const m = svg.match(/<path class="marker" data-defense="ntml" data-shape="[a-zA-Z]+" data-cx="([\d.]+)" data-cy="([\d.]+)"/)!;
   close(Number(m[1]), 58 + 0.92 * 260, 0.01);
   close(Number(m[2]), 36 + 260 - 0.03 * 260, 0.01);
   // error bars: 2 lines + 4 caps for each marker with std in both directions
