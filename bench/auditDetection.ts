@@ -24,8 +24,13 @@ import type { AuditOutcome, AuditReport } from '../core/audit/report';
 import type { AuditInput, PurifyReport, SweepCellRecord } from '../workflows/contract';
 import { AuditPolicy } from '../schemas/audit';
 import { formatIssues, parsePurifyConfig } from '../schemas/purify';
-import { decodeDataset, encodeDataset } from '../core/data/codec';
+import { decodeDataset, decodeDatasetWithMeta, encodeDataset } from '../core/data/codec';
 import { stratifiedSubset } from '../core/data/splits';
+import { subsetDataset, type ImageDataset } from '../core/data/dataset';
+import { decodeClassifier } from '../core/models/layersFormat';
+import { predictProbabilities } from '../core/models/classifier';
+import { stripDetection } from '../core/audit/strip';
+import { Rng } from '../core/rng';
 import { detectionMarkdown, detectionRow, type DetectionReport, type DetectionRow, type DetectionRun, type ModelRole, type RowSource } from './auditDetectionRows';
 
 export class DetectionInputError extends Error {}
@@ -35,7 +40,17 @@ export interface DetectionTarget {
   source: RowSource;
   model: ArtifactRef;
   test: ArtifactRef;
+  /** the cell's triggered test images (non-target images with the trigger), for STRIP */
+  backdoorTest?: ArtifactRef;
 }
+
+/**
+ * STRIP beside the audit (core/audit/strip.ts): the reference set's even images are the
+ * overlays, its odd ones set the threshold, and up to `suspects` of the cell's triggered test
+ * images are the inputs to judge. 16 overlays per input keeps it to seconds per model; fewer
+ * overlays make an input's mean entropy noisier, not biased.
+ */
+export const STRIP_SETTINGS = { overlaysPerInput: 16, falseRejectionRate: 0.05, seed: 0, suspects: 200 } as const;
 
 async function json<T>(store: ArtifactStore, ref: ArtifactRef): Promise<T> {
   return JSON.parse(Buffer.from(await store.get(ref)).toString('utf8')) as T;
@@ -54,8 +69,11 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
     if (cell?.status !== 'completed' || !cell.report) continue;
     const report = await json<PurifyReport>(store, cell.report);
     const prepare = cell.stages?.find((s) => s.stage === 'prepareData')?.cacheKey;
+    const standard = cell.stages?.find((s) => s.stage === 'standardTraining')?.cacheKey;
     if (!prepare) throw new DetectionInputError(`sweep ${sweep}, cell ${cell.cellId}: names no prepareData stage-cache key, so its clean test split cannot be found`);
-    const entry = await store.getRecord<{ output?: { test?: ArtifactRef } }>(`cache/prepareData/${prepare}`);
+    const entry = await store.getRecord<{ output?: { test?: ArtifactRef; backdoorTest?: ArtifactRef } }>(`cache/prepareData/${prepare}`);
+    // a training-controlled attack (Input-Aware, WaNet) makes its triggered test set in standard training
+    const trained = standard ? await store.getRecord<{ output?: { data?: { backdoorTest?: ArtifactRef } } }>(`cache/standardTraining/${standard}`) : undefined;
     if (!entry?.output?.test) {
       throw new DetectionInputError(`sweep ${sweep}, cell ${cell.cellId}: its prepareData entry cache/prepareData/${prepare} is missing or has no clean test split (protection-mode cells need a testSet)`);
     }
@@ -75,17 +93,36 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
       },
       model: report.models.standard,
       test: entry.output.test,
+      backdoorTest: trained?.output?.data?.backdoorTest ?? entry.output.backdoorTest,
     });
   }
   return targets;
 }
 
 /** A class-stratified subset of a cell's test split, stored as an ntml data set (one per split). */
-async function referenceSet(store: ArtifactStore, test: ArtifactRef, size: number, seed: number): Promise<ArtifactRef> {
+async function referenceSet(store: ArtifactStore, test: ArtifactRef, size: number, seed: number): Promise<{ ref: ArtifactRef; images: ImageDataset }> {
   const split = decodeDataset(await store.get(test), test.uri);
   if (size > split.labels.length) throw new DetectionInputError(`--reference-size ${size} is more than the ${split.labels.length} images of the test split ${test.uri}`);
-  const subset = { ...stratifiedSubset(split, size, seed), name: `${split.name}[stratified ${size}, seed=${seed}]` };
-  return store.put(encodeDataset(subset));
+  const images = { ...stratifiedSubset(split, size, seed), name: `${split.name}[stratified ${size}, seed=${seed}]` };
+  return { ref: await store.put(encodeDataset(images)), images };
+}
+
+/** STRIP on the cell's triggered test images with the audited model (undefined without them). */
+async function stripOn(store: ArtifactStore, t: DetectionTarget, reference: ImageDataset): Promise<DetectionRow['strip']> {
+  if (!t.backdoorTest) return undefined;
+  const t0 = Date.now();
+  const triggered = decodeDatasetWithMeta(await store.get(t.backdoorTest), t.backdoorTest.uri).dataset;
+  const n = triggered.labels.length;
+  const picked = n <= STRIP_SETTINGS.suspects ? Array.from({ length: n }, (_, i) => i) : Array.from(new Rng(STRIP_SETTINGS.seed).permutation(n).subarray(0, STRIP_SETTINGS.suspects)).sort((a, b) => a - b);
+  const every = (odd: number) => Array.from({ length: Math.floor((reference.labels.length + 1 - odd) / 2) }, (_, i) => 2 * i + odd);
+  const sets = { overlays: subsetDataset(reference, every(0)), clean: subsetDataset(reference, every(1)), suspect: subsetDataset(triggered, picked) };
+  const classifier = await decodeClassifier(await store.get(t.model), t.model.uri);
+  try {
+    const result = await stripDetection((ds) => predictProbabilities(classifier, ds), sets, STRIP_SETTINGS);
+    return { ...result, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    classifier.model.dispose();
+  }
 }
 
 export interface DetectionOptions {
@@ -173,19 +210,20 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
   log(`${targets.length} models in the sweeps, ${targets.length - todo.length} already in ${file}, ${todo.length} to audit`);
   if (todo.length === 0) return { report, audited: 0, skipped: targets.length };
   report.runs.push(run);
-  const references = new Map<string, ArtifactRef>();
+  const references = new Map<string, { ref: ArtifactRef; images: ImageDataset }>();
   for (const [i, t] of todo.entries()) {
     let reference = references.get(t.test.sha256);
     if (!reference) references.set(t.test.sha256, (reference = await referenceSet(o.store, t.test, o.referenceSize, o.referenceSeed)));
     log(`[${i + 1}/${todo.length}] ${t.source.role} ${t.source.attack} seed ${t.source.seed} (${t.source.sweep}/${t.source.cellId}) ...`);
-    const { report: audit, seconds } = await auditModel(o, t, reference);
-    const row: DetectionRow = detectionRow(t.source, audit, seconds);
+    const { report: audit, seconds } = await auditModel(o, t, reference.ref);
+    const row: DetectionRow = { ...detectionRow(t.source, audit, seconds), strip: await stripOn(o.store, t, reference.images) };
     // a model audited again (its cell re-ran with a new f_std) replaces its old row
     report.rows = [...report.rows.filter((r) => r.key !== row.key), row];
     run.finishedAt = new Date().toISOString();
     run.loadAverage.end = os.loadavg();
     await writeReport(o.outDir, report);
-    log(`  ${row.verdict} in ${seconds.toFixed(0)} s${row.flaggedClass === undefined ? '' : `, class ${row.flaggedClass}`}${row.trueTarget === undefined ? '' : ` (target ${row.trueTarget})`}`);
+    const strip = row.strip ? `; STRIP flags ${row.strip.flagged}/${row.strip.inputs} triggered inputs` : '';
+    log(`  ${row.verdict} in ${seconds.toFixed(0)} s${row.flaggedClass === undefined ? '' : `, class ${row.flaggedClass}`}${row.trueTarget === undefined ? '' : ` (target ${row.trueTarget})`}${strip}`);
   }
   return { report, audited: todo.length, skipped: targets.length - todo.length };
 }
@@ -236,7 +274,8 @@ async function cleanDataCommand(argv: string[]): Promise<void> {
 async function detectionCommand(argv: string[]): Promise<void> {
   const o = parseOptions(argv, ['sweep', 'clean-sweep', 'out', 'policy', 'reference-size', 'reference-seed', 'address']);
   if (!o.sweep || !o.out) throw new DetectionInputError(`missing ${o.sweep ? '--out' : '--sweep'}\n${USAGE}`);
-  const referenceSize = intValue(o, 'reference-size', 500, 10);
+  // half of it are STRIP's overlays, at least its overlays per input
+  const referenceSize = intValue(o, 'reference-size', 500, 50);
   const referenceSeed = intValue(o, 'reference-seed', 0, 0);
   const { readConfigFile } = await import('../cli/config');
   const policy = o.policy ? readConfigFile(o.policy) : {};

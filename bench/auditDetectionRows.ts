@@ -5,6 +5,7 @@
  */
 import type { AuditReport } from '../core/audit/report';
 import type { Verdict } from '../core/audit/verdict';
+import type { StripResult } from '../core/audit/strip';
 
 /** backdoored: the f_std of an attack cell; clean: a model trained the same way without poisoning. */
 export type ModelRole = 'backdoored' | 'clean';
@@ -70,8 +71,9 @@ export interface DetectionRow {
     flagged: number[];
     candidate?: number;
     candidateL1?: number;
+    /** the candidate's MAD anomaly index (flagged above the policy's threshold) */
+    candidateIndex?: number;
     medianL1: number;
-    maxAnomalyIndex: number;
     /** NC names the true target (flags it or it is the candidate) */
     pointsAtTarget?: boolean;
     seconds: number;
@@ -81,6 +83,11 @@ export interface DetectionRow {
   integrity: string;
   /** wall time of the audit workflow, start to result */
   seconds: number;
+  /**
+   * STRIP, measured beside the audit (not one of its checks): of the cell's triggered test
+   * images, how many an input-level detector flags at its false-rejection rate on clean ones
+   */
+  strip?: StripResult & { seconds: number };
 }
 
 export interface RowSource {
@@ -112,6 +119,7 @@ export function detectionRow(source: RowSource, report: AuditReport, seconds: nu
   const flaggedClass = report.verdict.verdict === 'clean' ? undefined : report.verdict.suspectClasses[0];
   const minimum = report.policy.accuracy.minimum;
   const scope = NC_SCOPE[source.attack];
+  const candidate = nc?.classes.find((c) => c.targetClass === nc.smallestClass);
   return {
     key: `${source.sweep}/${source.cellId}`,
     ...source,
@@ -124,9 +132,9 @@ export function detectionRow(source: RowSource, report: AuditReport, seconds: nu
     neuralCleanse: nc && {
       flagged: nc.flagged,
       candidate: nc.smallestClass,
-      candidateL1: nc.smallestClass === undefined ? undefined : nc.classes.find((c) => c.targetClass === nc.smallestClass)?.maskL1,
+      candidateL1: candidate?.maskL1,
+      candidateIndex: candidate?.anomalyIndex,
       medianL1: nc.median,
-      maxAnomalyIndex: Math.max(...nc.classes.map((c) => c.anomalyIndex)),
       pointsAtTarget: target === undefined ? undefined : ncPoints(target),
       seconds: nc.seconds,
       scope: scope ? `${scope.trigger}: ${scope.inScope ? 'in scope' : 'known miss'}` : 'n/a (no attack)',
@@ -163,8 +171,11 @@ function ncCell(r: DetectionRow): string {
   const nc = r.neuralCleanse;
   if (!nc) return 'disabled';
   const flagged = nc.flagged.length ? `flags ${nc.flagged.join(', ')}` : 'flags none';
-  const candidate = nc.candidate === undefined ? 'no working trigger' : `smallest ${nc.candidate} (L1 ${nc.candidateL1!.toFixed(1)}, median ${nc.medianL1.toFixed(1)})`;
-  return `${flagged}; ${candidate}; max index ${nc.maxAnomalyIndex.toFixed(2)}`;
+  const candidate =
+    nc.candidate === undefined
+      ? 'no working trigger'
+      : `smallest ${nc.candidate} (L1 ${nc.candidateL1!.toFixed(1)}, median ${nc.medianL1.toFixed(1)}, index ${nc.candidateIndex!.toFixed(2)})`;
+  return `${flagged}; ${candidate}`;
 }
 
 function probeCell(r: DetectionRow): string {
@@ -173,6 +184,12 @@ function probeCell(r: DetectionRow): string {
   }
   const h = r.probe.highest;
   return h ? `none (highest ${h.attack} → ${h.towardsClass}, ${pct(h.asr)})` : 'none probed';
+}
+
+function stripCell(r: DetectionRow): string {
+  const s = r.strip;
+  if (!s) return '-';
+  return `${s.flagged}/${s.inputs} triggered inputs flagged (clean ${s.cleanFlagged}/${s.cleanInputs}, FRR ${(s.falseRejectionRate * 100).toFixed(0)} %)`;
 }
 
 /** The summary lines: the issue's two goals, counted. */
@@ -184,7 +201,13 @@ export function goals(rows: DetectionRow[]): string[] {
     const own = backdoored.filter((r) => r.attack === a);
     const flagged = own.filter(isFlagged);
     const onTarget = flagged.filter((r) => r.flaggedIsTarget);
-    return `- ${a}: ${flagged.length} of ${own.length} flagged (${onTarget.length} naming the true target); Neural Cleanse ${NC_SCOPE[a]?.inScope ? 'in scope' : `known miss (${NC_SCOPE[a]?.trigger ?? 'unknown trigger'})`}`;
+    const ncOnTarget = own.filter((r) => r.neuralCleanse?.pointsAtTarget).length;
+    const scope = NC_SCOPE[a] ? `${NC_SCOPE[a].trigger}: ${NC_SCOPE[a].inScope ? 'in scope' : 'a known miss in the literature'}` : 'trigger type unknown';
+    const strip = own.filter((r) => r.strip);
+    const stripText = strip.length
+      ? `; STRIP (beside the audit) flagged ${strip.reduce((n, r) => n + r.strip!.flagged, 0)} of ${strip.reduce((n, r) => n + r.strip!.inputs, 0)} triggered inputs`
+      : '';
+    return `- ${a}: ${flagged.length} of ${own.length} flagged (${onTarget.length} naming the true target); Neural Cleanse (${scope}) named the target in ${ncOnTarget} of ${own.length}${stripText}`;
   });
   const everyAttack = attacks.length > 0 && attacks.every((a) => backdoored.filter((r) => r.attack === a).every(isFlagged));
   lines.unshift(
@@ -198,13 +221,14 @@ export function detectionMarkdown(report: DetectionReport): string {
   const rows = [...report.rows].sort((a, b) => a.role.localeCompare(b.role) || a.attack.localeCompare(b.attack) || a.seed - b.seed);
   const out = ['# Audit detection: backdoored and clean models', '', ...goals(rows), ''];
   out.push(
-    '| model | seed | target | verdict | flagged class | known-trigger probe | probe knows the trigger | Neural Cleanse | NC coverage | accuracy | integrity | seconds |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | seed | target | verdict | flagged class | known-trigger probe | probe knows the trigger | Neural Cleanse | NC names target | NC scope (literature) | accuracy | integrity | seconds | STRIP (beside the audit) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const r of rows) {
+    const ncTarget = r.neuralCleanse?.pointsAtTarget === undefined ? '-' : r.neuralCleanse.pointsAtTarget ? 'yes' : 'no';
     const flagged = r.flaggedClass === undefined ? '-' : `${r.flaggedClass}${r.flaggedIsTarget === undefined ? '' : r.flaggedIsTarget ? ' (= target)' : ' (≠ target)'}`;
     out.push(
-      `| ${r.role === 'clean' ? 'clean' : r.attack} | ${r.seed} | ${r.trueTarget ?? '-'} | ${r.verdict} | ${flagged} | ${probeCell(r)} | ${r.probe.knowsTrigger} | ${ncCell(r)} | ${r.neuralCleanse?.scope ?? '-'} | ${pct(r.accuracy.current)}${r.accuracy.fired ? ' (below minimum)' : ''} | ${r.integrity} | ${r.seconds.toFixed(0)} |`,
+      `| ${r.role === 'clean' ? 'clean' : r.attack} | ${r.seed} | ${r.trueTarget ?? '-'} | ${r.verdict} | ${flagged} | ${probeCell(r)} | ${r.probe.knowsTrigger} | ${ncCell(r)} | ${ncTarget} | ${r.neuralCleanse?.scope ?? '-'} | ${pct(r.accuracy.current)}${r.accuracy.fired ? ' (below minimum)' : ''} | ${r.integrity} | ${r.seconds.toFixed(0)} | ${stripCell(r)} |`,
     );
   }
   out.push('', '## Runs', '');
@@ -218,6 +242,12 @@ export function detectionMarkdown(report: DetectionReport): string {
       `  - policy: \`${JSON.stringify(run.policy)}\``,
     );
   }
+  out.push(
+    '',
+    "STRIP is not one of the audit's checks: it judges inputs, and an audit has none that may carry a trigger. It is measured here, on each cell's " +
+      'triggered test images, to show what an input-level detector would add (docs/audits.md, "Coverage"); its threshold is set on half of the ' +
+      'reference set, the other half are the overlays (core/audit/strip.ts).',
+  );
   out.push('', 'Each row is one `audit` workflow (the code path of `ntml audit run`); its report and trigger images are in the store under the audit id (report.json: `auditId`).', '');
   return out.join('\n');
 }

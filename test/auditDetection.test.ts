@@ -143,6 +143,9 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.equal(bad.neuralCleanse?.pointsAtTarget, true, JSON.stringify(bad.neuralCleanse));
   assert.match(bad.neuralCleanse!.scope, /in scope/);
   assert.equal(bad.integrity, 'first');
+  // STRIP beside the audit: the BadNets patch keeps the prediction under blending (89 of 89 on the fixtures)
+  assert.ok(bad.strip && bad.strip.inputs > 0 && bad.strip.flagged >= 0.5 * bad.strip.inputs, JSON.stringify(bad.strip));
+  assert.ok(bad.strip.cleanFlagged <= Math.floor(0.05 * bad.strip.cleanInputs), JSON.stringify(bad.strip));
   assert.ok(bad.seconds > 0 && bad.neuralCleanse!.seconds > 0);
 
   assert.deepEqual([clean.attack, clean.trueTarget], ['none', undefined]);
@@ -150,6 +153,7 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.equal(clean.flaggedClass, undefined);
   assert.equal(clean.probe.fired, false);
   assert.deepEqual(clean.neuralCleanse?.flagged, []);
+  assert.equal(clean.strip, undefined, 'a clean cell has no triggered inputs');
 
   // each row is a real audit: the workflow's history record holds the same verdict
   for (const r of rows) {
@@ -168,6 +172,7 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.match(md, /no clean model flagged: yes \(0 of 1 clean models flagged\)/);
   assert.match(md, /node dist\/bench\/auditDetection\.js \(test\)/);
   assert.match(md, /\| badnets \| 1 \| 0 \| backdoored \| 0 \(= target\) \|/);
+  assert.match(md, /STRIP \(beside the audit\) flagged \d+ of \d+ triggered inputs/);
 
   assert.deepEqual([second.audited, second.skipped], [0, 2]);
   assert.deepEqual(second.report.rows, written.rows);
@@ -180,7 +185,7 @@ test('the command line refuses bad options with exit code 2, naming the option, 
   assert.match(noOut.stderr, /missing --out/);
   const size = run('--sweep', 'attacks-cpu', '--out', dir, '--reference-size', '3');
   assert.equal(size.status, 2, size.stderr);
-  assert.match(size.stderr, /--reference-size must be an integer >= 10, got "3"/);
+  assert.match(size.stderr, /--reference-size must be an integer >= 50, got "3"/);
   const policyFile = path.join(dir, 'bad-policy.json');
   await fs.writeFile(policyFile, JSON.stringify({ probes: { asrThreshold: 500 } }));
   const policy = run('--sweep', 'attacks-cpu', '--out', dir, '--policy', policyFile);
