@@ -29,7 +29,7 @@ import { stratifiedSubset } from '../core/data/splits';
 import { subsetDataset, type ImageDataset } from '../core/data/dataset';
 import { decodeClassifier } from '../core/models/layersFormat';
 import { predictProbabilities } from '../core/models/classifier';
-import { stripDetection } from '../core/audit/strip';
+import { stripDetection, type StripBlend } from '../core/audit/strip';
 import { Rng } from '../core/rng';
 import { detectionMarkdown, detectionRow, type DetectionReport, type DetectionRow, type DetectionRun, type ModelRole, type RowSource } from './auditDetectionRows';
 
@@ -48,9 +48,12 @@ export interface DetectionTarget {
  * STRIP beside the audit (core/audit/strip.ts): the reference set's even images are the
  * overlays, its odd ones set the threshold, and up to `suspects` of the cell's triggered test
  * images are the inputs to judge. 16 overlays per input keeps it to seconds per model; fewer
- * overlays make an input's mean entropy noisier, not biased.
+ * overlays make an input's mean entropy noisier, not biased. Both superimpositions are
+ * measured: the 50/50 blend halves a low-amplitude trigger (Blended at ci tier: 12 of 200
+ * flagged, against 200 of 200 for BadNets), the saturated sum keeps it but washes bright
+ * images out.
  */
-export const STRIP_SETTINGS = { overlaysPerInput: 16, falseRejectionRate: 0.05, seed: 0, suspects: 200 } as const;
+export const STRIP_SETTINGS = { overlaysPerInput: 16, falseRejectionRate: 0.05, seed: 0, suspects: 200, blends: ['average', 'sum'] as StripBlend[] };
 
 async function json<T>(store: ArtifactStore, ref: ArtifactRef): Promise<T> {
   return JSON.parse(Buffer.from(await store.get(ref)).toString('utf8')) as T;
@@ -60,13 +63,17 @@ async function json<T>(store: ArtifactStore, ref: ArtifactRef): Promise<T> {
  * The completed cells of `sweep`, each with its f_std (the report's standard model) and the
  * clean test split of its prepareData stage (the stage-cache entry the cell names).
  */
-export async function sweepTargets(store: ArtifactStore, sweep: string, role: ModelRole): Promise<DetectionTarget[]> {
+export async function sweepTargets(store: ArtifactStore, sweep: string, role: ModelRole): Promise<{ targets: DetectionTarget[]; unfinished: string[] }> {
   const keys = await store.listRecords(`sweeps/${sweep}/cells/`);
   if (keys.length === 0) throw new DetectionInputError(`no cells of sweep ${JSON.stringify(sweep)} in the store ${store.location} (sweeps/${sweep}/cells/ is empty)`);
   const targets: DetectionTarget[] = [];
+  const unfinished: string[] = [];
   for (const key of keys) {
     const cell = await store.getRecord<SweepCellRecord>(key);
-    if (cell?.status !== 'completed' || !cell.report) continue;
+    if (cell?.status !== 'completed' || !cell.report) {
+      unfinished.push(`${sweep}/${cell?.cellId ?? key} (${cell ? `${cell.axes.attack} seed ${cell.axes.seed}, ${cell.status}` : 'no record'})`);
+      continue;
+    }
     const report = await json<PurifyReport>(store, cell.report);
     const prepare = cell.stages?.find((s) => s.stage === 'prepareData')?.cacheKey;
     const standard = cell.stages?.find((s) => s.stage === 'standardTraining')?.cacheKey;
@@ -96,7 +103,7 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
       backdoorTest: trained?.output?.data?.backdoorTest ?? entry.output.backdoorTest,
     });
   }
-  return targets;
+  return { targets, unfinished };
 }
 
 /** A class-stratified subset of a cell's test split, stored as an ntml data set (one per split). */
@@ -118,8 +125,12 @@ async function stripOn(store: ArtifactStore, t: DetectionTarget, reference: Imag
   const sets = { overlays: subsetDataset(reference, every(0)), clean: subsetDataset(reference, every(1)), suspect: subsetDataset(triggered, picked) };
   const classifier = await decodeClassifier(await store.get(t.model), t.model.uri);
   try {
-    const result = await stripDetection((ds) => predictProbabilities(classifier, ds), sets, STRIP_SETTINGS);
-    return { ...result, seconds: (Date.now() - t0) / 1000 };
+    const results = [];
+    for (const blend of STRIP_SETTINGS.blends) {
+      const result = await stripDetection((ds) => predictProbabilities(classifier, ds), sets, { ...STRIP_SETTINGS, blend });
+      results.push({ ...result, seconds: (Date.now() - t0) / 1000 });
+    }
+    return results;
   } finally {
     classifier.model.dispose();
   }
@@ -191,10 +202,19 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
   const log = o.log ?? (() => undefined);
   const file = path.join(o.outDir, 'report.json');
   const report = await readExisting(file);
-  const targets = [
-    ...(await sweepTargets(o.store, o.sweeps.backdoored, 'backdoored')),
-    ...(o.sweeps.clean ? await sweepTargets(o.store, o.sweeps.clean, 'clean') : []),
-  ];
+  // rows of one report are comparable only under one policy and one reference-set draw
+  const earlier = report.runs[0];
+  const settings = (r: { policy: unknown; referenceSet: { size: number; seed: number } }) => JSON.stringify([r.policy ?? {}, r.referenceSet.size, r.referenceSet.seed]);
+  if (earlier && settings(earlier) !== settings({ policy: o.policy ?? {}, referenceSet: { size: o.referenceSize, seed: o.referenceSeed } })) {
+    throw new DetectionInputError(
+      `${file} holds audits made with another policy or reference set (${settings(earlier)}); give this run another --out, or the same --policy, --reference-size and --reference-seed`,
+    );
+  }
+  const found = [await sweepTargets(o.store, o.sweeps.backdoored, 'backdoored'), ...(o.sweeps.clean ? [await sweepTargets(o.store, o.sweeps.clean, 'clean')] : [])];
+  const targets = found.flatMap((f) => f.targets);
+  const unfinished = found.flatMap((f) => f.unfinished);
+  // a failed cell has no model to audit; the run records which, so a missing row is explained
+  if (unfinished.length) log(`not audited (the cell has not completed): ${unfinished.join(', ')}`);
   const done = new Set(report.rows.map((r) => `${r.key} ${r.model.sha256}`));
   const todo = targets.filter((t) => !done.has(`${t.source.sweep}/${t.source.cellId} ${t.model.sha256}`));
   const run: DetectionRun = {
@@ -206,6 +226,7 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
     sweeps: o.sweeps,
     referenceSet: { size: o.referenceSize, seed: o.referenceSeed, from: "each cell's clean test split" },
     policy: o.policy ?? {},
+    unfinishedCells: unfinished,
   };
   log(`${targets.length} models in the sweeps, ${targets.length - todo.length} already in ${file}, ${todo.length} to audit`);
   if (todo.length === 0) return { report, audited: 0, skipped: targets.length };
@@ -222,7 +243,7 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
     run.finishedAt = new Date().toISOString();
     run.loadAverage.end = os.loadavg();
     await writeReport(o.outDir, report);
-    const strip = row.strip ? `; STRIP flags ${row.strip.flagged}/${row.strip.inputs} triggered inputs` : '';
+    const strip = row.strip ? `; STRIP flags ${row.strip.map((r) => `${r.flagged}/${r.inputs} (${r.blend})`).join(', ')} triggered inputs` : '';
     log(`  ${row.verdict} in ${seconds.toFixed(0)} s${row.flaggedClass === undefined ? '' : `, class ${row.flaggedClass}`}${row.trueTarget === undefined ? '' : ` (target ${row.trueTarget})`}${strip}`);
   }
   return { report, audited: todo.length, skipped: targets.length - todo.length };

@@ -85,9 +85,10 @@ export interface DetectionRow {
   seconds: number;
   /**
    * STRIP, measured beside the audit (not one of its checks): of the cell's triggered test
-   * images, how many an input-level detector flags at its false-rejection rate on clean ones
+   * images, how many an input-level detector flags at its false-rejection rate on clean ones;
+   * one result per superimposition (blend); seconds are cumulative
    */
-  strip?: StripResult & { seconds: number };
+  strip?: Array<StripResult & { seconds: number }>;
 }
 
 export interface RowSource {
@@ -158,6 +159,8 @@ export interface DetectionRun {
   sweeps: { backdoored: string; clean?: string };
   referenceSet: { size: number; seed: number; from: string };
   policy: unknown;
+  /** cells of the sweeps that had not completed (failed or still running), so not audited */
+  unfinishedCells?: string[];
 }
 
 export interface DetectionReport {
@@ -174,7 +177,7 @@ function ncCell(r: DetectionRow): string {
   const candidate =
     nc.candidate === undefined
       ? 'no working trigger'
-      : `smallest ${nc.candidate} (L1 ${nc.candidateL1!.toFixed(1)}, median ${nc.medianL1.toFixed(1)}, index ${nc.candidateIndex!.toFixed(2)})`;
+      : `smallest ${nc.candidate} (L1 ${nc.candidateL1?.toFixed(1)}, median ${nc.medianL1.toFixed(1)}${nc.candidateIndex === undefined ? '' : `, index ${nc.candidateIndex.toFixed(2)}`})`;
   return `${flagged}; ${candidate}`;
 }
 
@@ -187,9 +190,10 @@ function probeCell(r: DetectionRow): string {
 }
 
 function stripCell(r: DetectionRow): string {
-  const s = r.strip;
-  if (!s) return '-';
-  return `${s.flagged}/${s.inputs} triggered inputs flagged (clean ${s.cleanFlagged}/${s.cleanInputs}, FRR ${(s.falseRejectionRate * 100).toFixed(0)} %)`;
+  // rows of a harness before the blends were compared hold one result
+  const results = r.strip === undefined ? [] : Array.isArray(r.strip) ? r.strip : [r.strip as StripResult];
+  if (!results.length) return '-';
+  return results.map((s) => `${s.blend ?? 'average'}: ${s.flagged}/${s.inputs} flagged (clean ${s.cleanFlagged}/${s.cleanInputs})`).join('; ');
 }
 
 /** The summary lines: the issue's two goals, counted. */
@@ -203,9 +207,15 @@ export function goals(rows: DetectionRow[]): string[] {
     const onTarget = flagged.filter((r) => r.flaggedIsTarget);
     const ncOnTarget = own.filter((r) => r.neuralCleanse?.pointsAtTarget).length;
     const scope = NC_SCOPE[a] ? `${NC_SCOPE[a].trigger}: ${NC_SCOPE[a].inScope ? 'in scope' : 'a known miss in the literature'}` : 'trigger type unknown';
-    const strip = own.filter((r) => r.strip);
-    const stripText = strip.length
-      ? `; STRIP (beside the audit) flagged ${strip.reduce((n, r) => n + r.strip!.flagged, 0)} of ${strip.reduce((n, r) => n + r.strip!.inputs, 0)} triggered inputs`
+    const strip = own.flatMap((r) => (Array.isArray(r.strip) ? r.strip : []));
+    const blends = [...new Set(strip.map((s) => s.blend))];
+    const stripText = blends.length
+      ? `; STRIP (beside the audit) flagged ${blends
+          .map((b) => {
+            const of = strip.filter((s) => s.blend === b);
+            return `${of.reduce((n, s) => n + s.flagged, 0)} of ${of.reduce((n, s) => n + s.inputs, 0)} triggered inputs (${b})`;
+          })
+          .join(', ')}`
       : '';
     return `- ${a}: ${flagged.length} of ${own.length} flagged (${onTarget.length} naming the true target); Neural Cleanse (${scope}) named the target in ${ncOnTarget} of ${own.length}${stripText}`;
   });
@@ -221,7 +231,7 @@ export function detectionMarkdown(report: DetectionReport): string {
   const rows = [...report.rows].sort((a, b) => a.role.localeCompare(b.role) || a.attack.localeCompare(b.attack) || a.seed - b.seed);
   const out = ['# Audit detection: backdoored and clean models', '', ...goals(rows), ''];
   out.push(
-    '| model | seed | target | verdict | flagged class | known-trigger probe | probe knows the trigger | Neural Cleanse | NC names target | NC scope (literature) | accuracy | integrity | seconds | STRIP (beside the audit) |',
+    '| model | seed | target | verdict | flagged class | known-trigger probe | probe knows the trigger | Neural Cleanse | NC names target | NC scope (literature) | accuracy | integrity | seconds | STRIP (beside the audit), 5 % FRR |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const r of rows) {
@@ -240,13 +250,14 @@ export function detectionMarkdown(report: DetectionReport): string {
       `  - sweeps: backdoored ${run.sweeps.backdoored}${run.sweeps.clean ? `, clean ${run.sweeps.clean}` : ''}; reference set: ${run.referenceSet.size} images of ${run.referenceSet.from} (class-stratified, seed ${run.referenceSet.seed})`,
       `  - machine: ${Object.entries(run.machine).map(([k, v]) => `${k} ${v}`).join(', ')}`,
       `  - policy: \`${JSON.stringify(run.policy)}\``,
+      ...(run.unfinishedCells?.length ? [`  - not audited, the cell had not completed: ${run.unfinishedCells.join(', ')}`] : []),
     );
   }
   out.push(
     '',
     "STRIP is not one of the audit's checks: it judges inputs, and an audit has none that may carry a trigger. It is measured here, on each cell's " +
       'triggered test images, to show what an input-level detector would add (docs/audits.md, "Coverage"); its threshold is set on half of the ' +
-      'reference set, the other half are the overlays (core/audit/strip.ts).',
+      'reference set, the other half are the overlays, 16 per input; `average` is the 50/50 blend, `sum` STRIP\'s saturated sum (core/audit/strip.ts).',
   );
   out.push('', 'Each row is one `audit` workflow (the code path of `ntml audit run`); its report and trigger images are in the store under the audit id (report.json: `auditId`).', '');
   return out.join('\n');

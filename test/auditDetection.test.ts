@@ -96,13 +96,13 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   const workers = await inProcessWorkers(queues);
   const out = path.join(dir, 'report');
   const policy = { neuralCleanse: CI_NEURAL_CLEANSE, probes: SYNTHETIC_DATA_PROBES };
-  const detect = () =>
+  const detect = (policyOfRun: unknown = policy) =>
     runAuditDetection({
       client,
       queues,
       store: storeFromEnv(),
       sweeps: { backdoored: attackSpec.name, clean: cleanSpec.name },
-      policy,
+      policy: policyOfRun,
       referenceSize: 200,
       referenceSeed: 0,
       outDir: out,
@@ -143,9 +143,11 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.equal(bad.neuralCleanse?.pointsAtTarget, true, JSON.stringify(bad.neuralCleanse));
   assert.match(bad.neuralCleanse!.scope, /in scope/);
   assert.equal(bad.integrity, 'first');
-  // STRIP beside the audit: the BadNets patch keeps the prediction under blending (89 of 89 on the fixtures)
-  assert.ok(bad.strip && bad.strip.inputs > 0 && bad.strip.flagged >= 0.5 * bad.strip.inputs, JSON.stringify(bad.strip));
-  assert.ok(bad.strip.cleanFlagged <= Math.floor(0.05 * bad.strip.cleanInputs), JSON.stringify(bad.strip));
+  // STRIP beside the audit, both superimpositions: the BadNets patch keeps the prediction under the 50/50 blend (89 of 89 on the fixtures)
+  assert.deepEqual(bad.strip?.map((s) => s.blend), ['average', 'sum']);
+  const average = bad.strip![0];
+  assert.ok(average.inputs > 0 && average.flagged >= 0.5 * average.inputs, JSON.stringify(average));
+  for (const s of bad.strip!) assert.ok(s.cleanFlagged <= Math.floor(0.05 * s.cleanInputs), JSON.stringify(s));
   assert.ok(bad.seconds > 0 && bad.neuralCleanse!.seconds > 0);
 
   assert.deepEqual([clean.attack, clean.trueTarget], ['none', undefined]);
@@ -172,10 +174,12 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.match(md, /no clean model flagged: yes \(0 of 1 clean models flagged\)/);
   assert.match(md, /node dist\/bench\/auditDetection\.js \(test\)/);
   assert.match(md, /\| badnets \| 1 \| 0 \| backdoored \| 0 \(= target\) \|/);
-  assert.match(md, /STRIP \(beside the audit\) flagged \d+ of \d+ triggered inputs/);
+  assert.match(md, /STRIP \(beside the audit\) flagged \d+ of \d+ triggered inputs \(average\), \d+ of \d+ triggered inputs \(sum\)/);
 
   assert.deepEqual([second.audited, second.skipped], [0, 2]);
   assert.deepEqual(second.report.rows, written.rows);
+  // another policy would mix incomparable rows into the report
+  await assert.rejects(detect({ ...policy, neuralCleanse: { ...CI_NEURAL_CLEANSE, stepsPerClass: 10 } }), /holds audits made with another policy or reference set/);
 });
 
 test('the command line refuses bad options with exit code 2, naming the option, before any stack starts', async () => {
