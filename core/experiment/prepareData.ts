@@ -90,7 +90,8 @@ const localOnly: LocalFile = async (location) => {
   return local;
 };
 
-async function loadEvaluationData(data: EvaluationData, seed: number): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+/** The clean splits evaluation mode loads (before the clean reserve and the poisoning); bench/cleanCounterpart.ts reuses them. */
+export async function loadEvaluationData(data: EvaluationData, seed: number): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
   switch (data.format) {
     case 'synthetic': {
       const { train, test } = generateSyntheticSplits({ ...data, seed: deriveSeed(seed, 'synthetic') });

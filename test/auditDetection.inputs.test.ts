@@ -1,0 +1,122 @@
+/**
+ * The audit-detection harness's inputs, on the real S3 store with records written by hand (no
+ * training): which cells it takes, which it lists as not audited, and the errors that name the
+ * sweep, the cell or the file when the store or the output folder holds something else.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { testClient } from './support/temporal';
+import { tempDir } from './support/auditHarness';
+import { storeFromEnv } from '../store';
+import { encodeDataset } from '../core/data/codec';
+import { generateSyntheticDataset } from '../core/data/synthetic';
+import { runAuditDetection, sweepTargets } from '../bench/auditDetection';
+
+let client: Client;
+let close: () => Promise<void>;
+let dir: string;
+before(async () => {
+  ({ client, close } = await testClient());
+  dir = await tempDir('audit-detection-inputs');
+});
+after(async () => {
+  await close();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+const unique = (tag: string) => `${tag}-${process.pid}-${Date.now().toString(36)}`;
+const evaluationConfig = (seed: number) => ({ mode: 'evaluation', tier: 'ci', seed, data: { format: 'synthetic' }, attack: { name: 'wanet', target: 3 }, defense: { name: 'none' } });
+
+/** A completed cell as a sweep records it, with its report and prepareData entry (and optionally standard training's). */
+async function completedCell(sweep: string, cellId: string, config: Record<string, unknown>, opts: { trainingBackdoorTest?: boolean; prepareKey?: boolean } = {}) {
+  const store = storeFromEnv();
+  const test = await store.put(encodeDataset(generateSyntheticDataset({ size: 60, seed: 1, name: 'test' })));
+  const triggered = await store.put(encodeDataset(generateSyntheticDataset({ size: 20, seed: 2, name: 'triggered' })));
+  const model = await store.put(Buffer.from(`model of ${cellId}`));
+  const report = await store.put(Buffer.from(JSON.stringify({ models: { standard: model, final: model } })));
+  const prepareKey = `${cellId}-prepare`;
+  const standardKey = `${cellId}-standard`;
+  await store.putRecord(`cache/prepareData/${prepareKey}`, { output: { test } });
+  if (opts.trainingBackdoorTest) await store.putRecord(`cache/standardTraining/${standardKey}`, { output: { data: { backdoorTest: triggered } } });
+  await store.putRecord(`sweeps/${sweep}/cells/${cellId}`, {
+    sweep,
+    cellId,
+    axes: { attack: 'wanet', defense: 'none', seed: config.seed, cleanBudget: '100', model: 'tier default' },
+    config,
+    status: 'completed',
+    workflowId: `cell-${cellId}`,
+    startedAt: 0,
+    endedAt: 1,
+    report,
+    stages: [
+      ...(opts.prepareKey === false ? [] : [{ stage: 'prepareData', seconds: 1, cacheKey: prepareKey }]),
+      { stage: 'standardTraining', seconds: 1, cacheKey: standardKey },
+    ],
+  });
+  return { model, test, triggered };
+}
+
+test('takes the completed cells with their f_std, test split, true target and triggered inputs; lists the cells that did not complete', async () => {
+  const sweep = unique('inputs');
+  const { model, test, triggered } = await completedCell(sweep, 'c1', evaluationConfig(2), { trainingBackdoorTest: true });
+  await storeFromEnv().putRecord(`sweeps/${sweep}/cells/c2`, {
+    sweep,
+    cellId: 'c2',
+    axes: { attack: 'badnets', defense: 'none', seed: 1, cleanBudget: '100', model: 'tier default' },
+    config: {},
+    status: 'failed',
+    error: 'boom',
+    workflowId: 'cell-c2',
+    startedAt: 0,
+    endedAt: 1,
+  });
+  const { targets, unfinished } = await sweepTargets(storeFromEnv(), sweep, 'backdoored');
+  assert.equal(targets.length, 1);
+  const t = targets[0];
+  assert.deepEqual(
+    { ...t.source, model: t.source.model.sha256 },
+    { sweep, cellId: 'c1', role: 'backdoored', attack: 'wanet', seed: 2, trueTarget: 3, model: model.sha256 },
+  );
+  assert.equal(t.test.sha256, test.sha256);
+  // a training-controlled attack's triggered test set comes from its standard-training stage
+  assert.equal(t.backdoorTest?.sha256, triggered.sha256);
+  assert.deepEqual(unfinished, [`${sweep}/c2 (badnets seed 1, failed)`]);
+});
+
+test('refuses a missing sweep, a cell without its prepareData key, and an attack cell given as the clean sweep, naming each', async () => {
+  const store = storeFromEnv();
+  await assert.rejects(sweepTargets(store, 'no-such-sweep-here', 'backdoored'), /no cells of sweep "no-such-sweep-here"/);
+  const noKey = unique('nokey');
+  await completedCell(noKey, 'k1', evaluationConfig(1), { prepareKey: false });
+  await assert.rejects(sweepTargets(store, noKey, 'backdoored'), new RegExp(`sweep ${noKey}, cell k1: names no prepareData stage-cache key`));
+  const attacked = unique('attacked');
+  await completedCell(attacked, 'a1', evaluationConfig(1));
+  await assert.rejects(sweepTargets(store, attacked, 'clean'), new RegExp(`--clean-sweep ${attacked}: cell a1 trains with attack wanet`));
+});
+
+test('refuses an output folder whose report.json is not a detection report, and a policy the audit schema refuses', async () => {
+  const sweep = unique('out');
+  await completedCell(sweep, 'o1', evaluationConfig(1));
+  const options = (outDir: string, policy: unknown = {}) => ({
+    client,
+    queues: { orchestration: 'unused' },
+    store: storeFromEnv(),
+    sweeps: { backdoored: sweep },
+    policy,
+    referenceSize: 50,
+    referenceSeed: 0,
+    outDir,
+    command: 'test',
+  });
+  const broken = path.join(dir, 'broken');
+  await fs.mkdir(broken, { recursive: true });
+  await fs.writeFile(path.join(broken, 'report.json'), '{ not json');
+  await assert.rejects(runAuditDetection(options(broken)), /report\.json: not valid JSON/);
+  await fs.writeFile(path.join(broken, 'report.json'), JSON.stringify({ something: 'else' }));
+  await assert.rejects(runAuditDetection(options(broken)), /report\.json: not an audit-detection report/);
+  await assert.rejects(runAuditDetection(options(path.join(dir, 'fresh'), { probes: { asrThreshold: 0 } })), /--policy is invalid:\n {2}probes\.asrThreshold/);
+});
+
