@@ -253,7 +253,7 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
 
 const USAGE = `usage: node dist/bench/auditDetection.js --sweep NAME [--clean-sweep NAME] --out DIR [--policy FILE]
                                         [--reference-size N] [--reference-seed N] [--address HOST:PORT]
-       node dist/bench/auditDetection.js clean-data --spec FILE --seed N --out-dir DIR`;
+       node dist/bench/auditDetection.js clean-data --spec FILE --seed N --out-dir DIR [--attack NAME]`;
 
 /** --name value pairs; every option named in `known`, each at most once. */
 export function parseOptions(argv: string[], known: readonly string[]): Record<string, string> {
@@ -277,18 +277,24 @@ export function intValue(o: Record<string, string>, name: string, fallback: numb
   return v;
 }
 
+/**
+ * clean-data: the clean counterpart of a spec's seed (train.ntds with true labels, clean.ntds,
+ * test.ntds). With --attack NAME: the protection-mode view of that attack's cells instead, the
+ * poisoned training set as their standard training sees it (bench/specs/ntml-protection-dev.yaml).
+ */
 async function cleanDataCommand(argv: string[]): Promise<void> {
-  const o = parseOptions(argv, ['spec', 'seed', 'out-dir']);
+  const o = parseOptions(argv, ['spec', 'seed', 'out-dir', 'attack']);
   for (const n of ['spec', 'seed', 'out-dir']) if (o[n] === undefined) throw new DetectionInputError(`clean-data: missing --${n}\n${USAGE}`);
   const { readConfigFile, substituteAutoData } = await import('../cli/config');
   const raw = readConfigFile(o.spec) as { base?: Record<string, unknown> };
   if (!raw?.base || typeof raw.base !== 'object') throw new DetectionInputError(`${o.spec}: base: required (an evaluation-mode sweep spec)`);
   const { raw: base, choice } = substituteAutoData(raw.base, process.env, `${o.spec}: base`);
-  const { cleanCounterpart, writeCleanCounterpart } = await import('./cleanCounterpart');
+  const { cleanCounterpart, poisonedCounterpart, writeCleanCounterpart } = await import('./cleanCounterpart');
   const seed = intValue(o, 'seed', 0, 0);
-  const data = await cleanCounterpart(base, seed);
+  const data = o.attack ? await poisonedCounterpart(base, seed, { name: o.attack }) : await cleanCounterpart(base, seed);
   const files = await writeCleanCounterpart(data, o['out-dir']);
-  process.stderr.write(`${choice ? `${choice}\n` : ''}clean counterpart of ${o.spec}, seed ${seed}: ${data.train.labels.length} training images, ${data.clean.labels.length} clean, ${data.test.labels.length} test\n`);
+  const what = 'poisoned' in data ? `${o.attack}'s poisoned set (${data.poisoned} poisoned)` : 'clean counterpart';
+  process.stderr.write(`${choice ? `${choice}\n` : ''}${what} of ${o.spec}, seed ${seed}: ${data.train.labels.length} training images, ${data.clean.labels.length} clean, ${data.test.labels.length} test\n`);
   process.stdout.write(`${Object.values(files).join('\n')}\n`);
 }
 
