@@ -370,7 +370,7 @@ function markdown(meta: Record<string, unknown>, s: Record<string, unknown>, ref
     `| faults injected | 0 | ${soak.faults.length} (Temporal ${byVictim.temporal}, versitygw ${byVictim.s3}, training worker ${byVictim['training worker']}, orchestration worker ${byVictim['orchestration worker']}) |`,
     `| activity retries (attempts > 1) | ${reference.cells.reduce((a, c) => a + c.retries, 0)} | ${s.retries} |`,
     `| of which after a timeout (a killed worker's attempt) | ${reference.cells.reduce((a, c) => a + c.timedOut, 0)} | ${s.timedOutAttempts} |`,
-    `| work lost: epochs recomputed (partial epochs of lost training attempts) | 0 | ${s.partialEpochsLost} (+${s.lostAttemptsWithoutProgress} lost attempts before any batch was reported) |`,
+    `| work lost: epochs recomputed (partial epochs of lost training attempts) | 0 | ${s.partialEpochsLost} (+${s.lostAttemptsWithoutProgress} lost attempts whose last heartbeat gave no batch progress: before the first batch, or not a training stage) |`,
     `| epochs not recomputed (retried stages resumed from a checkpoint) | ${reference.cells.reduce((a, c) => a + c.epochsResumed, 0)} | ${s.epochsResumed} |`,
     `| cells whose purified model has the fault-free sha256 | - | ${s.sameAsFaultFree} / ${o.cells}${(s.differing as string[]).length ? ` (differ: ${(s.differing as string[]).join(', ')})` : ''} |`,
     '',
