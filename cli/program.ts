@@ -202,6 +202,10 @@ export function buildProgram(io: Out, run: (leaf: Leaf, args: ParsedArgs) => Pro
     .configureHelp(helpConfig)
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: () => undefined, outputError: () => undefined })
     .showSuggestionAfterError(true)
+    // a command's options belong to it only before its subcommand: "purify" and "purify attach"
+    // both take --address and --out, and without this "purify attach ID --address X" gave them to
+    // "purify" (attach and status then ignored them); subcommands inherit the setting
+    .enablePositionalOptions()
     .addHelpText(
       'after',
       `
