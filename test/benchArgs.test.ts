@@ -1,0 +1,72 @@
+/**
+ * bench/args.ts, the bench scripts' one option parser: its errors (unknown option with the known
+ * ones, missing value, positional, switch with a value) and typed readers, each error naming the
+ * option and the bad value; then each converted script's parseOptions on its documented flags
+ * and on an unknown one. No stack: the scripts run their benchmark only as the main module.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseBenchArgs, type OptionSpecs } from '../bench/args';
+import { UsageError } from '../cli/errors';
+
+const specs: OptionSpecs = {
+  out: { type: 'string' },
+  count: { type: 'string' },
+  smoke: { type: 'boolean' },
+  worker: { type: 'string', internal: true },
+};
+const parse = (...argv: string[]) => parseBenchArgs(argv, specs, 'usage: x.js [--out DIR]');
+/** asserts a UsageError whose message matches */
+const refuses = (f: () => unknown, message: RegExp) => assert.throws(f, (err: unknown) => err instanceof UsageError && message.test(err.message));
+
+test('bench args: unknown options, positionals, missing values and valued switches are refused by name; the usage follows', () => {
+  refuses(() => parse('--bogus', '1'), /^unknown option "--bogus"; options: --out, --count, --smoke\nusage: x\.js \[--out DIR\]$/);
+  refuses(() => parse('-o', 'x'), /unknown option "-o"/);
+  refuses(() => parse('--constructor', 'x'), /unknown option "--constructor"/);
+  refuses(() => parse('stray'), /unexpected argument "stray"; options: --out/);
+  refuses(() => parse('--out'), /^--out needs a value\n/);
+  refuses(() => parse('--out', '--smoke'), /^--out needs a value/);
+  refuses(() => parse('--out='), /^--out needs a value/);
+  refuses(() => parse('--smoke=yes'), /^--smoke takes no value, got "yes"/);
+  // the internal option is accepted but not advertised
+  assert.equal(parse('--worker', 'w').text('worker'), 'w');
+});
+
+test('bench args: values by space or =, switches, the last of a repeated option, fallbacks when absent', () => {
+  const a = parse('--out', 'a', '--smoke', '--count=7', '--out', 'b');
+  assert.deepEqual([a.text('out'), a.flag('smoke'), a.integer('count', 1), a.has('worker')], ['b', true, 7, false]);
+  assert.equal(parse('--out=--x').text('out'), '--x', 'an inline value may start with dashes');
+  const none = parse();
+  assert.deepEqual([none.text('out'), none.text('out', 'd'), none.flag('smoke'), none.integer('count', undefined), none.path('out', '/f')], [undefined, 'd', false, undefined, '/f']);
+  assert.equal(parse('--out', 'rel').path('out', '/f'), path.resolve('rel'));
+});
+
+test('bench args: typed readers name the option and the bad value', () => {
+  const one = (value: string) => parse('--count', value);
+  assert.equal(one('12').integer('count', 1), 12);
+  for (const bad of ['0', '-3', '2.5', 'x', ' ']) refuses(() => one(bad).integer('count', 1), new RegExp(`^--count must be a positive integer, got ${JSON.stringify(JSON.stringify(bad)).slice(1, -1)}`));
+  refuses(() => one('3').integer('count', 1, 50), /^--count must be an integer >= 50, got "3"/);
+  assert.equal(one('0').integer('count', 1, 0), 0);
+
+  assert.equal(one('0.25').positiveNumber('count', 1), 0.25);
+  refuses(() => one('0').positiveNumber('count', 1), /^--count must be a positive number, got "0"/);
+  refuses(() => one('Infinity').positiveNumber('count', 1), /got "Infinity"/);
+  assert.equal(one('0.9').numberIn('count', 0, 0, 0.9), 0.9);
+  refuses(() => one('0.95').numberIn('count', 0, 0, 0.9), /^--count must be a number in \[0, 0\.9\], got "0\.95"/);
+
+  assert.equal(one('ci').choice('count', ['cpu', 'ci'], 'cpu'), 'ci');
+  refuses(() => one('gpu').choice('count', ['cpu', 'ci'], 'cpu'), /^--count must be one of cpu, ci, got "gpu"/);
+
+  assert.deepEqual(one('b,a').list('count', ['a', 'b', 'c'], ['a']), ['b', 'a']);
+  assert.deepEqual(parse().list('count', ['a', 'b'], ['a']), ['a']);
+  refuses(() => one('a,z,y').list('count', ['a', 'b'], ['a']), /^--count must be a comma-separated list of a, b, got "a,z,y" \(unknown: z, y\)/);
+  refuses(() => one(',').list('count', ['a', 'b'], ['a']), /^--count must be a comma-separated list of a, b, got ","/);
+
+  assert.deepEqual(one('3,1').integers('count', [1]), [3, 1]);
+  refuses(() => one('1,x').integers('count', [1]), /^--count must be a positive integer, got "x"/);
+
+  assert.equal(one('run-1.b_2').baseName('count', 'd'), 'run-1.b_2');
+  refuses(() => one('../x').baseName('count', 'd'), /^--count must be a file base name .*, got "\.\.\/x"/);
+});
