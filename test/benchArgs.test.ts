@@ -70,3 +70,23 @@ test('bench args: typed readers name the option and the bad value', () => {
   assert.equal(one('run-1.b_2').baseName('count', 'd'), 'run-1.b_2');
   refuses(() => one('../x').baseName('count', 'd'), /^--count must be a file base name .*, got "\.\.\/x"/);
 });
+
+test('stageCost: its documented flags parse with their defaults kept; an unknown flag is refused', async () => {
+  const { parseOptions } = await import('../bench/stageCost');
+  const d = parseOptions([]);
+  assert.deepEqual(
+    { ...d, threads: 0, out: '' },
+    { tier: 'cpu', trainSubset: 20000, threads: 0, groups: ['ntml', 'ft', 'fp', 'nad', 'anp', 'ibau', 'audit'], smoke: false, pytorch: true, out: '', name: 'stage-cost', referenceSize: 1000, worker: undefined },
+  );
+  assert.equal(d.threads, os.availableParallelism());
+  const o = parseOptions(['--tier', 'ci', '--train-subset', '500', '--threads', '2', '--groups', 'anp,ibau', '--reference-size', '200', '--no-pytorch', '--out', 'x', '--name', 'sc-1']);
+  assert.deepEqual(
+    [o.tier, o.trainSubset, o.threads, o.groups, o.referenceSize, o.pytorch, o.out, o.name, o.smoke],
+    ['ci', 500, 2, ['anp', 'ibau'], 200, false, path.resolve('x'), 'sc-1', false],
+  );
+  assert.equal(parseOptions(['--smoke']).tier, 'ci', '--smoke runs the ci tier');
+  assert.deepEqual(parseOptions(['--worker', 'ft', '--work', '/tmp/w']).worker, { group: 'ft', work: '/tmp/w' });
+  refuses(() => parseOptions(['--groups', 'ntml,nope']), /--groups must be a comma-separated list of ntml, ft, fp, nad, anp, ibau, audit, got "ntml,nope"/);
+  refuses(() => parseOptions(['--work', '/tmp/w']), /--work is only for .*--worker/);
+  refuses(() => parseOptions(['--tiers', 'ci']), /^unknown option "--tiers"; options: --tier, --train-subset, .*--name\nusage: stageCost\.js/);
+});
