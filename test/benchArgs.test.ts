@@ -90,3 +90,21 @@ test('stageCost: its documented flags parse with their defaults kept; an unknown
   refuses(() => parseOptions(['--work', '/tmp/w']), /--work is only for .*--worker/);
   refuses(() => parseOptions(['--tiers', 'ci']), /^unknown option "--tiers"; options: --tier, --train-subset, .*--name\nusage: stageCost\.js/);
 });
+
+test('throughput: its documented flags parse with their defaults kept; an unknown flag is refused', async () => {
+  const { parseOptions } = await import('../bench/throughput');
+  const d = parseOptions([]);
+  assert.deepEqual(
+    [d.rounds, d.images, d.epochs, d.batchSize, d.warmupImages, d.archs, d.augment, d.withPlain, d.pytorch, d.name, d.worker],
+    [3, 2560, 1, 128, 512, ['resnet20', 'smallCnn'], true, false, true, 'throughput', undefined],
+  );
+  const o = parseOptions(['--rounds', '1', '--images', '256', '--epochs', '2', '--batch-size', '64', '--threads', '1', '--archs', 'smallCnn', '--augment', 'off', '--with-plain', '--no-pytorch', '--out', 'y', '--name', 'tp']);
+  assert.deepEqual(
+    [o.rounds, o.images, o.epochs, o.batchSize, o.threads, o.archs, o.augment, o.withPlain, o.pytorch, o.out, o.name],
+    [1, 256, 2, 64, 1, ['smallCnn'], false, true, false, path.resolve('y'), 'tp'],
+  );
+  assert.deepEqual(parseOptions(['--worker', 'smallCnn', '--round', '2', '--plain']).worker, { arch: 'smallCnn', round: 1, plain: true });
+  refuses(() => parseOptions(['--augment', 'maybe']), /--augment must be one of on, off, got "maybe"/);
+  refuses(() => parseOptions(['--round', '2']), /--round is only for .*--worker/);
+  refuses(() => parseOptions(['--arch', 'smallCnn']), /^unknown option "--arch"; options: --rounds, .*--archs, .*\nusage: throughput\.js/);
+});
