@@ -108,3 +108,20 @@ test('throughput: its documented flags parse with their defaults kept; an unknow
   refuses(() => parseOptions(['--round', '2']), /--round is only for .*--worker/);
   refuses(() => parseOptions(['--arch', 'smallCnn']), /^unknown option "--arch"; options: --rounds, .*--archs, .*\nusage: throughput\.js/);
 });
+
+test('recipeCompare: its documented flags parse with their defaults kept; an unknown flag is refused', async () => {
+  const { parseOptions } = await import('../bench/recipeCompare');
+  const { tierRecipe } = await import('../schemas/purify');
+  const d = parseOptions([]);
+  assert.deepEqual(
+    [d.seeds, d.sets, d.recipes, d.frameworks, d.trainSubset, d.epochs, d.oneCycleLearningRate, d.warmupFraction],
+    [[1, 2, 3], ['clean', 'badnets'], ['cosine', 'oneCycle'], ['ntml', 'pytorch'], 20000, undefined, tierRecipe('cpu').learningRate, tierRecipe('cpu').warmupFraction ?? 0.25],
+  );
+  const o = parseOptions(['--seeds', '4,5', '--sets', 'badnets', '--recipes', 'oneCycle', '--frameworks', 'ntml', '--train-subset', '1000', '--epochs', '1', '--one-cycle-lr', '0.2', '--warmup', '0', '--threads', '2', '--out', 'r', '--work', 'w']);
+  assert.deepEqual(
+    [o.seeds, o.sets, o.recipes, o.frameworks, o.trainSubset, o.epochs, o.oneCycleLearningRate, o.warmupFraction, o.threads, o.out, o.work],
+    [[4, 5], ['badnets'], ['oneCycle'], ['ntml'], 1000, 1, 0.2, 0, 2, path.resolve('r'), path.resolve('w')],
+  );
+  refuses(() => parseOptions(['--warmup', '1']), /--warmup must be a number in \[0, 0\.9\], got "1"/);
+  refuses(() => parseOptions(['--seed', '1']), /^unknown option "--seed"; options: --seeds, .*\nusage: recipeCompare\.js/);
+});
