@@ -125,3 +125,16 @@ test('recipeCompare: its documented flags parse with their defaults kept; an unk
   refuses(() => parseOptions(['--warmup', '1']), /--warmup must be a number in \[0, 0\.9\], got "1"/);
   refuses(() => parseOptions(['--seed', '1']), /^unknown option "--seed"; options: --seeds, .*\nusage: recipeCompare\.js/);
 });
+
+test('auditDetection: both commands\' documented flags parse; an unknown flag is refused as a usage error (exit code 2)', async () => {
+  const { parseOptions } = await import('../bench/auditDetection');
+  const a = parseOptions('detection', ['--sweep', 's', '--clean-sweep', 'c', '--out', 'o', '--policy', 'p.yaml', '--reference-size', '80', '--reference-seed', '3', '--address', 'h:7233']);
+  assert.deepEqual(
+    [a.text('sweep'), a.text('clean-sweep'), a.text('out'), a.text('policy'), a.integer('reference-size', 500, 50), a.integer('reference-seed', 0, 0), a.text('address')],
+    ['s', 'c', 'o', 'p.yaml', 80, 3, 'h:7233'],
+  );
+  const c = parseOptions('clean-data', ['--spec', 'f.yaml', '--seed', '0', '--out-dir', 'd', '--attack', 'badnets']);
+  assert.deepEqual([c.text('spec'), c.integer('seed', 0, 0), c.text('out-dir'), c.text('attack')], ['f.yaml', 0, 'd', 'badnets']);
+  refuses(() => parseOptions('clean-data', ['--sweep', 's']), /^unknown option "--sweep"; options: --spec, --seed, --out-dir, --attack\nusage: node dist\/bench\/auditDetection\.js/);
+  refuses(() => parseOptions('detection', ['--sweep']), /^--sweep needs a value/);
+});
