@@ -138,3 +138,14 @@ test('auditDetection: both commands\' documented flags parse; an unknown flag is
   refuses(() => parseOptions('clean-data', ['--sweep', 's']), /^unknown option "--sweep"; options: --spec, --seed, --out-dir, --attack\nusage: node dist\/bench\/auditDetection\.js/);
   refuses(() => parseOptions('detection', ['--sweep']), /^--sweep needs a value/);
 });
+
+test('soak: its documented flags parse with their defaults kept; an unknown flag is refused', async () => {
+  const { parseOptions } = await import('../bench/soak');
+  const d = parseOptions([]);
+  assert.deepEqual({ ...d, out: '' }, { cells: 50, epochs: 2, concurrency: 2, seed: 1, minInterval: 20, maxInterval: 60, out: '' });
+  const o = parseOptions(['--cells', '4', '--epochs', '1', '--concurrency', '1', '--seed', '2', '--min-interval', '0.5', '--max-interval', '1.5', '--out', 's']);
+  assert.deepEqual(o, { cells: 4, epochs: 1, concurrency: 1, seed: 2, minInterval: 0.5, maxInterval: 1.5, out: path.resolve('s') });
+  refuses(() => parseOptions(['--cells', '3']), /--cells must be an even number/);
+  refuses(() => parseOptions(['--min-interval', '70']), /--min-interval \(70\) must not exceed --max-interval \(60\)/);
+  refuses(() => parseOptions(['--interval', '5']), /^unknown option "--interval"; options: --cells, .*--out\nusage: soak\.js/);
+});
