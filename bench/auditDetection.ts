@@ -31,6 +31,7 @@ import { decodeClassifier } from '../core/models/layersFormat';
 import { predictProbabilities } from '../core/models/classifier';
 import { stripDetection, type StripBlend } from '../core/audit/strip';
 import { Rng } from '../core/rng';
+import { parseBenchArgs, type BenchArgs, type OptionSpecs } from './args';
 import { detectionMarkdown, detectionRow, type DetectionReport, type DetectionRow, type DetectionRun, type ModelRole, type RowSource } from './auditDetectionRows';
 
 export class DetectionInputError extends Error {}
@@ -255,26 +256,14 @@ const USAGE = `usage: node dist/bench/auditDetection.js --sweep NAME [--clean-sw
                                         [--reference-size N] [--reference-seed N] [--address HOST:PORT]
        node dist/bench/auditDetection.js clean-data --spec FILE --seed N --out-dir DIR [--attack NAME]`;
 
-/** --name value pairs; every option named in `known`, each at most once. */
-export function parseOptions(argv: string[], known: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i += 2) {
-    const name = argv[i];
-    if (!name.startsWith('--') || !known.includes(name.slice(2))) throw new DetectionInputError(`unknown option ${JSON.stringify(name)}; options: ${known.map((k) => `--${k}`).join(', ')}`);
-    const value = argv[i + 1];
-    if (value === undefined || value.startsWith('--')) throw new DetectionInputError(`${name} needs a value`);
-    if (name.slice(2) in out) throw new DetectionInputError(`${name} given twice`);
-    out[name.slice(2)] = value;
-  }
-  return out;
-}
+const CLEAN_DATA_OPTIONS: OptionSpecs = Object.fromEntries(['spec', 'seed', 'out-dir', 'attack'].map((n) => [n, { type: 'string' }]));
+const DETECTION_OPTIONS: OptionSpecs = Object.fromEntries(
+  ['sweep', 'clean-sweep', 'out', 'policy', 'reference-size', 'reference-seed', 'address'].map((n) => [n, { type: 'string' }]),
+);
 
-export function intValue(o: Record<string, string>, name: string, fallback: number, min: number): number {
-  const raw = o[name];
-  if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min) throw new DetectionInputError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  return v;
+/** The options of `clean-data` (argv after the word) or, with command 'detection', of the detection run; a bad one throws UsageError (exit code 2). */
+export function parseOptions(command: 'clean-data' | 'detection', argv: string[]): BenchArgs {
+  return parseBenchArgs(argv, command === 'clean-data' ? CLEAN_DATA_OPTIONS : DETECTION_OPTIONS, USAGE);
 }
 
 /**
@@ -283,27 +272,29 @@ export function intValue(o: Record<string, string>, name: string, fallback: numb
  * poisoned training set as their standard training sees it (bench/specs/ntml-protection-dev.yaml).
  */
 async function cleanDataCommand(argv: string[]): Promise<void> {
-  const o = parseOptions(argv, ['spec', 'seed', 'out-dir', 'attack']);
-  for (const n of ['spec', 'seed', 'out-dir']) if (o[n] === undefined) throw new DetectionInputError(`clean-data: missing --${n}\n${USAGE}`);
+  const a = parseOptions('clean-data', argv);
+  for (const n of ['spec', 'seed', 'out-dir']) if (!a.has(n)) throw new DetectionInputError(`clean-data: missing --${n}\n${USAGE}`);
+  const o = { spec: a.text('spec', ''), outDir: a.text('out-dir', ''), attack: a.text('attack') };
   const { readConfigFile, substituteAutoData } = await import('../cli/config');
   const raw = readConfigFile(o.spec) as { base?: Record<string, unknown> };
   if (!raw?.base || typeof raw.base !== 'object') throw new DetectionInputError(`${o.spec}: base: required (an evaluation-mode sweep spec)`);
   const { raw: base, choice } = substituteAutoData(raw.base, process.env, `${o.spec}: base`);
   const { cleanCounterpart, poisonedCounterpart, writeCleanCounterpart } = await import('./cleanCounterpart');
-  const seed = intValue(o, 'seed', 0, 0);
+  const seed = a.integer('seed', 0, 0);
   const data = o.attack ? await poisonedCounterpart(base, seed, { name: o.attack }) : await cleanCounterpart(base, seed);
-  const files = await writeCleanCounterpart(data, o['out-dir']);
+  const files = await writeCleanCounterpart(data, o.outDir);
   const what = 'poisoned' in data ? `${o.attack}'s poisoned set (${data.poisoned} poisoned)` : 'clean counterpart';
   process.stderr.write(`${choice ? `${choice}\n` : ''}${what} of ${o.spec}, seed ${seed}: ${data.train.labels.length} training images, ${data.clean.labels.length} clean, ${data.test.labels.length} test\n`);
   process.stdout.write(`${Object.values(files).join('\n')}\n`);
 }
 
 async function detectionCommand(argv: string[]): Promise<void> {
-  const o = parseOptions(argv, ['sweep', 'clean-sweep', 'out', 'policy', 'reference-size', 'reference-seed', 'address']);
+  const a = parseOptions('detection', argv);
+  const o = { sweep: a.text('sweep'), cleanSweep: a.text('clean-sweep'), out: a.text('out'), policy: a.text('policy'), address: a.text('address') };
   if (!o.sweep || !o.out) throw new DetectionInputError(`missing ${o.sweep ? '--out' : '--sweep'}\n${USAGE}`);
   // half of it are STRIP's overlays, at least its overlays per input
-  const referenceSize = intValue(o, 'reference-size', 500, 50);
-  const referenceSeed = intValue(o, 'reference-seed', 0, 0);
+  const referenceSize = a.integer('reference-size', 500, 50);
+  const referenceSeed = a.integer('reference-seed', 0, 0);
   const { readConfigFile } = await import('../cli/config');
   const policy = o.policy ? readConfigFile(o.policy) : {};
   const policyCheck = AuditPolicy.safeParse(policy);
@@ -317,7 +308,7 @@ async function detectionCommand(argv: string[]): Promise<void> {
       client: c.client,
       queues: { orchestration: c.queues.orchestration, training: queueOptions(c.queues)?.trainingTaskQueue },
       store: storeFromEnv(),
-      sweeps: { backdoored: o.sweep, clean: o['clean-sweep'] },
+      sweeps: { backdoored: o.sweep, clean: o.cleanSweep },
       policy,
       referenceSize,
       referenceSeed,

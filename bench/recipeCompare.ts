@@ -19,6 +19,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { findRepoRoot } from '../store/repoRoot';
+import { parseBenchArgs, type OptionSpecs } from './args';
 import { TrainRecipe } from '../core/train/recipe';
 import { tierRecipe } from '../schemas/purify';
 import { pytorchPython, referenceDir } from './reference/pytorchEnv';
@@ -63,74 +64,29 @@ export function comparedRecipes(o: Pick<Options, 'epochs' | 'oneCycleLearningRat
   };
 }
 
-function parseOptions(argv: string[]): Options {
-  const o: Options = {
-    seeds: [1, 2, 3],
-    sets: [...dataSets],
-    recipes: [...recipeNames],
-    frameworks: [...frameworks],
-    trainSubset: 20000,
+const USAGE =
+  'usage: recipeCompare.js [--seeds 1,2,3] [--sets clean,badnets] [--recipes cosine,oneCycle] [--frameworks ntml,pytorch] [--train-subset N] [--epochs E] [--one-cycle-lr X] [--warmup F] [--threads T] [--out DIR] [--work DIR]';
+
+const OPTIONS: OptionSpecs = Object.fromEntries(
+  ['seeds', 'sets', 'recipes', 'frameworks', 'train-subset', 'epochs', 'one-cycle-lr', 'warmup', 'threads', 'out', 'work'].map((n) => [n, { type: 'string' }]),
+);
+
+export function parseOptions(argv: string[]): Options {
+  const a = parseBenchArgs(argv, OPTIONS, USAGE);
+  return {
+    seeds: a.integers('seeds', [1, 2, 3]),
+    sets: a.list('sets', dataSets, dataSets),
+    recipes: a.list('recipes', recipeNames, recipeNames),
+    frameworks: a.list('frameworks', frameworks, frameworks),
+    trainSubset: a.integer('train-subset', 20000),
+    epochs: a.integer('epochs', undefined),
     // the tier's one-cycle recipe unless a screen asks for another peak or warm-up
-    oneCycleLearningRate: tierRecipe('cpu').learningRate,
-    warmupFraction: tierRecipe('cpu').warmupFraction ?? 0.25,
-    threads: os.availableParallelism(),
-    out: path.join(root, 'bench', 'results', 'recipe-cpu'),
-    work: path.join(os.tmpdir(), 'ntml-recipe-compare'),
+    oneCycleLearningRate: a.positiveNumber('one-cycle-lr', tierRecipe('cpu').learningRate),
+    warmupFraction: a.numberIn('warmup', tierRecipe('cpu').warmupFraction ?? 0.25, 0, 0.9),
+    threads: a.integer('threads', os.availableParallelism()),
+    out: a.path('out', path.join(root, 'bench', 'results', 'recipe-cpu')),
+    work: a.path('work', path.join(os.tmpdir(), 'ntml-recipe-compare')),
   };
-  const usage =
-    'usage: recipeCompare.js [--seeds 1,2,3] [--sets clean,badnets] [--recipes cosine,oneCycle] [--frameworks ntml,pytorch] [--train-subset N] [--epochs E] [--one-cycle-lr X] [--warmup F] [--threads T] [--out DIR] [--work DIR]';
-  const list = <T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T[] => {
-    const items = (value ?? '').split(',').filter(Boolean);
-    const bad = items.filter((x) => !allowed.includes(x as T));
-    if (items.length === 0 || bad.length) throw new Error(`${flag}: expected a comma-separated list of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
-    return items as T[];
-  };
-  const positive = (flag: string, value: string | undefined, integer: boolean): number => {
-    const n = Number(value);
-    if (!(n > 0) || (integer && !Number.isInteger(n))) throw new Error(`${flag}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    switch (flag) {
-      case '--seeds':
-        o.seeds = (value ?? '').split(',').map((s) => positive('--seeds', s, true));
-        break;
-      case '--sets':
-        o.sets = list(flag, value, dataSets);
-        break;
-      case '--recipes':
-        o.recipes = list(flag, value, recipeNames);
-        break;
-      case '--frameworks':
-        o.frameworks = list(flag, value, frameworks);
-        break;
-      case '--train-subset':
-        o.trainSubset = positive(flag, value, true);
-        break;
-      case '--epochs':
-        o.epochs = positive(flag, value, true);
-        break;
-      case '--one-cycle-lr':
-        o.oneCycleLearningRate = positive(flag, value, false);
-        break;
-      case '--warmup':
-        o.warmupFraction = Number(value);
-        if (!(o.warmupFraction >= 0 && o.warmupFraction <= 0.9)) throw new Error(`--warmup: expected a share in [0, 0.9], got ${JSON.stringify(value)}`);
-        break;
-      case '--threads':
-        o.threads = positive(flag, value, true);
-        break;
-      case '--out':
-      case '--work':
-        if (!value) throw new Error(`${flag} needs a folder`);
-        o[flag === '--out' ? 'out' : 'work'] = path.resolve(value);
-        break;
-      default:
-        throw new Error(`unknown argument ${flag}\n${usage}`);
-    }
-  }
-  return o;
 }
 
 // --- one training run, in a fresh process ------------------------------------------------------

@@ -23,6 +23,8 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { findRepoRoot } from '../store/repoRoot';
+import { UsageError } from '../cli/errors';
+import { parseBenchArgs, type OptionSpecs } from './args';
 import { startLocalStack, type LocalStack } from '../infra/stack';
 import { storeFromEnv } from '../store';
 import { Rng } from '../core/rng';
@@ -41,27 +43,26 @@ interface Options {
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
 
-function parseOptions(argv: string[]): Options {
-  const o: Options = { cells: 50, epochs: 2, concurrency: 2, seed: 1, minInterval: 20, maxInterval: 60, out: path.join(root, 'bench', 'results') };
-  const numeric: Record<string, keyof Options> = {
-    '--cells': 'cells',
-    '--epochs': 'epochs',
-    '--concurrency': 'concurrency',
-    '--seed': 'seed',
-    '--min-interval': 'minInterval',
-    '--max-interval': 'maxInterval',
+const USAGE = 'usage: soak.js [--cells 50] [--epochs 2] [--concurrency 2] [--seed 1] [--min-interval 20] [--max-interval 60] [--out bench/results]';
+
+const OPTIONS: OptionSpecs = Object.fromEntries(
+  ['cells', 'epochs', 'concurrency', 'seed', 'min-interval', 'max-interval', 'out'].map((n) => [n, { type: 'string' }]),
+);
+
+export function parseOptions(argv: string[]): Options {
+  const a = parseBenchArgs(argv, OPTIONS, USAGE);
+  const o: Options = {
+    cells: a.integer('cells', 50),
+    epochs: a.integer('epochs', 2),
+    concurrency: a.integer('concurrency', 2),
+    seed: a.integer('seed', 1),
+    // seconds between faults: fractions are fine
+    minInterval: a.positiveNumber('min-interval', 20),
+    maxInterval: a.positiveNumber('max-interval', 60),
+    out: a.path('out', path.join(root, 'bench', 'results')),
   };
-  for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (flag === '--out') o.out = path.resolve(value);
-    else if (numeric[flag]) {
-      const n = Number(value);
-      if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag}: a positive number, got ${JSON.stringify(value)}`);
-      (o as unknown as Record<string, number>)[numeric[flag]] = n;
-    } else throw new Error(`unknown option ${flag} (expected ${[...Object.keys(numeric), '--out'].join(', ')})`);
-  }
-  if (o.cells % 2 !== 0) throw new Error('--cells: an even number (two attacks x cells/2 seeds)');
-  if (o.minInterval > o.maxInterval) throw new Error('--min-interval must not exceed --max-interval');
+  if (o.cells % 2 !== 0) throw new UsageError(`--cells must be an even number (two attacks x cells/2 seeds), got ${o.cells}`);
+  if (o.minInterval > o.maxInterval) throw new UsageError(`--min-interval (${o.minInterval}) must not exceed --max-interval (${o.maxInterval})`);
   return o;
 }
 
@@ -391,7 +392,11 @@ function markdown(meta: Record<string, unknown>, s: Record<string, unknown>, ref
   ].join('\n');
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+// a test imports parseOptions; only running the file runs the soak
+if (require.main === module) {
+  main().catch((err) => {
+    // a wrong flag is one line; anything else keeps its stack
+    console.error(err instanceof UsageError ? err.message : err);
+    process.exit(1);
+  });
+}

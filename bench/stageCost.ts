@@ -58,6 +58,8 @@ import { probeKnownTriggers } from '../core/audit/probes';
 import { concatDatasets, subsetDataset } from '../core/data/dataset';
 import { substituteAutoData } from '../cli/config';
 import { findRepoRoot } from '../store/repoRoot';
+import { UsageError } from '../cli/errors';
+import { parseBenchArgs, type OptionSpecs } from './args';
 import { machine, pytorchPython, referenceDir, runChild, threadEnv, type Machine } from './benchHost';
 
 const GROUPS = ['ntml', 'ft', 'fp', 'nad', 'anp', 'ibau', 'audit'] as const;
@@ -120,60 +122,42 @@ interface ReferenceResult {
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
 
-function parseOptions(argv: string[]): Options & { worker?: { group: Group; work: string } } {
+const USAGE =
+  'usage: stageCost.js [--tier cpu|ci] [--train-subset N] [--threads T] [--groups ntml,ft,fp,nad,anp,ibau,audit] [--reference-size N] [--smoke] [--no-pytorch] [--out DIR] [--name BASE]';
+
+const OPTIONS: OptionSpecs = {
+  tier: { type: 'string' },
+  'train-subset': { type: 'string' },
+  threads: { type: 'string' },
+  groups: { type: 'string' },
+  'reference-size': { type: 'string' },
+  smoke: { type: 'boolean' },
+  'no-pytorch': { type: 'boolean' },
+  out: { type: 'string' },
+  name: { type: 'string' },
+  // a group's child process (runGroup): its group and scratch folder
+  worker: { type: 'string', internal: true },
+  work: { type: 'string', internal: true },
+};
+
+export function parseOptions(argv: string[]): Options & { worker?: { group: Group; work: string } } {
+  const a = parseBenchArgs(argv, OPTIONS, USAGE);
+  const smoke = a.flag('smoke');
+  const tier = a.choice('tier', ['cpu', 'ci'], 'cpu');
   const o: Options = {
-    tier: 'cpu',
-    trainSubset: 20000,
-    threads: os.availableParallelism(),
-    groups: [...GROUPS],
-    smoke: false,
-    pytorch: true,
-    out: path.join(root, 'bench', 'results'),
-    name: 'stage-cost',
-    referenceSize: 1000,
+    // --smoke is the ci tier whatever --tier says
+    tier: smoke ? 'ci' : tier,
+    trainSubset: a.integer('train-subset', 20000),
+    threads: a.integer('threads', os.availableParallelism()),
+    groups: a.list('groups', GROUPS, GROUPS),
+    smoke,
+    pytorch: !a.flag('no-pytorch'),
+    out: a.path('out', path.join(root, 'bench', 'results')),
+    name: a.baseName('name', 'stage-cost'),
+    referenceSize: a.integer('reference-size', 1000),
   };
-  let worker: { group: Group; work: string } | undefined;
-  const usage =
-    'usage: stageCost.js [--tier cpu|ci] [--train-subset N] [--threads T] [--groups ntml,ft,fp,nad,anp,ibau,audit] [--reference-size N] [--smoke] [--no-pytorch] [--out DIR] [--name BASE]';
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    const num = () => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer`);
-      i++;
-      return n;
-    };
-    const text = (what: string) => {
-      if (!value) throw new Error(`${flag} needs ${what}`);
-      i++;
-      return value;
-    };
-    if (flag === '--tier') {
-      if (value !== 'cpu' && value !== 'ci') throw new Error('--tier needs cpu or ci');
-      o.tier = value;
-      i++;
-    } else if (flag === '--train-subset') o.trainSubset = num();
-    else if (flag === '--threads') o.threads = num();
-    else if (flag === '--reference-size') o.referenceSize = num();
-    else if (flag === '--groups') {
-      const names = text('a list').split(',').filter(Boolean);
-      for (const n of names) if (!GROUPS.includes(n as Group)) throw new Error(`--groups: unknown group ${n}; known: ${GROUPS.join(', ')}`);
-      o.groups = names as Group[];
-    } else if (flag === '--smoke') o.smoke = true;
-    else if (flag === '--no-pytorch') o.pytorch = false;
-    else if (flag === '--out') o.out = path.resolve(text('a folder'));
-    else if (flag === '--name') {
-      if (!value || !/^[\w.-]+$/.test(value)) throw new Error('--name needs a file base name');
-      o.name = value;
-      i++;
-    } else if (flag === '--worker') {
-      const group = text('a group') as Group;
-      if (!GROUPS.includes(group)) throw new Error(`--worker: unknown group ${group}`);
-      worker = { group, work: '' };
-    } else if (flag === '--work' && worker) worker.work = text('a folder');
-    else throw new Error(`unknown argument ${flag}; ${usage}`);
-  }
-  if (o.smoke) o.tier = 'ci';
+  if (a.has('work') && !a.has('worker')) throw new UsageError('--work is only for a group\'s child process (with --worker)');
+  const worker = a.has('worker') ? { group: a.choice('worker', GROUPS, 'ntml'), work: a.text('work', '') } : undefined;
   return { ...o, worker };
 }
 
@@ -620,7 +604,10 @@ async function main() {
   console.log(`load ${loadStart.toFixed(2)} -> ${info.loadEnd.toFixed(2)}; wrote ${file('json')} and ${file('md')}`);
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+// a test imports parseOptions; only running the file runs the benchmark
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -32,6 +32,8 @@ import { useFastPath } from '../core/train/fast';
 import { TrainRecipe } from '../core/train/recipe';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { findRepoRoot } from '../store/repoRoot';
+import { UsageError } from '../cli/errors';
+import { parseBenchArgs, type OptionSpecs } from './args';
 import { machine, median, pytorchPython, referenceDir as reference, runChild, threadEnv, type Machine } from './benchHost';
 
 type Impl = 'ours' | 'ours-plain' | 'pytorch';
@@ -86,65 +88,45 @@ interface RunResult {
 
 const root = findRepoRoot(__dirname) ?? process.cwd();
 
-function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
+const USAGE =
+  'usage: throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B] [--threads T] [--archs a,b] [--augment on|off] [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]';
+
+const OPTIONS: OptionSpecs = {
+  rounds: { type: 'string' },
+  images: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  threads: { type: 'string' },
+  archs: { type: 'string' },
+  augment: { type: 'string' },
+  'with-plain': { type: 'boolean' },
+  'no-pytorch': { type: 'boolean' },
+  out: { type: 'string' },
+  name: { type: 'string' },
+  // one configuration's child process (runOurs): its architecture, 1-based round, plain loop
+  worker: { type: 'string', internal: true },
+  round: { type: 'string', internal: true },
+  plain: { type: 'boolean', internal: true },
+};
+
+export function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
+  const a = parseBenchArgs(argv, OPTIONS, USAGE);
   const o: Options = {
-    rounds: 3,
-    images: 2560,
-    epochs: 1,
-    batchSize: 128,
+    rounds: a.integer('rounds', 3),
+    images: a.integer('images', 2560),
+    epochs: a.integer('epochs', 1),
+    batchSize: a.integer('batch-size', 128),
     warmupImages: 512,
-    threads: os.availableParallelism(),
-    archs: ['resnet20', 'smallCnn'],
-    augment: true,
-    withPlain: false,
-    pytorch: true,
-    out: path.join(root, 'bench', 'results'),
-    name: 'throughput',
+    threads: a.integer('threads', os.availableParallelism()),
+    archs: a.list('archs', architectureNames, ['resnet20', 'smallCnn']),
+    augment: a.choice('augment', ['on', 'off'], 'on') === 'on',
+    withPlain: a.flag('with-plain'),
+    pytorch: !a.flag('no-pytorch'),
+    out: a.path('out', path.join(root, 'bench', 'results')),
+    name: a.baseName('name', 'throughput'),
   };
-  let worker: { arch: ArchitectureName; round: number; plain: boolean } | undefined;
-  const usage =
-    'usage: throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B] [--threads T] [--archs a,b] [--augment on|off] [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]';
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    const num = () => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer`);
-      i++;
-      return n;
-    };
-    const archList = () => {
-      const names = (value ?? '').split(',').filter(Boolean);
-      for (const n of names) if (!architectureNames.includes(n as ArchitectureName)) throw new Error(`unknown architecture ${n}`);
-      if (names.length === 0) throw new Error(`${flag} needs architecture names`);
-      i++;
-      return names as ArchitectureName[];
-    };
-    if (flag === '--rounds') o.rounds = num();
-    else if (flag === '--images') o.images = num();
-    else if (flag === '--epochs') o.epochs = num();
-    else if (flag === '--batch-size') o.batchSize = num();
-    else if (flag === '--threads') o.threads = num();
-    else if (flag === '--archs') o.archs = archList();
-    else if (flag === '--augment') {
-      if (value !== 'on' && value !== 'off') throw new Error('--augment needs on or off');
-      o.augment = value === 'on';
-      i++;
-    } else if (flag === '--with-plain') o.withPlain = true;
-    else if (flag === '--no-pytorch') o.pytorch = false;
-    else if (flag === '--out') {
-      if (!value) throw new Error('--out needs a folder');
-      o.out = path.resolve(value);
-      i++;
-    } else if (flag === '--name') {
-      if (!value || !/^[\w.-]+$/.test(value)) throw new Error('--name needs a file base name');
-      o.name = value;
-      i++;
-    } else if (flag === '--worker') {
-      worker = { arch: archList()[0], round: 0, plain: false };
-    } else if (flag === '--round' && worker) worker.round = num() - 1;
-    else if (flag === '--plain' && worker) worker.plain = true;
-    else throw new Error(`unknown argument ${flag}; ${usage}`);
-  }
+  for (const n of ['round', 'plain']) if (a.has(n) && !a.has('worker')) throw new UsageError(`--${n} is only for a configuration's child process (with --worker)`);
+  const worker = a.has('worker') ? { arch: a.choice('worker', architectureNames, 'resnet20'), round: a.integer('round', 1) - 1, plain: a.flag('plain') } : undefined;
   return { ...o, worker };
 }
 
@@ -366,7 +348,10 @@ async function main() {
   console.log(`load ${loadStart.toFixed(2)} -> ${info.loadEnd.toFixed(2)}; wrote ${file('json')} and ${file('md')}`);
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+// a test imports parseOptions; only running the file runs the benchmark
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
