@@ -11,7 +11,7 @@
 import { naturalCompare, type Stat, type SweepRow } from './sweepReport';
 
 /** NT-ML's budget in the table's headline comparison (protocol: |D_c| = 100 for NT-ML). */
-export const NTML_BUDGET = '100';
+export const VERDICT_CLEAN_BUDGET = '100';
 
 export interface Comparison {
   attack: string;
@@ -80,12 +80,12 @@ export function comparisonSentence(baseline: string, budget: string, cs: Compari
  * (not "none", not NT-ML) at each budget it ran with, in a fixed order.
  */
 export function sweepVerdict(rows: SweepRow[]): string {
-  const ntmlLabels = [...new Set(rows.filter((r) => r.defenseName === 'ntml' && r.cleanBudget === NTML_BUDGET && r.n > 0).map((r) => r.defense))].sort(naturalCompare);
-  if (ntmlLabels.length === 0) return `No completed NT-ML cells at |D_c| = ${NTML_BUDGET}: no verdict.`;
+  const ntmlLabels = [...new Set(rows.filter((r) => r.defenseName === 'ntml' && r.cleanBudget === VERDICT_CLEAN_BUDGET && r.n > 0).map((r) => r.defense))].sort(naturalCompare);
+  if (ntmlLabels.length === 0) return `No completed NT-ML cells at |D_c| = ${VERDICT_CLEAN_BUDGET}: no verdict.`;
   const baselines = rows.filter((r) => r.defenseName !== 'ntml' && r.defenseName !== 'none' && r.n > 0);
   const pairs = [...new Map(baselines.map((r) => [JSON.stringify([r.defense, r.cleanBudget]), [r.defense, r.cleanBudget] as const])).values()].sort(
     // each baseline at NT-ML's own budget first, then at its others (5%: the baselines' default)
-    (x, y) => naturalCompare(x[0], y[0]) || Number(y[1] === NTML_BUDGET) - Number(x[1] === NTML_BUDGET) || naturalCompare(x[1], y[1]),
+    (x, y) => naturalCompare(x[0], y[0]) || Number(y[1] === VERDICT_CLEAN_BUDGET) - Number(x[1] === VERDICT_CLEAN_BUDGET) || naturalCompare(x[1], y[1]),
   );
   const seeds = [...new Set(rows.filter((r) => r.n > 0).map((r) => r.n))].sort((a, b) => a - b);
   const out: string[] = [
@@ -93,7 +93,7 @@ export function sweepVerdict(rows: SweepRow[]): string {
       '"higher on mean" where the ±1 std intervals overlap, "intervals apart" where the gap exceeds both stds; with so few seeds neither is a significance test.',
   ];
   for (const label of ntmlLabels) {
-    const ntml = rows.filter((r) => r.defense === label && r.cleanBudget === NTML_BUDGET && r.n > 0);
+    const ntml = rows.filter((r) => r.defense === label && r.cleanBudget === VERDICT_CLEAN_BUDGET && r.n > 0);
     const who = ntmlLabels.length > 1 || label !== 'ntml' ? `NT-ML as ${label}` : 'NT-ML';
     const sentences = pairs
       .map(([defense, budget]) => {
@@ -101,7 +101,7 @@ export function sweepVerdict(rows: SweepRow[]): string {
         return cs.length ? comparisonSentence(defense, budget, cs, who) : '';
       })
       .filter(Boolean);
-    if (ntmlLabels.length > 1) out.push(`${who} at |D_c| = ${NTML_BUDGET}:`);
+    if (ntmlLabels.length > 1) out.push(`${who} at |D_c| = ${VERDICT_CLEAN_BUDGET}:`);
     out.push(...(sentences.length ? sentences : [`No baseline shares an attack with ${who}'s completed cells: nothing to compare.`]));
     const costs = ntml.filter((r) => r.standardAcc && r.acc).map((r) => r.standardAcc!.mean - r.acc!.mean);
     if (costs.length) {
