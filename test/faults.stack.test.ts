@@ -109,11 +109,16 @@ describe('a stack whose servers are SIGKILLed', () => {
     assert.equal(stack.temporal!.address, address);
     assert.equal(await workflowStatus(address, 'faults-before-the-crash'), 'RUNNING');
 
+    // the supervisor hands the new server to its owner before it rewrites the stack file: wait
+    // for the file to catch up (on a loaded machine the write can trail by a poll or more)
+    await waitFor(() => readStackFile(dir)!.temporal!.pid === stack.temporal!.pid, 30_000, 'the stack file to name the restarted Temporal');
     const info = readStackFile(dir)!;
-    assert.equal(info.temporal!.pid, stack.temporal!.pid);
     assert.equal(info.s3!.pid, stack.s3!.pid);
-    assert.deepEqual(info.restarts, { temporal: 2, s3: 1 });
-    assert.deepEqual(stack.supervisor!.restarts, { temporal: 2, s3: 1 });
+    assert.deepEqual(info.restarts, stack.supervisor!.restarts, 'the file and the supervisor count the same restarts');
+    // two deaths of Temporal, one of versitygw; a restarted server that died while coming up (a
+    // port still held by the SIGTERMed one) is one more restart, never fewer
+    assert.ok(stack.supervisor!.restarts.temporal >= 2, `temporal restarts ${stack.supervisor!.restarts.temporal}`);
+    assert.equal(stack.supervisor!.restarts.s3, 1);
 
     // stop() stops the restarted servers, and nothing restarts them afterwards
     const pids = [stack.temporal!.pid, stack.s3!.pid];
