@@ -40,9 +40,8 @@ export const PROBE_SCOPE: Record<string, string> = {
   narcissus: 'none (learned trigger: skipped)',
 };
 
-export interface DetectionRow {
-  /** sweep/cellId: the resume key */
-  key: string;
+/** Where a row's model comes from: its sweep cell, attack, seed and artifact. */
+export interface RowSource {
   sweep: string;
   cellId: string;
   role: ModelRole;
@@ -52,6 +51,12 @@ export interface DetectionRow {
   trueTarget?: number;
   /** the audited f_std (its store artifact) */
   model: { uri: string; sha256: string };
+}
+
+/** One audited model: where it came from (its RowSource) and what the audit found. */
+export interface DetectionRow extends RowSource {
+  /** sweep/cellId: the resume key */
+  key: string;
   auditId: string;
   verdict: Verdict;
   reasons: string[];
@@ -89,16 +94,6 @@ export interface DetectionRow {
    * one result per superimposition (blend); seconds are cumulative
    */
   strip?: Array<StripResult & { seconds: number }>;
-}
-
-export interface RowSource {
-  sweep: string;
-  cellId: string;
-  role: ModelRole;
-  attack: string;
-  seed: number;
-  trueTarget?: number;
-  model: { uri: string; sha256: string };
 }
 
 export function detectionRow(source: RowSource, report: AuditReport, seconds: number): DetectionRow {
