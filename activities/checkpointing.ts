@@ -22,6 +22,11 @@ import type { PrepareControl } from '../core/attacks/attack';
 export interface CheckpointEntry {
   epoch: number;
   checkpoint: ArtifactRef;
+  /**
+   * the workflow whose attempt stored it (a sweep cell's is `<sweep workflow>--<cell id>`), so
+   * `ntml store export --in-progress` can tell a sweep's stages in progress from other runs'
+   */
+  workflowId?: string;
 }
 
 export interface TrainingHeartbeat {
@@ -135,6 +140,7 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
  */
 function checkpointList(key: string): { history: CheckpointEntry[]; append(state: TrainingCheckpoint): Promise<ArtifactRef> } {
   const store = artifactStore();
+  const owner = Context.current().info.workflowExecution?.workflowId;
   const history: CheckpointEntry[] = [];
   let loaded = false;
   return {
@@ -145,7 +151,7 @@ function checkpointList(key: string): { history: CheckpointEntry[]; append(state
         loaded = true;
       }
       const checkpoint = await store.put(encodeCheckpoint(state));
-      history.push({ epoch: state.epoch, checkpoint });
+      history.push({ epoch: state.epoch, checkpoint, ...(owner ? { workflowId: owner } : {}) });
       await store.putRecord(key, history);
       return checkpoint;
     },

@@ -65,7 +65,7 @@ for name in "${specs[@]}"; do
   [ "$rc" -ne 0 ] && echo "run-cpu: sweep $name stopped (exit $rc); exporting what it finished" >&2
 
   # the sweep is in the store once its spec record is; an interruption before that leaves nothing to keep
-  if node dist/bench/stateBundle.js export --sweep "$name" --out "$state"; then
+  if node dist/bench/stateBundle.js export --sweep "$name" --out "$state" --in-progress; then
     bin/ntml sweep report "$name" --out "$results_dir/$name" > /dev/null
   else
     echo "run-cpu: nothing exported for $name" >&2

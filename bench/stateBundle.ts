@@ -11,6 +11,10 @@
  * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
  *   training is the attacker's run and its entry references the poisoned training set and the
  *   clean splits it materialised. Its backdoored model still comes with the cells' reports.
+ * With `--in-progress` (run-cpu.sh passes it) it also holds the newest checkpoint of each stage the
+ * sweep's unfinished cells were running (store/inProgress.ts): a stage of 2-3 hours (Input-Aware's
+ * attacker run, Narcissus) never ends within one sitting, and a sitting on a fresh machine then
+ * continues it instead of starting it again from epoch 0.
  * The bundle is checked before it is written: no artifact may be an encoded data set, and no
  * record or JSON artifact may name a file:// location (a filesystem store's absolute paths).
  */
@@ -20,10 +24,12 @@ import {
   atomicWriteFile,
   collectBundle,
   encodeBundle,
+  inProgressExport,
   sha256Hex,
   sweepRecordKeys,
   type ArtifactStore,
   type BundleContent,
+  type InProgressExport,
 } from '../store';
 
 /** The selection: cell records and every stage-cache stage but prepareData. */
@@ -60,6 +66,8 @@ export interface BenchState {
    * cells with the same bytes in any folder (bench/state/README.md).
    */
   dataPaths: string[];
+  /** the stages in progress exported (with `inProgress`) */
+  inProgress?: InProgressExport;
 }
 
 const datasetMagic = Buffer.from(DATASET_MAGIC, 'latin1');
@@ -69,8 +77,11 @@ const startsWithJson = (b: Uint8Array) => {
   return b[i] === 0x7b || b[i] === 0x5b;
 };
 
-/** Reads sweep `sweep`'s portable state from `store` and checks it holds no data and no local paths. */
-export async function collectBenchState(store: ArtifactStore, sweep: string): Promise<BenchState> {
+/**
+ * Reads sweep `sweep`'s portable state from `store` and checks it holds no data and no local paths;
+ * `inProgress`: with the newest checkpoint of each stage its unfinished cells were running.
+ */
+export async function collectBenchState(store: ArtifactStore, sweep: string, options: { inProgress?: boolean } = {}): Promise<BenchState> {
   const selection = await sweepRecordKeys(store, sweep, new Set<string>(BENCH_STATE_STAGES));
   const keep: string[] = [];
   const leftOut: string[] = [];
@@ -84,7 +95,13 @@ export async function collectBenchState(store: ArtifactStore, sweep: string): Pr
     }
     keep.push(key);
   }
-  const content = await collectBundle(store, keep, { sweep, stages: [...BENCH_STATE_STAGES].sort(), benchState: true });
+  const running = options.inProgress ? await inProgressExport(store, new Set(selection.unfinishedCells)) : undefined;
+  const content = await collectBundle(
+    store,
+    [...keep, ...(running?.recordKeys ?? [])],
+    { sweep, stages: [...BENCH_STATE_STAGES].sort(), benchState: true, ...(running ? { inProgress: running.manifest } : {}) },
+    running?.values,
+  );
   for (const a of content.artifacts) {
     if (Buffer.from(a.data.buffer, a.data.byteOffset, Math.min(a.data.byteLength, datasetMagic.length)).equals(datasetMagic)) {
       throw new BenchStateError(`artifact ${a.sha256} (${a.data.byteLength} bytes) is a data set: bench state never holds data sets or poisoned copies`);
@@ -102,12 +119,17 @@ export async function collectBenchState(store: ArtifactStore, sweep: string): Pr
     const path = (JSON.parse(Buffer.from(r.data).toString('utf8')) as { config?: { data?: { path?: unknown } } }).config?.data?.path;
     if (typeof path === 'string') dataPaths.add(path);
   }
-  return { content, leftOut, cells: selection.cells, dataPaths: [...dataPaths].sort() };
+  return { content, leftOut, cells: selection.cells, dataPaths: [...dataPaths].sort(), ...(running ? { inProgress: running } : {}) };
 }
 
 /** Writes the state bundle to `out`; returns its size and digest. */
-export async function exportBenchState(store: ArtifactStore, sweep: string, out: string): Promise<BenchState & { bytes: number; sha256: string }> {
-  const state = await collectBenchState(store, sweep);
+export async function exportBenchState(
+  store: ArtifactStore,
+  sweep: string,
+  out: string,
+  options: { inProgress?: boolean } = {},
+): Promise<BenchState & { bytes: number; sha256: string }> {
+  const state = await collectBenchState(store, sweep, options);
   const file = encodeBundle(state.content);
   await atomicWriteFile(out, file);
   return { ...state, bytes: file.byteLength, sha256: sha256Hex(file) };
@@ -115,7 +137,7 @@ export async function exportBenchState(store: ArtifactStore, sweep: string, out:
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-/** node dist/bench/stateBundle.js export --sweep NAME --out FILE | size DIR */
+/** node dist/bench/stateBundle.js export --sweep NAME --out FILE [--in-progress] | size DIR */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const opt = (name: string) => {
@@ -125,10 +147,12 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'export') {
     const sweep = opt('sweep');
     const out = opt('out');
-    if (!sweep || !out) throw new BenchStateError('usage: stateBundle export --sweep NAME --out FILE');
+    if (!sweep || !out) throw new BenchStateError('usage: stateBundle export --sweep NAME --out FILE [--in-progress]');
     const { withStore } = await import('../cli/store');
+    const { reportInProgress } = await import('../cli/storeBundle');
     await withStore(process, async (store) => {
-      const s = await exportBenchState(store, sweep, out);
+      const s = await exportBenchState(store, sweep, out, { inProgress: rest.includes('--in-progress') });
+      if (s.inProgress) reportInProgress(s.inProgress, process);
       for (const k of s.leftOut) process.stderr.write(`left out ${k}: its output carries data sets (regenerated from the seed)\n`);
       for (const p of s.dataPaths) process.stderr.write(`note: the cells ran on the data folder ${p}; a later sitting finds them with the same bytes in any folder (cell ids hash the content)\n`);
       process.stdout.write(`wrote ${out}: ${s.cells} cells, ${s.content.records.length} records, ${s.content.artifacts.length} artifacts, ${mib(s.bytes)}, sha256 ${s.sha256}\n`);
@@ -145,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     if (over) process.stderr.write(`\n!!! ${dir} is OVER its ${mib(BENCH_STATE_BUDGET_BYTES)} budget (${mib(total)}): do not commit it; drop stages or cells first (bench/state/README.md) !!!\n\n`);
     return over ? 3 : 0;
   }
-  throw new BenchStateError(`unknown command ${JSON.stringify(command)}: export --sweep NAME --out FILE | size DIR`);
+  throw new BenchStateError(`unknown command ${JSON.stringify(command)}: export --sweep NAME --out FILE [--in-progress] | size DIR`);
 }
 
 if (require.main === module) {

@@ -4,7 +4,7 @@
  * The specs are light; the handlers load the store and the bundle code when they run.
  */
 import { promises as fsp } from 'node:fs';
-import { stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { flag, stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
 import { withStore } from './store';
@@ -13,7 +13,7 @@ export const storeExportSpec: CommandSpec = {
   name: 'store export',
   brief: 'write a sweep (or chosen stages of it) to one bundle file',
   summary: "Write a sweep's cell records, the stage-cache entries its cells used and every artifact they reference to one bundle file.",
-  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST]'],
+  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST] [--in-progress]'],
   options: [
     { name: 'sweep', value: 'NAME', help: 'the sweep (its spec name)' },
     { name: 'out', value: 'FILE', help: 'the bundle file to write (e.g. sweep.ntmlb)' },
@@ -22,10 +22,16 @@ export const storeExportSpec: CommandSpec = {
       value: 'LIST',
       help: 'comma-separated: "cells" (the spec and cell records) and/or stage-cache\nstages (prepareData, standardTraining, ...); default: all of them',
     },
+    {
+      name: 'in-progress',
+      help: "also the stages in progress of the sweep's unfinished cells: the newest\ncheckpoint of each, so a sweep started after the import continues them",
+    },
     stackDirOption,
   ],
   details: `The bundle is deterministic: the same records and artifacts give the same bytes.
-Only completed cells are exported. Import it elsewhere with "ntml store import FILE".
+Only completed cells are exported. With --in-progress, so are the training checkpoints of
+stages the unfinished cells were running (only the newest of each; none of a stage that has
+finished since, whose output is exported instead). Import it elsewhere with "ntml store import FILE".
 The store comes from $NTML_STORE / $NTML_S3_* (else the local stack's).`,
 };
 
@@ -53,6 +59,16 @@ function parseStages(value: string | undefined, known: readonly string[]): Set<s
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+/** One line per stage in progress that goes into the bundle (and per one that does not, and why). */
+export function reportInProgress(running: import('../store').InProgressExport, io: Pick<Io, 'stderr'>): void {
+  for (const c of running.selection.checkpoints) {
+    io.stderr.write(`in progress: ${c.key} at epoch ${c.epoch} (cell ${c.cellId}, checkpoint ${c.checkpoint.bytes} bytes)\n`);
+  }
+  for (const k of running.selection.finished) io.stderr.write(`note: ${k} belongs to a stage that has finished since; its output is exported, not the checkpoint\n`);
+  for (const k of running.selection.unreadable) io.stderr.write(`note: no checkpoint of ${k} verifies in the store; not exported\n`);
+  io.stderr.write(`stages in progress: ${running.selection.checkpoints.length} checkpoints, ${mib(running.bytes)}\n`);
+}
+
 export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   const sweep = stringOption(args, 'sweep');
   const out = stringOption(args, 'out');
@@ -63,13 +79,21 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   // the stage names are the stage cache's own (its declarations module imports types only)
   const known = stagesOption === undefined ? [] : (await import('../activities/stageDeclarations')).cachedStageNames;
   const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known]);
+  const inProgress = flag(args, 'in-progress');
   const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
-  const { atomicWriteFile, sha256Hex } = await import('../store');
+  const { atomicWriteFile, inProgressExport, sha256Hex } = await import('../store');
   await withStore(io, async (store) => {
     try {
       const selection = await sweepRecordKeys(store, sweep, stages);
       for (const m of selection.missingCacheEntries) io.stderr.write(`note: stage-cache entry ${m} is no longer in the store; not exported\n`);
-      const content = await collectBundle(store, selection.recordKeys, { sweep, stages: stages ? [...stages].sort() : 'all' });
+      const running = inProgress ? await inProgressExport(store, new Set(selection.unfinishedCells)) : undefined;
+      if (running) reportInProgress(running, io);
+      const content = await collectBundle(
+        store,
+        [...selection.recordKeys, ...(running?.recordKeys ?? [])],
+        { sweep, stages: stages ? [...stages].sort() : 'all', ...(running ? { inProgress: running.manifest } : {}) },
+        running?.values,
+      );
       const file = encodeBundle(content);
       await atomicWriteFile(out, file);
       const caches = Object.entries(selection.cacheEntries).map(([s, n]) => `${s} ${n}`).join(', ') || 'none';
@@ -117,6 +141,7 @@ export async function storeImport(args: ParsedArgs, io: Io): Promise<number> {
         `records ${r.recordsWritten} written, ${r.recordsSkipped} already there (${mib(r.bytesWritten)} written)\n`,
     );
     for (const key of r.recordsKept) io.stderr.write(`kept the store's own record ${key} (the bundle's differs)\n`);
+    for (const key of r.checkpointsAdvanced) io.stderr.write(`advanced the checkpoint list ${key} to the bundle's newer checkpoint\n`);
   });
   return 0;
 }

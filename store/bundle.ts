@@ -19,6 +19,7 @@
 import { createGunzip, gzipSync } from 'node:zlib';
 import { StoreError } from './errors';
 import { findArtifactRefs, MAX_JSON_SCAN_BYTES } from './gc';
+import { advanceCheckpointList } from './inProgress';
 import { assertRecordKey, isSha256, sha256Hex } from './keys';
 import type { ArtifactRef, ArtifactStore } from './types';
 
@@ -112,12 +113,14 @@ function parseJsonBytes(data: Uint8Array): unknown {
  * Reads the records and the closure of artifacts they reference (through referenced JSON
  * artifacts too, as garbage collection marks them) from `store`. A reference to an artifact the
  * store does not hold, or holds corrupted, is an error naming the record: the bundle would be
- * incomplete.
+ * incomplete. `values` replaces the stored value of some records (a checkpoint list cut to its
+ * newest entry, store/inProgress.ts); those records' keys must be in `recordKeys` too.
  */
 export async function collectBundle(
   store: ArtifactStore,
   recordKeys: string[],
   selection: Record<string, unknown> = {},
+  values: ReadonlyMap<string, unknown> = new Map(),
 ): Promise<BundleContent> {
   const keys = [...new Set(recordKeys.map((k) => assertRecordKey(k)))].sort(byString);
   const records: BundleContent['records'] = [];
@@ -128,7 +131,7 @@ export async function collectBundle(
     if (optionalDigests) for (const sha of digestFields(value)) if (!artifacts.has(sha)) queue.push({ sha256: sha, from });
   };
   for (const key of keys) {
-    const value = await store.getRecord(key);
+    const value = values.has(key) ? values.get(key) : await store.getRecord(key);
     if (value === undefined) throw new BundleError(`record ${key} is not in the store ${store.location}`, key);
     records.push({ key, data: Buffer.from(JSON.stringify(value), 'utf8') });
     enqueue(value, `record ${key}`, true);
@@ -224,6 +227,17 @@ function manifestProblem(m: unknown): string | undefined {
   return undefined;
 }
 
+/** checkpoint sha256 -> "the epoch N checkpoint of <record>", from a selection's `inProgress` list */
+function checkpointNames(selection: Record<string, unknown>): Map<string, string> {
+  const names = new Map<string, string>();
+  const list = selection.inProgress;
+  if (!Array.isArray(list)) return names;
+  for (const c of list as Array<{ record?: unknown; epoch?: unknown; sha256?: unknown }>) {
+    if (c && isSha256(c.sha256) && typeof c.record === 'string') names.set(c.sha256, `the epoch ${String(c.epoch)} checkpoint of ${c.record}`);
+  }
+  return names;
+}
+
 /**
  * Reads a bundle file's bytes and checks all of it: the stream, the header, the manifest, and the
  * size and sha256 of every entry. `name` (the file) goes into the messages. Throws BundleError
@@ -251,17 +265,20 @@ export async function decodeBundle(file: Uint8Array, name: string): Promise<Bund
   if (problem) fail(`manifest ${problem}`, 'manifest');
 
   let offset = HEADER_BYTES + manifestBytes;
-  const take = (label: string, e: { sha256: string; bytes: number }): Uint8Array => {
+  // a stage in progress's checkpoint is named by its record and epoch too (the selection lists them)
+  const checkpoints = checkpointNames(manifest.selection);
+  const take = (entry: string, e: { sha256: string; bytes: number }): Uint8Array => {
+    const label = checkpoints.has(e.sha256) ? `${entry} (${checkpoints.get(e.sha256)})` : entry;
     if (offset + e.bytes > body.byteLength) {
       const present = `${Math.max(0, body.byteLength - offset)} of ${e.bytes} bytes`;
       // zlib's words for input that stops early; any other stream error is damage
       const cut = !streamError || /unexpected end of file/.test(streamError);
-      fail(cut ? `${label} is truncated: ${present} present` : `${label} is damaged: only ${present} readable`, label);
+      fail(cut ? `${label} is truncated: ${present} present` : `${label} is damaged: only ${present} readable`, entry);
     }
     const data = body.subarray(offset, offset + e.bytes);
     offset += e.bytes;
     const actual = sha256Hex(data);
-    if (actual !== e.sha256) fail(`${label} does not match its sha256 (manifest ${e.sha256}, content ${actual})`, label);
+    if (actual !== e.sha256) fail(`${label} does not match its sha256 (manifest ${e.sha256}, content ${actual})`, entry);
     return data;
   };
   const records = manifest.records.map((r) => ({ key: r.key, data: take(`record ${r.key}`, r) }));
@@ -287,6 +304,11 @@ export interface ImportResult {
   recordsSkipped: number;
   /** records the target already holds with other content: kept as they are, not overwritten */
   recordsKept: string[];
+  /**
+   * checkpoint lists (checkpoints/...) the target held, which the bundle's reach further:
+   * the bundle's newer entries were added, so a resume starts from them
+   */
+  checkpointsAdvanced: string[];
   bytesWritten: number;
 }
 
@@ -303,7 +325,8 @@ async function inPool<T>(items: T[], width: number, f: (item: T) => Promise<void
  * in the bundle's records (and its JSON artifacts) resolves to an artifact of the bundle or of
  * the store. Artifacts go first and records last, so an interrupted import never leaves a record
  * pointing at a missing artifact. What the store already holds is skipped; a record it holds
- * with other content is kept and listed in `recordsKept`.
+ * with other content is kept and listed in `recordsKept`, except a checkpoint list that the
+ * bundle's reaches further: that one gets the newer entries (`checkpointsAdvanced`).
  */
 export async function importBundle(store: ArtifactStore, content: BundleContent): Promise<ImportResult> {
   const inBundle = new Set(content.artifacts.map((a) => a.sha256));
@@ -322,7 +345,7 @@ export async function importBundle(store: ArtifactStore, content: BundleContent)
     }
   }
 
-  const result: ImportResult = { artifactsWritten: 0, artifactsSkipped: 0, recordsWritten: 0, recordsSkipped: 0, recordsKept: [], bytesWritten: 0 };
+  const result: ImportResult = { artifactsWritten: 0, artifactsSkipped: 0, recordsWritten: 0, recordsSkipped: 0, recordsKept: [], checkpointsAdvanced: [], bytesWritten: 0 };
   await inPool(content.artifacts, 8, async (a) => {
     if (await store.verify({ uri: a.sha256, sha256: a.sha256, bytes: a.data.byteLength })) {
       result.artifactsSkipped++;
@@ -336,8 +359,18 @@ export async function importBundle(store: ArtifactStore, content: BundleContent)
     const text = Buffer.from(r.data).toString('utf8');
     const existing = await store.getRecord(r.key);
     if (existing !== undefined) {
-      if (JSON.stringify(existing) === text) result.recordsSkipped++;
-      else result.recordsKept.push(r.key);
+      if (JSON.stringify(existing) === text) {
+        result.recordsSkipped++;
+        return;
+      }
+      const advanced = r.key.startsWith('checkpoints/') ? advanceCheckpointList(existing, JSON.parse(text)) : undefined;
+      if (!advanced) {
+        result.recordsKept.push(r.key);
+        return;
+      }
+      await store.putRecord(r.key, advanced);
+      result.checkpointsAdvanced.push(r.key);
+      result.bytesWritten += r.data.byteLength;
       return;
     }
     await store.putRecord(r.key, JSON.parse(text));
@@ -345,5 +378,6 @@ export async function importBundle(store: ArtifactStore, content: BundleContent)
     result.bytesWritten += r.data.byteLength;
   });
   result.recordsKept.sort(byString);
+  result.checkpointsAdvanced.sort(byString);
   return result;
 }

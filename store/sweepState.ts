@@ -23,6 +23,8 @@ export interface SweepSelection {
   recordKeys: string[];
   /** completed cells whose state is exported */
   cells: number;
+  /** the spec's cells without a completed record (running, interrupted, failed or not started) */
+  unfinishedCells: string[];
   /** stage-cache entries by stage */
   cacheEntries: Record<string, number>;
   /** stage keys the cells name but the store no longer holds (replaced after a version bump, or deleted) */
@@ -49,9 +51,14 @@ export async function sweepRecordKeys(store: ArtifactStore, sweep: string, stage
     if (record?.status === 'completed') completed.push({ key, record });
   }
 
+  const spec = await store.getRecord<{ cellIds?: unknown }>(specKey);
+  const done = new Set(completed.map((c) => c.record.cellId ?? c.key.slice(c.key.lastIndexOf('/') + 1)));
+  const allCells = Array.isArray(spec?.cellIds) ? spec.cellIds.filter((c): c is string => typeof c === 'string') : cellKeys.map((k) => k.slice(k.lastIndexOf('/') + 1));
+  const unfinishedCells = allCells.filter((c) => !done.has(c)).sort();
+
   const keys: string[] = [];
   if (wants(CELLS_SELECTION)) {
-    if ((await store.getRecord(specKey)) !== undefined) keys.push(specKey);
+    if (spec !== undefined) keys.push(specKey);
     keys.push(...completed.map((c) => c.key));
   }
 
@@ -87,5 +94,5 @@ export async function sweepRecordKeys(store: ArtifactStore, sweep: string, stage
     }
     keys.push(...chosen);
   }
-  return { recordKeys: [...new Set(keys)].sort(), cells: completed.length, cacheEntries, missingCacheEntries: [...missing].sort() };
+  return { recordKeys: [...new Set(keys)].sort(), cells: completed.length, unfinishedCells, cacheEntries, missingCacheEntries: [...missing].sort() };
 }

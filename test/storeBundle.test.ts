@@ -218,7 +218,7 @@ describe('store bundles', () => {
       const second = await importBundle(store, content);
       assert.deepEqual(
         second,
-        { artifactsWritten: 0, artifactsSkipped: content.artifacts.length, recordsWritten: 0, recordsSkipped: content.records.length, recordsKept: [], bytesWritten: 0 },
+        { artifactsWritten: 0, artifactsSkipped: content.artifacts.length, recordsWritten: 0, recordsSkipped: content.records.length, recordsKept: [], checkpointsAdvanced: [], bytesWritten: 0 },
       );
     });
   }

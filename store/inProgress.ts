@@ -1,0 +1,160 @@
+/**
+ * A sweep's stages in progress, for `ntml store export --in-progress`: the training checkpoints
+ * of the cacheable computations its unfinished cells were running, so that a sitting on another
+ * machine continues them instead of starting again from epoch 0.
+ *
+ * A cacheable computation files its checkpoints under its stage key,
+ * `checkpoints/stage/<stage key>/<phase>` (activities/checkpointing.ts), as a list of
+ * {epoch, checkpoint, workflowId}. The key is a function of the stage's inputs alone, so after an
+ * import the same spec computes the same key on any store and resumes from the list. Each entry
+ * names the workflow that wrote it; a sweep cell's child workflow is `<sweep workflow>--<cell id>`,
+ * which is how the entries of this sweep's cells are told from other runs'. A cell id hashes the
+ * cell's whole config, so the same id in another sweep is the same cell: its work counts too.
+ *
+ * Only the newest verifying checkpoint of each phase is exported (the list is cut to it: a resume
+ * takes the newest anyway), and none of a computation whose stage has finished (its cache entry is
+ * in the store): the finished output is what a sweep then reads.
+ */
+import type { ArtifactRef, ArtifactStore } from './types';
+import { isSha256 } from './keys';
+
+export const STAGE_CHECKPOINT_PREFIX = 'checkpoints/stage/';
+
+interface CheckpointEntryShape {
+  epoch: number;
+  checkpoint: ArtifactRef;
+  workflowId?: string;
+}
+
+export interface InProgressCheckpoint {
+  /** the record, checkpoints/stage/<stage key>/<phase> */
+  key: string;
+  /** the record as exported: the newest verifying entry alone */
+  value: CheckpointEntryShape[];
+  /** the stage key of the computation */
+  computation: string;
+  /** the activity's phase (standard, teacher, nt, student, a learned trigger's name, ...) */
+  phase: string;
+  epoch: number;
+  checkpoint: ArtifactRef;
+  /** the sweep cell whose workflow wrote the newest entry of this sweep */
+  cellId: string;
+}
+
+export interface InProgressSelection {
+  checkpoints: InProgressCheckpoint[];
+  /** phases of this sweep whose computation has since finished (its cache entry is stored): not exported */
+  finished: string[];
+  /** phases of this sweep none of whose checkpoints verifies in the store: not exported */
+  unreadable: string[];
+}
+
+function isEntry(v: unknown): v is CheckpointEntryShape {
+  const e = v as Partial<CheckpointEntryShape> | null;
+  return (
+    !!e &&
+    typeof e.epoch === 'number' &&
+    !!e.checkpoint &&
+    isSha256(e.checkpoint.sha256) &&
+    typeof e.checkpoint.bytes === 'number' &&
+    typeof e.checkpoint.uri === 'string'
+  );
+}
+
+/** The cell of `cellIds` whose child workflow `workflowId` is, if any. */
+function cellOf(workflowId: string | undefined, cellIds: ReadonlySet<string>): string | undefined {
+  if (!workflowId) return undefined;
+  const at = workflowId.lastIndexOf('--');
+  if (at < 0) return undefined;
+  const id = workflowId.slice(at + 2);
+  return cellIds.has(id) ? id : undefined;
+}
+
+/**
+ * The stages in progress of the cells `unfinishedCells` (ids of sweep cells without a completed
+ * record). Reads every stage-checkpoint record of the store once, and the cache listing once.
+ */
+export async function inProgressCheckpoints(store: ArtifactStore, unfinishedCells: ReadonlySet<string>): Promise<InProgressSelection> {
+  const out: InProgressSelection = { checkpoints: [], finished: [], unreadable: [] };
+  if (unfinishedCells.size === 0) return out;
+  const finishedComputations = new Set<string>();
+  for (const recordKey of await store.listRecords('cache/')) {
+    const key = recordKey.split('/')[2];
+    if (key) finishedComputations.add(key);
+  }
+  for (const key of (await store.listRecords(STAGE_CHECKPOINT_PREFIX)).sort()) {
+    const [computation, phase, ...rest] = key.slice(STAGE_CHECKPOINT_PREFIX.length).split('/');
+    if (!computation || !phase || rest.length) continue;
+    const record = await store.getRecord<unknown>(key);
+    if (!Array.isArray(record)) continue;
+    const entries = record.filter(isEntry);
+    const ours = entries.map((e) => cellOf(e.workflowId, unfinishedCells)).filter((c): c is string => c !== undefined);
+    if (ours.length === 0) continue;
+    if (finishedComputations.has(computation)) {
+      out.finished.push(key);
+      continue;
+    }
+    // the newest that verifies: the one a resume would take
+    const newest = [...entries].sort((a, b) => b.epoch - a.epoch);
+    let chosen: CheckpointEntryShape | undefined;
+    for (const e of newest) {
+      if (await store.verify(e.checkpoint)) {
+        chosen = e;
+        break;
+      }
+    }
+    if (!chosen) {
+      out.unreadable.push(key);
+      continue;
+    }
+    out.checkpoints.push({
+      key,
+      value: [chosen],
+      computation,
+      phase,
+      epoch: chosen.epoch,
+      checkpoint: chosen.checkpoint,
+      cellId: cellOf(chosen.workflowId, unfinishedCells) ?? ours[ours.length - 1],
+    });
+  }
+  return out;
+}
+
+/**
+ * A checkpoint list the store already holds, advanced by an imported one: the imported entries
+ * replace the store's from their first epoch on, when they reach further; otherwise undefined
+ * (the store's own list is as far along, and is kept).
+ */
+export function advanceCheckpointList(existing: unknown, imported: unknown): CheckpointEntryShape[] | undefined {
+  if (!Array.isArray(imported)) return undefined;
+  const incoming = imported.filter(isEntry);
+  if (incoming.length === 0) return undefined;
+  const held = Array.isArray(existing) ? existing.filter(isEntry) : [];
+  const reach = (l: CheckpointEntryShape[]) => l.reduce((m, e) => Math.max(m, e.epoch), -1);
+  if (reach(incoming) <= reach(held)) return undefined;
+  const from = Math.min(...incoming.map((e) => e.epoch));
+  return [...held.filter((e) => e.epoch < from), ...incoming].sort((a, b) => a.epoch - b.epoch);
+}
+
+/** What an export adds for the stages in progress: the records, their cut values, and the manifest's list. */
+export interface InProgressExport {
+  selection: InProgressSelection;
+  recordKeys: string[];
+  values: Map<string, unknown>;
+  /** for the manifest's selection (`inProgress`): what each exported checkpoint is, and its size */
+  manifest: Array<{ record: string; cell: string; epoch: number; sha256: string; bytes: number }>;
+  /** the checkpoints' total size */
+  bytes: number;
+}
+
+export async function inProgressExport(store: ArtifactStore, unfinishedCells: ReadonlySet<string>): Promise<InProgressExport> {
+  const selection = await inProgressCheckpoints(store, unfinishedCells);
+  const c = selection.checkpoints;
+  return {
+    selection,
+    recordKeys: c.map((x) => x.key),
+    values: new Map(c.map((x) => [x.key, x.value])),
+    manifest: c.map((x) => ({ record: x.key, cell: x.cellId, epoch: x.epoch, sha256: x.checkpoint.sha256, bytes: x.checkpoint.bytes })),
+    bytes: c.reduce((n, x) => n + x.checkpoint.bytes, 0),
+  };
+}
