@@ -28,6 +28,7 @@ import { parseBenchArgs, type OptionSpecs } from './args';
 import { startLocalStack, type LocalStack } from '../infra/stack';
 import { storeFromEnv } from '../store';
 import { Rng } from '../core/rng';
+import { tinySweep } from '../test/support/tinySweep';
 import type { SweepCellRecord } from '../core/report/records';
 import type { SweepOutcome } from '../workflows/contract';
 
@@ -68,19 +69,11 @@ export function parseOptions(argv: string[]): Options {
 
 /** Tiny NT-ML cells: every stage kind runs (data, three trained stages with checkpoints, split, evaluation), in seconds. */
 function spec(name: string, o: Options) {
-  return {
+  return tinySweep(
     name,
-    base: {
-      mode: 'evaluation',
-      tier: 'ci',
-      data: { format: 'synthetic', trainSize: 400, testSize: 200 },
-      cleanBudget: 50,
-      training: { epochs: o.epochs },
-      ntml: { ntEpochs: 1, mlEpochs: o.epochs, splitEpochs: 1, diagnosticSamples: 50 },
-    },
-    grid: { attack: [{ name: 'badnets' }, { name: 'blended' }], defense: [{ name: 'ntml' }], seed: { from: 1, to: o.cells / 2 } },
-    concurrency: o.concurrency,
-  };
+    { attack: [{ name: 'badnets' }, { name: 'blended' }], defense: [{ name: 'ntml' }], seed: { from: 1, to: o.cells / 2 } },
+    { epochs: o.epochs, mlEpochs: o.epochs, concurrency: o.concurrency },
+  );
 }
 
 type Victim = 'temporal' | 's3' | 'training worker' | 'orchestration worker';

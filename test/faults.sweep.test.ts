@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { tinySweep } from './support/tinySweep';
 import { startLocalStack, type LocalStack } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import type { SweepSpecInput } from '../schemas/sweep';
@@ -22,19 +23,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The reduced ci budget of test/sweep.test.ts: the sweep mechanics, not the defense, are under test. */
 function spec(name: string): SweepSpecInput {
-  return {
-    name,
-    base: {
-      mode: 'evaluation',
-      tier: 'ci',
-      data: { format: 'synthetic', trainSize: 400, testSize: 200 },
-      cleanBudget: 50,
-      training: { epochs: 2 },
-      ntml: { ntEpochs: 1, mlEpochs: 4, splitEpochs: 1, diagnosticSamples: 50 },
-    },
-    grid: { attack: [{ name: 'badnets' }], defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }], seed: [1, 2] },
-    concurrency: 2,
-  };
+  return tinySweep(name, { attack: [{ name: 'badnets' }], defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }], seed: [1, 2] });
 }
 
 async function cellRecords(name: string): Promise<SweepCellRecord[]> {

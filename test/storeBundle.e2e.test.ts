@@ -18,12 +18,12 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { tinySweep } from './support/tinySweep';
 import { FileArtifactStore, openStore, parseS3Location, s3OptionsFromEnv, type ArtifactStore } from '../store';
 import { useArtifactStore } from '../activities/context';
 import { cachedStageNames } from '../activities/stageDeclarations';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import type { Io } from '../cli/purify';
-import type { SweepSpecInput } from '../schemas/sweep';
 import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
 
 quietRuntime();
@@ -34,23 +34,7 @@ before(async () => ({ client, close } = await testClient()));
 after(async () => close());
 
 const name = `bundle-${Date.now().toString(36)}`;
-const spec: SweepSpecInput = {
-  name,
-  base: {
-    mode: 'evaluation',
-    tier: 'ci',
-    data: { format: 'synthetic', trainSize: 400, testSize: 200 },
-    cleanBudget: 50,
-    training: { epochs: 2 },
-    ntml: { ntEpochs: 1, mlEpochs: 3, splitEpochs: 1, diagnosticSamples: 50 },
-  },
-  grid: {
-    attack: [{ name: 'badnets', target: 5 }],
-    defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }],
-    seed: [1],
-  },
-  concurrency: 2,
-};
+const spec = tinySweep(name, { attack: [{ name: 'badnets', target: 5 }], defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }], seed: [1] }, { mlEpochs: 3 });
 
 async function runSweep(store: ArtifactStore, tag: string): Promise<SweepOutcome> {
   useArtifactStore(store);

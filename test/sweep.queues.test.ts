@@ -8,8 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, testClient } from './support/temporal';
+import { tinySweep } from './support/tinySweep';
 import { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE, type SweepInput, type SweepOutcome } from '../workflows/contract';
-import type { SweepSpecInput } from '../schemas/sweep';
 
 quietRuntime();
 
@@ -43,18 +43,7 @@ test('a sweep on custom task queue names completes, with every cell and activity
   assert.notEqual(queues.training, TRAINING_TASK_QUEUE);
   const name = `queues-${id}`;
   // the smallest sweep with two cells sharing one backdoored model: no defense and a short FT
-  const spec: SweepSpecInput = {
-    name,
-    base: {
-      mode: 'evaluation',
-      tier: 'ci',
-      data: { format: 'synthetic', trainSize: 400, testSize: 200 },
-      cleanBudget: 50,
-      training: { epochs: 1 },
-    },
-    grid: { attack: [{ name: 'badnets', target: 5 }], defense: [{ name: 'none' }, { name: 'ft', steps: 10, rounds: 2 }], seed: [1] },
-    concurrency: 2,
-  };
+  const spec = tinySweep(name, { attack: [{ name: 'badnets', target: 5 }], defense: [{ name: 'none' }, { name: 'ft', steps: 10, rounds: 2 }], seed: [1] }, { epochs: 1, mlEpochs: null });
   const input: SweepInput = { spec, options: { trainingTaskQueue: queues.training } };
   const workers = await inProcessWorkers(queues);
   const workflowId = `sweep-${name}`;

@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { tinySweep } from './support/tinySweep';
 import { storeFromEnv } from '../store';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
 import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
@@ -16,24 +17,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A ci-tier base with a reduced budget: the sweep mechanics, not the defense, are under test. */
 function spec(name: string, overrides: Partial<SweepSpecInput> = {}): SweepSpecInput {
-  return {
-    name,
-    base: {
-      mode: 'evaluation',
-      tier: 'ci',
-      data: { format: 'synthetic', trainSize: 400, testSize: 200 },
-      cleanBudget: 50,
-      training: { epochs: 2 },
-      ntml: { ntEpochs: 1, mlEpochs: 4, splitEpochs: 1, diagnosticSamples: 50 },
-    },
-    grid: {
-      attack: [{ name: 'badnets', target: 0 }, { name: 'badnets', target: 3 }],
-      defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }],
-      seed: [1, 2],
-    },
-    concurrency: 2,
-    ...overrides,
+  const grid: SweepSpecInput['grid'] = {
+    attack: [{ name: 'badnets', target: 0 }, { name: 'badnets', target: 3 }],
+    defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }],
+    seed: [1, 2],
   };
+  return { ...tinySweep(name, grid), ...overrides };
 }
 
 let client: Client;
