@@ -7,7 +7,9 @@
 #      their last checkpoint; the spec's concurrency gives the two lanes), until it ends, Ctrl-C,
 #      or RUN_CPU_SECONDS runs out;
 #   3. export the sweep's portable state back to bench/state/<name>.ntmlb (no data sets, no
-#      poisoned copies: those are regenerated from the seed), regenerate bench/results/<name>/;
+#      poisoned copies: those are regenerated from the seed), with the newest checkpoint of each
+#      stage in progress (--in-progress: a 2-3 hour stage then continues in the next sitting, on
+#      any machine, instead of restarting), regenerate bench/results/<name>/;
 #   4. print the size of bench/state/, loudly when it is over its 60 MB budget.
 # Then commit bench/state/ and bench/results/ (the script prints the command). An interrupted
 # sweep still gets steps 3 and 4, and the chain stops there; run the script again to continue.
