@@ -15,7 +15,18 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { FileArtifactStore, advanceCheckpointList, decodeBundle, importBundle, type ArtifactRef, type ArtifactStore } from '../store/index';
+import {
+  FileArtifactStore,
+  advanceCheckpointList,
+  decodeBundle,
+  importBundle,
+  openStore,
+  parseS3Location,
+  s3OptionsFromEnv,
+  type ArtifactRef,
+  type ArtifactStore,
+} from '../store/index';
+import { collectBenchState } from '../bench/stateBundle';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import { UserError } from '../cli/errors';
 import type { Io } from '../cli/purify';
@@ -199,6 +210,23 @@ describe('stages in progress in a bundle', () => {
         /nothing was written/.test(err.message),
     );
     assert.deepEqual(await contents(target), { artifacts: [], records: [] });
+  });
+
+  it('bench state (S3, as run-cpu.sh exports it) carries the stages in progress with --in-progress only', async () => {
+    const location = process.env.NTML_STORE;
+    assert.ok(location?.startsWith('s3://') && process.env.NTML_S3_ENDPOINT, 'run through test/support/runTests.js: it starts the S3 server');
+    const store = openStore(`s3://${parseS3Location(location!).bucket}/inprogress-bench-${key64().slice(0, 12)}`, { s3: s3OptionsFromEnv() });
+    await store.putRecord('sweeps/b/spec', { spec: { name: 'b' }, cellIds: ['c1'] });
+    const key = `checkpoints/stage/${key64()}/standard`;
+    const entries = [1, 2].map((epoch) => ({ epoch, workflowId: 'sweep-b--c1' }));
+    const refs = [await store.put(rand(600)), await store.put(rand(700))];
+    await store.putRecord(key, entries.map((e, i) => ({ ...e, checkpoint: refs[i] })));
+    const plain = await collectBenchState(store, 'b');
+    assert.deepEqual(plain.content.manifest.records.map((r) => r.key), ['sweeps/b/spec']);
+    const withRunning = await collectBenchState(store, 'b', { inProgress: true });
+    assert.deepEqual(withRunning.content.manifest.records.map((r) => r.key), [key, 'sweeps/b/spec']);
+    assert.deepEqual(withRunning.content.manifest.artifacts, [{ sha256: refs[1].sha256, bytes: 700 }]);
+    assert.equal(withRunning.inProgress?.bytes, 700);
   });
 
   it('advances a checkpoint list only when the imported one reaches further', () => {
