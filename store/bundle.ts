@@ -19,7 +19,7 @@
 import { createGunzip, gzipSync } from 'node:zlib';
 import { StoreError } from './errors';
 import { findArtifactRefs, MAX_JSON_SCAN_BYTES } from './gc';
-import { advanceCheckpointList } from './inProgress';
+import { advanceCheckpointList, checkpointListHolds } from './inProgress';
 import { assertRecordKey, isSha256, sha256Hex } from './keys';
 import type { ArtifactRef, ArtifactStore } from './types';
 
@@ -363,7 +363,13 @@ export async function importBundle(store: ArtifactStore, content: BundleContent)
         result.recordsSkipped++;
         return;
       }
-      const advanced = r.key.startsWith('checkpoints/') ? advanceCheckpointList(existing, JSON.parse(text)) : undefined;
+      const isCheckpointList = r.key.startsWith('checkpoints/');
+      // the store's own history of the stage, which the bundle's newest entry was cut from
+      if (isCheckpointList && checkpointListHolds(existing, JSON.parse(text))) {
+        result.recordsSkipped++;
+        return;
+      }
+      const advanced = isCheckpointList ? advanceCheckpointList(existing, JSON.parse(text)) : undefined;
       if (!advanced) {
         result.recordsKept.push(r.key);
         return;

@@ -158,3 +158,11 @@ export async function inProgressExport(store: ArtifactStore, unfinishedCells: Re
     bytes: c.reduce((n, x) => n + x.checkpoint.bytes, 0),
   };
 }
+
+/** Whether a checkpoint list the store holds already lists every checkpoint of an imported one (its own history, say). */
+export function checkpointListHolds(existing: unknown, imported: unknown): boolean {
+  if (!Array.isArray(existing) || !Array.isArray(imported)) return false;
+  const held = new Set(existing.filter(isEntry).map((e) => `${e.epoch}:${e.checkpoint.sha256}`));
+  const incoming = imported.filter(isEntry);
+  return incoming.length > 0 && incoming.length === imported.length && incoming.every((e) => held.has(`${e.epoch}:${e.checkpoint.sha256}`));
+}

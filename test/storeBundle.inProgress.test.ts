@@ -176,6 +176,11 @@ describe('stages in progress in a bundle', () => {
     const again = await importBundle(fresh, content);
     assert.equal(again.recordsWritten + again.artifactsWritten + again.checkpointsAdvanced.length, 0);
 
+    // back into the store it came from (the same machine's next sitting): its full history already lists the newest entry
+    const home = await importBundle(f.store, content);
+    assert.deepEqual({ kept: home.recordsKept, advanced: home.checkpointsAdvanced }, { kept: [], advanced: [] });
+    assert.equal(((await f.store.getRecord(f.running.key)) as unknown[]).length, 2, 'the history stays');
+
     // a store that ran the stage to epoch 1 itself gets epoch 2; one that is further keeps its own
     const behind = await fsStore();
     const own1 = { epoch: 1, checkpoint: await behind.put(rand(77)), workflowId: 'elsewhere' };
