@@ -43,7 +43,8 @@ export const storeImportSpec: CommandSpec = {
   options: [stackDirOption],
   details: `Every entry's size and sha256 and the manifest are checked before anything is written; a
 tampered or truncated bundle is refused, naming the bad entry. Artifacts and records the store
-already holds are skipped; a record it holds with other content is kept and listed.
+already holds are skipped; a record it holds with other content is kept and listed, except a
+stage's checkpoint list that the bundle's reaches further: that one gets the newer checkpoint.
 After the import, "ntml sweep start" with the same spec reuses what was imported.`,
 };
 
