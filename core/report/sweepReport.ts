@@ -8,6 +8,7 @@
  * (svgPlots.renderSweepReport writes the files).
  */
 import { z } from 'zod';
+import { canonicalJson } from '../data/codec';
 import { baseAttackShape } from '../attacks/configs';
 import type { SweepCellRecord } from './records';
 import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../../schemas/seedRoles';
@@ -187,7 +188,40 @@ export function meanStd(values: Array<number | undefined | null>): Stat | null {
   return { mean, std: Math.sqrt(ss / (xs.length - 1)), n: xs.length };
 }
 
-const groupKey = (a: SweepCellRecord['axes']) => JSON.stringify([a.attack, a.defense, a.cleanBudget, a.model]);
+/**
+ * A row's key. The attack axis label is only the attack's name, so two grid entries of one attack
+ * with other settings (wanet with and without its rotation) would share a row: the key holds the
+ * attack's whole config, and attackVariantLabels names the rows apart.
+ */
+const groupKey = (r: SweepCellRecord) => JSON.stringify([r.axes.attack, attackSettings(r.config), r.axes.defense, r.axes.cleanBudget, r.axes.model]);
+
+/** The attack's settings in a cell's config, name left out, as canonical JSON ('{}' when none). */
+function attackSettings(config: SweepCellRecord['config'] | undefined): string {
+  const a = config?.attack;
+  if (!a || typeof a !== 'object') return '{}';
+  const { name: _name, ...own } = a as Record<string, unknown>;
+  return canonicalJson(own);
+}
+
+/**
+ * Labels for rows whose attack label is shared by rows with other attack settings: the label plus
+ * the settings that differ between them ("wanet(augment={"rotation":0})"); a row lacking every
+ * differing setting keeps the plain label.
+ */
+function attackVariantLabels(groups: Array<{ axes: SweepCellRecord['axes']; config: SweepCellRecord['config'] }>): string[] {
+  return groups.map((g) => {
+    const twins = groups.filter((o) => o.axes.attack === g.axes.attack && attackSettings(o.config) !== attackSettings(g.config));
+    if (twins.length === 0) return g.axes.attack;
+    const own = JSON.parse(attackSettings(g.config)) as Record<string, unknown>;
+    const others = twins.map((t) => JSON.parse(attackSettings(t.config)) as Record<string, unknown>);
+    const differing = Object.keys(own)
+      .filter((k) => others.some((o) => canonicalJson(o[k] ?? null) !== canonicalJson(own[k])))
+      .sort();
+    if (differing.length === 0) return g.axes.attack;
+    const shown = differing.map((k) => `${k}=${typeof own[k] === 'object' ? canonicalJson(own[k]) : String(own[k])}`);
+    return `${g.axes.attack}(${shown.join(',')})`;
+  });
+}
 
 function cellNumbers(r: SweepCellRecord): SweepRowCell {
   const m = r.metrics;
@@ -265,7 +299,7 @@ export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; 
   const groups = new Map<string, { axes: SweepCellRecord['axes']; config: SweepCellRecord['config']; done: SweepCellRecord[]; failed: SweepCellRecord[] }>();
   for (const r of records) {
     if (!r || typeof r !== 'object' || !r.axes) continue;
-    const k = groupKey(r.axes);
+    const k = groupKey(r);
     let g = groups.get(k);
     if (!g) groups.set(k, (g = { axes: r.axes, config: r.config, done: [], failed: [] }));
     (r.status === 'completed' ? g.done : g.failed).push(r);
@@ -274,8 +308,12 @@ export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; 
   const bySeed = (a: { seed: number; cellId: string }, b: { seed: number; cellId: string }) =>
     a.seed - b.seed || (a.cellId < b.cellId ? -1 : a.cellId > b.cellId ? 1 : 0);
 
-  const rows: SweepRow[] = [...groups.values()]
-    .map(({ axes, config, done, failed }): SweepRow => {
+  const groupList = [...groups.values()];
+  const attackLabels = attackVariantLabels(groupList);
+  const labelOf = new Map([...groups.keys()].map((k, i) => [k, attackLabels[i]]));
+  const rows: SweepRow[] = groupList
+    .map(({ axes: recorded, config, done, failed }, i): SweepRow => {
+      const axes = { ...recorded, attack: attackLabels[i] };
       const cells = done.map(cellNumbers).sort(bySeed);
       const pick = (k: keyof SweepRowCell) => meanStd(cells.map((c) => c[k] as number | undefined));
       const attackName = configName(config, 'attack', axes.attack);
@@ -315,7 +353,7 @@ export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; 
     .filter((r) => r && r.axes && r.status !== 'completed')
     .map((r) => ({
       cellId: r.cellId,
-      attack: r.axes.attack,
+      attack: labelOf.get(groupKey(r)) ?? r.axes.attack,
       defense: r.axes.defense,
       cleanBudget: r.axes.cleanBudget,
       model: r.axes.model,

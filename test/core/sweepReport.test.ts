@@ -131,6 +131,32 @@ test('rows: one per (attack, defense, budget, model), ordered, mean ± sample st
   assert.equal(again.csv, rep.csv);
 });
 
+test('attack variants: grid entries of one attack with other settings get rows of their own, named by the settings that differ', () => {
+  const withConfig = (r: SweepCellRecord, attack: Record<string, unknown>): SweepCellRecord => ({ ...r, config: { attack } });
+  const plain = { name: 'wanet', mode: 'trainingControlled' };
+  const noRotation = { name: 'wanet', mode: 'trainingControlled', augment: { rotation: 0 } };
+  const recs = [
+    withConfig(cell({ attack: 'wanet', defense: 'none', seed: 1 }, { asr: 46 }), plain),
+    withConfig(cell({ attack: 'wanet', defense: 'none', seed: 2 }, { asr: 52 }), plain),
+    withConfig(cell({ attack: 'wanet', defense: 'none', seed: 1 }, { asr: 73 }), noRotation),
+    withConfig(cell({ attack: 'wanet', defense: 'none', seed: 2 }, { asr: 77 }), noRotation),
+    withConfig(cell({ attack: 'wanet', defense: 'none', seed: 3 }, {}, 'killed'), noRotation),
+    withConfig(cell({ attack: 'badnets', defense: 'none', seed: 1 }, { asr: 90 }), { name: 'badnets' }),
+  ];
+  const rep = buildSweepReport(recs, { sweep: 's1' });
+  assert.deepEqual(
+    rep.rows.map((r) => [r.attack, r.attackName, r.n, r.failed, r.asr?.mean]),
+    [
+      ['badnets', 'badnets', 1, 0, 90],
+      ['wanet', 'wanet', 2, 0, 49],
+      ['wanet(augment={"rotation":0})', 'wanet', 2, 1, 75],
+    ],
+  );
+  assert.deepEqual(rep.failed.map((f) => f.attack), ['wanet(augment={"rotation":0})']);
+  // one attack config per name: the label stays the name
+  assert.deepEqual(buildSweepReport(recs.slice(0, 2), { sweep: 's1' }).rows.map((r) => r.attack), ['wanet']);
+});
+
 test('ordering: attack, defense, clean budget (natural order), model', () => {
   const recs = [
     cell({ cleanBudget: '100', model: 'b' }),
@@ -178,11 +204,11 @@ test('NT-ML stages: NT student and teacher per row, split kept share and target 
   delete baseline.metrics!.ntStudent;
   delete baseline.metrics!.teacher;
   const recs = [
-    withSplit(cell({ seed: 0 }, { acc: 60, asr: 4 }), { name: 'badnets' }, { estimatedTarget: 0, keptFraction: 0.8 }),
+    withSplit(cell({ seed: 0 }, { acc: 60, asr: 4 }), { name: 'badnets', target: 3 }, { estimatedTarget: 3, keptFraction: 0.8 }),
     withSplit(cell({ seed: 1 }, { acc: 62, asr: 6 }), { name: 'badnets', target: 3 }, { estimatedTarget: 0, keptFraction: 0.7 }),
     withSplit(cell({ attack: 'blended', seed: 0 }), { name: 'blended', labelMap: 'allToAll' }, { estimatedTarget: 2, keptFraction: 0.9 }),
     withSplit(cell({ attack: 'sig', seed: 0 }), { name: 'sig' }),
-    baseline,
+    withSplit(baseline, { name: 'badnets', target: 3 }),
   ];
   const rep = buildSweepReport(recs, { sweep: 'st' });
   const row = (attack: string, defense = 'ntml') => rep.rows.find((r) => r.attack === attack && r.defense === defense)!;
@@ -190,7 +216,7 @@ test('NT-ML stages: NT student and teacher per row, split kept share and target 
   assert.deepEqual(a.ntStudentAcc, { mean: 80, std: 0, n: 2 });
   assert.deepEqual(a.teacherAsr, { mean: 4, std: 0, n: 2 });
   close(a.splitKeptPercent!.mean, 75);
-  // seed 0 attacked class 0 (the default) and found it; seed 1 attacked class 3 and the split chose 0
+  // both seeds attacked class 3: seed 0's split found it, seed 1's chose class 0
   assert.deepEqual(a.cells.map((c) => c.splitTargetRight), [100, 0]);
   assert.equal(a.splitTargetRight!.mean, 50);
   // all-to-all has no single target; a record without split has neither number
