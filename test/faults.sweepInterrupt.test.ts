@@ -144,13 +144,13 @@ test('Ctrl-C of ntml sweep start mid-cell: exit 130, no uncaught error, no train
   const workers = listedWorkers(first.output());
   assert.equal(workers.length, 2);
   const found = trainingWorkersOf(first.pid!);
-  // the listed workers, and the watchdog shells around them (same environment and arguments)
-  assert.ok(workers.every((pid) => found.includes(pid)), `the listed workers ${workers.join(', ')} are found by their NTML_PARENT_PID: ${found.join(', ')}`);
   first.kill('SIGINT');
   const code = await first.exited;
   assert.equal(code, 130, first.output());
   assert.doesNotMatch(first.output(), NO_CRASH);
   assert.match(first.output(), /stopped\. The same command continues it/);
+  // the listed workers, and the watchdog shells around them (same environment and arguments)
+  assert.ok(workers.every((pid) => found.includes(pid)), `the listed workers ${workers.join(', ')} are found by their NTML_PARENT_PID: ${found.join(', ')}`);
   const goneMs = await workersGone(first.pid!, workers, 'the interrupted command');
   console.log(`SIGINT with ${doneBefore}/3 done: exit 130; its training workers were gone ${goneMs} ms after it exited`);
 
