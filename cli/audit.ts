@@ -227,7 +227,7 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
   if (detach && resolveSetup({ address: stringOption(args, 'address') }).setup !== 'remote') {
     throw new UsageError('--detach needs --address or $NTML_TEMPORAL_ADDRESS (the embedded workers stop with this command)');
   }
-  const c = await connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers: true, log: (l) => info(io, l) });
+  const c = await connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers: true, log: (l) => info(io, l), signal: io.signal });
   const { client, embedded } = c;
   try {
     const q = { orchestration: c.queues.orchestration, options: queueOptions(c.queues) };
@@ -253,15 +253,17 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
     let last = '';
     const poll = setInterval(async () => {
       try {
-        const p = await handle.query<AuditProgress>('progress');
-        if (p.stage !== last) info(io, `  ${(last = p.stage)} ...`);
+        // under c.calls: a query still pending is cancelled before the connection closes
+        const p = await c.calls.run(() => handle.query<AuditProgress>('progress'));
+        if (p.stage !== last && !c.calls.signal.aborted) info(io, `  ${(last = p.stage)} ...`);
       } catch {
         // between workflow tasks: the next poll answers
       }
     }, 1000);
     let outcome: AuditOutcome | 'aborted';
     try {
-      const result = handle.result() as Promise<AuditOutcome>;
+      const result = c.calls.run(() => handle.result() as Promise<AuditOutcome>);
+      result.catch(() => undefined);
       outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {
       if (io.signal.aborted) return 130;

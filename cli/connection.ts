@@ -13,10 +13,11 @@
  * The queues are $NTML_ORCHESTRATION_TASK_QUEUE / $NTML_TRAINING_TASK_QUEUE (else the contract's
  * names) in all three setups, and workers this command starts poll those same queues.
  */
-import type { Client } from '@temporalio/client';
+import type { Client, Connection } from '@temporalio/client';
+import type { CallScope } from './callScope';
 import { ORCHESTRATION_TASK_QUEUE, TRAINING_TASK_QUEUE } from '../workflows/contract';
 import type { Embedded } from './embedded';
-import { UsageError } from './errors';
+import { UsageError, debug } from './errors';
 import { findTarget, namespaceFrom, recordedStack, requireTarget, type TemporalTarget } from './temporal';
 
 export type Setup = 'remote' | 'local' | 'embedded';
@@ -50,6 +51,8 @@ export interface Connected {
   queues: Queues;
   /** the stack and workers this command started (local or embedded with workers) */
   embedded?: Embedded;
+  /** the waits (result, progress queries) that close() cancels before it closes the connection */
+  calls: CallScope;
   close(opts?: { fast?: boolean }): Promise<void>;
 }
 
@@ -62,6 +65,21 @@ export interface ConnectOptions {
   needsWorkers: boolean;
   trainingProcesses?: number;
   log: (line: string) => void;
+  /** the first Ctrl-C: cancels the waits under `calls` at once */
+  signal?: AbortSignal;
+}
+
+/** How long close() gives cancelled calls to settle before it gives up closing the channel. */
+const CALLS_SETTLE_MS = 1_000;
+
+/**
+ * Cancels the scope's calls, then closes the channel. A call that does not settle (one in the
+ * gRPC retry backoff) keeps the channel open: closing it under that call would throw from the
+ * retry timer, and the process ends with the command anyway.
+ */
+async function closeConnection(calls: CallScope, connection: Connection): Promise<void> {
+  if (await calls.cancel(CALLS_SETTLE_MS)) await connection.close().catch(() => undefined);
+  else debug('a Temporal call did not settle after its cancel: the connection stays open until the process exits');
 }
 
 /** Where this command runs, without connecting (no side effects): the target, or undefined for a new embedded stack. */
@@ -80,26 +98,27 @@ export async function connect(o: ConnectOptions): Promise<Connected> {
   const namespace = namespaceFrom(o.namespace);
   const queues = queuesFromEnv();
   const { connectClient } = await import('./temporal');
+  const { callScope } = await import('./callScope');
   const { setup, target } = resolveSetup(o);
   if (setup === 'remote' || !o.needsWorkers) {
     // a command that only reads asks whatever server there is, and says how to get one otherwise
     const t = target ?? requireTarget(undefined);
     const { client, connection } = await connectClient(t, namespace);
-    return { client, setup: t.local ? 'local' : 'remote', address: t.address, source: t.source, namespace, queues, close: () => connection.close().catch(() => undefined) };
+    const calls = callScope(connection, o.signal);
+    return { client, setup: t.local ? 'local' : 'remote', address: t.address, source: t.source, namespace, queues, calls, close: () => closeConnection(calls, connection) };
   }
   const { startEmbedded } = await import('./embedded');
   const embedded = await startEmbedded({ namespace, log: o.log, trainingProcesses: o.trainingProcesses, queues });
   const source = embedded.ownsStack ? 'the embedded stack' : 'the running local stack';
   let client: Client;
-  let close: () => Promise<unknown>;
+  let connection: Connection;
   try {
-    const c = await connectClient({ address: embedded.address, source, local: true }, namespace);
-    client = c.client;
-    close = () => c.connection.close().catch(() => undefined);
+    ({ client, connection } = await connectClient({ address: embedded.address, source, local: true }, namespace));
   } catch (err) {
     await embedded.stop();
     throw err;
   }
+  const calls = callScope(connection, o.signal);
   return {
     client,
     setup: embedded.ownsStack ? 'embedded' : 'local',
@@ -108,8 +127,9 @@ export async function connect(o: ConnectOptions): Promise<Connected> {
     namespace,
     queues,
     embedded,
+    calls,
     async close(opts) {
-      await close();
+      await closeConnection(calls, connection);
       await embedded.stop(opts);
     },
   };

@@ -106,7 +106,7 @@ function loadSpec(file: string) {
 
 async function connectFor(io: Io, args: ParsedArgs, needsWorkers: boolean, trainingProcesses?: number): Promise<Connected> {
   const { connect } = await import('./connection');
-  return connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers, trainingProcesses, log: (l) => info(io, l) });
+  return connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers, trainingProcesses, log: (l) => info(io, l), signal: io.signal });
 }
 
 function progressLine(p: SweepProgress): string {
@@ -186,9 +186,12 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       if (polling) return;
       polling = true;
       try {
-        const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
-        const block = [progressLine(p), ...(await runningCellLines(client, p, false))].join('\n');
-        if (block !== last) info(io, (last = block));
+        // under c.calls: the query and the cells' lookups are cancelled before the connection closes
+        const block = await c.calls.run(async () => {
+          const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
+          return [progressLine(p), ...(await runningCellLines(client, p, false))].join('\n');
+        });
+        if (block !== last && !c.calls.signal.aborted) info(io, (last = block));
       } catch {
         // between workflow tasks, after continue-as-new or past the deadline: the next poll answers
       } finally {
@@ -199,7 +202,10 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
     try {
       // a Temporal restart (the local stack's supervisor brings it back on its port) is waited out
       const { retryWhileUnreachable } = await import('./connection');
-      const result = retryWhileUnreachable(() => handle.result() as Promise<SweepOutcome>, { signal: io.signal, address: c.address, say: (l) => info(io, l) });
+      // the result's long poll is the call most likely pending at Ctrl-C: close() cancels it first
+      const result = c.calls.run(() =>
+        retryWhileUnreachable(() => handle.result() as Promise<SweepOutcome>, { signal: c.calls.signal, address: c.address, say: (l) => info(io, l) }),
+      );
       result.catch(() => undefined);
       outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {

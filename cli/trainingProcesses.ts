@@ -51,6 +51,8 @@ function childEnv(address: string, namespace: string, taskQueue: string, threads
     // as the in-process embedded worker: Ctrl-C stops training at the next batch
     NTML_SHUTDOWN_GRACE_SECONDS: '3',
     TF_NUM_INTRAOP_THREADS: String(threads),
+    // the child stops when this command is gone, even by SIGKILL (workers/parentWatch.ts)
+    NTML_PARENT_PID: String(process.pid),
   };
   // the embedded stack is plaintext, whatever the variables say about a remote cluster
   for (const k of Object.keys(env)) if (k.startsWith('NTML_TEMPORAL_TLS') || k.startsWith('NTML_TEMPORAL_API_KEY')) delete env[k];

@@ -4,12 +4,19 @@
  * On SIGTERM/SIGINT it stops polling, lets each running stage checkpoint its current epoch
  * and hand over (activities/drain.ts), then exits; the shutdown grace (NTML_SHUTDOWN_GRACE_SECONDS)
  * bounds how long that may take before running work is cancelled.
+ * Started by a command as its child (NTML_PARENT_PID, workers/parentWatch.ts), it also stops when
+ * that command is gone, and then exits within the grace plus a few seconds even if the drain
+ * cannot finish (the command's embedded Temporal server may have gone with it).
  */
 import { connectWorker, createTrainingWorker } from './createWorkers';
 import { describeSecurity, workerEnv } from './env';
 import { installWorkerRuntime } from './runtime';
 import { startDraining } from '../activities/drain';
+import { PARENT_PID_VARIABLE, parentPidFromEnv, watchParent } from './parentWatch';
 import { shutdownTelemetry, startTelemetry } from '../telemetry/setup';
+
+/** After its parent is gone, the worker exits at the latest this long after the shutdown grace. */
+const PARENT_GONE_EXIT_SECONDS = 5;
 
 async function main() {
   const env = workerEnv();
@@ -23,8 +30,25 @@ async function main() {
       startDraining();
     });
   }
+  const parentPid = parentPidFromEnv();
+  let worker: Awaited<ReturnType<typeof createTrainingWorker>> | undefined;
+  if (parentPid !== undefined) {
+    watchParent(parentPid, () => {
+      console.log(`ntml training worker: the process that started it (pid ${parentPid}, ${PARENT_PID_VARIABLE}) is gone, stopping`);
+      startDraining();
+      const state = worker?.getState() ?? 'INITIALIZED';
+      // not polling yet: nothing to hand over; already stopping (a SIGTERM came first): let it drain
+      if (state === 'INITIALIZED') process.exit(1);
+      if (state === 'RUNNING') worker!.shutdown();
+      // the drain reports to Temporal, which may be gone with the parent's embedded stack: bounded
+      setTimeout(() => {
+        console.error(`ntml training worker: not stopped ${env.shutdownGraceSeconds + PARENT_GONE_EXIT_SECONDS} s after its parent went; exiting`);
+        process.exit(1);
+      }, (env.shutdownGraceSeconds + PARENT_GONE_EXIT_SECONDS) * 1000).unref();
+    });
+  }
   const connection = await connectWorker(env.address, env.security);
-  const worker = await createTrainingWorker({
+  worker = await createTrainingWorker({
     connection,
     namespace: env.namespace,
     taskQueue: env.trainingTaskQueue,

@@ -112,7 +112,10 @@ export async function logTail(file: string, fromOffset = 0, maxBytes = 4000): Pr
 
 // The server runs in the background of this script; the script forwards SIGTERM/SIGINT/SIGHUP
 // and a subshell watches stdin (a pipe from the Node parent) for EOF, i.e. the parent's death,
-// using only the shell's builtin read so that no helper process outlives it. When the server
+// using only the shell's builtin read so that no helper process outlives it. The watcher ignores
+// SIGTERM/SIGINT/SIGHUP: the signal a stopping parent sends the whole group must not end it
+// before the parent is gone, or a server slow to stop (a draining training worker whose Temporal
+// went down with the stack) outlives the parent with no one left to kill it. When the server
 // exits the script kills (SIGKILL: a just-forked subshell may still run the inherited TERM trap)
 // and reaps the watcher, so no orphan (or zombie) keeps the process group alive.
 // The server's pid is printed on stdout so the parent can report it.
@@ -123,6 +126,7 @@ child=$!
 echo "$child"
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
 (
+  trap '' TERM INT HUP
   exec </dev/null >/dev/null
   while read -r _ <&3; do :; done
   kill -TERM "$child" 2>/dev/null || exit 0

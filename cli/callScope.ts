@@ -1,0 +1,59 @@
+/**
+ * The Temporal calls a command keeps pending while it waits (a run's result long poll, progress
+ * queries), so that closing its connection cannot leave one behind.
+ *
+ * Why: a call still pending when the connection closes fails (or had already failed, with the
+ * stack going down at Ctrl-C) with UNAVAILABLE, and the client's gRPC retry interceptor tries it
+ * again from a timer, on a channel that is shut down by then. grpc-js throws "Channel has been
+ * shut down" from that timer: an uncaught exception that ended `ntml sweep start` with exit code 1
+ * instead of 130 after Ctrl-C. A cancelled call (status CANCELLED) is not retried, so close()
+ * cancels every call of the scope first (Connection.withAbortSignal), waits for them to settle,
+ * and only then closes the channel.
+ */
+import type { Connection } from '@temporalio/client';
+import { WaitAborted } from './connection';
+
+export interface CallScope {
+  /** aborted once cancel() begins, or when the command's own signal (the first Ctrl-C) aborts */
+  readonly signal: AbortSignal;
+  /**
+   * Runs `fn`, whose Temporal calls cancel() ends; calls nested anywhere below `fn` belong to the
+   * scope too (the client carries the signal in async context). Once cancelled, rejects at once.
+   */
+  run<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Cancels every call under run() and resolves true once all have settled, or false when some
+   * did not within `settleMs`: a call created after the abort (gRPC subscribes a call to the
+   * signal only when it starts) or one waiting in the retry interceptor's backoff, which a cancel
+   * does not reach. Closing the channel under such a call is what crashes the process.
+   */
+  cancel(settleMs: number): Promise<boolean>;
+}
+
+export function callScope(connection: Pick<Connection, 'withAbortSignal'>, commandSignal?: AbortSignal): CallScope {
+  const controller = new AbortController();
+  const pending = new Set<Promise<unknown>>();
+  const signal = commandSignal ? AbortSignal.any([controller.signal, commandSignal]) : controller.signal;
+  return {
+    signal,
+    run<T>(fn: () => Promise<T>): Promise<T> {
+      if (signal.aborted) return Promise.reject(new WaitAborted());
+      const call = connection.withAbortSignal(signal, fn);
+      pending.add(call);
+      const forget = () => pending.delete(call);
+      call.then(forget, forget);
+      return call;
+    },
+    async cancel(settleMs: number): Promise<boolean> {
+      controller.abort();
+      if (pending.size === 0) return true;
+      let timer: NodeJS.Timeout | undefined;
+      const settled = await Promise.race([
+        Promise.allSettled([...pending]).then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), settleMs))),
+      ]);
+      clearTimeout(timer);
+      return settled;
+    },
+  };
+}
