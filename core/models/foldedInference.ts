@@ -59,6 +59,7 @@ interface WalkNode {
 type Op =
   | { kind: 'conv'; input: number; output: number; filter: TF.Tensor4D; bias: TF.Tensor1D; relu: boolean; strides: [number, number]; pad: 'same' | 'valid'; dilations: [number, number] }
   | { kind: 'relu'; input: number; output: number }
+  | { kind: 'add'; inputs: number[]; output: number }
   | { kind: 'layer'; layer: TF.layers.Layer; inputs: number[]; outputs: number[] };
 
 export interface InferenceGraph {
@@ -198,6 +199,8 @@ function buildOps(nodes: WalkNode[], modelOutputs: number[]): { ops: Op[]; folde
       }
     }
     if (isPlainRelu(node.layer) && node.inputs.length === 1) ops.push({ kind: 'relu', input: node.inputs[0], output: node.outputs[0] });
+    // tfjs-layers' Add copies its first input before summing (an Identity op per residual add)
+    else if (node.layer.getClassName() === 'Add' && node.inputs.length >= 2) ops.push({ kind: 'add', inputs: node.inputs, output: node.outputs[0] });
     else ops.push({ kind: 'layer', layer: node.layer, inputs: node.inputs, outputs: node.outputs });
   }
   return { ops, foldedBatchNorms, foldedRelus };
@@ -259,6 +262,9 @@ export function inferenceGraph(model: TF.LayersModel, folded: boolean = foldedIn
           values.set(op.output, y);
         } else if (op.kind === 'relu') {
           values.set(op.output, tf.relu(read(op.input, 'relu')));
+        } else if (op.kind === 'add') {
+          const terms = op.inputs.map((id) => read(id, 'add'));
+          values.set(op.output, terms.length === 2 ? tf.add(terms[0], terms[1]) : tf.addN(terms));
         } else {
           const inputs = op.inputs.map((id) => read(id, op.layer.name));
           const out = op.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training: false }) as TF.Tensor | TF.Tensor[];
