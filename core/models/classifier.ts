@@ -9,7 +9,7 @@ import type { ImageDataset } from '../data/dataset';
 import { imageBytes } from '../data/dataset';
 
 import type { InputRange } from './names';
-import { inferenceGraph } from './foldedInference';
+import { evaluationGraph } from './graphInference';
 
 export { InputRange } from './names';
 
@@ -84,7 +84,7 @@ export async function predictProbabilities(
   const batchSize = options.batchSize ?? 256;
   const temperature = options.temperature ?? 1;
   const out = new Float32Array(n * k);
-  const graph = inferenceGraph(c.model);
+  const graph = await evaluationGraph(c.model);
   try {
     for (let start = 0; start < n; start += batchSize) {
       const end = Math.min(n, start + batchSize);
@@ -105,7 +105,7 @@ export async function predictLabels(c: Classifier, ds: ImageDataset, batchSize =
   checkCompatible(c, ds);
   const n = ds.labels.length;
   const out = new Int32Array(n);
-  const graph = inferenceGraph(c.model);
+  const graph = await evaluationGraph(c.model);
   try {
     for (let start = 0; start < n; start += batchSize) {
       const end = Math.min(n, start + batchSize);

@@ -56,11 +56,29 @@ interface WalkNode {
 }
 
 /** One call of the inference graph: a folded conv (+ bias + relu), or a layer as tfjs runs it. */
-type Op =
+export type FoldedOp =
   | { kind: 'conv'; input: number; output: number; filter: TF.Tensor4D; bias: TF.Tensor1D; relu: boolean; strides: [number, number]; pad: 'same' | 'valid'; dilations: [number, number] }
   | { kind: 'relu'; input: number; output: number }
   | { kind: 'add'; inputs: number[]; output: number }
   | { kind: 'layer'; layer: TF.layers.Layer; inputs: number[]; outputs: number[] };
+type Op = FoldedOp;
+
+/** The folded graph as a list of ops over symbolic tensor ids (its conv weights owned by the caller). */
+export interface FoldedPlan {
+  input: number;
+  output: number;
+  ops: FoldedOp[];
+  foldedBatchNorms: number;
+  foldedRelus: number;
+}
+
+/** The folded plan of `model`, or why it has none. Dispose the conv ops' filter and bias when done. */
+export function foldedPlan(model: TF.LayersModel): FoldedPlan | string {
+  const walk = graphNodes(model);
+  if (typeof walk === 'string') return walk;
+  if (walk.outputs.length !== 1) return `the model has ${walk.outputs.length} outputs`;
+  return { input: walk.input, output: walk.outputs[0], ...buildOps(walk.nodes, walk.outputs) };
+}
 
 export interface InferenceGraph {
   /** The model's logits for x (inference mode). Call inside tf.tidy: intermediates are not freed early. */
@@ -81,8 +99,15 @@ const OFF = new Set(['0', 'false', 'off', 'no']);
 
 /** NTML_FOLDED_INFERENCE unset or anything but 0/false/off/no: evaluations use the folded graph. */
 export function foldedInferenceRequested(): boolean {
-  const v = process.env.NTML_FOLDED_INFERENCE;
-  return v === undefined || !OFF.has(v.trim().toLowerCase());
+  return foldedInferenceMode() !== 'off';
+}
+
+/** NTML_FOLDED_INFERENCE: 0/false/off/no -> off; "graph" -> one TensorFlow session (./graphInference); else eager. */
+export function foldedInferenceMode(): 'off' | 'eager' | 'graph' {
+  const v = process.env.NTML_FOLDED_INFERENCE?.trim().toLowerCase();
+  if (v === undefined) return 'eager';
+  if (OFF.has(v)) return 'off';
+  return v === 'graph' ? 'graph' : 'eager';
 }
 
 function graphNodes(model: TF.LayersModel): { input: number; outputs: number[]; nodes: WalkNode[] } | string {

@@ -1,10 +1,13 @@
 /**
  * The BN-folded inference graph (core/models/foldedInference) against tfjs-layers' own
  * model.predict, per architecture, with BN statistics far from their 0/1 initial values (set at
- * random, and learned by a few training steps); that evaluations use it, that it leaves the
- * model and the tensor count as they were, and its fallback.
+ * random, and learned by a few training steps), eagerly and as one TensorFlow session
+ * (core/models/graphInference); that evaluations use it, that it leaves the model and the tensor
+ * count as they were, and its fallbacks.
  */
 import { test } from 'node:test';
+import { readdirSync } from 'node:fs';
+import * as os from 'node:os';
 import assert from 'node:assert/strict';
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../core/tf';
@@ -13,7 +16,8 @@ import { generateSyntheticSplits } from '../../core/data/synthetic';
 import { buildModel, type ArchitectureName } from '../../core/models/architectures';
 import { createClassifier } from '../../core/models/layersFormat';
 import { imagesToTensor, predictLabels, predictProbabilities, type Classifier } from '../../core/models/classifier';
-import { inferenceGraph } from '../../core/models/foldedInference';
+import { inferenceGraph, type InferenceGraph } from '../../core/models/foldedInference';
+import { evaluationGraph, sessionInferenceGraph } from '../../core/models/graphInference';
 import { trainClassifier } from '../../core/train/trainClassifier';
 import { TrainRecipe } from '../../core/train/recipe';
 
@@ -72,8 +76,7 @@ function batchNormCount(model: TF.LayersModel): number {
 }
 
 /** Folded logits vs model.predict on one batch: max abs difference, argmax agreement, logit scale. */
-function compare(model: TF.LayersModel, x: TF.Tensor4D): { diff: number; sameArgmax: boolean; scale: number } {
-  const graph = inferenceGraph(model, true);
+function compare(model: TF.LayersModel, x: TF.Tensor4D, graph: InferenceGraph = inferenceGraph(model, true)): { diff: number; sameArgmax: boolean; scale: number } {
   try {
     return tf.tidy(() => {
       const folded = graph.logits(x);
@@ -121,6 +124,51 @@ for (const arch of Object.keys(expected) as (keyof typeof expected)[]) {
   });
 }
 
+const sessionFolders = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('ntml-inference-')).length;
+
+for (const arch of Object.keys(expected) as (keyof typeof expected)[]) {
+  test(`${arch}: the folded graph as one TensorFlow session gives model.predict's logits; no tensor or folder left`, async (t) => {
+    const model = withRandomBatchNorm(buildModel(arch, { height: 32, width: 32, channels: 3 }, 10, 3), 11);
+    const x = images(64, 32, 5);
+    const tensors = tf.memory().numTensors;
+    const folders = sessionFolders();
+    const graph = await sessionInferenceGraph(model);
+    assert.ok(typeof graph !== 'string', `session graph built: ${graph}`);
+    assert.equal(graph.foldedBatchNorms, expected[arch].batchNorms);
+    const r = compare(model, x, graph);
+    t.diagnostic(`max abs logit difference ${r.diff.toExponential(2)}, max |logit| ${r.scale.toFixed(2)}`);
+    assert.ok(r.diff < 1e-4, `max abs logit difference ${r.diff} (max |logit| ${r.scale})`);
+    assert.ok(r.sameArgmax, 'argmax identical on the batch');
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+    assert.equal(sessionFolders(), folders, 'the temporary SavedModel folder is removed');
+    x.dispose();
+    model.dispose();
+  });
+}
+
+test('a layer without a graph form: the session graph says which, and evaluations fall back to the eager folded graph', async () => {
+  const input = tf.input({ shape: [8, 8, 3] });
+  let y = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', useBias: false }).apply(input) as TF.SymbolicTensor;
+  y = tf.layers.batchNormalization().apply(y) as TF.SymbolicTensor;
+  y = tf.layers.flatten().apply(y) as TF.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, activation: 'softmax', name: 'probs' }).apply(y) as TF.SymbolicTensor });
+  assert.match(String(await sessionInferenceGraph(model)), /probs: Dense with activation softmax/);
+  const saved = process.env.NTML_FOLDED_INFERENCE;
+  process.env.NTML_FOLDED_INFERENCE = 'graph';
+  try {
+    const g = await evaluationGraph(model);
+    assert.equal(g.foldedBatchNorms, 1, 'the eager folded graph');
+    const x = images(4, 8, 9);
+    const r = compare(model, x, g);
+    assert.ok(r.diff < 1e-5, `eager fallback vs predict: ${r.diff}`);
+    x.dispose();
+  } finally {
+    if (saved === undefined) delete process.env.NTML_FOLDED_INFERENCE;
+    else process.env.NTML_FOLDED_INFERENCE = saved;
+  }
+  model.dispose();
+});
+
 test('preactResnet18 (BN after an add, not after a conv): unfoldable BNs run as layers, logits still equal', () => {
   const model = withRandomBatchNorm(buildModel('preactResnet18', { height: 16, width: 16, channels: 3 }, 10, 3), 12);
   const x = images(8, 16, 6);
@@ -144,7 +192,7 @@ async function trainedClassifier(arch: ArchitectureName): Promise<{ c: Classifie
   return { c, test };
 }
 
-test('after training steps: predictLabels and predictProbabilities (the evaluation entry points) match model.predict; the model is unchanged', async () => {
+test('after training steps: predictLabels (eager and session) and predictProbabilities (the evaluation entry points) match model.predict; the model is unchanged', async () => {
   const { c, test: ds } = await trainedClassifier('smallCnn');
   const moving = c.model.weights.filter((w) => /moving_mean$/.test(w.originalName))[0].read().dataSync();
   assert.ok(moving.some((v) => Math.abs(v) > 1e-3), 'training moved the BN statistics away from 0');
@@ -154,12 +202,23 @@ test('after training steps: predictLabels and predictProbabilities (the evaluati
   const labels = await predictLabels(c, ds, 50);
   const probs = await predictProbabilities(c, ds, { batchSize: 50 });
   assert.equal(tf.memory().numTensors, tensorsBefore, 'evaluation leaves no tensor behind');
+  const saved = process.env.NTML_FOLDED_INFERENCE;
+  process.env.NTML_FOLDED_INFERENCE = 'graph';
+  let sessionLabels: Int32Array;
+  try {
+    sessionLabels = await predictLabels(c, ds, 50);
+  } finally {
+    if (saved === undefined) delete process.env.NTML_FOLDED_INFERENCE;
+    else process.env.NTML_FOLDED_INFERENCE = saved;
+  }
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'the session path leaves no tensor behind');
 
   const reference = tf.tidy(() => {
     const logits = c.model.predict(imagesToTensor(ds, 0, ds.labels.length, c.meta.inputRange)) as TF.Tensor;
     return { labels: logits.argMax(-1).dataSync() as Int32Array, probs: tf.softmax(logits).dataSync() as Float32Array };
   });
   assert.deepEqual(Array.from(labels), Array.from(reference.labels));
+  assert.deepEqual(Array.from(sessionLabels), Array.from(reference.labels), 'NTML_FOLDED_INFERENCE=graph: same labels');
   let d = 0;
   for (let i = 0; i < probs.length; i++) d = Math.max(d, Math.abs(probs[i] - reference.probs[i]));
   assert.ok(d < 1e-5, `max probability difference ${d}`);
