@@ -14,10 +14,12 @@
  * TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, PyTorch through torch.set_num_threads).
  * Per configuration: a warm-up epoch on 512 images, E timed epochs over N random 32x32x3 images
  * at batch B, then one warm-up and one timed inference pass over the same images at the
- * inference batch size (default B; the same on both sides). Ours times two inference paths in
- * the same process, alternating which goes first by round: the BN-folded graph every evaluation
- * uses (core/models/foldedInference) and the unfolded applyModel pass it replaced
- * (NTML_FOLDED_INFERENCE=0); the ratio to PyTorch is the folded one's. Rounds alternate which
+ * inference batch size (default B; the same on both sides). Ours times three inference paths in
+ * the same process, rotating which goes first by round: the BN-folded graph every evaluation
+ * uses (core/models/foldedInference), the unfolded applyModel pass it replaced
+ * (NTML_FOLDED_INFERENCE=0) and the folded graph as one TensorFlow session per batch
+ * (NTML_FOLDED_INFERENCE=graph, core/models/graphInference); the ratio to PyTorch is the eager
+ * folded one's, the others are reported beside it. Rounds alternate which
  * side goes first. --with-plain adds, in the first round, our loop with
  * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
  * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
@@ -85,6 +87,8 @@ interface RunResult {
   inferenceImagesPerSecond: number;
   /** ours only: the unfolded applyModel pass, timed beside the folded one in the same process */
   unfoldedInferenceImagesPerSecond?: number;
+  /** ours only: the folded graph as one TensorFlow session per batch (NTML_FOLDED_INFERENCE=graph), same process */
+  graphInferenceImagesPerSecond?: number;
   finalLoss: number;
   /** the child process's peak resident memory over its whole life */
   peakRssMiB: number;
@@ -205,6 +209,7 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
     inferenceSeconds: inference.folded,
     inferenceImagesPerSecond: o.images / inference.folded,
     unfoldedInferenceImagesPerSecond: o.images / inference.unfolded,
+    graphInferenceImagesPerSecond: o.images / inference.graph,
     finalLoss: trained.history[trained.history.length - 1].loss,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
     loadAverage,
@@ -214,25 +219,31 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
   };
 }
 
+type InferencePath = 'folded' | 'unfolded' | 'graph';
+const INFERENCE_MODE: Record<InferencePath, string> = { folded: '1', unfolded: '0', graph: 'graph' };
+
 /**
- * Seconds of one predictLabels pass over `data` with the folded graph and with the unfolded
- * applyModel pass, each after its own warm-up pass; which goes first alternates by round, so a
- * drift in machine load within the process does not favour one.
+ * Seconds of one predictLabels pass over `data` on each inference path (NTML_FOLDED_INFERENCE:
+ * the eager folded graph, the unfolded applyModel pass, the folded graph as one TensorFlow
+ * session), each after its own warm-up pass (which for the session includes building it: a
+ * predictLabels call builds its graph, so the timed pass pays that too); the order rotates by
+ * round, so a drift in machine load within the process does not favour one.
  */
-async function timeInference(c: Classifier, data: ImageDataset, batchSize: number, round: number): Promise<{ folded: number; unfolded: number }> {
+async function timeInference(c: Classifier, data: ImageDataset, batchSize: number, round: number): Promise<Record<InferencePath, number>> {
   const saved = process.env.NTML_FOLDED_INFERENCE;
-  const pass = async (folded: boolean): Promise<number> => {
-    process.env.NTML_FOLDED_INFERENCE = folded ? '1' : '0';
+  const pass = async (p: InferencePath): Promise<number> => {
+    process.env.NTML_FOLDED_INFERENCE = INFERENCE_MODE[p];
     await predictLabels(c, data, batchSize); // warm-up of this path
     const t0 = performance.now();
     await predictLabels(c, data, batchSize);
     return (performance.now() - t0) / 1000;
   };
   try {
-    const order = round % 2 === 0 ? [true, false] : [false, true];
-    const seconds = new Map<boolean, number>();
-    for (const folded of order) seconds.set(folded, await pass(folded));
-    return { folded: seconds.get(true)!, unfolded: seconds.get(false)! };
+    const paths: InferencePath[] = ['folded', 'unfolded', 'graph'];
+    const order = paths.map((_, i) => paths[(i + round) % paths.length]);
+    const seconds = {} as Record<InferencePath, number>;
+    for (const p of order) seconds[p] = await pass(p);
+    return seconds;
   } finally {
     if (saved === undefined) delete process.env.NTML_FOLDED_INFERENCE;
     else process.env.NTML_FOLDED_INFERENCE = saved;
@@ -273,9 +284,12 @@ interface Summary {
   inferenceRatios: number[];
   /** ours unfolded (applyModel) / PyTorch, per round */
   unfoldedInferenceRatios: number[];
+  /** ours folded as one session per batch / PyTorch, per round */
+  graphInferenceRatios: number[];
   medianTrainRatio: number;
   medianInferenceRatio: number;
   medianUnfoldedInferenceRatio: number;
+  medianGraphInferenceRatio: number;
 }
 
 function summarise(o: Options, runs: RunResult[]): Summary[] {
@@ -288,9 +302,11 @@ function summarise(o: Options, runs: RunResult[]): Summary[] {
     const trainRatios = pairs.map(([a, b]) => a.trainImagesPerSecond / b.trainImagesPerSecond);
     const inferenceRatios = pairs.map(([a, b]) => a.inferenceImagesPerSecond / b.inferenceImagesPerSecond);
     const unfoldedInferenceRatios = pairs.map(([a, b]) => (a.unfoldedInferenceImagesPerSecond ?? NaN) / b.inferenceImagesPerSecond);
+    const graphInferenceRatios = pairs.map(([a, b]) => (a.graphInferenceImagesPerSecond ?? NaN) / b.inferenceImagesPerSecond);
     return [{
-      arch, trainRatios, inferenceRatios, unfoldedInferenceRatios,
-      medianTrainRatio: median(trainRatios), medianInferenceRatio: median(inferenceRatios), medianUnfoldedInferenceRatio: median(unfoldedInferenceRatios),
+      arch, trainRatios, inferenceRatios, unfoldedInferenceRatios, graphInferenceRatios,
+      medianTrainRatio: median(trainRatios), medianInferenceRatio: median(inferenceRatios),
+      medianUnfoldedInferenceRatio: median(unfoldedInferenceRatios), medianGraphInferenceRatio: median(graphInferenceRatios),
     }];
   });
 }
@@ -302,11 +318,11 @@ function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[],
   const implName: Record<Impl, string> = { ours: 'ours (fast path)', 'ours-plain': 'ours (plain tfjs composition, NTML_FAST_PATH=0; oneDNN on)', pytorch: 'PyTorch' };
   const rows = runs.map(
     (r) =>
-      `| ${r.round + 1} | ${r.arch} | ${implName[r.impl]} | ${f0(r.trainImagesPerSecond)} | ${f0(r.inferenceImagesPerSecond)} | ${r.unfoldedInferenceImagesPerSecond === undefined ? '' : f0(r.unfoldedInferenceImagesPerSecond)} | ${pct(r.dataShare)} | ${f2(r.trainCoresBusy)} | ${f0(r.peakRssMiB)} | ${f2(r.loadAverage)} | ${r.finalLoss.toFixed(3)} |`,
+      `| ${r.round + 1} | ${r.arch} | ${implName[r.impl]} | ${f0(r.trainImagesPerSecond)} | ${f0(r.inferenceImagesPerSecond)} | ${r.unfoldedInferenceImagesPerSecond === undefined ? '' : f0(r.unfoldedInferenceImagesPerSecond)} | ${r.graphInferenceImagesPerSecond === undefined ? '' : f0(r.graphInferenceImagesPerSecond)} | ${pct(r.dataShare)} | ${f2(r.trainCoresBusy)} | ${f0(r.peakRssMiB)} | ${f2(r.loadAverage)} | ${r.finalLoss.toFixed(3)} |`,
   );
   const sums = summary.map(
     (s) =>
-      `| ${s.arch} | ${s.trainRatios.map(f2).join(' / ')} | **${f2(s.medianTrainRatio)}** | ${s.inferenceRatios.map(f2).join(' / ')} | **${f2(s.medianInferenceRatio)}** | ${s.unfoldedInferenceRatios.map(f2).join(' / ')} | ${f2(s.medianUnfoldedInferenceRatio)} |`,
+      `| ${s.arch} | ${s.trainRatios.map(f2).join(' / ')} | **${f2(s.medianTrainRatio)}** | ${s.inferenceRatios.map(f2).join(' / ')} | **${f2(s.medianInferenceRatio)}** | ${s.unfoldedInferenceRatios.map(f2).join(' / ')} | ${f2(s.medianUnfoldedInferenceRatio)} | ${s.graphInferenceRatios.map(f2).join(' / ')} | ${f2(s.medianGraphInferenceRatio)} |`,
   );
   const torch = runs.find((r) => r.impl === 'pytorch')?.torch;
   return [
@@ -317,19 +333,20 @@ function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[],
     `in fresh processes, alternating which goes first. Batch ${o.batchSize}, ${o.images} random 32x32x3 images, ${o.epochs} timed epoch(s)`,
     `after a warm-up epoch on ${o.warmupImages} images, augmentation ${o.augment ? 'random crop (pad 4) + flip' : 'off'}, SGD momentum 0.9,`,
     `weight decay 5e-4; inference: one timed pass over the same images at batch ${o.inferenceBatchSize} after a warm-up pass (ours: predictLabels`,
-    `through the BN-folded inference graph, and beside it in the same process, alternating which goes first, the unfolded`,
-    `applyModel pass it replaced; PyTorch: eval + inference_mode). ${o.threads} threads on both sides.`,
+    `through the BN-folded inference graph, and beside it in the same process, rotating which goes first, the unfolded`,
+    `applyModel pass it replaced and the folded graph as one TensorFlow session per batch, NTML_FOLDED_INFERENCE=graph, its`,
+    `build included; PyTorch: eval + inference_mode). ${o.threads} threads on both sides.`,
     '',
     '## Ratio ours / PyTorch (images per second; above 1 = we are faster)',
     '',
-    '| model | training, per round | training median | inference (folded), per round | inference (folded) median | inference (unfolded), per round | inference (unfolded) median |',
-    '|---|---|---|---|---|---|---|',
+    '| model | training, per round | training median | inference (folded), per round | inference (folded) median | inference (unfolded), per round | inference (unfolded) median | inference (folded, one session), per round | inference (session) median |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...sums,
     '',
     '## Runs',
     '',
-    '| round | model | implementation | train img/s | inference img/s (ours: folded) | inference img/s (ours: unfolded) | data loading + augmentation share of training | cores busy in training | peak RSS MiB | load avg at start |  final loss |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| round | model | implementation | train img/s | inference img/s (ours: folded) | inference img/s (ours: unfolded) | inference img/s (ours: folded, one session) | data loading + augmentation share of training | cores busy in training | peak RSS MiB | load avg at start |  final loss |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     `1-minute load average ${info.loadStart.toFixed(2)} at the start and ${info.loadEnd.toFixed(2)} at the end, on ${m.logicalCores} cores; total ${info.totalSeconds.toFixed(0)} s.`,
@@ -366,7 +383,7 @@ async function main() {
     console.log(
       `round ${r.round + 1} ${r.arch.padEnd(8)} ${r.impl.padEnd(10)} train ${r.trainImagesPerSecond.toFixed(0).padStart(5)} img/s  ` +
         `inference ${r.inferenceImagesPerSecond.toFixed(0).padStart(5)} img/s` +
-        `${r.unfoldedInferenceImagesPerSecond === undefined ? '' : ` (unfolded ${r.unfoldedInferenceImagesPerSecond.toFixed(0)})`}  data ${(100 * r.dataShare).toFixed(1)}%  ` +
+        `${r.unfoldedInferenceImagesPerSecond === undefined ? '' : ` (unfolded ${r.unfoldedInferenceImagesPerSecond.toFixed(0)}, session ${r.graphInferenceImagesPerSecond?.toFixed(0)})`}  data ${(100 * r.dataShare).toFixed(1)}%  ` +
         `peak RSS ${r.peakRssMiB.toFixed(0)} MiB  load ${r.loadAverage.toFixed(2)}`,
     );
   };
@@ -384,7 +401,8 @@ async function main() {
     console.log(
       `${s.arch}: ours/PyTorch training ${s.trainRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianTrainRatio.toFixed(2)}), ` +
         `inference folded ${s.inferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianInferenceRatio.toFixed(2)}), ` +
-        `unfolded ${s.unfoldedInferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianUnfoldedInferenceRatio.toFixed(2)})`,
+        `unfolded ${s.unfoldedInferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianUnfoldedInferenceRatio.toFixed(2)}), ` +
+        `session ${s.graphInferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianGraphInferenceRatio.toFixed(2)})`,
     );
   }
   const info = { date: new Date().toISOString(), loadStart, loadEnd: os.loadavg()[0], totalSeconds: (performance.now() - t0) / 1000 };
