@@ -234,7 +234,9 @@ const loggedFallbacks = new Set<string>();
 export async function evaluationGraph(model: TF.LayersModel): Promise<InferenceGraph> {
   const mode = foldedInferenceMode();
   if (mode !== 'graph') return inferenceGraph(model, mode === 'eager');
-  const g = await sessionInferenceGraph(model);
+  // a session that cannot be built (no writable temporary folder, a graph TensorFlow refuses)
+  // costs the evaluation its speed-up, never its result
+  const g = await sessionInferenceGraph(model).catch((err: unknown) => `building the session failed: ${(err as Error).message.split('\n')[0]}`);
   if (typeof g !== 'string') return g;
   const line = `ntml: inference of model "${model.name}" runs as eager ops, not one graph: ${g}`;
   if (!loggedFallbacks.has(line)) {

@@ -169,6 +169,30 @@ test('a layer without a graph form: the session graph says which, and evaluation
   model.dispose();
 });
 
+test('a session that cannot be built (no writable temporary folder) leaves evaluations on the eager folded graph', async () => {
+  const model = withRandomBatchNorm(buildModel('tinyCnn', { height: 32, width: 32, channels: 3 }, 10, 3), 14);
+  const saved = { tmp: process.env.TMPDIR, mode: process.env.NTML_FOLDED_INFERENCE };
+  process.env.TMPDIR = '/nonexistent/ntml-tmp';
+  process.env.NTML_FOLDED_INFERENCE = 'graph';
+  try {
+    await assert.rejects(sessionInferenceGraph(model), /ENOENT/);
+    const tensors = tf.memory().numTensors;
+    const g = await evaluationGraph(model);
+    assert.equal(g.foldedBatchNorms, 3);
+    const x = images(8, 32, 10);
+    const r = compare(model, x, g);
+    assert.ok(r.diff < 1e-4 && r.sameArgmax, `eager fallback vs predict: ${r.diff}`);
+    x.dispose();
+    assert.equal(tf.memory().numTensors, tensors, 'the failed build left no folded weights behind');
+  } finally {
+    for (const [k, v] of [['TMPDIR', saved.tmp], ['NTML_FOLDED_INFERENCE', saved.mode]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  model.dispose();
+});
+
 test('preactResnet18 (BN after an add, not after a conv): unfoldable BNs run as layers, logits still equal', () => {
   const model = withRandomBatchNorm(buildModel('preactResnet18', { height: 16, width: 16, channels: 3 }, 10, 3), 12);
   const x = images(8, 16, 6);
