@@ -102,12 +102,16 @@ export function foldedInferenceRequested(): boolean {
   return foldedInferenceMode() !== 'off';
 }
 
-/** NTML_FOLDED_INFERENCE: 0/false/off/no -> off; "graph" -> one TensorFlow session (./graphInference); else eager. */
+const ON = new Set(['', '1', 'true', 'on', 'yes', 'eager']);
+
+/** NTML_FOLDED_INFERENCE: unset or 1/true/on/yes/eager -> eager; 0/false/off/no -> off; graph -> one TensorFlow session (./graphInference). */
 export function foldedInferenceMode(): 'off' | 'eager' | 'graph' {
-  const v = process.env.NTML_FOLDED_INFERENCE?.trim().toLowerCase();
-  if (v === undefined) return 'eager';
+  const raw = process.env.NTML_FOLDED_INFERENCE;
+  const v = raw?.trim().toLowerCase();
+  if (v === undefined || ON.has(v)) return 'eager';
   if (OFF.has(v)) return 'off';
-  return v === 'graph' ? 'graph' : 'eager';
+  if (v === 'graph') return 'graph';
+  throw new Error(`NTML_FOLDED_INFERENCE must be 1 (the eager folded graph), graph (one TensorFlow session) or 0 (unfolded), got "${raw}"`);
 }
 
 function graphNodes(model: TF.LayersModel): { input: number; outputs: number[]; nodes: WalkNode[] } | string {

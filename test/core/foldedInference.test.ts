@@ -263,6 +263,8 @@ test('NTML_FOLDED_INFERENCE=0 and an unwalkable model fall back to the unfolded 
     assert.match(plain.fallbackReason ?? '', /NTML_FOLDED_INFERENCE=0/);
     const d = tf.tidy(() => maxAbsDiff(plain.logits(x), model.predict(x) as TF.Tensor));
     assert.ok(d < 1e-4, `unfolded vs predict: ${d}`);
+    process.env.NTML_FOLDED_INFERENCE = 'grpah';
+    assert.throws(() => inferenceGraph(model), /NTML_FOLDED_INFERENCE must be 1 .*, got "grpah"/);
   } finally {
     if (saved === undefined) delete process.env.NTML_FOLDED_INFERENCE;
     else process.env.NTML_FOLDED_INFERENCE = saved;
