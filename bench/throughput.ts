@@ -4,8 +4,8 @@
  * (bench/reference/pytorch_throughput.py), alternated in one run on the same machine.
  *
  *   node dist/bench/throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B]
- *       [--threads T] [--archs resnet20,smallCnn] [--augment on|off] [--with-plain] [--no-pytorch]
- *       [--out DIR] [--name BASE]
+ *       [--inference-batch-size B] [--threads T] [--archs resnet20,smallCnn] [--augment on|off]
+ *       [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]
  *
  * Every configuration runs in a fresh child process (ours: this file with --worker; PyTorch:
  * the reference script in a virtual environment under ~/.cache/ntml/bench-venv, created from
@@ -13,8 +13,14 @@
  * no run inherits another's allocations. Both sides get the same thread count (tfjs through
  * TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, PyTorch through torch.set_num_threads).
  * Per configuration: a warm-up epoch on 512 images, E timed epochs over N random 32x32x3 images
- * at batch B, then one warm-up and one timed inference pass over the same images. Rounds
- * alternate which side goes first. --with-plain adds, in the first round, our loop with
+ * at batch B, then one warm-up and one timed inference pass over the same images at the
+ * inference batch size (default B; the same on both sides). Ours times three inference paths in
+ * the same process, rotating which goes first by round: the BN-folded graph every evaluation
+ * uses (core/models/foldedInference), the unfolded applyModel pass it replaced
+ * (NTML_FOLDED_INFERENCE=0) and the folded graph as one TensorFlow session per batch
+ * (NTML_FOLDED_INFERENCE=graph, core/models/graphInference); the ratio to PyTorch is the eager
+ * folded one's, the others are reported beside it. Rounds alternate which
+ * side goes first. --with-plain adds, in the first round, our loop with
  * NTML_FAST_PATH=0 (the plain tfjs composition) as the before-picture.
  * Writes bench/results/<BASE>.json and <BASE>.md (BASE: throughput). A benchmark: never run in CI.
  */
@@ -25,7 +31,7 @@ import { tf } from '../core/tf';
 import { Rng } from '../core/rng';
 import type { ImageDataset } from '../core/data/dataset';
 import { createClassifier } from '../core/models/layersFormat';
-import { predictLabels } from '../core/models/classifier';
+import { predictLabels, type Classifier } from '../core/models/classifier';
 import { trainClassifier } from '../core/train/trainClassifier';
 import { loopTimings } from '../core/train/epochLoop';
 import { useFastPath } from '../core/train/fast';
@@ -43,6 +49,8 @@ interface Options {
   images: number;
   epochs: number;
   batchSize: number;
+  /** batch of the inference passes, both sides */
+  inferenceBatchSize: number;
   warmupImages: number;
   threads: number;
   archs: ArchitectureName[];
@@ -73,8 +81,14 @@ interface RunResult {
   dataShare: number;
   /** process CPU seconds per wall second during the timed training */
   trainCoresBusy: number;
+  inferenceBatchSize?: number;
   inferenceSeconds: number;
+  /** ours: the folded inference graph (what evaluations run) */
   inferenceImagesPerSecond: number;
+  /** ours only: the unfolded applyModel pass, timed beside the folded one in the same process */
+  unfoldedInferenceImagesPerSecond?: number;
+  /** ours only: the folded graph as one TensorFlow session per batch (NTML_FOLDED_INFERENCE=graph), same process */
+  graphInferenceImagesPerSecond?: number;
   finalLoss: number;
   /** the child process's peak resident memory over its whole life */
   peakRssMiB: number;
@@ -89,13 +103,14 @@ interface RunResult {
 const root = findRepoRoot(__dirname) ?? process.cwd();
 
 const USAGE =
-  'usage: throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B] [--threads T] [--archs a,b] [--augment on|off] [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]';
+  'usage: throughput.js [--rounds R] [--images N] [--epochs E] [--batch-size B] [--inference-batch-size B] [--threads T] [--archs a,b] [--augment on|off] [--with-plain] [--no-pytorch] [--out DIR] [--name BASE]';
 
 const OPTIONS: OptionSpecs = {
   rounds: { type: 'string' },
   images: { type: 'string' },
   epochs: { type: 'string' },
   'batch-size': { type: 'string' },
+  'inference-batch-size': { type: 'string' },
   threads: { type: 'string' },
   archs: { type: 'string' },
   augment: { type: 'string' },
@@ -111,11 +126,13 @@ const OPTIONS: OptionSpecs = {
 
 export function parseOptions(argv: string[]): Options & { worker?: { arch: ArchitectureName; round: number; plain: boolean } } {
   const a = parseBenchArgs(argv, OPTIONS, USAGE);
+  const batchSize = a.integer('batch-size', 128);
   const o: Options = {
     rounds: a.integer('rounds', 3),
     images: a.integer('images', 2560),
     epochs: a.integer('epochs', 1),
-    batchSize: a.integer('batch-size', 128),
+    batchSize,
+    inferenceBatchSize: a.integer('inference-batch-size', batchSize),
     warmupImages: 512,
     threads: a.integer('threads', os.availableParallelism()),
     archs: a.list('archs', architectureNames, ['resnet20', 'smallCnn']),
@@ -170,10 +187,7 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
   const dataSeconds = loopTimings.batchAssemblySeconds - assembly0;
   const tensorsAfterTraining = tf.memory().numTensors;
 
-  await predictLabels(c, data, o.batchSize); // warm-up of the inference path
-  t0 = performance.now();
-  await predictLabels(c, data, o.batchSize);
-  const inferenceSeconds = (performance.now() - t0) / 1000;
+  const inference = await timeInference(c, data, o.inferenceBatchSize, round);
   c.model.dispose();
   return {
     impl: plain ? 'ours-plain' : 'ours',
@@ -191,8 +205,11 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
     epochImagesPerSecond: trained.history.map((h) => h.images / h.seconds),
     dataShare: dataSeconds / trainSeconds,
     trainCoresBusy: (cpu.user + cpu.system) / 1e6 / trainSeconds,
-    inferenceSeconds,
-    inferenceImagesPerSecond: o.images / inferenceSeconds,
+    inferenceBatchSize: o.inferenceBatchSize,
+    inferenceSeconds: inference.folded,
+    inferenceImagesPerSecond: o.images / inference.folded,
+    unfoldedInferenceImagesPerSecond: o.images / inference.unfolded,
+    graphInferenceImagesPerSecond: o.images / inference.graph,
     finalLoss: trained.history[trained.history.length - 1].loss,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
     loadAverage,
@@ -202,13 +219,44 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
   };
 }
 
+type InferencePath = 'folded' | 'unfolded' | 'graph';
+const INFERENCE_MODE: Record<InferencePath, string> = { folded: '1', unfolded: '0', graph: 'graph' };
+
+/**
+ * Seconds of one predictLabels pass over `data` on each inference path (NTML_FOLDED_INFERENCE:
+ * the eager folded graph, the unfolded applyModel pass, the folded graph as one TensorFlow
+ * session), each after its own warm-up pass (which for the session includes building it: a
+ * predictLabels call builds its graph, so the timed pass pays that too); the order rotates by
+ * round, so a drift in machine load within the process does not favour one.
+ */
+async function timeInference(c: Classifier, data: ImageDataset, batchSize: number, round: number): Promise<Record<InferencePath, number>> {
+  const saved = process.env.NTML_FOLDED_INFERENCE;
+  const pass = async (p: InferencePath): Promise<number> => {
+    process.env.NTML_FOLDED_INFERENCE = INFERENCE_MODE[p];
+    await predictLabels(c, data, batchSize); // warm-up of this path
+    const t0 = performance.now();
+    await predictLabels(c, data, batchSize);
+    return (performance.now() - t0) / 1000;
+  };
+  try {
+    const paths: InferencePath[] = ['folded', 'unfolded', 'graph'];
+    const order = paths.map((_, i) => paths[(i + round) % paths.length]);
+    const seconds = {} as Record<InferencePath, number>;
+    for (const p of order) seconds[p] = await pass(p);
+    return seconds;
+  } finally {
+    if (saved === undefined) delete process.env.NTML_FOLDED_INFERENCE;
+    else process.env.NTML_FOLDED_INFERENCE = saved;
+  }
+}
+
 // --- the driver --------------------------------------------------------------------------------
 
 async function runOurs(o: Options, arch: ArchitectureName, round: number, plain: boolean): Promise<RunResult> {
   const args = [
     __filename, '--worker', arch, '--round', String(round + 1), ...(plain ? ['--plain'] : []),
     '--images', String(o.images), '--epochs', String(o.epochs), '--batch-size', String(o.batchSize),
-    '--threads', String(o.threads), '--augment', o.augment ? 'on' : 'off',
+    '--inference-batch-size', String(o.inferenceBatchSize), '--threads', String(o.threads), '--augment', o.augment ? 'on' : 'off',
   ];
   const env = {
     ...process.env,
@@ -222,7 +270,7 @@ async function runPytorch(o: Options, python: string, arch: ArchitectureName, ro
   const loadAverage = os.loadavg()[0];
   const args = [
     path.join(reference, 'pytorch_throughput.py'), '--arch', arch, '--images', String(o.images), '--epochs', String(o.epochs),
-    '--batch-size', String(o.batchSize), '--warmup-images', String(o.warmupImages), '--threads', String(o.threads),
+    '--batch-size', String(o.batchSize), '--inference-batch-size', String(o.inferenceBatchSize), '--warmup-images', String(o.warmupImages), '--threads', String(o.threads),
     '--augment', o.augment ? '1' : '0',
   ];
   const r = await runChild<RunResult>(python, args, { ...process.env, PYTHONUNBUFFERED: '1' });
@@ -232,9 +280,16 @@ async function runPytorch(o: Options, python: string, arch: ArchitectureName, ro
 interface Summary {
   arch: ArchitectureName;
   trainRatios: number[];
+  /** ours folded / PyTorch, per round */
   inferenceRatios: number[];
+  /** ours unfolded (applyModel) / PyTorch, per round */
+  unfoldedInferenceRatios: number[];
+  /** ours folded as one session per batch / PyTorch, per round */
+  graphInferenceRatios: number[];
   medianTrainRatio: number;
   medianInferenceRatio: number;
+  medianUnfoldedInferenceRatio: number;
+  medianGraphInferenceRatio: number;
 }
 
 function summarise(o: Options, runs: RunResult[]): Summary[] {
@@ -246,7 +301,13 @@ function summarise(o: Options, runs: RunResult[]): Summary[] {
     if (pairs.length === 0) return [];
     const trainRatios = pairs.map(([a, b]) => a.trainImagesPerSecond / b.trainImagesPerSecond);
     const inferenceRatios = pairs.map(([a, b]) => a.inferenceImagesPerSecond / b.inferenceImagesPerSecond);
-    return [{ arch, trainRatios, inferenceRatios, medianTrainRatio: median(trainRatios), medianInferenceRatio: median(inferenceRatios) }];
+    const unfoldedInferenceRatios = pairs.map(([a, b]) => (a.unfoldedInferenceImagesPerSecond ?? NaN) / b.inferenceImagesPerSecond);
+    const graphInferenceRatios = pairs.map(([a, b]) => (a.graphInferenceImagesPerSecond ?? NaN) / b.inferenceImagesPerSecond);
+    return [{
+      arch, trainRatios, inferenceRatios, unfoldedInferenceRatios, graphInferenceRatios,
+      medianTrainRatio: median(trainRatios), medianInferenceRatio: median(inferenceRatios),
+      medianUnfoldedInferenceRatio: median(unfoldedInferenceRatios), medianGraphInferenceRatio: median(graphInferenceRatios),
+    }];
   });
 }
 
@@ -257,11 +318,11 @@ function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[],
   const implName: Record<Impl, string> = { ours: 'ours (fast path)', 'ours-plain': 'ours (plain tfjs composition, NTML_FAST_PATH=0; oneDNN on)', pytorch: 'PyTorch' };
   const rows = runs.map(
     (r) =>
-      `| ${r.round + 1} | ${r.arch} | ${implName[r.impl]} | ${f0(r.trainImagesPerSecond)} | ${f0(r.inferenceImagesPerSecond)} | ${pct(r.dataShare)} | ${f2(r.trainCoresBusy)} | ${f0(r.peakRssMiB)} | ${f2(r.loadAverage)} | ${r.finalLoss.toFixed(3)} |`,
+      `| ${r.round + 1} | ${r.arch} | ${implName[r.impl]} | ${f0(r.trainImagesPerSecond)} | ${f0(r.inferenceImagesPerSecond)} | ${r.unfoldedInferenceImagesPerSecond === undefined ? '' : f0(r.unfoldedInferenceImagesPerSecond)} | ${r.graphInferenceImagesPerSecond === undefined ? '' : f0(r.graphInferenceImagesPerSecond)} | ${pct(r.dataShare)} | ${f2(r.trainCoresBusy)} | ${f0(r.peakRssMiB)} | ${f2(r.loadAverage)} | ${r.finalLoss.toFixed(3)} |`,
   );
   const sums = summary.map(
     (s) =>
-      `| ${s.arch} | ${s.trainRatios.map(f2).join(' / ')} | **${f2(s.medianTrainRatio)}** | ${s.inferenceRatios.map(f2).join(' / ')} | **${f2(s.medianInferenceRatio)}** |`,
+      `| ${s.arch} | ${s.trainRatios.map(f2).join(' / ')} | **${f2(s.medianTrainRatio)}** | ${s.inferenceRatios.map(f2).join(' / ')} | **${f2(s.medianInferenceRatio)}** | ${s.unfoldedInferenceRatios.map(f2).join(' / ')} | ${f2(s.medianUnfoldedInferenceRatio)} | ${s.graphInferenceRatios.map(f2).join(' / ')} | ${f2(s.medianGraphInferenceRatio)} |`,
   );
   const torch = runs.find((r) => r.impl === 'pytorch')?.torch;
   return [
@@ -271,19 +332,21 @@ function markdown(o: Options, m: Machine, runs: RunResult[], summary: Summary[],
     `the project's training loop (core/train/trainClassifier) and the PyTorch reference (bench/reference/pytorch_throughput.py)`,
     `in fresh processes, alternating which goes first. Batch ${o.batchSize}, ${o.images} random 32x32x3 images, ${o.epochs} timed epoch(s)`,
     `after a warm-up epoch on ${o.warmupImages} images, augmentation ${o.augment ? 'random crop (pad 4) + flip' : 'off'}, SGD momentum 0.9,`,
-    `weight decay 5e-4; inference: one timed pass over the same images after a warm-up pass (ours: predictLabels; PyTorch:`,
-    `eval + inference_mode). ${o.threads} threads on both sides.`,
+    `weight decay 5e-4; inference: one timed pass over the same images at batch ${o.inferenceBatchSize} after a warm-up pass (ours: predictLabels`,
+    `through the BN-folded inference graph, and beside it in the same process, rotating which goes first, the unfolded`,
+    `applyModel pass it replaced and the folded graph as one TensorFlow session per batch, NTML_FOLDED_INFERENCE=graph, its`,
+    `build included; PyTorch: eval + inference_mode). ${o.threads} threads on both sides.`,
     '',
     '## Ratio ours / PyTorch (images per second; above 1 = we are faster)',
     '',
-    '| model | training, per round | training median | inference, per round | inference median |',
-    '|---|---|---|---|---|',
+    '| model | training, per round | training median | inference (folded), per round | inference (folded) median | inference (unfolded), per round | inference (unfolded) median | inference (folded, one session), per round | inference (session) median |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...sums,
     '',
     '## Runs',
     '',
-    '| round | model | implementation | train img/s | inference img/s | data loading + augmentation share of training | cores busy in training | peak RSS MiB | load avg at start |  final loss |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| round | model | implementation | train img/s | inference img/s (ours: folded) | inference img/s (ours: unfolded) | inference img/s (ours: folded, one session) | data loading + augmentation share of training | cores busy in training | peak RSS MiB | load avg at start |  final loss |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     `1-minute load average ${info.loadStart.toFixed(2)} at the start and ${info.loadEnd.toFixed(2)} at the end, on ${m.logicalCores} cores; total ${info.totalSeconds.toFixed(0)} s.`,
@@ -319,7 +382,8 @@ async function main() {
     runs.push(r);
     console.log(
       `round ${r.round + 1} ${r.arch.padEnd(8)} ${r.impl.padEnd(10)} train ${r.trainImagesPerSecond.toFixed(0).padStart(5)} img/s  ` +
-        `inference ${r.inferenceImagesPerSecond.toFixed(0).padStart(5)} img/s  data ${(100 * r.dataShare).toFixed(1)}%  ` +
+        `inference ${r.inferenceImagesPerSecond.toFixed(0).padStart(5)} img/s` +
+        `${r.unfoldedInferenceImagesPerSecond === undefined ? '' : ` (unfolded ${r.unfoldedInferenceImagesPerSecond.toFixed(0)}, session ${r.graphInferenceImagesPerSecond?.toFixed(0)})`}  data ${(100 * r.dataShare).toFixed(1)}%  ` +
         `peak RSS ${r.peakRssMiB.toFixed(0)} MiB  load ${r.loadAverage.toFixed(2)}`,
     );
   };
@@ -336,7 +400,9 @@ async function main() {
   for (const s of summary) {
     console.log(
       `${s.arch}: ours/PyTorch training ${s.trainRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianTrainRatio.toFixed(2)}), ` +
-        `inference ${s.inferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianInferenceRatio.toFixed(2)})`,
+        `inference folded ${s.inferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianInferenceRatio.toFixed(2)}), ` +
+        `unfolded ${s.unfoldedInferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianUnfoldedInferenceRatio.toFixed(2)}), ` +
+        `session ${s.graphInferenceRatios.map((r) => r.toFixed(2)).join(' ')} (median ${s.medianGraphInferenceRatio.toFixed(2)})`,
     );
   }
   const info = { date: new Date().toISOString(), loadStart, loadEnd: os.loadavg()[0], totalSeconds: (performance.now() - t0) / 1000 };

@@ -103,6 +103,10 @@ test('throughput: its documented flags parse with their defaults kept; an unknow
     [o.rounds, o.images, o.epochs, o.batchSize, o.threads, o.archs, o.augment, o.withPlain, o.pytorch, o.out, o.name],
     [1, 256, 2, 64, 1, ['smallCnn'], false, true, false, path.resolve('y'), 'tp'],
   );
+  assert.equal(d.inferenceBatchSize, 128, 'inference batch defaults to the training batch');
+  assert.equal(parseOptions(['--batch-size', '64']).inferenceBatchSize, 64);
+  assert.equal(parseOptions(['--batch-size', '64', '--inference-batch-size', '512']).inferenceBatchSize, 512);
+  refuses(() => parseOptions(['--inference-batch-size', '0']), /--inference-batch-size/);
   assert.deepEqual(parseOptions(['--worker', 'smallCnn', '--round', '2', '--plain']).worker, { arch: 'smallCnn', round: 1, plain: true });
   refuses(() => parseOptions(['--augment', 'maybe']), /--augment must be one of on, off, got "maybe"/);
   refuses(() => parseOptions(['--round', '2']), /--round is only for .*--worker/);

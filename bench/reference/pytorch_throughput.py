@@ -144,11 +144,13 @@ def main() -> None:
     p.add_argument("--images", type=int, default=2560)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--inference-batch-size", type=int, default=None, help="default: --batch-size")
     p.add_argument("--warmup-images", type=int, default=512)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--augment", type=int, choices=[0, 1], default=1)
     p.add_argument("--learning-rate", type=float, default=0.05)
     a = p.parse_args()
+    inference_batch = a.inference_batch_size or a.batch_size
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -172,9 +174,9 @@ def main() -> None:
     )
     cores_busy = (time.process_time() - cpu0) / seconds
 
-    infer(model, images, a.batch_size)
+    infer(model, images, inference_batch)
     t0 = time.perf_counter()
-    infer(model, images, a.batch_size)
+    infer(model, images, inference_batch)
     inference_seconds = time.perf_counter() - t0
 
     print(json.dumps({
@@ -193,6 +195,7 @@ def main() -> None:
         "epochImagesPerSecond": [a.images / s for s in epoch_seconds],
         "dataShare": data_seconds / seconds,
         "trainCoresBusy": cores_busy,
+        "inferenceBatchSize": inference_batch,
         "inferenceSeconds": inference_seconds,
         "inferenceImagesPerSecond": a.images / inference_seconds,
         "finalLoss": loss,

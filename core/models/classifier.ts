@@ -9,7 +9,7 @@ import type { ImageDataset } from '../data/dataset';
 import { imageBytes } from '../data/dataset';
 
 import type { InputRange } from './names';
-import { applyModel } from '../train/fast';
+import { evaluationGraph } from './graphInference';
 
 export { InputRange } from './names';
 
@@ -69,7 +69,10 @@ function checkCompatible(c: Classifier, ds: ImageDataset): void {
   }
 }
 
-/** Softmax probabilities (row-major, size x numClasses), inference mode, no augmentation. */
+/**
+ * Softmax probabilities (row-major, size x numClasses), inference mode, no augmentation; through
+ * the BN-folded inference graph (./foldedInference), derived from the current weights per call.
+ */
 export async function predictProbabilities(
   c: Classifier,
   ds: ImageDataset,
@@ -81,14 +84,19 @@ export async function predictProbabilities(
   const batchSize = options.batchSize ?? 256;
   const temperature = options.temperature ?? 1;
   const out = new Float32Array(n * k);
-  for (let start = 0; start < n; start += batchSize) {
-    const end = Math.min(n, start + batchSize);
-    const probs = tf.tidy(() => {
-      const logits = applyModel(c.model, imagesToTensor(ds, start, end, c.meta.inputRange), false);
-      return tf.softmax(temperature === 1 ? logits : tf.div(logits, temperature));
-    });
-    out.set(await probs.data(), start * k);
-    probs.dispose();
+  const graph = await evaluationGraph(c.model);
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const end = Math.min(n, start + batchSize);
+      const probs = tf.tidy(() => {
+        const logits = graph.logits(imagesToTensor(ds, start, end, c.meta.inputRange));
+        return tf.softmax(temperature === 1 ? logits : tf.div(logits, temperature));
+      });
+      out.set(await probs.data(), start * k);
+      probs.dispose();
+    }
+  } finally {
+    graph.dispose();
   }
   return out;
 }
@@ -97,13 +105,16 @@ export async function predictLabels(c: Classifier, ds: ImageDataset, batchSize =
   checkCompatible(c, ds);
   const n = ds.labels.length;
   const out = new Int32Array(n);
-  for (let start = 0; start < n; start += batchSize) {
-    const end = Math.min(n, start + batchSize);
-    const pred = tf.tidy(() =>
-      tf.argMax(applyModel(c.model, imagesToTensor(ds, start, end, c.meta.inputRange), false), -1),
-    );
-    out.set(await pred.data(), start);
-    pred.dispose();
+  const graph = await evaluationGraph(c.model);
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const end = Math.min(n, start + batchSize);
+      const pred = tf.tidy(() => tf.argMax(graph.logits(imagesToTensor(ds, start, end, c.meta.inputRange)), -1));
+      out.set(await pred.data(), start);
+      pred.dispose();
+    }
+  } finally {
+    graph.dispose();
   }
   return out;
 }
