@@ -21,7 +21,7 @@ import { predictLabels, type Classifier } from '../core/models/classifier';
 import { accuracy } from '../core/metrics';
 import { backendKind, nativeTensorflowVersion } from '../core/tf';
 import { excludeProbes, probeKnownTriggers } from '../core/audit/probes';
-import { reverseEngineerTrigger } from '../core/audit/neuralCleanse';
+import { classGroups, reverseEngineerTriggers } from '../core/audit/neuralCleanse';
 import { summarizeScan, type NcClassDone } from '../core/audit/scanSummary';
 import { reversedTriggerPng } from '../core/audit/triggerImage';
 import { deliverAuditNotification } from '../core/audit/webhook';
@@ -149,8 +149,9 @@ export async function probeAuditTriggers(input: { model: ArtifactRef; reference:
 }
 
 /**
- * Reverse-engineers one trigger per class. Finished classes travel in the heartbeat
- * details, so a retried attempt (worker lost) continues with the next class.
+ * Reverse-engineers one trigger per class, the classes of a group sharing each step (all of them
+ * by default). Finished classes travel in the heartbeat details, so a retried attempt (worker
+ * lost) continues with the classes not finished yet.
  */
 export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; reference: ArtifactRef; policy: AuditPolicy }): Promise<NcSummary> {
   const ctx = Context.current();
@@ -161,21 +162,23 @@ export async function scanAuditNeuralCleanse(input: { model: ArtifactRef; refere
   const classes = await withModelAndReference(input.model, input.reference, async (c, ref, host) => {
     // the keep-alive repeats the last details: the classes finished so far, resumed ones included
     host.progress({ done: [...done.values()] });
-    for (let target = 0; target < c.meta.numClasses; target++) {
-      if (done.has(target)) continue;
-      const t = await reverseEngineerTrigger(c, ref, target, o, (step) => {
+    const pending = Array.from({ length: c.meta.numClasses }, (_, k) => k).filter((k) => !done.has(k));
+    for (const group of classGroups(pending)) {
+      const triggers = await reverseEngineerTriggers(c, ref, group, o, (step) => {
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('audit cancelled');
-        host.progress({ done: [...done.values()], current: { targetClass: target, step } });
+        host.progress({ done: [...done.values()], current: { targetClasses: group, step } });
       });
-      const image = await artifactStore().put(reversedTriggerPng(t.mask, t.pattern, ref));
-      done.set(target, {
-        targetClass: target,
-        maskL1: t.maskL1,
-        attackSuccessRate: t.attackSuccessRate,
-        reachedThreshold: t.reachedThreshold,
-        finalCost: t.finalCost,
-        image,
-      });
+      for (const t of triggers) {
+        const image = await artifactStore().put(reversedTriggerPng(t.mask, t.pattern, ref));
+        done.set(t.targetClass, {
+          targetClass: t.targetClass,
+          maskL1: t.maskL1,
+          attackSuccessRate: t.attackSuccessRate,
+          reachedThreshold: t.reachedThreshold,
+          finalCost: t.finalCost,
+          image,
+        });
+      }
       host.progress({ done: [...done.values()] });
     }
     return [...done.values()].sort((a, b) => a.targetClass - b.targetClass);

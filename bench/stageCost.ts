@@ -425,7 +425,7 @@ async function auditStages(o: Options, standard: Classifier, d: Awaited<ReturnTy
     images: scan.out.classes.reduce((s, t) => s + t.steps, 0) * Math.min(nc.batchSize, size),
     passesPerImage: per(F + BI),
     extraEquivalents: 0,
-    notes: `${classes} classes x ${nc.stepsPerClass} steps of batch ${nc.batchSize}: F + BI to the mask and pattern each`,
+    notes: `${classes} classes x ${nc.stepsPerClass} steps of batch ${nc.batchSize}, all classes stacked in one step (${classes} x ${nc.batchSize} images): F + BI to the masks and patterns`,
   });
   const probes = await timed(() => probeKnownTriggers(standard, reference));
   const probed = probes.out.probes.filter((p) => p.status === 'probed').length;

@@ -50,6 +50,17 @@ interface BatchNormInternals {
   movingVariance: LayerVariableRef;
 }
 
+interface ConvInternals {
+  rank: number;
+  kernel: LayerVariableRef;
+  bias: LayerVariableRef | null;
+  strides: [number, number];
+  padding: 'valid' | 'same' | 'causal';
+  dataFormat: 'channelsFirst' | 'channelsLast';
+  dilationRate: [number, number];
+  activation: { getClassName(): string; apply(x: TF.Tensor): TF.Tensor };
+}
+
 // layers whose masks would have to be threaded through the graph; models with them keep model.apply
 const MASKING_LAYERS = new Set(['Masking', 'Embedding']);
 
@@ -145,16 +156,40 @@ function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean)
   return r.y;
 }
 
+/**
+ * A Conv2D layer on tf.conv2d (+ bias, + its activation) instead of the layer's fused conv2d:
+ * the fused op's gradient computes the filter and bias gradients eagerly, while tf.conv2d's
+ * gradient computes each input's part only when the tape asks for it, so a backward to the
+ * model's input alone (weights held constant) skips Conv2DBackpropFilter. Same function.
+ */
+function inputGradientConv(layer: TF.layers.Layer, x: TF.Tensor): TF.Tensor | undefined {
+  const conv = layer as unknown as ConvInternals;
+  if (layer.getClassName() !== 'Conv2D' || conv.rank !== 2 || conv.dataFormat !== 'channelsLast' || conv.padding === 'causal' || x.rank !== 4) {
+    return undefined;
+  }
+  let y: TF.Tensor = tf.conv2d(x as TF.Tensor4D, conv.kernel.read() as TF.Tensor4D, conv.strides, conv.padding, 'NHWC', conv.dilationRate);
+  if (conv.bias) y = tf.add(y, conv.bias.read());
+  return conv.activation.getClassName() === 'Linear' ? y : conv.activation.apply(y);
+}
+
 /** Whether `model` runs through fastApply's own graph walk (one input, no masking layers). */
 export function supportsFastApply(model: TF.LayersModel): boolean {
   return planOf(model) !== undefined;
+}
+
+export interface FastApplyOptions {
+  /**
+   * only gradients to the input will be taken (the weights are constants, as in trigger
+   * reverse-engineering): convolutions run unfused so their backward skips the filter gradient
+   */
+  inputGradientsOnly?: boolean;
 }
 
 /**
  * model.apply(x, { training }) with fused BN and ReLU kernels; falls back to model.apply for
  * models whose graph it does not handle. Call inside tf.tidy (intermediates are not freed early).
  */
-export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean): TF.Tensor | TF.Tensor[] {
+export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean, options: FastApplyOptions = {}): TF.Tensor | TF.Tensor[] {
   const plan = planOf(model);
   if (!plan) return model.apply(x, { training }) as TF.Tensor | TF.Tensor[];
   const values = new Map<number, TF.Tensor>([[plan.input, x]]);
@@ -168,7 +203,8 @@ export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean
     if (step.kind === 'batchNorm') outputs = [batchNormLayer(step.layer, inputs[0], training)];
     else if (step.kind === 'relu') outputs = [fastRelu(inputs[0])];
     else {
-      const out = step.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training }) as TF.Tensor | TF.Tensor[];
+      const conv = options.inputGradientsOnly && inputs.length === 1 ? inputGradientConv(step.layer, inputs[0]) : undefined;
+      const out = conv ?? (step.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training }) as TF.Tensor | TF.Tensor[]);
       outputs = Array.isArray(out) ? out : [out];
     }
     step.outputs.forEach((id, i) => values.set(id, outputs[i]));
