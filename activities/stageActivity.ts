@@ -130,7 +130,7 @@ export async function stageActivity<I extends StageInput, O extends object>(
       withOutageHeartbeats(async () => {
         const cfg = parseConfig(input.config);
         const enabled = input.cache !== false && (declaration.cacheable?.(cfg) ?? true);
-        const key = stageKey(declaration, cfg, input);
+        const key = stageKey(declaration, cfg, input, (await declaration.contentKeyed?.(cfg)) ?? {});
         const view = declaredView(cfg, declaration.stage, declaration.reads);
         return cachedStage(declaration, key, enabled, () => withHost((host) => run(view, host)));
       }),

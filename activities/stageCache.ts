@@ -29,6 +29,12 @@ export interface StageDeclaration<I> {
   params?(input: I): Record<string, unknown>;
   /** false when an input is read from a place whose content may change under the same name */
   cacheable?(config: PurifyConfig): boolean;
+  /**
+   * declared reads keyed by the content of what they name instead of the name (a data folder's
+   * files, not its path): the values here replace those of `reads` in the key. Asynchronous
+   * because it reads files; the stage activity awaits it before deriving the key.
+   */
+  contentKeyed?(config: PurifyConfig): Promise<Record<string, unknown>>;
 }
 
 export interface CacheEntry<T> {
@@ -39,12 +45,13 @@ export interface CacheEntry<T> {
   output: T;
 }
 
-export function stageKey<I>(declaration: StageDeclaration<I>, config: PurifyConfig, input: I): string {
+/** `content`: what `declaration.contentKeyed` gave for this config (it replaces those reads' values). */
+export function stageKey<I>(declaration: StageDeclaration<I>, config: PurifyConfig, input: I, content: Record<string, unknown> = {}): string {
   const inputs = Object.fromEntries(Object.entries(declaration.inputs(input)).map(([name, ref]) => [name, digestOf(ref)]));
   const material = {
     stage: declaration.stage,
     version: declaration.version,
-    config: declaredValues(config, declaration.reads),
+    config: { ...declaredValues(config, declaration.reads), ...content },
     inputs,
     params: declaration.params?.(input) ?? {},
   };
