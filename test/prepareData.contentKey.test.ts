@@ -81,6 +81,34 @@ test('prepareData: the same CIFAR-10 bytes at another path hit the cache; one ch
   await fsp.rm(root, { recursive: true, force: true });
 });
 
+test("prepareData: Narcissus's trigger checkpoints, filed under the key, are found with the same bytes at another path", { timeout: 300_000 }, async () => {
+  const root = await fsp.mkdtemp(path.join(tmpdir(), 'ntml-prepare-narcissus-'));
+  const a = path.join(root, 'machine-a', 'cifar-10-batches-bin');
+  const b = path.join(root, 'machine-b', 'cifar-10-batches-bin');
+  await cifarFolder(a);
+  await fsp.cp(a, b, { recursive: true });
+  const narcissus = (p: string) => ({
+    ...config(p),
+    attack: { name: 'narcissus', target: 0, rate: 0.05, surrogateArch: 'tinyCnn', surrogateEpochs: 1, warmupRounds: 1, triggerRounds: 20, batchSize: 32, pood: { format: 'synthetic', size: 100, numClasses: 4 } },
+  });
+  const env = new MockActivityEnvironment();
+  const run = async (p: string): Promise<Prepared> => (await env.run(prepareData, { config: narcissus(p) })) as unknown as Prepared;
+  const first = await run(a);
+  assert.equal(first.cached, false);
+  const record = (await artifactStore().listRecords(`checkpoints/stage/${first.cacheKey}/`)).find((k) => k.endsWith('/poisonTrigger'));
+  assert.ok(record, 'the trigger optimisation checkpointed under the stage key');
+  const rounds = Math.max(...(await artifactStore().getRecord<Array<{ epoch: number }>>(record))!.map((e) => e.epoch));
+  // the stage unfinished (as a bundle's stage in progress arrives on a new machine): only its checkpoints remain
+  await artifactStore().deleteRecord(`cache/prepareData/${first.cacheKey}`);
+  const second = await run(b);
+  assert.equal(second.cacheKey, first.cacheKey);
+  assert.equal(second.cached, false);
+  assert.equal(second.resumedFromEpoch, rounds, 'the trigger continued from its newest round, not from round 0');
+  assert.deepEqual(second.poison?.triggerParameters, first.poison?.triggerParameters, 'the same trigger');
+  assert.equal(second.train.sha256, first.train.sha256);
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
 test('prepareData: data that names no folder (synthetic) keeps the key of its declared reads alone', async () => {
   const cfg = parsePurifyConfig({ mode: 'evaluation', tier: 'ci', data: { format: 'synthetic' }, attack: { name: 'badnets' } });
   assert.deepEqual(await prepareDataStage.contentKeyed!(cfg), {});
