@@ -81,7 +81,7 @@ test('prepareData: the same CIFAR-10 bytes at another path hit the cache; one ch
   await fsp.rm(root, { recursive: true, force: true });
 });
 
-test("prepareData: Narcissus's trigger checkpoints, filed under the key, are found with the same bytes at another path", { timeout: 300_000 }, async () => {
+test("prepareData: Narcissus's trigger checkpoints, filed under the key, are found with the same bytes at another path, and those filed under the former path-hashed key still are", { timeout: 300_000 }, async () => {
   const root = await fsp.mkdtemp(path.join(tmpdir(), 'ntml-prepare-narcissus-'));
   const a = path.join(root, 'machine-a', 'cifar-10-batches-bin');
   const b = path.join(root, 'machine-b', 'cifar-10-batches-bin');
@@ -106,6 +106,17 @@ test("prepareData: Narcissus's trigger checkpoints, filed under the key, are fou
   assert.equal(second.resumedFromEpoch, rounds, 'the trigger continued from its newest round, not from round 0');
   assert.deepEqual(second.poison?.triggerParameters, first.poison?.triggerParameters, 'the same trigger');
   assert.equal(second.train.sha256, first.train.sha256);
+
+  // a store written before content keys: the trigger's checkpoints under the path-hashed key alone
+  const store = artifactStore();
+  const pathKeyed = stageKey(prepareDataStage, parsePurifyConfig(narcissus(b)), { config: {} });
+  assert.notEqual(pathKeyed, first.cacheKey);
+  await store.putRecord(`checkpoints/stage/${pathKeyed}/poisonTrigger`, await store.getRecord(record));
+  await store.deleteRecord(record);
+  await store.deleteRecord(`cache/prepareData/${first.cacheKey}`);
+  const third = await run(b);
+  assert.equal(third.resumedFromEpoch, rounds, 'resumed from the checkpoints filed under the former, path-hashed key');
+  assert.deepEqual(third.poison?.triggerParameters, first.poison?.triggerParameters);
   await fsp.rm(root, { recursive: true, force: true });
 });
 
