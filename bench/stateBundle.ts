@@ -7,7 +7,9 @@
  * What stays out, and why (each is regenerated from the seed with the same digests, so the
  * later stages' cache keys still match):
  * - prepareData: the data sets and poisoned copies (and Narcissus's learned trigger, stored
- *   inline in its poison record);
+ *   inline in its poison record). Its key hashes the data's content, not the folder's path, so
+ *   a trigger still being optimised (its checkpoint exported with `--in-progress`) continues on
+ *   a machine whose CIFAR-10 copy lies elsewhere;
  * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
  *   training is the attacker's run and its entry references the poisoned training set and the
  *   clean splits it materialised. Its backdoored model still comes with the cells' reports, and
