@@ -14,7 +14,7 @@ import type { ArtifactRef, OutageState } from '../store';
 import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
 import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
 import { artifactStore, heartbeatDetails } from './context';
-import { runningComputation } from './stageCache';
+import { formerComputation, runningComputation } from './stageCache';
 import { epochTelemetry } from '../telemetry/epochs';
 import { draining, drainedAfterEpoch } from './drain';
 import type { PrepareControl } from '../core/attacks/attack';
@@ -112,7 +112,10 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
   const ctx = Context.current();
   const store = artifactStore();
   const fromHeartbeat = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
-  const fromRecord = (await store.getRecord<CheckpointEntry[]>(recordKey(stage))) ?? [];
+  let fromRecord = (await store.getRecord<CheckpointEntry[]>(recordKey(stage))) ?? [];
+  // none under the key: those filed under the computation's key before content keys (stageCache.ts)
+  const former = formerComputation();
+  if (fromRecord.length === 0 && former) fromRecord = (await store.getRecord<CheckpointEntry[]>(computationCheckpointKey(former, stage))) ?? [];
   const candidates = [...fromRecord];
   // a heartbeat of another stage (or phase) of this activity is not a checkpoint of this one
   if (fromHeartbeat?.checkpoint && fromHeartbeat.stage === stage && !candidates.some((c) => c.checkpoint.sha256 === fromHeartbeat.checkpoint!.sha256)) {

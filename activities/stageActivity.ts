@@ -130,9 +130,12 @@ export async function stageActivity<I extends StageInput, O extends object>(
       withOutageHeartbeats(async () => {
         const cfg = parseConfig(input.config);
         const enabled = input.cache !== false && (declaration.cacheable?.(cfg) ?? true);
-        const key = stageKey(declaration, cfg, input);
+        const content = (await declaration.contentKeyed?.(cfg)) ?? {};
+        const key = stageKey(declaration, cfg, input, content);
         const view = declaredView(cfg, declaration.stage, declaration.reads);
-        return cachedStage(declaration, key, enabled, () => withHost((host) => run(view, host)));
+        // checkpoints filed under the key as it was before content keys are still resumed from
+        const former = Object.keys(content).length ? stageKey(declaration, cfg, input) : undefined;
+        return cachedStage(declaration, key, enabled, () => withHost((host) => run(view, host)), former);
       }),
     ),
   );

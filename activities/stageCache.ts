@@ -29,6 +29,12 @@ export interface StageDeclaration<I> {
   params?(input: I): Record<string, unknown>;
   /** false when an input is read from a place whose content may change under the same name */
   cacheable?(config: PurifyConfig): boolean;
+  /**
+   * declared reads keyed by the content of what they name instead of the name (a data folder's
+   * files, not its path): the values here replace those of `reads` in the key. Asynchronous
+   * because it reads files; the stage activity awaits it before deriving the key.
+   */
+  contentKeyed?(config: PurifyConfig): Promise<Record<string, unknown>>;
 }
 
 export interface CacheEntry<T> {
@@ -39,12 +45,13 @@ export interface CacheEntry<T> {
   output: T;
 }
 
-export function stageKey<I>(declaration: StageDeclaration<I>, config: PurifyConfig, input: I): string {
+/** `content`: what `declaration.contentKeyed` gave for this config (it replaces those reads' values). */
+export function stageKey<I>(declaration: StageDeclaration<I>, config: PurifyConfig, input: I, content: Record<string, unknown> = {}): string {
   const inputs = Object.fromEntries(Object.entries(declaration.inputs(input)).map(([name, ref]) => [name, digestOf(ref)]));
   const material = {
     stage: declaration.stage,
     version: declaration.version,
-    config: declaredValues(config, declaration.reads),
+    config: { ...declaredValues(config, declaration.reads), ...content },
     inputs,
     params: declaration.params?.(input) ?? {},
   };
@@ -62,6 +69,7 @@ function refsIn(value: unknown, out: ArtifactRef[] = []): ArtifactRef[] {
 }
 
 const computations = new WeakMap<Context, string>();
+const formerComputations = new WeakMap<Context, string>();
 
 /**
  * The stage key of the cacheable computation this activity is running, if any. Its
@@ -73,6 +81,15 @@ export function runningComputation(): string | undefined {
 }
 
 /**
+ * The key the running computation had before its declaration keyed some reads by content
+ * (prepareData's key hashed the data folder's path): a stage with no checkpoint under its key
+ * resumes from those filed under this one, so a trigger optimised before the change goes on.
+ */
+export function formerComputation(): string | undefined {
+  return formerComputations.get(Context.current());
+}
+
+/**
  * Returns the cached output of the stage for `key`, or computes, stores and returns it.
  * `enabled: false` always computes (and still records the result).
  */
@@ -81,6 +98,8 @@ export async function cachedStage<T extends object>(
   key: string,
   enabled: boolean,
   compute: () => Promise<T>,
+  /** the key before content keys (see formerComputation), when it differs */
+  formerKey?: string,
 ): Promise<T & { cached: boolean; cacheKey: string }> {
   const store = artifactStore();
   const recordKey = `cache/${stage.stage}/${key}`;
@@ -93,6 +112,7 @@ export async function cachedStage<T extends object>(
   }
   // the checkpoints of a computation whose inputs are not content-addressed stay with their run
   if (enabled) computations.set(Context.current(), key);
+  if (enabled && formerKey && formerKey !== key) formerComputations.set(Context.current(), formerKey);
   const output = await compute();
   const entry: CacheEntry<T> = { stage: stage.stage, version: stage.version, key, createdAt: new Date().toISOString(), output };
   await store.putRecord(recordKey, entry);

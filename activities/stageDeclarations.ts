@@ -6,6 +6,8 @@
  * A declared path covers everything under it (`attack` covers `attack.rate`).
  */
 import type { StageDeclaration } from './stageCache';
+import { dataContentFingerprint } from '../core/data/contentFingerprint';
+import { locationFreeData } from '../schemas/sweep';
 import type { ArtifactRef, DataRefs } from '../workflows/contract';
 
 export interface StageInput {
@@ -24,6 +26,8 @@ const builtInArchitecture = (cfg: { model: object }) => 'arch' in cfg.model;
 // 4: the training set excludes the clean reserve (D_c is the defender's own data); the
 //    poisoning rate is a fraction of that training set
 // 5: the output references the records' source indices (DataRefs.sourceIndices)
+// (not bumped when the key began hashing the data's content instead of its folder's path: the
+// output is the same, and synthetic data, which names no folder, keeps its key and its entries)
 export const prepareDataStage: StageDeclaration<StageInput> = {
   stage: 'prepareData',
   version: 5,
@@ -31,6 +35,13 @@ export const prepareDataStage: StageDeclaration<StageInput> = {
   inputs: () => ({}),
   // user files may change under the same path: only generated/evaluation data is cached
   cacheable: (cfg) => cfg.mode === 'evaluation',
+  // the data folder by its files' content (the digest cell ids hash, memoised per file), so the
+  // same CIFAR-10 bytes at another path (a bench/state bundle imported on another machine) give
+  // the same key, and Narcissus's trigger, optimised here and checkpointed under the key, resumes
+  contentKeyed: async (cfg) => {
+    const content = cfg.data ? await dataContentFingerprint(cfg.data) : undefined;
+    return content ? { data: locationFreeData(cfg.data as unknown as Record<string, unknown>, content) } : {};
+  },
 };
 
 // 2: Input-Aware's generators on the checkpointable core Adam (same update rule)

@@ -7,10 +7,18 @@
  * What stays out, and why (each is regenerated from the seed with the same digests, so the
  * later stages' cache keys still match):
  * - prepareData: the data sets and poisoned copies (and Narcissus's learned trigger, stored
- *   inline in its poison record);
+ *   inline in its poison record). Its key hashes the data's content, not the folder's path, so
+ *   a trigger still being optimised (its checkpoint exported with `--in-progress`) continues on
+ *   a machine whose CIFAR-10 copy lies elsewhere;
  * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
  *   training is the attacker's run and its entry references the poisoned training set and the
- *   clean splits it materialised. Its backdoored model still comes with the cells' reports.
+ *   clean splits it materialised. Its backdoored model still comes with the cells' reports, and
+ *   the run's final checkpoint comes in its place (store/inProgress.ts finalCheckpoints: the
+ *   classifier, both generators, the optimisers' buffers and RNG positions at the last epoch,
+ *   no data set), listed in the manifest's `selection.leftOutCheckpoints`. On a fresh store the
+ *   stage then resumes at its last epoch: it trains no epoch, materialises the poisoned set
+ *   from the restored generators with the same digests, and stores the entry again, so every
+ *   later stage's key matches the imported entries.
  * With `--in-progress` (run-cpu.sh passes it) it also holds the newest checkpoint of each stage the
  * sweep's unfinished cells were running (store/inProgress.ts): a stage of 2-3 hours (Input-Aware's
  * attacker run, Narcissus) never ends within one sitting, and a sitting on a fresh machine then
@@ -24,6 +32,7 @@ import {
   atomicWriteFile,
   collectBundle,
   encodeBundle,
+  finalCheckpoints,
   inProgressExport,
   sha256Hex,
   sweepRecordKeys,
@@ -59,6 +68,8 @@ export interface BenchState {
   content: BundleContent;
   /** cache records left out because their output carries data sets */
   leftOut: string[];
+  /** the final checkpoint of each left-out entry's computation, exported in its place */
+  leftOutCheckpoints: LeftOutCheckpoint[];
   cells: number;
   /**
    * the data folders the cells' configs name (`data.path`, absolute: `format: auto` resolves
@@ -68,6 +79,17 @@ export interface BenchState {
   dataPaths: string[];
   /** the stages in progress exported (with `inProgress`) */
   inProgress?: InProgressExport;
+}
+
+/** A left-out cache entry's final checkpoint, as the manifest lists it. */
+export interface LeftOutCheckpoint {
+  /** checkpoints/stage/<stage key>/<phase> */
+  record: string;
+  /** the cache entry it stands for */
+  entry: string;
+  epoch: number;
+  sha256: string;
+  bytes: number;
 }
 
 const datasetMagic = Buffer.from(DATASET_MAGIC, 'latin1');
@@ -96,11 +118,28 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
     keep.push(key);
   }
   const running = options.inProgress ? await inProgressExport(store, new Set(selection.unfinishedCells)) : undefined;
+  // what makes a left-out stage cheap on a fresh store: its final checkpoint (no data set in it)
+  const entryOf = new Map(leftOut.map((k) => [k.split('/')[2], k]));
+  const finals = await finalCheckpoints(store, new Set(entryOf.keys()));
+  const leftOutCheckpoints: LeftOutCheckpoint[] = finals.checkpoints.map((c) => ({
+    record: c.key,
+    entry: entryOf.get(c.computation)!,
+    epoch: c.epoch,
+    sha256: c.checkpoint.sha256,
+    bytes: c.checkpoint.bytes,
+  }));
+  const values = new Map<string, unknown>([...(running?.values ?? []), ...finals.checkpoints.map((c) => [c.key, c.value] as const)]);
   const content = await collectBundle(
     store,
-    [...keep, ...(running?.recordKeys ?? [])],
-    { sweep, stages: [...BENCH_STATE_STAGES].sort(), benchState: true, ...(running ? { inProgress: running.manifest } : {}) },
-    running?.values,
+    [...keep, ...(running?.recordKeys ?? []), ...finals.checkpoints.map((c) => c.key)],
+    {
+      sweep,
+      stages: [...BENCH_STATE_STAGES].sort(),
+      benchState: true,
+      ...(running ? { inProgress: running.manifest } : {}),
+      ...(leftOutCheckpoints.length ? { leftOutCheckpoints } : {}),
+    },
+    values,
   );
   for (const a of content.artifacts) {
     if (Buffer.from(a.data.buffer, a.data.byteOffset, Math.min(a.data.byteLength, datasetMagic.length)).equals(datasetMagic)) {
@@ -119,7 +158,7 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
     const path = (JSON.parse(Buffer.from(r.data).toString('utf8')) as { config?: { data?: { path?: unknown } } }).config?.data?.path;
     if (typeof path === 'string') dataPaths.add(path);
   }
-  return { content, leftOut, cells: selection.cells, dataPaths: [...dataPaths].sort(), ...(running ? { inProgress: running } : {}) };
+  return { content, leftOut, leftOutCheckpoints, cells: selection.cells, dataPaths: [...dataPaths].sort(), ...(running ? { inProgress: running } : {}) };
 }
 
 /** Writes the state bundle to `out`; returns its size and digest. */
@@ -153,7 +192,13 @@ async function main(argv: string[]): Promise<number> {
     await withStore(process, async (store) => {
       const s = await exportBenchState(store, sweep, out, { inProgress: rest.includes('--in-progress') });
       if (s.inProgress) reportInProgress(s.inProgress, process);
-      for (const k of s.leftOut) process.stderr.write(`left out ${k}: its output carries data sets (regenerated from the seed)\n`);
+      for (const k of s.leftOut) {
+        const finals = s.leftOutCheckpoints.filter((c) => c.entry === k);
+        const carried = finals.length
+          ? `; in its place its final checkpoint${finals.length > 1 ? 's' : ''} ${finals.map((c) => `${c.record} (epoch ${c.epoch}, ${mib(c.bytes)})`).join(', ')}: a fresh store resumes the stage at its last epoch`
+          : '; no checkpoint of it is in the store: a fresh store reruns the stage';
+        process.stderr.write(`left out ${k}: its output carries data sets (regenerated from the seed)${carried}\n`);
+      }
       for (const p of s.dataPaths) process.stderr.write(`note: the cells ran on the data folder ${p}; a later sitting finds them with the same bytes in any folder (cell ids hash the content)\n`);
       process.stdout.write(`wrote ${out}: ${s.cells} cells, ${s.content.records.length} records, ${s.content.artifacts.length} artifacts, ${mib(s.bytes)}, sha256 ${s.sha256}\n`);
     });

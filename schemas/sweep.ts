@@ -140,7 +140,7 @@ export function dataLocations(data: unknown): Array<{ field: string; location: s
 }
 
 /** `data` with its locations replaced by their content digest: what a cell id hashes. */
-function locationFreeData(data: Record<string, unknown>, content: string): Record<string, unknown> {
+export function locationFreeData(data: Record<string, unknown>, content: string): Record<string, unknown> {
   const { path: _path, train, test, ...rest } = data;
   const split = (s: unknown) => {
     if (!s || typeof s !== 'object') return s;

@@ -166,3 +166,42 @@ export function checkpointListHolds(existing: unknown, imported: unknown): boole
   const incoming = imported.filter(isEntry);
   return incoming.length > 0 && incoming.length === imported.length && incoming.every((e) => held.has(`${e.epoch}:${e.checkpoint.sha256}`));
 }
+
+/**
+ * The final checkpoints of finished computations whose cache entries a bench bundle leaves out
+ * (their output carries data sets: Input-Aware's attacker run). A finished stage keeps its
+ * checkpoint list in the store (only `ntml store gc` without keepCheckpoints reclaims it); its
+ * newest entry holds everything the run ended with (for Input-Aware the classifier, both
+ * generators, every optimiser's buffers and the RNG positions) and no data set. Imported into
+ * a fresh store, it makes the same computation resume at its last epoch: it trains no epoch
+ * and only materialises its outputs again, deterministically from the seed.
+ * `computations`: the stage keys (cache/<stage>/<key>'s key). Returns each phase's record cut
+ * to its newest verifying entry; `unreadable` lists records none of whose entries verifies.
+ */
+export async function finalCheckpoints(
+  store: ArtifactStore,
+  computations: ReadonlySet<string>,
+): Promise<{ checkpoints: Array<Omit<InProgressCheckpoint, 'cellId'>>; unreadable: string[] }> {
+  const out: { checkpoints: Array<Omit<InProgressCheckpoint, 'cellId'>>; unreadable: string[] } = { checkpoints: [], unreadable: [] };
+  for (const computation of [...computations].sort()) {
+    for (const key of (await store.listRecords(`${STAGE_CHECKPOINT_PREFIX}${computation}/`)).sort()) {
+      const [, phase, ...rest] = key.slice(STAGE_CHECKPOINT_PREFIX.length).split('/');
+      if (!phase || rest.length) continue;
+      const record = await store.getRecord<unknown>(key);
+      const entries = Array.isArray(record) ? record.filter(isEntry).sort((a, b) => b.epoch - a.epoch) : [];
+      let chosen: CheckpointEntryShape | undefined;
+      for (const e of entries) {
+        if (await store.verify(e.checkpoint)) {
+          chosen = e;
+          break;
+        }
+      }
+      if (!chosen) {
+        out.unreadable.push(key);
+        continue;
+      }
+      out.checkpoints.push({ key, value: [chosen], computation, phase, epoch: chosen.epoch, checkpoint: chosen.checkpoint });
+    }
+  }
+  return out;
+}

@@ -30,7 +30,7 @@ export {
 } from './outage';
 export { BundleError, collectBundle, decodeBundle, encodeBundle, importBundle, type BundleContent, type BundleManifest, type ImportResult } from './bundle';
 export { CELLS_SELECTION, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
-export { advanceCheckpointList, checkpointListHolds, inProgressCheckpoints, inProgressExport, STAGE_CHECKPOINT_PREFIX, type InProgressCheckpoint, type InProgressExport, type InProgressSelection } from './inProgress';
+export { advanceCheckpointList, checkpointListHolds, finalCheckpoints, inProgressCheckpoints, inProgressExport, STAGE_CHECKPOINT_PREFIX, type InProgressCheckpoint, type InProgressExport, type InProgressSelection } from './inProgress';
 
 /**
  * Opens a store at "s3://bucket[/prefix]", "file:///abs/dir", or a plain directory path

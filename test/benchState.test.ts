@@ -5,8 +5,8 @@
  * stack (its own Temporal and S3, as two machines would have): the first runs the cells and
  * exports bench state without data sets; the second imports it, finds every cell finished, and
  * exports the same bytes again. Then the exporter's filters on a hand-made store: an entry whose
- * output carries data sets (Input-Aware's attacker run) is left out, and a record naming a
- * file:// location is refused.
+ * output carries data sets (Input-Aware's attacker run) is left out, its newest verifying
+ * checkpoint exported in its place, and a record naming a file:// location is refused.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -87,7 +87,7 @@ test('run-cpu.sh: a sitting exports state without data; a sitting on a fresh sta
   assert.equal(readFileSync(path.join(dir, 'results', 'tiny-state', 'report.md'), 'utf8'), report, 'the regenerated report differs');
 });
 
-test('the exporter leaves out entries whose output carries data sets, and refuses file:// locations', async () => {
+test('the exporter leaves out entries whose output carries data sets (their final checkpoint in their place), and refuses file:// locations', async () => {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bench-filter-'));
   const store = new FileArtifactStore(root);
   // refs named as the S3 store names them (the store finds objects by sha256 alone)
@@ -118,12 +118,29 @@ test('the exporter leaves out entries whose output carries data sets, and refuse
   await store.putRecord('sweeps/s/cells/c1', cell('c1', keys.plain));
   await store.putRecord('sweeps/s/cells/c2', cell('c2', keys.ia));
 
+  // the checkpoint lists both runs left in the store; the attacker run's newest (epoch 4) does not verify
+  const checkpoints = await Promise.all([1, 2, 3].map((e) => put(Buffer.from(`IAD checkpoint, epoch ${e}`))));
+  const lost = { uri: 's3://ntml/ntml/artifacts/lost', sha256: 'd'.repeat(64), bytes: 9 };
+  const iaList = [...checkpoints.map((checkpoint, i) => ({ epoch: i + 1, checkpoint, workflowId: 'sweep-s--c2' })), { epoch: 4, checkpoint: lost, workflowId: 'sweep-s--c2' }];
+  await store.putRecord(`checkpoints/stage/${keys.ia}/inputaware`, iaList);
+  const plainCheckpoint = await put(Buffer.from('standard checkpoint'));
+  await store.putRecord(`checkpoints/stage/${keys.plain}/standard`, [{ epoch: 1, checkpoint: plainCheckpoint, workflowId: 'sweep-s--c1' }]);
+
   const state = await collectBenchState(store, 's');
   assert.deepEqual(state.leftOut, [`cache/standardTraining/${keys.ia}`]);
-  assert.deepEqual(state.content.records.map((r) => r.key), [`cache/standardTraining/${keys.plain}`, 'sweeps/s/cells/c1', 'sweeps/s/cells/c2', 'sweeps/s/spec']);
+  const finalRecord = `checkpoints/stage/${keys.ia}/inputaware`;
+  assert.deepEqual(state.content.records.map((r) => r.key), [`cache/standardTraining/${keys.plain}`, finalRecord, 'sweeps/s/cells/c1', 'sweeps/s/cells/c2', 'sweeps/s/spec']);
   const shas = state.content.artifacts.map((a) => a.sha256);
   assert.ok(shas.includes(iaModel.sha256), "the attacker-trained model still comes with the cells' reports");
   assert.ok(!shas.includes(dataset.sha256), 'no data set');
+  // in the left-out entry's place: its newest verifying checkpoint alone, listed in the manifest
+  const final = { record: finalRecord, entry: `cache/standardTraining/${keys.ia}`, epoch: 3, sha256: checkpoints[2].sha256, bytes: checkpoints[2].bytes };
+  assert.deepEqual(state.leftOutCheckpoints, [final]);
+  assert.deepEqual(state.content.manifest.selection.leftOutCheckpoints, [final]);
+  assert.deepEqual(JSON.parse(Buffer.from(state.content.records.find((r) => r.key === finalRecord)!.data).toString('utf8')), [iaList[2]]);
+  assert.ok(shas.includes(checkpoints[2].sha256));
+  assert.ok(!shas.includes(checkpoints[0].sha256) && !shas.includes(checkpoints[1].sha256), 'not the earlier epochs');
+  assert.ok(!shas.includes(plainCheckpoint.sha256), "a stage whose entry is in the bundle brings no checkpoint");
 
   // a data set reached through a JSON artifact is refused, naming it
   const sneaky = await put(Buffer.from(JSON.stringify({ models: { standard: model, final: model }, extra: dataset })));
