@@ -109,7 +109,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
     assert.equal(badnets.worstClass, 0);
     assert.ok(badnets.worstAsr! >= 90, `BadNets probe ASR ${badnets.worstAsr}`);
     // measured: class 0's reversed trigger is the smallest by far (L1 7.7; next class 9 at 27.1, median 83.4);
-    // its anomaly index (1.25) stays under 2 because the gratings' natural classes spread so widely
+    // its anomaly index stays under 2 because the gratings' natural classes spread so widely
     assert.equal(nc.smallestClass, 0);
     const others = nc.classes.filter((c) => c.targetClass !== 0).map((c) => c.maskL1);
     assert.ok(nc.classes[0].maskL1 < Math.min(...others) / 2, `class 0 L1 ${nc.classes[0].maskL1} vs others ${others}`);
