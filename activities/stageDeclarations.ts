@@ -51,7 +51,8 @@ export const standardTrainingStage: StageDeclaration<DataInput> = {
   stage: 'standardTraining',
   version: 4,
   // `attack`: training-controlled attacks run here (Input-Aware trains its generators, WaNet
-  // poisons every batch: its mode, rate, grid and augmentation); others come in through `train`
+  // poisons every batch: its mode, rate, grid and augmentation; either's `epochs`, the length of
+  // the attacker's run); others come in through `train`
   reads: ['model', 'training', 'seed', 'attack'],
   inputs: ({ data }) => ({ train: data.train, eligible: data.attackTraining?.eligibleIndices, test: data.test }),
   cacheable: builtInArchitecture,

@@ -37,7 +37,7 @@ if [ ${#specs[@]} -eq 0 ]; then
   # the order of the protocol (docs/protocol.md): the backdoored models, the NT-ML screen on them
   # (issue 20), the WaNet and target-class diagnostics, the baselines, then the table; the NT-ML
   # screens of bench/specs that predate the protocol are history and run only when named
-  specs=(attacks-cpu ntml-six-dev wanet-tc-cpu targets-cpu defenses-cpu table-cpu)
+  specs=(attacks-cpu wanet-epochs-cpu ntml-six-dev wanet-tc-cpu targets-cpu defenses-cpu table-cpu)
 fi
 for name in "${specs[@]}"; do
   [ -f "$specs_dir/$name.yaml" ] || { echo "run-cpu: no spec $specs_dir/$name.yaml" >&2; exit 2; }

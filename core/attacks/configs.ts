@@ -10,12 +10,30 @@
 import { z } from 'zod';
 import { ArchitectureName } from '../models/names';
 
+/**
+ * Why `epochs` is refused where the attacker only hands over data: the run that trains on it is
+ * the defender's standard training (`training.epochs`), not the attacker's to set.
+ */
+export const poisonOnlyEpochsMessage =
+  "not allowed: a poison-only attack hands over poisoned data and the defender's standard training (training.epochs) trains on it; " +
+  'only a training-controlled attack (wanet in mode trainingControlled, inputaware) sets the length of its own run';
+
 /** Fields every attack config has (attacks.md defaults: all-to-one, target 0, rate 0.1). */
 export const baseAttackShape = {
   target: z.number().int().min(0).default(0),
   rate: z.number().gt(0).max(1).default(0.1),
   labelMap: z.enum(['allToOne', 'allToAll']).default('allToOne'),
+  // refused with the reason, not zod's bare "Unrecognized key"; training-controlled attacks
+  // override it with attackerEpochs
+  epochs: z.never({ error: poisonOnlyEpochsMessage }).optional(),
 };
+
+/**
+ * The attacker's run length, for attacks that run training (attackerRecipe.ts): that many
+ * epochs of the tier's recipe, its schedule stretched over them. Absent: the recipe's epochs,
+ * and no key in the parsed config (cell ids and stage keys of configs without it stay the same).
+ */
+const attackerEpochs = z.number().int().positive().optional();
 
 // BadNets (badnets.ts)
 export const badnetsConfigSchema = z.strictObject({
@@ -84,6 +102,12 @@ export const wanetConfigSchema = z.strictObject({
       flip: z.boolean().optional(),
     })
     .default({ padding: 5, rotation: 10 }),
+  /** trainingControlled only: epochs of the attacker's run (absent: the tier's training.epochs) */
+  epochs: attackerEpochs,
+}).superRefine((c, ctx) => {
+  if (c.mode === 'poisonOnly' && c.epochs !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['epochs'], message: `${poisonOnlyEpochsMessage} (this wanet is mode poisonOnly)` });
+  }
 });
 
 export type WanetConfig = z.output<typeof wanetConfigSchema>;
@@ -157,6 +181,8 @@ export const inputAwareConfigSchema = z.strictObject({
   generatorLearningRate: z.number().positive().default(0.01),
   /** encoder widths of both generators; the decoder mirrors them */
   generatorChannels: z.tuple([channelCount, channelCount, channelCount]).default([32, 64, 128]),
+  /** epochs of the joint phase of the attacker's run (absent: the tier's training.epochs); maskEpochs come first either way */
+  epochs: attackerEpochs,
 });
 export type InputAwareConfig = z.output<typeof inputAwareConfigSchema>;
 

@@ -11,6 +11,7 @@ import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
 import { trainInputAwareBackdoor, type InputAwareResult } from './inputAwareTraining';
 import type { InputAwareConfig } from './inputAware';
 import { freshModel } from '../pipeline/stageRuns';
+import { attackerRecipe } from './attackerRecipe';
 import type { StageEnv } from '../pipeline/stageEnv';
 import type { PurifyConfig } from '../../schemas/purify';
 
@@ -23,7 +24,7 @@ export interface InputAwareStageResult extends InputAwareResult {
 export async function inputAwareStandardStage(cfg: PurifyConfig, input: InputAwareStageInput, env: StageEnv): Promise<InputAwareStageResult> {
   const classifier = await freshModel(cfg, input.train, deriveSeed(cfg.seed, 'init:standard'), env);
   const attack = cfg.attack as InputAwareConfig;
-  const control = await env.phase('inputaware', attack.maskEpochs + cfg.training.epochs);
+  const control = await env.phase('inputaware', attack.maskEpochs + attackerRecipe(attack, cfg.training).epochs);
   const hooks = control.hooks;
   const result = await trainInputAwareBackdoor({
     train: input.train,

@@ -15,8 +15,8 @@
  *    x' = the batch rotated by a random offset, div = mean_k ||x_k - x'_k|| / (||m_k - m'_k|| + 1e-7)
  *    with ||.|| the per-image RMS distance, images in per-channel standard-deviation units of the
  *    training set (as the authors' standardised inputs; see channelStd).
- * 2. Joint phase (recipe: epochs, batch, SGD momentum/wd/cosine lr and augmentation for the
- *    classifier; G by Adam lr `generatorLearningRate`, betas (0.5, 0.9); M frozen, BN in
+ * 2. Joint phase (recipe: epochs (`config.epochs` when the attacker sets them: attackerRecipe.ts),
+ *    batch, SGD momentum/wd/schedule and augmentation for the classifier; G by Adam lr `generatorLearningRate`, betas (0.5, 0.9); M frozen, BN in
  *    inference): in each (augmented) batch of bs images, the first round(rate * bs) eligible
  *    positions become x + (G(x) - x) m(x) with the target label, the next round(crossRatio *
  *    that) eligible positions become x + (G(x') - x) m(x') for another image x' of the batch
@@ -42,6 +42,7 @@ import { saveArtifacts } from '../models/layersFormat';
 import { encodePixels, type Classifier, type InputRange } from '../models/classifier';
 import { trainableVariables } from '../train/sgd';
 import { recipeOptimizer, recipeSchedule } from '../train/recipeRun';
+import { attackerRecipe } from './attackerRecipe';
 import { Adam } from '../train/adam';
 import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
 import { crossEntropy } from '../train/losses';
@@ -80,6 +81,7 @@ export interface TrainInputAwareOptions {
   config: InputAwareConfig;
   /** a fresh classifier; it is trained in place and returned */
   classifier: Classifier;
+  /** the tier's recipe; `config.epochs`, when set, replaces its epochs for the joint phase (attackerRecipe.ts) */
   recipe: TrainRecipe;
   seed: number;
   hooks?: InputAwareHooks;
@@ -443,7 +445,8 @@ function resumePhase(c: TrainingCheckpoint | undefined, config: InputAwareConfig
 
 /** IAD: mask generator, then pattern generator + classifier jointly; see the file comment. */
 export async function trainInputAwareBackdoor(o: TrainInputAwareOptions): Promise<InputAwareResult> {
-  const { train, config, classifier: c, recipe, seed } = o;
+  const { train, config, classifier: c, seed } = o;
+  const recipe = attackerRecipe(config, o.recipe);
   validateBaseConfig(config, train);
   inputAware.validateAgainst!(config, train);
   checkEligible(o.eligibleIndices, train.labels.length);

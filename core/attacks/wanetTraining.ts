@@ -2,7 +2,8 @@
  * WaNet's training-controlled run (TensorFlow side of wanet.ts): the attacker trains the
  * classifier, and that classifier is the backdoored model, as in the paper and BackdoorBench.
  *
- * The recipe sets epochs, batch size, SGD (momentum, weight decay, schedule) and BN mode; every
+ * The recipe sets epochs (unless the attacker sets its own, `config.epochs`: attackerRecipe.ts),
+ * batch size, SGD (momentum, weight decay, schedule) and BN mode; every
  * batch is poisoned afresh and augmented by WaNet's own transform (wanetBatch.ts), which
  * replaces the recipe's augmentation. The warping grid is fixed by the attack seed (or
  * `gridSeed`), the same grid the test-time trigger uses.
@@ -21,6 +22,7 @@ import type { ImageDataset } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
 import { trainableVariables } from '../train/sgd';
 import { recipeOptimizer, recipeSchedule } from '../train/recipeRun';
+import { attackerRecipe } from './attackerRecipe';
 import { crossEntropy } from '../train/losses';
 import { applyModel, useFastPath } from '../train/fast';
 import { runEpochs, type EpochHooks, type EpochRecord } from '../train/epochLoop';
@@ -39,6 +41,7 @@ export interface TrainWanetOptions {
   config: WanetConfig;
   /** a fresh classifier; it is trained in place and returned */
   classifier: Classifier;
+  /** the tier's recipe; `config.epochs`, when set, replaces its epochs (attackerRecipe.ts) */
   recipe: TrainRecipe;
   seed: number;
   hooks?: EpochHooks;
@@ -74,7 +77,8 @@ export function wanetAugment(config: WanetConfig, recipe: TrainRecipe): WanetAug
 }
 
 export async function trainWanetBackdoor(o: TrainWanetOptions): Promise<WanetTrainingResult> {
-  const { train, config, classifier: c, recipe, seed } = o;
+  const { train, config, classifier: c, seed } = o;
+  const recipe = attackerRecipe(config, o.recipe);
   if (config.mode !== 'trainingControlled') throw new Error(`trainWanetBackdoor: mode is ${config.mode}; poisonOnly poisons with wanet.poisonTrainingSet`);
   validateBaseConfig(config, train);
   checkWanetFits(config, train);
