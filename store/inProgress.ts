@@ -62,6 +62,12 @@ function isEntry(v: unknown): v is CheckpointEntryShape {
 }
 
 /** The cell of `cellIds` whose child workflow `workflowId` is, if any. */
+/** The newest entry whose checkpoint verifies: the one a resume would take (undefined when none does). */
+async function newestVerifying(store: ArtifactStore, entries: CheckpointEntryShape[]): Promise<CheckpointEntryShape | undefined> {
+  for (const e of [...entries].sort((a, b) => b.epoch - a.epoch)) if (await store.verify(e.checkpoint)) return e;
+  return undefined;
+}
+
 function cellOf(workflowId: string | undefined, cellIds: ReadonlySet<string>): string | undefined {
   if (!workflowId) return undefined;
   const at = workflowId.lastIndexOf('--');
@@ -94,15 +100,7 @@ export async function inProgressCheckpoints(store: ArtifactStore, unfinishedCell
       out.finished.push(key);
       continue;
     }
-    // the newest that verifies: the one a resume would take
-    const newest = [...entries].sort((a, b) => b.epoch - a.epoch);
-    let chosen: CheckpointEntryShape | undefined;
-    for (const e of newest) {
-      if (await store.verify(e.checkpoint)) {
-        chosen = e;
-        break;
-      }
-    }
+    const chosen = await newestVerifying(store, entries);
     if (!chosen) {
       out.unreadable.push(key);
       continue;
@@ -188,14 +186,7 @@ export async function finalCheckpoints(
       const [, phase, ...rest] = key.slice(STAGE_CHECKPOINT_PREFIX.length).split('/');
       if (!phase || rest.length) continue;
       const record = await store.getRecord<unknown>(key);
-      const entries = Array.isArray(record) ? record.filter(isEntry).sort((a, b) => b.epoch - a.epoch) : [];
-      let chosen: CheckpointEntryShape | undefined;
-      for (const e of entries) {
-        if (await store.verify(e.checkpoint)) {
-          chosen = e;
-          break;
-        }
-      }
+      const chosen = await newestVerifying(store, Array.isArray(record) ? record.filter(isEntry) : []);
       if (!chosen) {
         out.unreadable.push(key);
         continue;

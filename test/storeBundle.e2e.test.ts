@@ -14,7 +14,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
@@ -23,8 +22,8 @@ import { FileArtifactStore, openStore, parseS3Location, s3OptionsFromEnv, type A
 import { useArtifactStore } from '../activities/context';
 import { cachedStageNames } from '../activities/stageDeclarations';
 import { storeExport, storeImport } from '../cli/storeBundle';
-import type { Io } from '../cli/purify';
 import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
+import { captureIo, withStoreEnv } from './support/cliIo';
 
 quietRuntime();
 
@@ -57,21 +56,11 @@ async function cells(store: ArtifactStore): Promise<SweepCellRecord[]> {
 
 const cacheKeysOf = (r: SweepCellRecord) => (r.stages ?? []).filter((s) => s.cacheKey).map((s) => `${s.stage}:${s.cacheKey}`);
 
-const io = (() => {
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  return { stdout: sink, stderr: sink, signal: new AbortController().signal } as unknown as Io;
-})();
+const { io } = captureIo();
 
-/** A CLI handler against the store at `location` (as NTML_STORE). */
+/** A CLI handler against the store at `location` (as NTML_STORE), which must succeed. */
 async function cli(location: string, f: () => Promise<number>): Promise<void> {
-  const saved = process.env.NTML_STORE;
-  process.env.NTML_STORE = location;
-  try {
-    assert.equal(await f(), 0);
-  } finally {
-    if (saved === undefined) delete process.env.NTML_STORE;
-    else process.env.NTML_STORE = saved;
-  }
+  assert.equal(await withStoreEnv(location, f), 0);
 }
 
 test('a sweep exported from one store and imported into a fresh one finishes there without computing anything', { timeout: 900_000 }, async () => {

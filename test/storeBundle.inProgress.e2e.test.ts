@@ -16,7 +16,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
@@ -27,8 +26,8 @@ import { useArtifactStore } from '../activities/context';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import { UserError } from '../cli/errors';
 import type { CheckpointEntry } from '../activities/checkpointing';
-import type { Io } from '../cli/purify';
 import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
+import { captureIo, withStoreEnv } from './support/cliIo';
 
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,28 +46,9 @@ const { bucket } = parseS3Location(process.env.NTML_STORE ?? 's3://missing/');
 const freshLocation = (tag: string) => `s3://${bucket}/inprogress-${tag}-${randomBytes(6).toString('hex')}`;
 const open = (location: string) => openStore(location, { s3: s3OptionsFromEnv() });
 
-function capture(): { io: Io; printed: () => string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk, _e, cb) {
-      text += chunk;
-      cb();
-    },
-  });
-  return { io: { stdout: sink, stderr: sink, signal: new AbortController().signal } as unknown as Io, printed: () => text };
-}
-
+const capture = captureIo;
 /** A CLI handler against the store at `location` (as NTML_STORE). */
-async function cli<T>(location: string, f: () => Promise<T>): Promise<T> {
-  const saved = process.env.NTML_STORE;
-  process.env.NTML_STORE = location;
-  try {
-    return await f();
-  } finally {
-    if (saved === undefined) delete process.env.NTML_STORE;
-    else process.env.NTML_STORE = saved;
-  }
-}
+const cli = withStoreEnv;
 
 /** The whole sweep on `store` with in-process workers; its one cell record. */
 async function runSweep(store: ArtifactStore, tag: string): Promise<SweepCellRecord> {

@@ -12,7 +12,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
 import {
@@ -29,7 +28,7 @@ import {
 import { collectBenchState } from '../bench/stateBundle';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import { UserError } from '../cli/errors';
-import type { Io } from '../cli/purify';
+import { captureIo, withStoreEnv } from './support/cliIo';
 
 const key64 = () => randomBytes(32).toString('hex');
 const rand = (n: number) => new Uint8Array(randomBytes(n));
@@ -38,27 +37,7 @@ async function fsStore(): Promise<FileArtifactStore> {
   return new FileArtifactStore(await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-inprogress-')));
 }
 
-const io = (() => {
-  let text = '';
-  const sink = new Writable({
-    write(chunk, _e, cb) {
-      text += chunk;
-      cb();
-    },
-  });
-  return { io: { stdout: sink, stderr: sink, signal: new AbortController().signal } as unknown as Io, printed: () => text };
-});
-
-async function withStoreEnv<T>(location: string, f: () => Promise<T>): Promise<T> {
-  const saved = process.env.NTML_STORE;
-  process.env.NTML_STORE = location;
-  try {
-    return await f();
-  } finally {
-    if (saved === undefined) delete process.env.NTML_STORE;
-    else process.env.NTML_STORE = saved;
-  }
-}
+const io = captureIo;
 
 async function contents(store: ArtifactStore): Promise<{ artifacts: string[]; records: string[] }> {
   const artifacts: string[] = [];

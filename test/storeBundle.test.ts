@@ -12,7 +12,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
 import {
@@ -32,7 +31,7 @@ import {
 } from '../store/index';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import { UserError } from '../cli/errors';
-import type { Io } from '../cli/purify';
+import { captureIo, withStoreEnv } from './support/cliIo';
 
 const rand = (n: number) => new Uint8Array(randomBytes(n));
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
@@ -137,28 +136,7 @@ function tamperBody(file: Buffer, at: (body: Buffer, manifestEnd: number) => num
   return gzipSync(body);
 }
 
-function capture(): { io: Io; out: () => string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      text += chunk;
-      cb();
-    },
-  });
-  return { io: { stdout: sink, stderr: sink, signal: new AbortController().signal } as unknown as Io, out: () => text };
-}
-
-/** Runs a CLI handler against the store at `location` (as NTML_STORE). */
-async function withStoreEnv<T>(location: string, f: () => Promise<T>): Promise<T> {
-  const saved = process.env.NTML_STORE;
-  process.env.NTML_STORE = location;
-  try {
-    return await f();
-  } finally {
-    if (saved === undefined) delete process.env.NTML_STORE;
-    else process.env.NTML_STORE = saved;
-  }
-}
+const capture = () => { const c = captureIo(); return { io: c.io, out: c.printed }; };
 
 describe('store bundles', () => {
   it('exports exactly the sweep: spec, completed cells, their cache entries and every artifact they reach', async () => {
