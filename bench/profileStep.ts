@@ -1,6 +1,6 @@
 /**
  * Per-kernel profile of one training step (the profile tables in docs/performance.md):
- *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference]
+ *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference] [--ops]
  * Batch 128 of 32x32x3, cross-entropy, SgdMomentum, on the path the environment selects
  * (--inference: one inference batch of 256 as predictLabels runs it, argmax read back)
  * (NTML_FAST_PATH, TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS). Prints wall and CPU time per
@@ -13,6 +13,9 @@
  * on the JavaScript thread's behalf) is timed for wall and process CPU time, without tf.profile's
  * own overhead. Per kernel: cores busy = CPU / wall. The time between kernels (tape, tensor
  * wrappers, argument marshalling in JavaScript) is the step's wall time minus the in-kernel time.
+ *
+ * --ops: also every native op of a step by name with its calls per step (the whole list, not the
+ * top rows): what a change to the fast path removed shows up here as fewer calls.
  */
 import * as os from 'node:os';
 import type * as TF from '@tensorflow/tfjs-node';
@@ -33,6 +36,7 @@ async function main() {
   const stepsAt = args.indexOf('--steps');
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 4;
   const inference = args.includes('--inference');
+  const listOps = args.includes('--ops');
   const fast = useFastPath();
   const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
   const vars = trainableVariables(c.model);
@@ -102,6 +106,7 @@ async function main() {
     console.log(`| ${name} | ${(e.ms / profiled).toFixed(1)} | ${e.calls / profiled} | ${((100 * e.ms) / profiled / total).toFixed(1)}% |`);
   }
   printEfficiency(efficiency, wallMs, cpuMs);
+  if (listOps) printOps(efficiency);
   optimizer.dispose();
   c.model.dispose();
 }
@@ -176,6 +181,15 @@ function printEfficiency(e: Efficiency, untimedWallMs: number, untimedCpuMs: num
   for (const [name, k] of rows.slice(0, 14)) line(name, k, String(per(k.calls)));
   const rest = rows.slice(14).reduce((s, [, k]) => ({ wallMs: s.wallMs + k.wallMs, cpuMs: s.cpuMs + k.cpuMs, calls: s.calls + k.calls }), { wallMs: 0, cpuMs: 0, calls: 0 });
   if (rest.calls > 0) line(`${rows.length - 14} other kernels`, rest, String(per(rest.calls)));
+}
+
+/** Every native op of a step: calls and wall ms per step, most calls first. */
+function printOps(e: Efficiency): void {
+  const rows = [...e.byKernel.entries()].sort((a, b) => b[1].calls - a[1].calls || a[0].localeCompare(b[0]));
+  const calls = rows.reduce((s, [, k]) => s + k.calls, 0) / e.steps;
+  console.log(`\nNative calls per step: ${calls} in all`);
+  console.log('| native op | calls per step | wall ms per step |\n|---|---|---|');
+  for (const [name, k] of rows) console.log(`| ${name} | ${k.calls / e.steps} | ${(k.wallMs / e.steps).toFixed(1)} |`);
 }
 
 main().catch((err) => {
