@@ -1,6 +1,6 @@
 /**
  * Per-kernel profile of one training step (the profile tables in docs/performance.md):
- *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference] [--ops]
+ *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference] [--ops] [--reference]
  * Batch 128 of 32x32x3, cross-entropy, SgdMomentum, on the path the environment selects
  * (--inference: one inference batch of 256 as predictLabels runs it, argmax read back)
  * (NTML_FAST_PATH, TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS). Prints wall and CPU time per
@@ -16,6 +16,9 @@
  *
  * --ops: also every native op of a step by name with its calls per step (the whole list, not the
  * top rows): what a change to the fast path removed shows up here as fewer calls.
+ * --reference: training through fastApply's reference walk (residual Adds through the layer, each
+ * BN's moving statistics updated on its own: the fast path before issue 22's per-step savings),
+ * for a before/after on the same build, alternating processes.
  */
 import * as os from 'node:os';
 import type * as TF from '@tensorflow/tfjs-node';
@@ -24,7 +27,7 @@ import { createClassifier } from '../core/models/layersFormat';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { SgdMomentum, trainableVariables } from '../core/train/sgd';
 import { crossEntropy } from '../core/train/losses';
-import { applyModel, useFastPath } from '../core/train/fast';
+import { applyModel, fastApply, useFastPath } from '../core/train/fast';
 import * as native from '../core/train/fast/native';
 
 // kernels that only group nested kernels, which the profile lists on their own
@@ -37,7 +40,10 @@ async function main() {
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 4;
   const inference = args.includes('--inference');
   const listOps = args.includes('--ops');
+  const reference = args.includes('--reference');
   const fast = useFastPath();
+  if (reference && !fast) throw new Error('--reference compares fast-path walks: it needs the fast path on (NTML_FAST_PATH unset)');
+  const forward = (input: TF.Tensor) => (reference ? fastApply(c.model, input, true, { reference }) : applyModel(c.model, input, true, fast)) as TF.Tensor2D;
   const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
   const vars = trainableVariables(c.model);
   const optimizer = new SgdMomentum(vars, { momentum: 0.9, weightDecay: 5e-4 });
@@ -67,7 +73,7 @@ async function main() {
   };
   const trainingStep = () => {
     const { value, grads } = tf.variableGrads(
-      () => tf.tidy(() => crossEntropy(applyModel(c.model, x, true, fast) as TF.Tensor2D, y)),
+      () => tf.tidy(() => crossEntropy(forward(x), y)),
       vars,
     );
     optimizer.step(vars.map((v) => grads[v.name]), 0.05);
@@ -97,7 +103,7 @@ async function main() {
   const total = rows.reduce((s, [, e]) => s + e.ms, 0) / profiled;
   const kernels = rows.reduce((s, [, e]) => s + e.calls, 0) / profiled;
   console.log(
-    `${arch} ${inference ? 'inference (batch 256)' : 'training (batch 128)'}, fast path ${fast ? 'on' : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
+    `${arch} ${inference ? 'inference (batch 256)' : 'training (batch 128)'}, fast path ${fast ? (reference ? 'on (reference walk)' : 'on') : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
       `intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'}: ${wallMs.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU per step; ` +
       `${kernels} kernels, ${total.toFixed(0)} ms of kernel time; load average ${os.loadavg()[0].toFixed(2)}`,
   );
