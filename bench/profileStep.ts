@@ -17,8 +17,8 @@
  * --ops: also every native op of a step by name with its calls per step (the whole list, not the
  * top rows): what a change to the fast path removed shows up here as fewer calls.
  * --reference: training through fastApply's reference walk (residual Adds through the layer, each
- * BN's moving statistics updated on its own: the fast path before issue 22's per-step savings),
- * for a before/after on the same build, alternating processes.
+ * BN's moving statistics updated on its own) and the SGD update one variable at a time: the fast
+ * path before issue 22's per-step savings, for a before/after on the same build.
  */
 import * as os from 'node:os';
 import type * as TF from '@tensorflow/tfjs-node';
@@ -29,6 +29,7 @@ import { SgdMomentum, trainableVariables } from '../core/train/sgd';
 import { crossEntropy } from '../core/train/losses';
 import { applyModel, fastApply, useFastPath } from '../core/train/fast';
 import * as native from '../core/train/fast/native';
+import { momentumUpdate } from '../core/train/fast/sgdUpdate';
 
 // kernels that only group nested kernels, which the profile lists on their own
 const SCOPES = new Set(['Step', 'fusedConv2d__op', 'unnamed scope', 'logSoftmax__op', 'fusedMatMul__op']);
@@ -47,6 +48,8 @@ async function main() {
   const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
   const vars = trainableVariables(c.model);
   const optimizer = new SgdMomentum(vars, { momentum: 0.9, weightDecay: 5e-4 });
+  // --reference: SgdMomentum's fast update with its stacking turned off, on velocities of its own
+  const referenceVelocities = reference ? tf.tidy(() => vars.map((v) => tf.variable(tf.zerosLike(v), false))) : undefined;
   const x = tf.randomUniform([128, 32, 32, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
   const y = tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 10), 'int32');
   const byKernel = new Map<string, { ms: number; calls: number }>();
@@ -76,7 +79,8 @@ async function main() {
       () => tf.tidy(() => crossEntropy(forward(x), y)),
       vars,
     );
-    optimizer.step(vars.map((v) => grads[v.name]), 0.05);
+    if (reference) momentumUpdate(vars, referenceVelocities!, vars.map((v) => grads[v.name]), 0.05, 0.9, 5e-4, false, false);
+    else optimizer.step(vars.map((v) => grads[v.name]), 0.05);
     tf.dispose(grads);
     value.dispose();
   };
@@ -114,6 +118,7 @@ async function main() {
   printEfficiency(efficiency, wallMs, cpuMs);
   if (listOps) printOps(efficiency);
   optimizer.dispose();
+  tf.dispose(referenceVelocities ?? []);
   c.model.dispose();
 }
 

@@ -10,7 +10,7 @@
  * stacked (Pack), the five ops run once on the stacks, and the results are unstacked (Unpack) into
  * the variables. Each element meets the same operands in the same order as in its own update, so
  * the values are identical; a group of n costs 10 native calls instead of 5n (resnet20: 65
- * variables in 13 shapes, 118 calls per step instead of 325). The new values replace the variables'
+ * variables in 13 shapes, 95 calls per step instead of 325). The new values replace the variables'
  * buffers via assign, as tfjs does.
  */
 import type * as TF from '@tensorflow/tfjs-node';
