@@ -50,8 +50,8 @@ export class MovingUpdates {
     const { sub, mul, concat1d, split1d } = nativeMath;
     tf.tidy(() => {
       const channels = pending.map((p) => p.mean.size);
-      // [every mean, every variance], in the order of `pending`, and one factor per element:
-      // 1 for a mean (x * 1 is x), (n-1)/n for a variance
+      // [every mean, every variance], in the order of `pending` (so at least the two inputs
+      // ConcatV2 requires), and one factor per element: 1 for a mean (x * 1 is x), (n-1)/n for a variance
       const layout = [...pending.map((p, i) => ({ p, c: channels[i], mean: true })), ...pending.map((p, i) => ({ p, c: channels[i], mean: false }))];
       const perElement = (f: (e: (typeof layout)[number]) => number) => {
         const out = new Float32Array(2 * channels.reduce((s, c) => s + c, 0));
