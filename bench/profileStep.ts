@@ -1,6 +1,6 @@
 /**
  * Per-kernel profile of one training step (the profile tables in docs/performance.md):
- *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference]
+ *   node dist/bench/profileStep.js [resnet20|smallCnn|tinyCnn] [--steps S] [--inference] [--ops] [--reference]
  * Batch 128 of 32x32x3, cross-entropy, SgdMomentum, on the path the environment selects
  * (--inference: one inference batch of 256 as predictLabels runs it, argmax read back)
  * (NTML_FAST_PATH, TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS). Prints wall and CPU time per
@@ -13,6 +13,12 @@
  * on the JavaScript thread's behalf) is timed for wall and process CPU time, without tf.profile's
  * own overhead. Per kernel: cores busy = CPU / wall. The time between kernels (tape, tensor
  * wrappers, argument marshalling in JavaScript) is the step's wall time minus the in-kernel time.
+ *
+ * --ops: also every native op of a step by name with its calls per step (the whole list, not the
+ * top rows): what a change to the fast path removed shows up here as fewer calls.
+ * --reference: training through fastApply's reference walk (residual Adds through the layer, each
+ * BN's moving statistics updated on its own) and the SGD update one variable at a time: the fast
+ * path before issue 22's per-step savings, for a before/after on the same build.
  */
 import * as os from 'node:os';
 import type * as TF from '@tensorflow/tfjs-node';
@@ -21,8 +27,9 @@ import { createClassifier } from '../core/models/layersFormat';
 import { architectureNames, type ArchitectureName } from '../core/models/names';
 import { SgdMomentum, trainableVariables } from '../core/train/sgd';
 import { crossEntropy } from '../core/train/losses';
-import { applyModel, useFastPath } from '../core/train/fast';
+import { applyModel, fastApply, useFastPath } from '../core/train/fast';
 import * as native from '../core/train/fast/native';
+import { momentumUpdate } from '../core/train/fast/sgdUpdate';
 
 // kernels that only group nested kernels, which the profile lists on their own
 const SCOPES = new Set(['Step', 'fusedConv2d__op', 'unnamed scope', 'logSoftmax__op', 'fusedMatMul__op']);
@@ -33,10 +40,16 @@ async function main() {
   const stepsAt = args.indexOf('--steps');
   const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 4;
   const inference = args.includes('--inference');
+  const listOps = args.includes('--ops');
+  const reference = args.includes('--reference');
   const fast = useFastPath();
+  if (reference && !fast) throw new Error('--reference compares fast-path walks: it needs the fast path on (NTML_FAST_PATH unset)');
+  const forward = (input: TF.Tensor) => (reference ? fastApply(c.model, input, true, { reference }) : applyModel(c.model, input, true, fast)) as TF.Tensor2D;
   const c = createClassifier(arch, { height: 32, width: 32, channels: 3 }, 10, 1);
   const vars = trainableVariables(c.model);
   const optimizer = new SgdMomentum(vars, { momentum: 0.9, weightDecay: 5e-4 });
+  // --reference: SgdMomentum's fast update with its stacking turned off, on velocities of its own
+  const referenceVelocities = reference ? tf.tidy(() => vars.map((v) => tf.variable(tf.zerosLike(v), false))) : undefined;
   const x = tf.randomUniform([128, 32, 32, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
   const y = tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 10), 'int32');
   const byKernel = new Map<string, { ms: number; calls: number }>();
@@ -63,10 +76,11 @@ async function main() {
   };
   const trainingStep = () => {
     const { value, grads } = tf.variableGrads(
-      () => tf.tidy(() => crossEntropy(applyModel(c.model, x, true, fast) as TF.Tensor2D, y)),
+      () => tf.tidy(() => crossEntropy(forward(x), y)),
       vars,
     );
-    optimizer.step(vars.map((v) => grads[v.name]), 0.05);
+    if (reference) momentumUpdate(vars, referenceVelocities!, vars.map((v) => grads[v.name]), 0.05, 0.9, 5e-4, false, false);
+    else optimizer.step(vars.map((v) => grads[v.name]), 0.05);
     tf.dispose(grads);
     value.dispose();
   };
@@ -93,7 +107,7 @@ async function main() {
   const total = rows.reduce((s, [, e]) => s + e.ms, 0) / profiled;
   const kernels = rows.reduce((s, [, e]) => s + e.calls, 0) / profiled;
   console.log(
-    `${arch} ${inference ? 'inference (batch 256)' : 'training (batch 128)'}, fast path ${fast ? 'on' : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
+    `${arch} ${inference ? 'inference (batch 256)' : 'training (batch 128)'}, fast path ${fast ? (reference ? 'on (reference walk)' : 'on') : 'off'}, TF_ENABLE_ONEDNN_OPTS=${process.env.TF_ENABLE_ONEDNN_OPTS}, ` +
       `intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'}: ${wallMs.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU per step; ` +
       `${kernels} kernels, ${total.toFixed(0)} ms of kernel time; load average ${os.loadavg()[0].toFixed(2)}`,
   );
@@ -102,7 +116,9 @@ async function main() {
     console.log(`| ${name} | ${(e.ms / profiled).toFixed(1)} | ${e.calls / profiled} | ${((100 * e.ms) / profiled / total).toFixed(1)}% |`);
   }
   printEfficiency(efficiency, wallMs, cpuMs);
+  if (listOps) printOps(efficiency);
   optimizer.dispose();
+  tf.dispose(referenceVelocities ?? []);
   c.model.dispose();
 }
 
@@ -176,6 +192,15 @@ function printEfficiency(e: Efficiency, untimedWallMs: number, untimedCpuMs: num
   for (const [name, k] of rows.slice(0, 14)) line(name, k, String(per(k.calls)));
   const rest = rows.slice(14).reduce((s, [, k]) => ({ wallMs: s.wallMs + k.wallMs, cpuMs: s.cpuMs + k.cpuMs, calls: s.calls + k.calls }), { wallMs: 0, cpuMs: 0, calls: 0 });
   if (rest.calls > 0) line(`${rows.length - 14} other kernels`, rest, String(per(rest.calls)));
+}
+
+/** Every native op of a step: calls and wall ms per step, most calls first. */
+function printOps(e: Efficiency): void {
+  const rows = [...e.byKernel.entries()].sort((a, b) => b[1].calls - a[1].calls || a[0].localeCompare(b[0]));
+  const calls = rows.reduce((s, [, k]) => s + k.calls, 0) / e.steps;
+  console.log(`\nNative calls per step: ${calls} in all`);
+  console.log('| native op | calls per step | wall ms per step |\n|---|---|---|');
+  for (const [name, k] of rows) console.log(`| ${name} | ${k.calls / e.steps} | ${(k.wallMs / e.steps).toFixed(1)} |`);
 }
 
 main().catch((err) => {

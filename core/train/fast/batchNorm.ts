@@ -11,9 +11,14 @@ import { attr, runNative } from './native';
 
 export interface FusedBatchNormResult {
   y: TF.Tensor4D;
-  /** training mode only: the batch mean and the biased batch variance (what tf.moments returns); the caller disposes them */
+  /**
+   * training mode only: the batch mean and the biased batch variance (what tf.moments returns);
+   * the caller disposes them. With `besselVariance`, batchVariance is TensorFlow's own output,
+   * n/(n-1) times the biased one, and `count` is n, so the caller can correct many layers' at once.
+   */
   batchMean?: TF.Tensor1D;
   batchVariance?: TF.Tensor1D;
+  count?: number;
 }
 
 const attrs = (epsilon: number, training: boolean) => [
@@ -37,16 +42,17 @@ export function fusedBatchNorm(
   movingVariance: TF.Tensor1D,
   epsilon: number,
   training: boolean,
+  options: { besselVariance?: boolean } = {},
 ): FusedBatchNormResult {
   const result: Partial<FusedBatchNormResult> = {};
   const op = tf.customGrad((...args: unknown[]) => {
     const [xIn, g, b, save] = args as [TF.Tensor4D, TF.Tensor1D, TF.Tensor1D, (ts: TF.Tensor[]) => void];
-    // training: the statistics inputs are unused and may be empty (exponential_avg_factor 1)
-    const stats = training ? [tf.tensor1d([]), tf.tensor1d([])] : [movingMean, movingVariance];
+    // in training mode (exponential_avg_factor 1) the statistics inputs are read for neither
+    // output nor shape; the moving ones are passed rather than two new empty tensors per call
     const [y, mean, variance, reserve1, reserve2, reserve3] = runNative(
       'FusedBatchNormV3',
       attrs(epsilon, training),
-      [xIn, g, b, ...stats],
+      [xIn, g, b, movingMean, movingVariance],
       6,
     );
     if (training) {
@@ -54,7 +60,12 @@ export function fusedBatchNorm(
       // variance follows the biased tf.moments variance, so undo it
       const n = xIn.size / xIn.shape[3];
       result.batchMean = tf.keep(mean as TF.Tensor1D);
-      result.batchVariance = tf.keep(n > 1 ? tf.mul(variance, (n - 1) / n) : variance) as TF.Tensor1D;
+      if (options.besselVariance) {
+        result.batchVariance = tf.keep(variance as TF.Tensor1D);
+        result.count = n;
+      } else {
+        result.batchVariance = tf.keep(n > 1 ? tf.mul(variance, (n - 1) / n) : variance) as TF.Tensor1D;
+      }
       // TensorFlow's own gradient passes the forward's reserve spaces in training mode and
       // the population statistics in inference mode (nn_grad.py, _BaseFusedBatchNormGrad)
       save([xIn, g, reserve1, reserve2, reserve3]);

@@ -1,18 +1,21 @@
 /**
  * The model's forward pass with TensorFlow's fused kernels where tfjs composes many small
- * ops: BatchNormalization layers run as FusedBatchNormV3 (+ FusedBatchNormGradV3) and ReLU
- * layers get the native ReluGrad; every other layer runs through its own layer.apply. The
- * model stays a standard tfjs layers model: this only walks its graph, in the same order
- * tfjs-layers' runInternalGraph does, and updates the BN moving statistics exactly as
- * tfjs-layers' BatchNormalization.call does.
+ * ops: BatchNormalization layers run as FusedBatchNormV3 (+ FusedBatchNormGradV3), ReLU
+ * layers get the native ReluGrad, residual Add layers are one add whose gradient passes dy
+ * to both inputs; every other layer runs through its own layer.apply. The model stays a
+ * standard tfjs layers model: this only walks its graph, in the same order tfjs-layers'
+ * runInternalGraph does, and updates the BN moving statistics with the values
+ * tfjs-layers' BatchNormalization.call computes, all layers' in one set of native calls.
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../tf';
 import { fusedBatchNorm } from './batchNorm';
 import { fastRelu } from './relu';
+import { residualAdd } from './add';
+import { MovingUpdates, type BatchNormInternals, type LayerVariableRef } from './movingUpdates';
 import { nativeMath } from './native';
 
-type Kind = 'batchNorm' | 'relu' | 'layer';
+type Kind = 'batchNorm' | 'relu' | 'add' | 'layer';
 
 interface Step {
   layer: TF.layers.Layer;
@@ -36,19 +39,6 @@ interface GraphNode {
   inputTensors: SymbolicRef[];
   outputTensors: SymbolicRef[];
 }
-interface LayerVariableRef {
-  read(): TF.Tensor;
-  write(value: TF.Tensor): unknown;
-}
-interface BatchNormInternals {
-  axis: number;
-  momentum: number;
-  epsilon: number;
-  gamma?: LayerVariableRef;
-  beta?: LayerVariableRef;
-  movingMean: LayerVariableRef;
-  movingVariance: LayerVariableRef;
-}
 
 interface ConvInternals {
   rank: number;
@@ -71,6 +61,7 @@ function kindOf(layer: TF.layers.Layer): Kind {
     const rank = (layer.inputSpec?.[0]?.ndim as number | undefined) ?? 0;
     if (rank === 4 && (bn.axis === -1 || bn.axis === 3) && bn.gamma && bn.beta) return 'batchNorm';
   }
+  if (cls === 'Add') return 'add';
   return isPlainRelu(layer) ? 'relu' : 'layer';
 }
 
@@ -135,7 +126,7 @@ function updateMoving(variable: LayerVariableRef, batch: TF.Tensor, momentum: nu
   });
 }
 
-function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean): TF.Tensor {
+function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean, moving?: MovingUpdates): TF.Tensor {
   const bn = layer as unknown as BatchNormInternals;
   if (x.rank !== 4) return layer.apply(x, { training }) as TF.Tensor;
   const r = fusedBatchNorm(
@@ -146,8 +137,10 @@ function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean)
     bn.movingVariance.read() as TF.Tensor1D,
     bn.epsilon,
     training,
+    { besselVariance: moving !== undefined },
   );
-  if (r.batchMean && r.batchVariance) {
+  if (moving && r.batchMean && r.batchVariance) moving.add(bn, r.batchMean, r.batchVariance, r.count!);
+  else if (r.batchMean && r.batchVariance) {
     updateMoving(bn.movingMean, r.batchMean, bn.momentum);
     updateMoving(bn.movingVariance, r.batchVariance, bn.momentum);
     r.batchMean.dispose();
@@ -183,6 +176,17 @@ export interface FastApplyOptions {
    * reverse-engineering): convolutions run unfused so their backward skips the filter gradient
    */
   inputGradientsOnly?: boolean;
+  /**
+   * The walk as it was before the per-step savings (Add layers through their own layer.apply,
+   * each BN's moving statistics updated by its own native ops as the layer runs): the same
+   * values by other calls, kept so tests can assert the savings changed no number.
+   */
+  reference?: boolean;
+}
+
+/** Same-shape inputs: what residualAdd sums (the Add layer broadcasts other shapes by reshaping). */
+function sameShapes(inputs: TF.Tensor[]): boolean {
+  return inputs.length >= 2 && inputs.every((t) => t.shape.length === inputs[0].shape.length && t.shape.every((d, i) => d === inputs[0].shape[i]));
 }
 
 /**
@@ -192,23 +196,32 @@ export interface FastApplyOptions {
 export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean, options: FastApplyOptions = {}): TF.Tensor | TF.Tensor[] {
   const plan = planOf(model);
   if (!plan) return model.apply(x, { training }) as TF.Tensor | TF.Tensor[];
-  const values = new Map<number, TF.Tensor>([[plan.input, x]]);
-  for (const step of plan.steps) {
-    const inputs = step.inputs.map((id) => {
-      const v = values.get(id);
-      if (!v) throw new Error(`fastApply: input of layer ${step.layer.name} was not computed`);
-      return v;
-    });
-    let outputs: TF.Tensor[];
-    if (step.kind === 'batchNorm') outputs = [batchNormLayer(step.layer, inputs[0], training)];
-    else if (step.kind === 'relu') outputs = [fastRelu(inputs[0])];
-    else {
-      const conv = options.inputGradientsOnly && inputs.length === 1 ? inputGradientConv(step.layer, inputs[0]) : undefined;
-      const out = conv ?? (step.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training }) as TF.Tensor | TF.Tensor[]);
-      outputs = Array.isArray(out) ? out : [out];
+  const moving = training && !options.reference ? new MovingUpdates() : undefined;
+  try {
+    const values = new Map<number, TF.Tensor>([[plan.input, x]]);
+    for (const step of plan.steps) {
+      const inputs = step.inputs.map((id) => {
+        const v = values.get(id);
+        if (!v) throw new Error(`fastApply: input of layer ${step.layer.name} was not computed`);
+        return v;
+      });
+      let outputs: TF.Tensor[];
+      if (step.kind === 'batchNorm') outputs = [batchNormLayer(step.layer, inputs[0], training, moving)];
+      else if (step.kind === 'relu') outputs = [fastRelu(inputs[0])];
+      // tfjs-layers' Add clones its first input and sums left to right; the same sums without
+      // the clone, whose backward (a Cast per add) and the add's (a Reshape per input) go too
+      else if (step.kind === 'add' && !options.reference && sameShapes(inputs)) outputs = [inputs.slice(1).reduce(residualAdd, inputs[0])];
+      else {
+        const conv = options.inputGradientsOnly && inputs.length === 1 ? inputGradientConv(step.layer, inputs[0]) : undefined;
+        const out = conv ?? (step.layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training }) as TF.Tensor | TF.Tensor[]);
+        outputs = Array.isArray(out) ? out : [out];
+      }
+      step.outputs.forEach((id, i) => values.set(id, outputs[i]));
     }
-    step.outputs.forEach((id, i) => values.set(id, outputs[i]));
+    moving?.flush();
+    const outputs = plan.outputs.map((id) => values.get(id)!);
+    return outputs.length === 1 ? outputs[0] : outputs;
+  } finally {
+    moving?.dispose();
   }
-  const outputs = plan.outputs.map((id) => values.get(id)!);
-  return outputs.length === 1 ? outputs[0] : outputs;
 }

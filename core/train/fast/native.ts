@@ -14,6 +14,7 @@ interface Binding {
   TF_ATTR_STRING: number;
   TF_ATTR_INT: number;
   TF_FLOAT: number;
+  TF_INT32: number;
 }
 
 export interface OpAttr {
@@ -42,13 +43,14 @@ function binding(): Binding {
 /** Op attributes in the binding's encoding. */
 export const attr = {
   float32Type: (name: string): OpAttr => ({ name, type: binding().TF_ATTR_TYPE, value: binding().TF_FLOAT }),
+  int32Type: (name: string): OpAttr => ({ name, type: binding().TF_ATTR_TYPE, value: binding().TF_INT32 }),
   float: (name: string, value: number): OpAttr => ({ name, type: binding().TF_ATTR_FLOAT, value }),
   bool: (name: string, value: boolean): OpAttr => ({ name, type: binding().TF_ATTR_BOOL, value }),
   string: (name: string, value: string): OpAttr => ({ name, type: binding().TF_ATTR_STRING, value }),
   int: (name: string, value: number): OpAttr => ({ name, type: binding().TF_ATTR_INT, value }),
 };
 
-/** Executes one TensorFlow op eagerly; all inputs must be float32 tensors on the native backend. */
+/** Executes one TensorFlow op eagerly; the inputs must be tensors on the native backend of the types `attrs` names. */
 export function runNative(op: string, attrs: OpAttr[], inputs: TF.Tensor[], numOutputs: number): TF.Tensor[] {
   const b = nodeBackend();
   if (!b) throw new Error(`native op ${op} needs the "tensorflow" backend, the active one is "${tf.getBackend()}"`);
@@ -69,4 +71,24 @@ export const nativeMath = {
   sub: (a: TF.Tensor, b: TF.Tensor): TF.Tensor => runNative('Sub', [attr.float32Type('T')], [a, b], 1)[0],
   addN: (inputs: TF.Tensor[]): TF.Tensor =>
     runNative('AddN', [attr.float32Type('T'), attr.int('N', inputs.length)], inputs, 1)[0],
+  /** 1-D float32 tensors end to end, in one call */
+  concat1d: (inputs: TF.Tensor[]): TF.Tensor =>
+    tf.tidy(() =>
+      runNative(
+        'ConcatV2',
+        [attr.float32Type('T'), attr.int('N', inputs.length), attr.int32Type('Tidx')],
+        [...inputs, tf.scalar(0, 'int32')],
+        1,
+      )[0],
+    ),
+  /** a 1-D float32 tensor cut into consecutive pieces of the given lengths, in one call */
+  split1d: (x: TF.Tensor, sizes: number[]): TF.Tensor[] =>
+    tf.tidy(() =>
+      runNative(
+        'SplitV',
+        [attr.float32Type('T'), attr.int32Type('Tlen'), attr.int('num_split', sizes.length)],
+        [x, tf.tensor1d(sizes, 'int32'), tf.scalar(0, 'int32')],
+        sizes.length,
+      ),
+    ),
 };
