@@ -228,7 +228,7 @@ function buildOps(nodes: WalkNode[], modelOutputs: number[]): { ops: Op[]; folde
       }
     }
     if (isPlainRelu(node.layer) && node.inputs.length === 1) ops.push({ kind: 'relu', input: node.inputs[0], output: node.outputs[0] });
-    // tfjs-layers' Add copies its first input before summing (an Identity op per residual add)
+    // tfjs-layers' Add clones its first input before summing (an Identity call per residual add)
     else if (node.layer.getClassName() === 'Add' && node.inputs.length >= 2) ops.push({ kind: 'add', inputs: node.inputs, output: node.outputs[0] });
     else ops.push({ kind: 'layer', layer: node.layer, inputs: node.inputs, outputs: node.outputs });
   }
