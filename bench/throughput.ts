@@ -220,7 +220,7 @@ async function worker(o: Options, arch: ArchitectureName, round: number, plain: 
 }
 
 type InferencePath = 'folded' | 'unfolded' | 'graph';
-const INFERENCE_MODE: Record<InferencePath, string> = { folded: '1', unfolded: '0', graph: 'graph' };
+const INFERENCE_MODE: Record<InferencePath, string> = { folded: 'eager', unfolded: '0', graph: 'graph' };
 
 /**
  * Seconds of one predictLabels pass over `data` on each inference path (NTML_FOLDED_INFERENCE:

@@ -97,21 +97,27 @@ export interface InferenceGraph {
 const MASKING_LAYERS = new Set(['Masking', 'Embedding']);
 const OFF = new Set(['0', 'false', 'off', 'no']);
 
-/** NTML_FOLDED_INFERENCE unset or anything but 0/false/off/no: evaluations use the folded graph. */
+/** NTML_FOLDED_INFERENCE unset or anything but 0/false/off/no: evaluations use the folded graph (one session or eager). */
 export function foldedInferenceRequested(): boolean {
   return foldedInferenceMode() !== 'off';
 }
 
-const ON = new Set(['', '1', 'true', 'on', 'yes', 'eager']);
+const GRAPH = new Set(['', '1', 'true', 'on', 'yes', 'graph']);
 
-/** NTML_FOLDED_INFERENCE: unset or 1/true/on/yes/eager -> eager; 0/false/off/no -> off; graph -> one TensorFlow session (./graphInference). */
+/**
+ * NTML_FOLDED_INFERENCE: unset, 1/true/on/yes or graph -> the folded graph as one TensorFlow
+ * session (./graphInference); eager -> the eager folded graph; 0/false/off/no -> off (unfolded).
+ * The session is the default because it measured fastest on a quiet machine (bench/results/
+ * throughput.md, 2026-12-07: resnet20 1.33x and smallCnn 1.57x PyTorch's inference, median of 3
+ * rounds, where the eager fold gave 0.67x and 1.29x and the unfolded pass 0.73x and 1.13x).
+ */
 export function foldedInferenceMode(): 'off' | 'eager' | 'graph' {
   const raw = process.env.NTML_FOLDED_INFERENCE;
   const v = raw?.trim().toLowerCase();
-  if (v === undefined || ON.has(v)) return 'eager';
+  if (v === undefined || GRAPH.has(v)) return 'graph';
   if (OFF.has(v)) return 'off';
-  if (v === 'graph') return 'graph';
-  throw new Error(`NTML_FOLDED_INFERENCE must be 1 (the eager folded graph), graph (one TensorFlow session) or 0 (unfolded), got "${raw}"`);
+  if (v === 'eager') return 'eager';
+  throw new Error(`NTML_FOLDED_INFERENCE must be 1 or graph (the folded graph as one TensorFlow session, the default), eager (the eager folded graph) or 0 (unfolded), got "${raw}"`);
 }
 
 function graphNodes(model: TF.LayersModel): { input: number; outputs: number[]; nodes: WalkNode[] } | string {

@@ -227,9 +227,9 @@ export async function sessionInferenceGraph(model: TF.LayersModel): Promise<Infe
 const loggedFallbacks = new Set<string>();
 
 /**
- * The forward every evaluation runs, by NTML_FOLDED_INFERENCE: unset or 1, the eager folded
- * graph; 0, the unfolded applyModel pass; "graph", the folded graph as one TensorFlow session
- * (falling back to the eager folded graph, with the reason logged once, where it cannot be built).
+ * The forward every evaluation runs, by NTML_FOLDED_INFERENCE: unset, 1 or "graph", the folded
+ * graph as one TensorFlow session (falling back to the eager folded graph, with the reason logged
+ * once, where it cannot be built); "eager", the eager folded graph; 0, the unfolded applyModel pass.
  */
 export async function evaluationGraph(model: TF.LayersModel): Promise<InferenceGraph> {
   const mode = foldedInferenceMode();
