@@ -18,16 +18,9 @@
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
 import { applyModel, isPlainRelu } from '../train/fast';
+import { layerGraph } from '../train/fast/layerGraph';
 
-/** tfjs-layers internals the walk reads; typed here because the public typings hide them. */
-interface SymbolicRef {
-  id: number;
-}
-interface GraphNode {
-  outboundLayer: TF.layers.Layer;
-  inputTensors: SymbolicRef[];
-  outputTensors: SymbolicRef[];
-}
+/** tfjs-layers internals the walk reads beyond the layer graph; typed here because the public typings hide them. */
 interface VariableRef {
   read(): TF.Tensor;
 }
@@ -121,14 +114,7 @@ export function foldedInferenceMode(): 'off' | 'eager' | 'graph' {
 }
 
 function graphNodes(model: TF.LayersModel): { input: number; outputs: number[]; nodes: WalkNode[] } | string {
-  // a Sequential model wraps a functional one, which it builds on first use as its call() does
-  const seq = model as unknown as { model?: TF.LayersModel; build(): void };
-  if (model instanceof tf.Sequential && !seq.model) seq.build();
-  const graph = (model instanceof tf.Sequential ? seq.model : model) as unknown as {
-    nodesByDepth?: Record<string, GraphNode[]>;
-    inputs: SymbolicRef[];
-    outputs: SymbolicRef[];
-  };
+  const graph = layerGraph(model);
   if (!graph?.nodesByDepth) return 'the model has no layer graph to walk';
   if (graph.inputs.length !== 1) return `the model has ${graph.inputs.length} inputs`;
   const depths = Object.keys(graph.nodesByDepth)

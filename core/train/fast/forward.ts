@@ -14,6 +14,7 @@ import { fastRelu } from './relu';
 import { residualAdd } from './add';
 import { MovingUpdates, type BatchNormInternals, type LayerVariableRef } from './movingUpdates';
 import { nativeMath } from './native';
+import { layerGraph } from './layerGraph';
 
 type Kind = 'batchNorm' | 'relu' | 'add' | 'layer';
 
@@ -30,15 +31,7 @@ interface Plan {
   steps: Step[];
 }
 
-/** tfjs-layers internals the plan reads; typed here because the public typings hide them. */
-interface SymbolicRef {
-  id: number;
-}
-interface GraphNode {
-  outboundLayer: TF.layers.Layer;
-  inputTensors: SymbolicRef[];
-  outputTensors: SymbolicRef[];
-}
+/** tfjs-layers internals read beyond the layer graph (./layerGraph); typed here because the public typings hide them. */
 
 interface ConvInternals {
   rank: number;
@@ -73,14 +66,7 @@ export function isPlainRelu(layer: TF.layers.Layer): boolean {
 }
 
 function buildPlan(model: TF.LayersModel): Plan | undefined {
-  // a Sequential model wraps a functional one, which it builds on first use as its call() does
-  const seq = model as unknown as { model?: TF.LayersModel; build(): void };
-  if (model instanceof tf.Sequential && !seq.model) seq.build();
-  const graph = (model instanceof tf.Sequential ? seq.model : model) as unknown as {
-    nodesByDepth?: Record<string, GraphNode[]>;
-    inputs: SymbolicRef[];
-    outputs: SymbolicRef[];
-  };
+  const graph = layerGraph(model);
   if (!graph?.nodesByDepth || graph.inputs.length !== 1) return undefined;
   const depths = Object.keys(graph.nodesByDepth)
     .map(Number)
