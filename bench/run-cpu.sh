@@ -43,6 +43,24 @@ for name in "${specs[@]}"; do
   [ -f "$specs_dir/$name.yaml" ] || { echo "run-cpu: no spec $specs_dir/$name.yaml" >&2; exit 2; }
 done
 
+# Narcissus' surrogate trains on a public out-of-distribution set: Fashion-MNIST, by default from
+# Debian's dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist, docs/attacks.md).
+# Without it every Narcissus cell fails at once ("pood.path: ... file not found"), so a sitting
+# whose specs have Narcissus cells installs it first (root, as on the build VM) or stops here.
+pood_dir=/usr/share/datasets/fashion-mnist
+if [ -z "${BENCH_SPECS_DIR:-}" ] && [ ! -e "$pood_dir/train-images-idx3-ubyte.gz" ] && [ ! -e "$pood_dir/train-images-idx3-ubyte" ]; then
+  for name in "${specs[@]}"; do
+    if grep -q "name: narcissus" "$specs_dir/$name.yaml"; then
+      echo "run-cpu: $name has Narcissus cells and $pood_dir is missing: installing Debian's dataset-fashion-mnist" >&2
+      if [ "$(id -u)" -ne 0 ] || ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }; then
+        echo "run-cpu: could not install dataset-fashion-mnist; install it (or set the spec's attack.pood.path) and run again" >&2
+        exit 2
+      fi
+      break
+    fi
+  done
+fi
+
 mkdir -p "$state_dir"
 interrupted=0
 for name in "${specs[@]}"; do
