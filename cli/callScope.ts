@@ -38,9 +38,19 @@ export function callScope(connection: Pick<Connection, 'withAbortSignal'>, comma
     signal,
     run<T>(fn: () => Promise<T>): Promise<T> {
       if (signal.aborted) return Promise.reject(new WaitAborted());
-      const call = connection.withAbortSignal(signal, fn);
+      // each call gets a signal of its own, linked to the scope's while it is pending: the client
+      // adds an abort listener per call to the signal it is given and never removes it, so on the
+      // scope's one signal a sweep's progress polls (every 2 s, for hours) would pile up listeners
+      // and the calls they hold
+      const own = new AbortController();
+      const link = () => own.abort();
+      signal.addEventListener('abort', link, { once: true });
+      const call = connection.withAbortSignal(own.signal, fn);
       pending.add(call);
-      const forget = () => pending.delete(call);
+      const forget = () => {
+        pending.delete(call);
+        signal.removeEventListener('abort', link);
+      };
       call.then(forget, forget);
       return call;
     },
