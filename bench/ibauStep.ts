@@ -14,7 +14,8 @@
  * same whatever the values; that both paths compute the same numbers is the tests' business
  * (test/core/defenses/ibau.test.ts, anp.test.ts). --batch 80 is what both defenses run at
  * |D_c| = 100 (min(128, the 80 fit images)). Also printed: how much H v moves when the finite-difference
- * step is divided or multiplied by 4 on this model (the kinks of ReLU and max-pooling; docs/performance.md).
+ * step is divided or multiplied by 4 on this model (the kinks of ReLU and max-pooling; docs/performance.md),
+ * beside the Gauss-Newton product, which has no such kinks.
  * Writes <out>/<BASE>.json and .md (default bench/results/ibau-step). A benchmark: never run in CI.
  */
 import { promises as fs } from 'node:fs';
@@ -31,7 +32,7 @@ import { trainableVariables } from '../core/train/sgd';
 import { applyModel, applyModelForInputGradients } from '../core/train/fast';
 import { anpDefenseSchema, ibauDefenseSchema } from '../core/defenses/configs';
 import { batchTensors } from '../core/defenses/batches';
-import { finiteDifferenceStep, hypergradient, innerHvp, universalPerturbation, type UnlearningBatch } from '../core/defenses/ibau';
+import { finiteDifferenceStep, hypergradient, innerHvp, perturbed, universalPerturbation, type UnlearningBatch } from '../core/defenses/ibau';
 import { learnMasks } from '../core/defenses/anp';
 import { findRepoRoot } from '../store/repoRoot';
 import { UsageError } from '../cli/errors';
@@ -160,7 +161,10 @@ async function main() {
   }
 
   const fdStability = finiteDifferenceDiagnostic(batch(), forward, inputGradientForward, delta);
-  console.log(`H v at t = ${fdStability.step.toExponential(2)} on this model: relative change ${fdStability.quarter.toFixed(2)} at t/4, ${fdStability.fourTimes.toFixed(2)} at 4t`);
+  console.log(
+    `H v at t = ${fdStability.step.toExponential(2)} on this model: relative change ${fdStability.quarter.toFixed(2)} at t/4, ${fdStability.fourTimes.toFixed(2)} at 4t; ` +
+      `Gauss-Newton ${fdStability.gaussNewtonQuarter.toExponential(1)} / ${fdStability.gaussNewtonFourTimes.toExponential(1)}; H v(t) differs from it by ${fdStability.fromGaussNewton.toFixed(2)}`,
+  );
   const summary = MEASURES.map((m) => {
     const of = (p: PathName, k: 'cpuMs' | 'wallMs') => median(samples.filter((s) => s.measure === m && s.path === p).map((s) => s[k]));
     const row = { measure: m, referenceCpuMs: of('reference', 'cpuMs'), inputGradientsCpuMs: of('inputGradients', 'cpuMs'), referenceWallMs: of('reference', 'wallMs'), inputGradientsWallMs: of('inputGradients', 'wallMs') };
@@ -178,22 +182,66 @@ async function main() {
   console.log(`live tensors at the end: ${tf.memory().numTensors}; load ${endLoad}; wrote ${path.join(o.out, o.name)}.{json,md}`);
 }
 
-/** How much H v moves from the step t to t/4 and 4t (relative to its norm), on the input-gradient path. */
+/**
+ * Gauss-Newton H v = 2 penalty v - (1/n) sum_i J_i^T S_i J_i v (S_i = diag(p_i) - p_i p_i^T), with
+ * J v by central differences of the logits: for a model built of ReLU, max-pooling, BN and affine
+ * layers the logits are piecewise linear in delta, so this is the Hessian of L_in wherever it exists
+ * (what double backward, the authors' autograd, computes), and the logits' differences, unlike the
+ * gradients', have no jumps. A diagnostic here, not I-BAU's estimator.
+ */
+function gaussNewtonHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step: number): TF.Tensor {
+  return tf.tidy(() => {
+    const f = (d: TF.Tensor) => p.forward(perturbed(p, d));
+    const norm = tf.norm(v);
+    const u = tf.div(v, norm);
+    const jv = tf.mul(tf.sub(f(tf.add(delta, tf.mul(u, step))), f(tf.sub(delta, tf.mul(u, step)))), tf.div(norm, 2 * step));
+    const prob = tf.softmax(f(delta));
+    const weights = tf.div(tf.sub(tf.mul(prob, jv), tf.mul(prob, tf.sum(tf.mul(prob, jv), 1, true))), p.x.shape[0]);
+    const jtw = tf.grad((d: TF.Tensor) => tf.sum(tf.mul(weights, f(d))))(delta);
+    return tf.sub(tf.mul(2 * p.penalty, v), jtw);
+  });
+}
+
+/**
+ * How much H v moves from the step t to t/4 and 4t (relative to its norm): I-BAU's central
+ * differences of gradients on the input-gradient path, and the Gauss-Newton product beside it.
+ */
 function finiteDifferenceDiagnostic(
   b: Omit<UnlearningBatch, 'forward' | 'vars'>,
   forward: UnlearningBatch['forward'],
   inputGradientForward: UnlearningBatch['inputGradientForward'],
   delta: TF.Tensor,
-): { step: number; quarter: number; fourTimes: number } {
+): FdStability {
   return tf.tidy(() => {
     const p: UnlearningBatch = { ...b, forward, inputGradientForward, vars: [] };
     const v = tf.randomNormal(delta.shape, 0, 1, 'float32', 3);
     const t = finiteDifferenceStep(delta.size);
+    const rel = (a: TF.Tensor, base: TF.Tensor) => tf.norm(tf.sub(a, base)).dataSync()[0] / tf.norm(base).dataSync()[0];
     const [quarter, base, four] = [t / 4, t, 4 * t].map((s) => innerHvp(p, delta, v, s));
-    const rel = (a: TF.Tensor) => tf.norm(tf.sub(a, base)).dataSync()[0] / tf.norm(base).dataSync()[0];
+    const [gnQuarter, gnBase, gnFour] = [t / 4, t, 4 * t].map((s) => gaussNewtonHvp(p, delta, v, s));
     tf.dispose([b.x, b.y]);
-    return { step: t, quarter: rel(quarter), fourTimes: rel(four) };
+    return {
+      step: t,
+      quarter: rel(quarter, base),
+      fourTimes: rel(four, base),
+      gaussNewtonQuarter: rel(gnQuarter, gnBase),
+      gaussNewtonFourTimes: rel(gnFour, gnBase),
+      fromGaussNewton: rel(base, gnBase),
+    };
   });
+}
+
+interface FdStability {
+  /** t */
+  step: number;
+  /** ||H v(t/4) - H v(t)|| / ||H v(t)||, central differences of gradients */
+  quarter: number;
+  fourTimes: number;
+  /** the same for the Gauss-Newton product */
+  gaussNewtonQuarter: number;
+  gaussNewtonFourTimes: number;
+  /** ||H v(t) - GN(t)|| / ||GN(t)|| */
+  fromGaussNewton: number;
 }
 
 function markdown(r: {
@@ -203,7 +251,7 @@ function markdown(r: {
   endLoad: number;
   summary: Array<{ measure: string; referenceCpuMs: number; inputGradientsCpuMs: number; referenceWallMs: number; inputGradientsWallMs: number }>;
   samples: Sample[];
-  fdStability: { step: number; quarter: number; fourTimes: number };
+  fdStability: FdStability;
   date: string;
 }): string {
   const per = (m: string, p: PathName, k: 'cpuMs' | 'wallMs') =>
@@ -234,8 +282,10 @@ function markdown(r: {
     '|---|---|---|',
     ...r.summary.map((s) => `| ${s.measure} | ${per(s.measure, 'reference', 'cpuMs')} | ${per(s.measure, 'inputGradients', 'cpuMs')} |`),
     '',
-    `H v by central differences on this model (random weights, the bench's delta, a random direction): relative change ` +
-      `${r.fdStability.quarter.toFixed(2)} from t = ${r.fdStability.step.toExponential(2)} to t/4, ${r.fdStability.fourTimes.toFixed(2)} to 4t (ReLU and max-pool kinks; docs/performance.md).`,
+    `H v by central differences of gradients on this model (random weights, the bench's delta, a random direction): relative change ` +
+      `${r.fdStability.quarter.toFixed(2)} from t = ${r.fdStability.step.toExponential(2)} to t/4, ${r.fdStability.fourTimes.toFixed(2)} to 4t (ReLU and max-pool kinks; docs/performance.md). ` +
+      `The Gauss-Newton product (the Hessian where it exists, logits differenced instead of gradients): ${r.fdStability.gaussNewtonQuarter.toExponential(1)} and ` +
+      `${r.fdStability.gaussNewtonFourTimes.toExponential(1)}; at t the two differ by ${r.fdStability.fromGaussNewton.toFixed(2)} of its norm.`,
     '',
   ].join('\n');
 }
