@@ -22,9 +22,9 @@
  * (the second is the derivative of g_theta along v, by the symmetry of mixed partials).
  * t moves every pixel by 1e-3 of the input range (RMS): large against float32 rounding of
  * the gradients (relative error ~1e-7 / 1e-3). On a smooth model H v is then the same at t/4 and
- * 4t to 1e-3; on ReLU / max-pool models it is not: every unit that switches between delta - t u
- * and delta + t u adds a jump to the gradient, and H v changes by about its own size from t to
- * t/4 or 4t (docs/performance.md, "I-BAU and ANP").
+ * 4t to about 1e-3 of its norm; on ReLU / max-pool models it is not: every unit that switches
+ * between delta - t u and delta + t u adds a jump to the gradient, and H v changes by about its
+ * own size from t to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
  *
  * Only the weights' update needs weight gradients. The gradients to delta (inner steps, H v) run
  * on the model's input-gradient forward (convolutions unfused, so their backward skips the filter
