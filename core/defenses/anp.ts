@@ -61,6 +61,16 @@ export function maskEpochs(cfg: Pick<MaskConfig, 'iterations' | 'checkpoints'>):
   return Math.min(cfg.checkpoints, cfg.iterations);
 }
 
+export interface MaskOptions {
+  /**
+   * The loop as before issue 22: fused convolutions (their backward computes filter gradients
+   * nobody reads) and the noise start, noise step and mask clip one variable at a time. Default:
+   * convolutions on the input-gradient path, those updates stacked. The same numbers by other
+   * calls, kept for tests and bench/ibauStep.ts.
+   */
+  reference?: boolean;
+}
+
 /** The mask, scale-noise and shift-noise variables of every BN layer, in graph order. */
 class NeuronState {
   readonly masks: TF.Variable[];
@@ -87,13 +97,22 @@ class NeuronState {
     return out;
   }
 
-  /** ANP starts every perturbation uniformly inside the eps box. */
-  randomiseNoise(rng: Rng, eps: number): void {
-    for (const v of this.noise) {
-      const values = new Float32Array(v.size);
-      for (let i = 0; i < values.length; i++) values[i] = rng.uniform(-eps, eps);
-      assignValues(v, { shape: v.shape.slice(), values });
+  /**
+   * ANP starts every perturbation uniformly inside the eps box. Stacked: one upload for all the
+   * noise variables (the same draws in the same order), else one per variable.
+   */
+  randomiseNoise(rng: Rng, eps: number, stacked: boolean): void {
+    if (!stacked) {
+      for (const v of this.noise) {
+        const values = new Float32Array(v.size);
+        for (let i = 0; i < values.length; i++) values[i] = rng.uniform(-eps, eps);
+        assignValues(v, { shape: v.shape.slice(), values });
+      }
+      return;
     }
+    const values = new Float32Array(this.noise.reduce((s, v) => s + v.size, 0));
+    for (let i = 0; i < values.length; i++) values[i] = rng.uniform(-eps, eps);
+    assignStacked(this.noise, () => tf.tensor1d(values));
   }
 
   maskValues(): Record<string, Float32Array> {
@@ -114,6 +133,46 @@ function assignValues(v: TF.Variable, a: NamedArray): void {
   const t = tf.tensor(a.values, a.shape);
   v.assign(t);
   t.dispose();
+}
+
+/**
+ * Assigns one stacked vector, cut in order into the variables' sizes, to 1-D variables: one
+ * native split instead of one op per variable.
+ */
+function assignStacked(vars: TF.Variable[], stacked: () => TF.Tensor): void {
+  tf.tidy(() => {
+    const parts = tf.split(stacked(), vars.map((v) => v.size));
+    vars.forEach((v, i) => v.assign(parts[i]));
+  });
+}
+
+/**
+ * One signed-gradient ascent step of the noise, v + step * sign(g) (clipped to [-eps, eps] with
+ * `clip`). Stacked: every variable with a gradient in one vector, so the step is a few native ops
+ * instead of a few per variable; elementwise either way, so each element gets the same value.
+ */
+function ascendNoise(vars: TF.Variable[], grads: TF.NamedTensorMap, step: number, clip: number | undefined, stacked: boolean): void {
+  // a BN layer without beta leaves its shift noise unconnected: no gradient, no step
+  const moving = vars.filter((v) => grads[v.name]);
+  if (moving.length === 0) return;
+  const ascend = (v: TF.Tensor, g: TF.Tensor) => {
+    const stepped = tf.add(v, tf.mul(step, tf.sign(g)));
+    return clip === undefined ? stepped : tf.clipByValue(stepped, -clip, clip);
+  };
+  if (!stacked) {
+    tf.tidy(() => moving.forEach((v) => v.assign(ascend(v, grads[v.name]))));
+    return;
+  }
+  assignStacked(moving, () => ascend(tf.concat(moving), tf.concat(moving.map((v) => grads[v.name]))));
+}
+
+/** Masks clipped to [0, 1] after their SGD step; stacked: one clip for all of them. */
+function clipMasks(masks: TF.Variable[], stacked: boolean): void {
+  if (!stacked) {
+    tf.tidy(() => masks.forEach((m) => m.assign(tf.clipByValue(m, 0, 1))));
+    return;
+  }
+  assignStacked(masks, () => tf.clipByValue(tf.concat(masks), 0, 1));
 }
 
 function restoreVars(vars: TF.Variable[], arrays: NamedArray[] | undefined, what: string): void {
@@ -144,7 +203,9 @@ export async function learnMasks(
   cfg: MaskConfig,
   seed: number,
   control: PhaseControl & { progress?: (detail: Record<string, unknown>) => void; signal?: AbortSignal } = {},
+  options: MaskOptions = {},
 ): Promise<MaskResult> {
+  const stacked = !options.reference;
   const layers = bnNeuronLayers(c.model, `model "${c.model.name}" (${c.meta.arch})`);
   const n = data.cleanFit.labels.length;
   if (n < 2) throw new Error(`ANP needs at least 2 clean samples to learn masks on, got ${n}`);
@@ -170,7 +231,8 @@ export async function learnMasks(
 
     const batchStats = cfg.maskBatchNorm === 'batch';
     const forward = (x: TF.Tensor4D, withNoise: boolean) =>
-      forwardWithNeurons(c.model, x, state.modulations(withNoise), undefined, batchStats) as TF.Tensor2D;
+      // only the masks and the noise are differentiated, never the weights
+      forwardWithNeurons(c.model, x, state.modulations(withNoise), undefined, { batchStats, inputGradientsOnly: stacked }) as TF.Tensor2D;
     const naturalAndRobust = (x: TF.Tensor4D, y: TF.Tensor1D): TF.Scalar =>
       tf.tidy(() => {
         const natural = crossEntropy(forward(x, false), y);
@@ -192,20 +254,13 @@ export async function learnMasks(
         }
         const { x, y } = batchTensors(data.cleanFit, batches[b], c.meta.inputRange, rng, data.augment);
         if (cfg.eps > 0) {
-          state.randomiseNoise(rng, cfg.eps);
+          state.randomiseNoise(rng, cfg.eps, stacked);
           for (let s = 0; s < cfg.perturbSteps; s++) {
             const { value, grads } = tf.variableGrads(
               () => crossEntropy(forward(x, true), y),
               state.noise,
             );
-            tf.tidy(() => {
-              // a BN layer without beta leaves its shift noise unconnected: no gradient, no step
-              for (const v of state.noise) {
-                if (!grads[v.name]) continue;
-                const stepped = tf.add(v, tf.mul(noiseStep, tf.sign(grads[v.name])));
-                v.assign(cfg.clipNoise ? tf.clipByValue(stepped, -cfg.eps, cfg.eps) : stepped);
-              }
-            });
+            ascendNoise(state.noise, grads, noiseStep, cfg.clipNoise ? cfg.eps : undefined, stacked);
             value.dispose();
             tf.dispose(grads);
           }
@@ -215,9 +270,7 @@ export async function learnMasks(
           state.masks.map((m) => grads[m.name]),
           cfg.maskLearningRate,
         );
-        tf.tidy(() => {
-          for (const m of state.masks) m.assign(tf.clipByValue(m, 0, 1));
-        });
+        clipMasks(state.masks, stacked);
         tf.dispose(grads);
         tf.dispose([x, y]);
         const sum = lossSum;

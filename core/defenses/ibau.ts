@@ -21,7 +21,15 @@
  *   grad_theta <grad_delta L_in, v> ~ ||v|| (g_theta(delta + t u) - g_theta(delta - t u)) / 2t
  * (the second is the derivative of g_theta along v, by the symmetry of mixed partials).
  * t moves every pixel by 1e-3 of the input range (RMS): large against float32 rounding of
- * the gradients (relative error ~1e-7 / 1e-3), small enough that few ReLUs change state.
+ * the gradients (relative error ~1e-7 / 1e-3). On a smooth model H v is then the same at t/4 and
+ * 4t to about 1e-3 of its norm; on ReLU / max-pool models it is not: every unit that switches
+ * between delta - t u and delta + t u adds a jump to the gradient, and H v changes by about its
+ * own size from t to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
+ *
+ * Only the weights' update needs weight gradients. The gradients to delta (inner steps, H v) run
+ * on the model's input-gradient forward (convolutions unfused, so their backward skips the filter
+ * gradients), and H v's two points go through one forward and backward of the batch stacked on
+ * itself; same numbers, bit for bit, as the reference path (`UnlearnOptions.reference`).
  *
  * delta is measured in standardised-input units, a quarter of the input range: the authors
  * work on per-channel standardised CIFAR-10 (std ~0.25 of the [0, 1] range), so their
@@ -46,7 +54,7 @@ import { describeStepBudget, stepBudget } from './budgets';
 import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
-import { applyModel } from '../train/fast';
+import { applyModel, applyModelForInputGradients } from '../train/fast';
 
 /** Input-range width per unit of delta (see the file comment). */
 export const DELTA_UNIT = 0.25;
@@ -69,6 +77,13 @@ export function inputBounds(range: InputRange): { low: number; high: number } {
 export interface UnlearningBatch {
   /** logits; must not update any state (inference-mode BN) */
   forward: (x: TF.Tensor4D) => TF.Tensor2D;
+  /**
+   * The same logits on a path whose backward computes input gradients only (the weights held
+   * constant: applyModelForInputGradients), for the losses I-BAU differentiates to delta alone.
+   * Present, the gradients to delta and H v run on it, H v's two finite-difference points in one
+   * forward of a doubled batch; absent, on `forward`, one point at a time (the reference path).
+   */
+  inputGradientForward?: (x: TF.Tensor4D) => TF.Tensor2D;
   /** theta: the variables the outer problem trains */
   vars: TF.Variable[];
   x: TF.Tensor4D;
@@ -101,7 +116,11 @@ export function perturbedRowsMask(rng: Rng, batch: number, fraction: number): TF
 
 /** L_in(delta, theta) = penalty * ||delta||^2 - CE(f(x + delta), y): minimised by the inner problem. */
 export function innerLoss(p: UnlearningBatch, delta: TF.Tensor): TF.Scalar {
-  return tf.tidy(() => tf.sub(tf.mul(p.penalty, tf.sum(tf.square(delta))), crossEntropy(p.forward(perturbed(p, delta)), p.y)) as TF.Scalar);
+  return tf.tidy(() => innerLossOfLogits(p, delta, p.forward(perturbed(p, delta))));
+}
+
+function innerLossOfLogits(p: UnlearningBatch, delta: TF.Tensor, logits: TF.Tensor2D): TF.Scalar {
+  return tf.sub(tf.mul(p.penalty, tf.sum(tf.square(delta))), crossEntropy(logits, p.y)) as TF.Scalar;
 }
 
 /** L_out(delta, theta) = CE(f(x + delta), y). */
@@ -110,7 +129,26 @@ export function outerLoss(p: UnlearningBatch, delta: TF.Tensor): TF.Scalar {
 }
 
 export function innerGradDelta(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor {
-  return tf.grad((d: TF.Tensor) => innerLoss(p, d))(delta);
+  const q = p.inputGradientForward ? { ...p, forward: p.inputGradientForward } : p;
+  return tf.grad((d: TF.Tensor) => innerLoss(q, d))(delta);
+}
+
+/**
+ * grad_delta L_in at two points from one forward and one backward of the batch stacked on
+ * itself, x + a over x + b: each half's loss depends on its own point only, so the gradient of
+ * their sum to a (to b) is a's (b's) own, with the same operations per image as two separate
+ * passes (test/core/defenses/ibau.test.ts holds them bit-identical).
+ */
+export function innerGradDeltaPair(p: UnlearningBatch, a: TF.Tensor, b: TF.Tensor): [TF.Tensor, TF.Tensor] {
+  const forward = p.inputGradientForward ?? p.forward;
+  const n = p.x.shape[0];
+  const [ga, gb] = tf.grads((da: TF.Tensor, db: TF.Tensor) => {
+    const logits = forward(tf.concat([perturbed(p, da), perturbed(p, db)], 0) as TF.Tensor4D);
+    const la = tf.slice(logits, [0, 0], [n, -1]) as TF.Tensor2D;
+    const lb = tf.slice(logits, [n, 0], [n, -1]) as TF.Tensor2D;
+    return tf.add(innerLossOfLogits(p, da, la), innerLossOfLogits(p, db, lb)) as TF.Scalar;
+  })([a, b]);
+  return [ga, gb];
 }
 
 export function innerGradTheta(p: UnlearningBatch, delta: TF.Tensor): TF.Tensor[] {
@@ -129,12 +167,13 @@ export function centralDifference(
   point: TF.Tensor,
   direction: TF.Tensor,
   step: number,
+  /** both points' gradients at once (one doubled batch); default: `grad` at each in turn */
+  gradPair: (plus: TF.Tensor, minus: TF.Tensor) => [TF.Tensor[], TF.Tensor[]] = (a, b) => [grad(a), grad(b)],
 ): TF.Tensor[] {
   return tf.tidy(() => {
     const norm = tf.norm(direction);
     const u = tf.div(direction, tf.maximum(norm, 1e-30));
-    const plus = grad(tf.add(point, tf.mul(u, step)));
-    const minus = grad(tf.sub(point, tf.mul(u, step)));
+    const [plus, minus] = gradPair(tf.add(point, tf.mul(u, step)), tf.sub(point, tf.mul(u, step)));
     const scale = tf.div(norm, 2 * step);
     return plus.map((g, i) => tf.mul(tf.sub(g, minus[i]), scale));
   });
@@ -147,7 +186,13 @@ export function finiteDifferenceStep(size: number): number {
 
 /** H v: the Hessian of L_in in delta times v. */
 export function innerHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor {
-  return centralDifference((d) => [innerGradDelta(p, d)], delta, v, step)[0];
+  const pair = p.inputGradientForward
+    ? (a: TF.Tensor, b: TF.Tensor): [TF.Tensor[], TF.Tensor[]] => {
+        const [ga, gb] = innerGradDeltaPair(p, a, b);
+        return [[ga], [gb]];
+      }
+    : undefined;
+  return centralDifference((d) => [innerGradDelta(p, d)], delta, v, step, pair)[0];
 }
 
 /** grad_theta <grad_delta L_in, v>: the mixed second derivative of L_in applied to v. */
@@ -204,15 +249,16 @@ type UnlearnConfig = Omit<IbauDefenseConfig, 'name'>;
  * its own batch), from zero, then projected on the L2 ball of radius `perturbationRadius`.
  */
 export function universalPerturbation(
-  batches: Array<Omit<UnlearningBatch, 'forward' | 'vars'>>,
+  batches: Array<Omit<UnlearningBatch, 'forward' | 'vars' | 'inputGradientForward'>>,
   forward: UnlearningBatch['forward'],
   cfg: Pick<UnlearnConfig, 'innerLearningRate' | 'perturbationRadius'>,
   shape: number[],
+  inputGradientForward?: UnlearningBatch['inputGradientForward'],
 ): TF.Tensor {
   let delta: TF.Tensor = tf.zeros(shape);
   for (const b of batches) {
     const next = tf.tidy(() => {
-      const g = innerGradDelta({ ...b, forward, vars: [] }, delta);
+      const g = innerGradDelta({ ...b, forward, inputGradientForward, vars: [] }, delta);
       return tf.sub(delta, tf.mul(cfg.innerLearningRate, g));
     });
     delta.dispose();
@@ -221,6 +267,15 @@ export function universalPerturbation(
   const projected = tf.tidy(() => tf.mul(delta, tf.minimum(1, tf.div(cfg.perturbationRadius, tf.maximum(tf.norm(delta), 1e-12)))));
   delta.dispose();
   return projected;
+}
+
+export interface UnlearnOptions {
+  /**
+   * Every pass on the model's ordinary forward, H v's two points one at a time, as before issue
+   * 22; default: the gradients to delta and H v on the input-gradient forward, H v's points in one
+   * doubled batch. The same numbers by other calls, kept for tests and bench/ibauStep.ts.
+   */
+  reference?: boolean;
 }
 
 export interface UnlearnResult {
@@ -241,12 +296,15 @@ export async function unlearn(
   cfg: UnlearnConfig,
   seed: number,
   control: PhaseControl & { progress?: (detail: Record<string, unknown>) => void; signal?: AbortSignal } = {},
+  options: UnlearnOptions = {},
 ): Promise<UnlearnResult> {
   const n = data.cleanFit.labels.length;
   if (n < 2) throw new Error(`I-BAU needs at least 2 clean samples, got ${n}`);
   const vars = trainableVariables(c.model);
   const adam = new Adam(vars);
   const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
+  const inputGradientForward =
+    options.reference ? undefined : (x: TF.Tensor4D) => applyModelForInputGradients(c.model, x) as TF.Tensor2D;
   // a fixed number of outer steps whatever |D_c| (budgets.ts); passBatches walks shuffled passes
   const stepsPerRound = cfg.stepsPerRound;
   const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
@@ -276,7 +334,7 @@ export async function unlearn(
     for (let round = startRound; round < cfg.rounds; round++) {
       const t0 = Date.now();
       const inner = passBatches(rng, n, cfg.batchSize, cfg.innerSteps).map(load).map(withLabels);
-      const delta = universalPerturbation(inner, forward, cfg, shape);
+      const delta = universalPerturbation(inner, forward, cfg, shape, inputGradientForward);
       const innerCe = tf.tidy(() => outerLoss({ ...inner[0], forward, vars }, delta));
       tf.dispose(inner.flatMap((b) => [b.x, b.y]));
 
@@ -287,7 +345,7 @@ export async function unlearn(
           tf.dispose([delta, innerCe]);
           throw new TrainingCancelledError();
         }
-        const b = { ...load(outer[s]), forward, vars, perturbedRows: perturbedRowsMask(rng, outer[s].length, cfg.outerPerturbedFraction) };
+        const b = { ...load(outer[s]), forward, inputGradientForward, vars, perturbedRows: perturbedRowsMask(rng, outer[s].length, cfg.outerPerturbedFraction) };
         const hg = hypergradient(b, delta, { mode: cfg.hypergradient, fixedPointSteps: cfg.fixedPointSteps, fixedPointStepSize: cfg.fixedPointStepSize });
         adam.step(hg.grads, cfg.learningRate);
         lossSum += (await hg.loss.data())[0];

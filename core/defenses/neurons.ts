@@ -11,7 +11,7 @@
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../tf';
-import { fastRelu, fusedBatchNorm, isPlainRelu, useFastPath } from '../train/fast';
+import { fastRelu, fusedBatchNorm, inputGradientConv, isPlainRelu, useFastPath } from '../train/fast';
 
 type Layer = TF.layers.Layer;
 
@@ -102,21 +102,32 @@ function explicitBatchNorm(x: TF.Tensor, p: BnParts, m: BnModulation | undefined
   return shift ? tf.add(y, shift) : y;
 }
 
+export interface NeuronForwardOptions {
+  /** every BN layer normalises with the batch's statistics instead of its moving ones */
+  batchStats?: boolean;
+  /**
+   * the loss will be differentiated to the masks and noise only, never to the model's weights:
+   * on the fast path the convolutions run unfused, so their backward skips the filter gradients
+   * (Conv2DBackpropFilter). Same function, same gradients to the masks and noise.
+   */
+  inputGradientsOnly?: boolean;
+}
+
 /**
  * Logits of `model` on `x` in inference mode, with the BN layers named in `modulations`
  * computed explicitly (see the file comment); every other layer runs through its own
  * `apply`. Walks the functional graph from the model's inputs: a layer runs once every
  * tensor its node consumes is known, so any DAG (residual Adds included) is covered.
  * Call inside tf.tidy or a gradient function: the intermediates are not disposed here.
- * `batchStats`: every BN layer normalises with the batch's statistics instead of its moving ones.
  */
 export function forwardWithNeurons(
   model: TF.LayersModel,
   x: TF.Tensor,
   modulations: Record<string, BnModulation> = {},
   fast: boolean = useFastPath(),
-  batchStats = false,
+  options: NeuronForwardOptions = {},
 ): TF.Tensor {
+  const { batchStats = false, inputGradientsOnly = false } = options;
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new Error(`model "${model.name}" has ${model.inputs.length} inputs and ${model.outputs.length} outputs; expected one of each`);
   }
@@ -140,7 +151,8 @@ export function forwardWithNeurons(
       } else if (fast && inputs.length === 1 && isPlainRelu(layer)) {
         outputs = fastRelu(inputs[0]);
       } else {
-        outputs = layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training: false }) as TF.Tensor | TF.Tensor[];
+        const conv = fast && inputGradientsOnly && inputs.length === 1 ? inputGradientConv(layer, inputs[0]) : undefined;
+        outputs = conv ?? (layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training: false }) as TF.Tensor | TF.Tensor[]);
       }
       const list = Array.isArray(outputs) ? outputs : [outputs];
       node.outputTensors.forEach((t, k) => known.set(t.id, list[k]));

@@ -140,8 +140,9 @@ function batchNormLayer(layer: TF.layers.Layer, x: TF.Tensor, training: boolean,
  * the fused op's gradient computes the filter and bias gradients eagerly, while tf.conv2d's
  * gradient computes each input's part only when the tape asks for it, so a backward to the
  * model's input alone (weights held constant) skips Conv2DBackpropFilter. Same function.
+ * undefined for layers it does not cover (not a 2-D channels-last Conv2D): apply those as they are.
  */
-function inputGradientConv(layer: TF.layers.Layer, x: TF.Tensor): TF.Tensor | undefined {
+export function inputGradientConv(layer: TF.layers.Layer, x: TF.Tensor): TF.Tensor | undefined {
   const conv = layer as unknown as ConvInternals;
   if (layer.getClassName() !== 'Conv2D' || conv.rank !== 2 || conv.dataFormat !== 'channelsLast' || conv.padding === 'causal' || x.rank !== 4) {
     return undefined;

@@ -10,7 +10,7 @@ import { nativeBackendActive } from './native';
 import { fusedBatchNorm } from './batchNorm';
 import { fastApply } from './forward';
 
-export { fastApply, supportsFastApply, isPlainRelu, type FastApplyOptions } from './forward';
+export { fastApply, supportsFastApply, isPlainRelu, inputGradientConv, type FastApplyOptions } from './forward';
 export { fusedBatchNorm } from './batchNorm';
 export { fastRelu } from './relu';
 

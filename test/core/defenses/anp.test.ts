@@ -81,7 +81,7 @@ test('maskBatchNorm batch: the neuron forward with batch statistics equals model
     randomiseBatchNorm(model, 5);
     const moving = () => bnNeuronLayers(model).flatMap((l) => model.getLayer(l.name).getWeights().slice(2).map((t) => Array.from(t.dataSync())));
     const before = moving();
-    const ours = tf.tidy(() => forwardWithNeurons(model, x, {}, true, true).dataSync());
+    const ours = tf.tidy(() => forwardWithNeurons(model, x, {}, true, { batchStats: true }).dataSync());
     const inference = tf.tidy(() => forwardWithNeurons(model, x).dataSync());
     assert.deepEqual(moving(), before, `${arch}: the batch-statistics forward changed the moving statistics`);
     const training = tf.tidy(() => (model.apply(x, { training: true }) as TF.Tensor).dataSync());
@@ -402,4 +402,67 @@ test('ANP at a reduced CI budget lowers the ASR of the BadNets model and keeps a
 
 test('ANP is registered', () => {
   assert.equal(getDefense('anp'), anp);
+});
+
+// --- the input-gradient path (issue 22): the same masks as the reference loop, fewer kernels ---
+
+test('the neuron forward for mask / noise gradients only (unfused convolutions): bit-identical logits and gradients, no filter gradients', async () => {
+  for (const arch of ['smallCnn', 'resnet20'] as const) {
+    const model = buildModel(arch, shape, 10, 8);
+    randomiseBatchNorm(model, 9);
+    const x = randomImages(4, 13);
+    const y = tf.tensor1d([1, 4, 7, 2], 'int32');
+    const rng = new Rng(10);
+    const layers = bnNeuronLayers(model);
+    const vars = layers.flatMap((l) =>
+      (['mask', 'noiseScale', 'noiseShift'] as const).map((role) =>
+        tf.variable(tf.tensor1d(Float32Array.from({ length: l.channels }, () => (role === 'mask' ? rng.uniform(0.5, 1) : rng.uniform(-0.4, 0.4)))), true, `unfused-${arch}-${l.name}-${role}`),
+      ),
+    );
+    const mods = Object.fromEntries(layers.map((l, i) => [l.name, { mask: vars[3 * i] as TF.Tensor1D, noiseScale: vars[3 * i + 1] as TF.Tensor1D, noiseShift: vars[3 * i + 2] as TF.Tensor1D }]));
+    const loss = (inputGradientsOnly: boolean) => () =>
+      tf.losses.softmaxCrossEntropy(tf.oneHot(y, 10), forwardWithNeurons(model, x, mods, true, { inputGradientsOnly }) as TF.Tensor2D) as TF.Scalar;
+    const fused = tf.variableGrads(loss(false), vars);
+    const unfused = tf.variableGrads(loss(true), vars);
+    assert.ok(Object.is(unfused.value.dataSync()[0], fused.value.dataSync()[0]), `${arch}: loss differs`);
+    for (const v of vars) {
+      const [a, b] = [unfused.grads[v.name].dataSync(), fused.grads[v.name].dataSync()];
+      assert.ok(a.every((e, i) => Object.is(e, b[i])), `${arch}: gradient of ${v.name} differs`);
+    }
+    const kernels = async (inputGradientsOnly: boolean) =>
+      (await tf.profile(() => tf.tidy(() => tf.variableGrads(loss(inputGradientsOnly), vars).value))).kernels.map((k) => k.name);
+    assert.ok((await kernels(false)).includes('Conv2DBackpropFilter'), `${arch}: the fused forward computes filter gradients`);
+    assert.ok(!(await kernels(true)).includes('Conv2DBackpropFilter'), `${arch}: the unfused one does not`);
+    tf.dispose([x, y, fused.value, unfused.value, ...Object.values(fused.grads), ...Object.values(unfused.grads), ...vars]);
+    model.dispose();
+  }
+});
+
+test('mask learning on the input-gradient path with stacked noise and mask updates gives the reference loop\'s masks, noise and losses exactly', async () => {
+  const fx = await backdooredFixture();
+  for (const extra of [{}, { clipNoise: true, perturbSteps: 2 }] as Array<Partial<AnpDefenseConfig>>) {
+    const run = async (reference: boolean) => {
+      const model = await fx.model();
+      let noise: Float32Array[] = [];
+      const cfg = anpDefenseSchema.parse({ name: 'anp', ...cheap, iterations: 6, ...extra });
+      const before = tf.memory().numTensors;
+      const r = await learnMasks(
+        model,
+        await fixtureContext(),
+        cfg,
+        3,
+        { hooks: { onEpochEnd: (_record, snapshot) => void (noise = snapshot().arrays.noise.map((a) => a.values)) } },
+        { reference },
+      );
+      assert.equal(tf.memory().numTensors, before, `reference ${reference}: mask learning leaks tensors`);
+      model.model.dispose();
+      return { masks: Object.values(r.masks).flatMap((m) => Array.from(m)), noise: noise.flatMap((v) => Array.from(v)), losses: r.history.map((h) => h.loss) };
+    };
+    const [fast, reference] = [await run(false), await run(true)];
+    const what = JSON.stringify(extra);
+    assert.ok(reference.masks.some((m) => m < 1), `${what}: the masks did not move, so equality would say nothing`);
+    assert.deepEqual(fast.masks, reference.masks, `${what}: masks differ`);
+    assert.deepEqual(fast.noise, reference.noise, `${what}: noise differs`);
+    assert.deepEqual(fast.losses, reference.losses, `${what}: losses differ`);
+  }
 });
