@@ -40,6 +40,7 @@ import { DATASET_MAGIC } from '../core/data/codec';
 import {
   assertNoCycle,
   atomicWriteFile,
+  baseCarries,
   bundleSetProblems,
   collectBundle,
   decodeBundle,
@@ -166,7 +167,9 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
   }));
   const values = new Map<string, unknown>([...(running?.values ?? []), ...finals.checkpoints.map((c) => [c.key, c.value] as const)]);
   const recordKeys = [...keep, ...(running?.recordKeys ?? []), ...finals.checkpoints.map((c) => c.key)];
-  const leftOutModels = options.keepStages ? await modelsNoEntryCarries(store, recordKeys, values) : [];
+  // a model a base carries is relied on, not left out: a fresh store gets it with the base
+  const baseArtifacts = new Set((options.bases ?? []).flatMap((b) => [...baseCarries(b.content).artifacts]));
+  const leftOutModels = options.keepStages ? (await modelsNoEntryCarries(store, recordKeys, values)).filter((m) => !baseArtifacts.has(m.sha256)) : [];
   const full = await collectBundle(
     store,
     recordKeys,
@@ -245,7 +248,7 @@ async function readBundleDir(dir: string): Promise<NamedBundle[]> {
 }
 
 /** Problems of the bundles of `dir` as a set that relies on its bases (store/bundleBases.ts bundleSetProblems). */
-export async function checkStateDir(dir: string): Promise<{ bundles: NamedBundle[]; problems: string[] }> {
+export async function checkStateDir(dir: string): Promise<{ bundles: NamedBundle[]; problems: Array<{ bundle: string; message: string }> }> {
   const bundles = await readBundleDir(dir);
   return { bundles, problems: bundleSetProblems(bundles) };
 }
@@ -315,7 +318,9 @@ async function main(argv: string[]): Promise<number> {
     const dir = rest[0];
     if (!dir) throw new BenchStateError('usage: stateBundle check DIR');
     const { bundles, problems } = await checkStateDir(dir);
-    for (const p of problems) process.stderr.write(`check: ${p}\n`);
+    for (const p of problems) process.stderr.write(`check: ${p.message}\n`);
+    // one line per bundle to export again (run-cpu.sh reads them)
+    for (const name of new Set(problems.map((p) => p.bundle))) process.stdout.write(`stale: ${name}\n`);
     const withBases = bundles.filter((b) => Array.isArray(b.content.manifest.selection.bases) && (b.content.manifest.selection.bases as unknown[]).length);
     process.stdout.write(`${dir}: ${bundles.length} bundles, ${withBases.length} exported against bases, ${problems.length ? `${problems.length} problems` : 'every relied-on entry is carried by its base'}\n`);
     return problems.length ? 4 : 0;

@@ -139,14 +139,14 @@ export async function assertNoCycle(name: string, bases: NamedBundle[], open: (f
  * an artifact or record a bundle relies on that its base no longer carries (the base was exported
  * again without it), and a cycle. Empty when every bundle can be imported after its bases.
  */
-export function bundleSetProblems(bundles: NamedBundle[]): string[] {
+export function bundleSetProblems(bundles: NamedBundle[]): Array<{ bundle: string; message: string }> {
   const byName = new Map(bundles.map((b) => [b.name, b]));
-  const problems: string[] = [];
+  const problems: Array<{ bundle: string; message: string }> = [];
   for (const b of bundles) {
     for (const dep of basesOf(b.content.manifest.selection)) {
       const base = byName.get(dep.bundle);
       if (!base) {
-        problems.push(`${b.name} relies on the base ${dep.bundle}, which is not there`);
+        problems.push({ bundle: b.name, message: `${b.name} relies on the base ${dep.bundle}, which is not there` });
         continue;
       }
       const carries = baseCarries(base.content);
@@ -154,10 +154,12 @@ export function bundleSetProblems(bundles: NamedBundle[]): string[] {
       const records = dep.records.filter((r) => !carries.records.has(r.key));
       if (artifacts.length || records.length) {
         const first = artifacts.length ? `artifact ${artifacts[0]}` : `record ${records[0].key}`;
-        problems.push(
-          `${b.name} relies on ${artifacts.length} artifacts and ${records.length} records that its base ${dep.bundle} no longer carries (first: ${first}): ` +
+        problems.push({
+          bundle: b.name,
+          message:
+            `${b.name} relies on ${artifacts.length} artifacts and ${records.length} records that its base ${dep.bundle} no longer carries (first: ${first}): ` +
             `export ${b.name} again against the current ${dep.bundle}, from a store that still holds them (the one ${dep.bundle} was just exported from, after importing ${b.name})`,
-        );
+        });
       }
     }
   }
@@ -166,7 +168,7 @@ export function bundleSetProblems(bundles: NamedBundle[]): string[] {
   const visit = (name: string, trail: string[]): void => {
     if (state.get(name) === 'done') return;
     if (state.get(name) === 'open') {
-      problems.push(`the bases form a cycle: ${[...trail.slice(trail.indexOf(name)), name].join(' relies on ')}`);
+      problems.push({ bundle: name, message: `the bases form a cycle: ${[...trail.slice(trail.indexOf(name)), name].join(' relies on ')}` });
       return;
     }
     state.set(name, 'open');
