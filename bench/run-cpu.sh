@@ -47,8 +47,9 @@ esac
 read -r -a order <<< "${BENCH_ORDER:-attacks-cpu wanet-epochs-cpu ntml-six-dev wanet-tc-cpu targets-cpu defenses-cpu table-cpu}"
 # Specs whose bundle keeps only its cell records and the listed stages (none: records only),
 # leaving out the purified models no kept entry carries, to fit the budget (bench/state/README.md,
-# "Size budget"): "spec:stage,stage" or "spec:none", separated by spaces.
-keep_stages_policy="${BENCH_KEEP_STAGES-table-cpu:none}"
+# "Size budget": attacks-cpu, the base, keeps every stage; its followers would not fit):
+# "spec:stage,stage" or "spec:none", separated by spaces.
+keep_stages_policy="${BENCH_KEEP_STAGES-wanet-epochs-cpu:none ntml-six-dev:none targets-cpu:none defenses-cpu:none table-cpu:none}"
 specs=("$@")
 if [ ${#specs[@]} -eq 0 ]; then
   specs=("${order[@]}")

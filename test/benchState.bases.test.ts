@@ -155,3 +155,20 @@ test('--keep-stages none keeps the cell records and leaves out purified models; 
   const { leftOutModels: _, ...selection } = bundle.manifest.selection;
   await assert.rejects(importBundle(await freshStore(f.root, 'strict'), { ...bundle, manifest: { ...bundle.manifest, selection } }), /references artifact .* neither in the bundle nor in the store/);
 });
+
+test("a store that imported bench state exports the final checkpoints of the entries the bundle left out again", async () => {
+  const f = await fixture();
+  // Input-Aware's attacker run as a fresh machine holds it after an import: the cell names the
+  // entry, the entry itself was left out (its output carries data sets), its final checkpoint came in its place
+  const iaKey = key64();
+  const checkpoint = await f.store.put(randomBytes(4000));
+  const list = [{ epoch: 33, checkpoint: { ...checkpoint, uri: `s3://ntml/ntml/artifacts/${checkpoint.sha256}` }, workflowId: 'sweep-base--b1' }];
+  await f.store.putRecord(`checkpoints/stage/${iaKey}/inputaware`, list);
+  const b1 = await f.store.getRecord<{ stages: unknown[] }>('sweeps/base/cells/b1');
+  await f.store.putRecord('sweeps/base/cells/b1', { ...b1, stages: [...b1!.stages, { stage: 'standardTraining', seconds: 1, cacheKey: iaKey }] });
+  const state = await collectBenchState(f.store, 'base');
+  assert.deepEqual(state.leftOutCheckpoints, [
+    { record: `checkpoints/stage/${iaKey}/inputaware`, entry: `cache/standardTraining/${iaKey}`, epoch: 33, sha256: checkpoint.sha256, bytes: checkpoint.bytes },
+  ]);
+  assert.ok(state.content.artifacts.some((a) => a.sha256 === checkpoint.sha256));
+});
