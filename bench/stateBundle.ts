@@ -226,21 +226,6 @@ async function modelsNoEntryCarries(store: ArtifactStore, recordKeys: string[], 
   return [...out.values()];
 }
 
-/** Reads the bundle files `files` (verified) as bases: each must lie in `folder`, where dependents are imported from. */
-export async function readBases(files: string[], folder: string): Promise<NamedBundle[]> {
-  const out: NamedBundle[] = [];
-  for (const file of files) {
-    if (path.resolve(path.dirname(file)) !== path.resolve(folder)) {
-      throw new BenchStateError(`--base ${file}: a base must lie in the folder of the bundle it is a base of (${folder}): the bundles are imported from one folder`);
-    }
-    const bytes = await fsp.readFile(file).catch((err: Error) => {
-      throw new BenchStateError(`--base ${file}: cannot read it: ${err.message}`);
-    });
-    out.push({ name: path.basename(file), content: await decodeBundle(bytes, file) });
-  }
-  return out;
-}
-
 /** Every bundle (*.ntmlb) of `dir`, verified, by file name. */
 async function readBundleDir(dir: string): Promise<NamedBundle[]> {
   const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.ntmlb')).sort();
@@ -289,15 +274,13 @@ async function main(argv: string[]): Promise<number> {
     if (!sweep || !out) throw new BenchStateError(`usage: stateBundle ${USAGE}`);
     const keep = opt('keep-stages');
     const keepStages = keep === undefined ? undefined : keep === 'none' ? [] : keep.split(',').map((x) => x.trim()).filter(Boolean);
-    const bases = await readBases(opts('base'), path.dirname(out));
     const { withStore } = await import('../cli/store');
-    const { reportInProgress } = await import('../cli/storeBundle');
+    const { readBaseBundles, reportBases, reportInProgress } = await import('../cli/storeBundle');
+    const bases = await readBaseBundles(opts('base'), path.dirname(out));
     await withStore(process, async (store) => {
       const s = await exportBenchState(store, sweep, out, { inProgress: rest.includes('--in-progress'), bases, keepStages });
       if (s.inProgress) reportInProgress(s.inProgress, process);
-      for (const b of (s.content.manifest.selection.bases ?? []) as Array<{ bundle: string; artifacts: string[]; records: unknown[] }>) {
-        process.stderr.write(`relies on ${b.bundle}: ${b.artifacts.length} artifacts and ${b.records.length} records it carries are left out (import ${b.bundle} first)\n`);
-      }
+      reportBases(s.content.manifest.selection, process);
       if (s.leftOutModels.length) {
         const bytes = s.leftOutModels.reduce((n, m) => n + m.bytes, 0);
         process.stderr.write(`left out ${s.leftOutModels.length} purified models of finished cells (${mib(bytes)}; --keep-stages ${keep}): the cells stay finished and reported, their models are not loadable elsewhere\n`);

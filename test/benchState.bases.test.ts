@@ -15,7 +15,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { BundleBaseError, BundleError, FileArtifactStore, decodeBundle, importBundle, type ArtifactRef } from '../store/index';
-import { checkStateDir, collectBenchState, exportBenchState, readBases } from '../bench/stateBundle';
+import { checkStateDir, collectBenchState, exportBenchState } from '../bench/stateBundle';
+import { readBaseBundles as readBases } from '../cli/storeBundle';
 
 const key64 = () => randomBytes(32).toString('hex');
 
