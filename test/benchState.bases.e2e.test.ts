@@ -5,7 +5,9 @@
  * specs before it; the third under --keep-stages none (cell records only). A second machine,
  * with nothing but the bundles, imports the bases first, finds every cell finished, regenerates
  * the same reports (the records-only spec's too) and exports the same bytes. A third refuses the
- * dependent bundle alone, naming the base to import first, and writes nothing.
+ * dependent bundle alone, naming the base to import first, and writes nothing. Last, the base is
+ * exported again without what the dependent relies on: the sitting's check catches it and
+ * exports the dependent again, which then carries it itself.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -90,4 +92,18 @@ test('run-cpu.sh exports each spec against the earlier ones; a fresh machine imp
   assert.match(lone.out, /relies on its base tiny-base\.ntmlb \(sweep tiny-base\)[^\n]*import tiny-base\.ntmlb first; nothing was written/);
   const listed = await ntmlOnMachine(path.join(dir, 'stack-c'), ['store', 'gc', '--dry-run']);
   assert.match(listed.out, /0 referenced, 0 unreferenced/, listed.out);
+
+  // the base exported again without what its dependents rely on (a records-only policy for it):
+  // the sitting exports them again from its store, which still holds it, and the folder checks
+  const dropped = depBases[0].artifacts;
+  const third = await benchSitting(dir, path.join(dir, 'stack-b'), ['tiny-base'], { ...ORDER, BENCH_KEEP_STAGES: 'tiny-base:none tiny-table:none' });
+  assert.equal(third.code, 0, third.out);
+  assert.match(third.out, /check: tiny-dep\.ntmlb relies on \d+ artifacts and 1 records that its base tiny-base\.ntmlb no longer carries/);
+  assert.match(third.out, /exporting tiny-dep again against its current bases/);
+  assert.match(third.out, /every relied-on entry is carried by its base/);
+  const repaired = await decodeBundle(readFileSync(stateFile('tiny-dep')), 'tiny-dep');
+  assert.ok(repaired.records.some((r) => r.key === standardEntry.key), 'tiny-dep carries the shared entry itself now');
+  const repairedShas = new Set(repaired.artifacts.map((a) => a.sha256));
+  const stillInBase = new Set((await decodeBundle(readFileSync(stateFile('tiny-base')), 'tiny-base')).artifacts.map((a) => a.sha256));
+  assert.ok(dropped.every((s) => repairedShas.has(s) || stillInBase.has(s)), 'every artifact it relied on is in it or still in the base');
 });
