@@ -106,9 +106,14 @@ export_state() {
 check_state() {
   local stale dep
   stale="$(node dist/bench/stateBundle.js check "$state_dir")" && { echo "$stale" >&2; return 0; }
-  for dep in $(echo "$stale" | sed -n 's/^stale: //p'); do
-    echo "run-cpu: exporting ${dep%.ntmlb} again against its current bases" >&2
-    bin/ntml store import "$state_dir/$dep" && export_state "${dep%.ntmlb}" || true
+  # in the order, so that a dependent is exported against bases already made whole (only specs
+  # of the order have bases, so only they can be stale)
+  for dep in "${order[@]}"; do
+    grep -qx "stale: $dep.ntmlb" <<< "$stale" || continue
+    echo "run-cpu: exporting $dep again against its current bases" >&2
+    # its other bases too (this sitting may not have imported them), then the dependent itself
+    while read -r base; do [ -n "$base" ] && bin/ntml store import "$base" > /dev/null; done < <(bases_of "$dep")
+    bin/ntml store import "$state_dir/$dep.ntmlb" && export_state "$dep" || true
   done
   node dist/bench/stateBundle.js check "$state_dir" >&2 && return 0
   echo "run-cpu: !!! the bundles of $state_dir do not import in order (above): do not commit them !!!" >&2
