@@ -185,6 +185,10 @@ export async function storeImport(args: ParsedArgs, io: Io): Promise<number> {
     );
     for (const key of r.recordsKept) io.stderr.write(`kept the store's own record ${key} (the bundle's differs)\n`);
     for (const key of r.checkpointsAdvanced) io.stderr.write(`advanced the checkpoint list ${key} to the bundle's newer checkpoint\n`);
+    const leftOut = content.manifest.selection.leftOutModels;
+    if (Array.isArray(leftOut) && leftOut.length) {
+      io.stderr.write(`note: the bundle left out ${leftOut.length} purified models of finished cells (--keep-stages): those cells count as finished and report, their models are not in this store\n`);
+    }
   });
   return 0;
 }

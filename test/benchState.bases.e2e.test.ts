@@ -80,6 +80,7 @@ test('run-cpu.sh exports each spec against the earlier ones; a fresh machine imp
   const second = await benchSitting(dir, path.join(dir, 'stack-b'), [], ORDER);
   assert.equal(second.code, 0, second.out);
   assert.match(second.out, /importing the base .*tiny-base\.ntmlb[\s\S]*importing .*tiny-dep\.ntmlb/);
+  assert.match(second.out, /the bundle left out 1 purified models of finished cells \(--keep-stages\)/);
   assert.match(second.out, /1\/1 cells completed \(1 found finished\)[\s\S]*2\/2 cells completed \(2 found finished\)[\s\S]*1\/1 cells completed \(1 found finished\)/);
   for (const name of Object.keys(SPECS)) {
     assert.ok(readFileSync(stateFile(name)).equals(bytes[name]), `the second machine exported other bytes for ${name}`);
