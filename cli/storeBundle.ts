@@ -4,6 +4,7 @@
  * The specs are light; the handlers load the store and the bundle code when they run.
  */
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { flag, stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { UsageError, UserError } from './errors';
 import type { Io } from './purify';
@@ -13,7 +14,7 @@ export const storeExportSpec: CommandSpec = {
   name: 'store export',
   brief: 'write a sweep (or chosen stages of it) to one bundle file',
   summary: "Write a sweep's cell records, the stage-cache entries its cells used and every artifact they reference to one bundle file.",
-  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST] [--in-progress]'],
+  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST] [--in-progress] [--base FILES]'],
   options: [
     { name: 'sweep', value: 'NAME', help: 'the sweep (its spec name)' },
     { name: 'out', value: 'FILE', help: 'the bundle file to write (e.g. sweep.ntmlb)' },
@@ -25,6 +26,11 @@ export const storeExportSpec: CommandSpec = {
     {
       name: 'in-progress',
       help: "also the stages in progress of the sweep's unfinished cells: the newest\ncheckpoint of each, so a sweep started after the import continues them",
+    },
+    {
+      name: 'base',
+      value: 'FILES',
+      help: 'comma-separated bundles in the folder of FILE: leave out what they carry;\nthe bundle names them, and imports only after them',
     },
     stackDirOption,
   ],
@@ -60,6 +66,32 @@ function parseStages(value: string | undefined, known: readonly string[]): Set<s
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+/**
+ * Reads the bundle files `files` (verified) as bases of a bundle written to `folder`: they must
+ * lie there, since dependents name their bases by file name and are imported from one folder.
+ */
+export async function readBaseBundles(files: string[], folder: string): Promise<import('../store').NamedBundle[]> {
+  const { decodeBundle } = await import('../store/bundle');
+  const out: import('../store').NamedBundle[] = [];
+  for (const file of files) {
+    if (path.resolve(path.dirname(file)) !== path.resolve(folder)) {
+      throw new UserError(`--base ${file}: a base must lie in the folder of the bundle it is a base of (${folder}): the bundles are imported from one folder`);
+    }
+    const bytes = await fsp.readFile(file).catch((err: Error) => {
+      throw new UserError(`--base ${file}: cannot read it: ${err.message}`);
+    });
+    out.push({ name: path.basename(file), content: await decodeBundle(bytes, file) });
+  }
+  return out;
+}
+
+/** One line per base the bundle relies on. */
+export function reportBases(selection: Record<string, unknown>, io: Pick<Io, 'stderr'>): void {
+  for (const b of (Array.isArray(selection.bases) ? selection.bases : []) as import('../store').BundleBaseReliance[]) {
+    io.stderr.write(`relies on ${b.bundle}: ${b.artifacts.length} artifacts and ${b.records.length} records it carries are left out (import ${b.bundle} first)\n`);
+  }
+}
+
 /** One line per stage in progress that goes into the bundle (and per one that does not, and why). */
 export function reportInProgress(running: import('../store').InProgressExport, io: Pick<Io, 'stderr'>): void {
   for (const c of running.selection.checkpoints) {
@@ -82,19 +114,29 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known]);
   const inProgress = flag(args, 'in-progress');
   const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
-  const { atomicWriteFile, inProgressExport, sha256Hex } = await import('../store');
+  const { assertNoCycle, atomicWriteFile, BundleBaseError, decodeBundle, inProgressExport, leaveOutBases, sha256Hex } = await import('../store');
+  const baseFiles = (stringOption(args, 'base') ?? '').split(',').map((f) => f.trim()).filter(Boolean);
   await withStore(io, async (store) => {
     try {
+      const bases = await readBaseBundles(baseFiles, path.dirname(out));
+      await assertNoCycle(path.basename(out), bases, async (file) => {
+        const bytes = await fsp.readFile(path.join(path.dirname(out), file)).catch(() => undefined);
+        return bytes ? decodeBundle(bytes, file) : undefined;
+      });
       const selection = await sweepRecordKeys(store, sweep, stages);
       for (const m of selection.missingCacheEntries) io.stderr.write(`note: stage-cache entry ${m} is no longer in the store; not exported\n`);
       const running = inProgress ? await inProgressExport(store, new Set(selection.unfinishedCells)) : undefined;
       if (running) reportInProgress(running, io);
-      const content = await collectBundle(
-        store,
-        [...selection.recordKeys, ...(running?.recordKeys ?? [])],
-        { sweep, stages: stages ? [...stages].sort() : 'all', ...(running ? { inProgress: running.manifest } : {}) },
-        running?.values,
+      const content = leaveOutBases(
+        await collectBundle(
+          store,
+          [...selection.recordKeys, ...(running?.recordKeys ?? [])],
+          { sweep, stages: stages ? [...stages].sort() : 'all', ...(running ? { inProgress: running.manifest } : {}) },
+          running?.values,
+        ),
+        bases,
       );
+      reportBases(content.manifest.selection, io);
       const file = encodeBundle(content);
       await atomicWriteFile(out, file);
       const caches = Object.entries(selection.cacheEntries).map(([s, n]) => `${s} ${n}`).join(', ') || 'none';
@@ -105,7 +147,7 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
           `${mib(file.byteLength)} compressed, sha256 ${sha256Hex(file)}\n`,
       );
     } catch (err) {
-      if (err instanceof BundleError || err instanceof SweepStateError) throw new UserError(err.message);
+      if (err instanceof BundleError || err instanceof SweepStateError || err instanceof BundleBaseError) throw new UserError(err.message);
       throw err;
     }
   });
@@ -143,6 +185,10 @@ export async function storeImport(args: ParsedArgs, io: Io): Promise<number> {
     );
     for (const key of r.recordsKept) io.stderr.write(`kept the store's own record ${key} (the bundle's differs)\n`);
     for (const key of r.checkpointsAdvanced) io.stderr.write(`advanced the checkpoint list ${key} to the bundle's newer checkpoint\n`);
+    const leftOut = content.manifest.selection.leftOutModels;
+    if (Array.isArray(leftOut) && leftOut.length) {
+      io.stderr.write(`note: the bundle left out ${leftOut.length} purified models of finished cells (--keep-stages): those cells count as finished and report, their models are not in this store\n`);
+    }
   });
   return 0;
 }

@@ -19,6 +19,7 @@
 import { createGunzip, gzipSync } from 'node:zlib';
 import { StoreError } from './errors';
 import { findArtifactRefs, MAX_JSON_SCAN_BYTES } from './gc';
+import { basesOf, basesProblem } from './bundleBases';
 import { advanceCheckpointList, checkpointListHolds } from './inProgress';
 import { assertRecordKey, isSha256, sha256Hex } from './keys';
 import type { ArtifactRef, ArtifactStore } from './types';
@@ -115,12 +116,16 @@ function parseJsonBytes(data: Uint8Array): unknown {
  * store does not hold, or holds corrupted, is an error naming the record: the bundle would be
  * incomplete. `values` replaces the stored value of some records (a checkpoint list cut to its
  * newest entry, store/inProgress.ts); those records' keys must be in `recordKeys` too.
+ * `leaveOut`: artifacts not to export nor follow even when referenced (a policy's choice, such as
+ * purified models left out of bench state; the caller lists them in the selection as
+ * `leftOutModels`, which lets import accept the references).
  */
 export async function collectBundle(
   store: ArtifactStore,
   recordKeys: string[],
   selection: Record<string, unknown> = {},
   values: ReadonlyMap<string, unknown> = new Map(),
+  leaveOut: ReadonlySet<string> = new Set(),
 ): Promise<BundleContent> {
   const keys = [...new Set(recordKeys.map((k) => assertRecordKey(k)))].sort(byString);
   const records: BundleContent['records'] = [];
@@ -139,7 +144,7 @@ export async function collectBundle(
   let sizes: Map<string, number> | undefined;
   while (queue.length) {
     const item = queue.pop()!;
-    if (artifacts.has(item.sha256)) continue;
+    if (artifacts.has(item.sha256) || leaveOut.has(item.sha256)) continue;
     let bytes = item.bytes;
     if (bytes === undefined) {
       // a bare digest: export it when the store has it (its size comes from the listing)
@@ -224,7 +229,41 @@ function manifestProblem(m: unknown): string | undefined {
     if (shas.has(e.sha256)) return `artifacts[${i}]: artifact ${e.sha256} is listed twice`;
     shas.add(e.sha256);
   }
+  const bases = basesProblem((o.selection as Record<string, unknown>).bases);
+  if (bases) return bases;
+  const leftOut = (o.selection as Record<string, unknown>).leftOutModels;
+  if (leftOut !== undefined && (!Array.isArray(leftOut) || !leftOut.every((m) => m && isSha256((m as { sha256?: unknown }).sha256)))) {
+    return 'selection.leftOutModels must be a list of {sha256, ...}';
+  }
   return undefined;
+}
+
+/** sha256s of the models a policy left out (selection.leftOutModels): references to them may stay dangling. */
+function leftOutModels(selection: Record<string, unknown>): Set<string> {
+  const list = selection.leftOutModels;
+  return new Set(Array.isArray(list) ? (list as Array<{ sha256: string }>).map((m) => m.sha256) : []);
+}
+
+/**
+ * Refuses a bundle whose bases (selection.bases) carry something it relies on that the store
+ * does not hold: its base must be imported first. Reads only; names the base.
+ */
+async function assertBasesImported(store: ArtifactStore, content: BundleContent): Promise<void> {
+  const inBundle = new Set(content.manifest.artifacts.map((a) => a.sha256));
+  for (const base of basesOf(content.manifest.selection)) {
+    const missingArtifacts: string[] = [];
+    for (const sha of base.artifacts) if (!inBundle.has(sha) && !(await store.has(sha))) missingArtifacts.push(sha);
+    const missingRecords: string[] = [];
+    for (const r of base.records) if ((await store.getRecord(r.key)) === undefined) missingRecords.push(r.key);
+    if (missingArtifacts.length || missingRecords.length) {
+      const first = missingArtifacts.length ? `artifact ${missingArtifacts[0]}` : `record ${missingRecords[0]}`;
+      throw new BundleError(
+        `the bundle relies on its base ${base.bundle}${base.sweep ? ` (sweep ${base.sweep})` : ''} for ${missingArtifacts.length} artifacts and ${missingRecords.length} records ` +
+          `that the store ${store.location} does not hold (first: ${first}): import ${base.bundle} first; nothing was written`,
+        base.bundle,
+      );
+    }
+  }
 }
 
 /** checkpoint sha256 -> "the epoch N checkpoint of <record>", from a selection's `inProgress` list */
@@ -321,18 +360,21 @@ async function inPool<T>(items: T[], width: number, f: (item: T) => Promise<void
 }
 
 /**
- * Writes a verified bundle into `store`. Before writing anything it checks that every reference
- * in the bundle's records (and its JSON artifacts) resolves to an artifact of the bundle or of
- * the store. Artifacts go first and records last, so an interrupted import never leaves a record
+ * Writes a verified bundle into `store`. Before writing anything it checks that what the bundle
+ * relies on its bases for is in the store (else: import that base first), and that every
+ * reference in the bundle's records (and its JSON artifacts) resolves to an artifact of the bundle
+ * or of the store, or is a model the bundle's policy left out (selection.leftOutModels). Artifacts go first and records last, so an interrupted import never leaves a record
  * pointing at a missing artifact. What the store already holds is skipped; a record it holds
  * with other content is kept and listed in `recordsKept`, except a checkpoint list that the
  * bundle's reaches further: that one gets the newer entries (`checkpointsAdvanced`).
  */
 export async function importBundle(store: ArtifactStore, content: BundleContent): Promise<ImportResult> {
+  await assertBasesImported(store, content);
   const inBundle = new Set(content.artifacts.map((a) => a.sha256));
+  const leftOut = leftOutModels(content.manifest.selection);
   const needed = new Map<string, { ref: ArtifactRef; from: string }>();
   const note = (value: unknown, from: string) => {
-    for (const ref of findArtifactRefs(value)) if (!inBundle.has(ref.sha256) && !needed.has(ref.sha256)) needed.set(ref.sha256, { ref, from });
+    for (const ref of findArtifactRefs(value)) if (!inBundle.has(ref.sha256) && !leftOut.has(ref.sha256) && !needed.has(ref.sha256)) needed.set(ref.sha256, { ref, from });
   };
   for (const r of content.records) note(JSON.parse(Buffer.from(r.data).toString('utf8')), `record ${r.key}`);
   for (const a of content.artifacts) {

@@ -29,6 +29,16 @@ export {
   type OutageState,
 } from './outage';
 export { BundleError, collectBundle, decodeBundle, encodeBundle, importBundle, type BundleContent, type BundleManifest, type ImportResult } from './bundle';
+export {
+  assertNoCycle,
+  baseCarries,
+  basesOf,
+  BundleBaseError,
+  bundleSetProblems,
+  leaveOutBases,
+  type BundleBaseReliance,
+  type NamedBundle,
+} from './bundleBases';
 export { CELLS_SELECTION, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
 export { advanceCheckpointList, checkpointListHolds, finalCheckpoints, inProgressCheckpoints, inProgressExport, STAGE_CHECKPOINT_PREFIX, type InProgressCheckpoint, type InProgressExport, type InProgressSelection } from './inProgress';
 

@@ -37,8 +37,14 @@ export class SweepStateError extends StoreError {}
  * The records of sweep `sweep` to export. `stages` holds stage-cache stage names (the middle
  * segment of cache/<stage>/<key>) and/or CELLS_SELECTION; undefined selects everything.
  * Only completed cells count: a failed cell has nothing worth moving and runs again anyway.
+ * `currentCellsOnly`: only the cells the stored spec lists (`cellIds`), not superseded records.
  */
-export async function sweepRecordKeys(store: ArtifactStore, sweep: string, stages?: ReadonlySet<string>): Promise<SweepSelection> {
+export async function sweepRecordKeys(
+  store: ArtifactStore,
+  sweep: string,
+  stages?: ReadonlySet<string>,
+  options: { currentCellsOnly?: boolean } = {},
+): Promise<SweepSelection> {
   const wants = (s: string) => stages === undefined || stages.has(s);
   const specKey = `sweeps/${sweep}/spec`;
   const cellKeys = await store.listRecords(`sweeps/${sweep}/cells/`);
@@ -52,8 +58,16 @@ export async function sweepRecordKeys(store: ArtifactStore, sweep: string, stage
   }
 
   const spec = await store.getRecord<{ cellIds?: unknown }>(specKey);
-  const done = new Set(completed.map((c) => c.record.cellId ?? c.key.slice(c.key.lastIndexOf('/') + 1)));
-  const allCells = Array.isArray(spec?.cellIds) ? spec.cellIds.filter((c): c is string => typeof c === 'string') : cellKeys.map((k) => k.slice(k.lastIndexOf('/') + 1));
+  const idOf = (c: { key: string; record: CellRecordShape }) => c.record.cellId ?? c.key.slice(c.key.lastIndexOf('/') + 1);
+  const specCells = Array.isArray(spec?.cellIds) ? spec.cellIds.filter((c): c is string => typeof c === 'string') : undefined;
+  if (options.currentCellsOnly && specCells) {
+    // records under ids the spec no longer has (path-hashed ids, an older protocol's cells) are
+    // superseded: the report skips them, and what only they reach is of no use to the spec
+    const current = new Set(specCells);
+    completed.splice(0, completed.length, ...completed.filter((c) => current.has(idOf(c))));
+  }
+  const done = new Set(completed.map(idOf));
+  const allCells = specCells ?? cellKeys.map((k) => k.slice(k.lastIndexOf('/') + 1));
   const unfinishedCells = allCells.filter((c) => !done.has(c)).sort();
 
   const keys: string[] = [];

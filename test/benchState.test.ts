@@ -11,7 +11,6 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,26 +18,10 @@ import { test } from 'node:test';
 import { DATASET_MAGIC } from '../core/data/codec';
 import { decodeBundle, FileArtifactStore, type ArtifactRef } from '../store/index';
 import { BenchStateError, collectBenchState } from '../bench/stateBundle';
-
-const REPO = path.resolve(__dirname, '..', '..');
-
-interface Sitting {
-  code: number;
-  out: string;
-}
+import { benchSitting } from './support/benchSitting';
 
 /** bench/run-cpu.sh with its folders moved into `dir` and a stack of its own in `stackDir`. */
-function sitting(dir: string, stackDir: string): Promise<Sitting> {
-  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_SPECS_DIR: path.join(dir, 'specs'), BENCH_STATE_DIR: path.join(dir, 'state'), BENCH_RESULTS_DIR: path.join(dir, 'results'), NTML_STACK_DIR: stackDir };
-  // the test run's own stack must not be used: the script starts the embedded one, as on a bench machine
-  for (const k of Object.keys(env)) if (k.startsWith('NTML_S3_') || k === 'NTML_STORE' || k === 'NTML_TEMPORAL_ADDRESS' || k.startsWith('AWS_')) delete env[k];
-  return new Promise((resolve) => {
-    execFile('bash', ['bench/run-cpu.sh', 'tiny-state'], { cwd: REPO, env, timeout: 600_000, maxBuffer: 32 * 2 ** 20 }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: number }).code : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, out: `${stdout}\n${stderr}` });
-    });
-  });
-}
+const sitting = (dir: string, stackDir: string) => benchSitting(dir, stackDir, ['tiny-state']);
 
 const SPEC = `name: tiny-state
 base:

@@ -300,6 +300,41 @@ describe('store bundles', () => {
     );
   });
 
+  it('--base leaves out what a base bundle carries; the dependent imports only after it', async () => {
+    const f = await sweepFixture();
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bundle-base-'));
+    const base = path.join(dir, 'models.ntmlb');
+    const dep = path.join(dir, 'all.ntmlb');
+    const { io, printed } = captureIo();
+    await withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: base, stages: 'standardTraining' }, positionals: [], help: false }, io));
+    await withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: dep, base }, positionals: [], help: false }, io));
+    assert.match(printed(), /relies on models\.ntmlb: \d+ artifacts and 1 records it carries are left out \(import models\.ntmlb first\)/);
+    const bundle = await decodeBundle(await fsp.readFile(dep), dep);
+    assert.ok(!bundle.artifacts.some((a) => a.sha256 === f.model.sha256), 'the backdoored model is left to the base');
+    assert.ok(!bundle.records.some((r) => r.key.startsWith('cache/standardTraining/')));
+    const target = await fsStore();
+    await assert.rejects(
+      withStoreEnv(target.root, () => storeImport({ options: {}, positionals: [dep], help: false }, io)),
+      (err: Error) => err instanceof UserError && /relies on its base models\.ntmlb \(sweep bundle-demo\).*import models\.ntmlb first; nothing was written/.test(err.message),
+    );
+    assert.deepEqual(await contents(target), { artifacts: [], records: [] });
+    await withStoreEnv(target.root, () => storeImport({ options: {}, positionals: [base], help: false }, io));
+    await withStoreEnv(target.root, () => storeImport({ options: {}, positionals: [dep], help: false }, io));
+    assert.deepEqual(await contents(target), await contents(await (async () => {
+      // what importing the whole sweep in one bundle gives
+      const whole = path.join(dir, 'whole.ntmlb');
+      await withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: whole }, positionals: [], help: false }, io));
+      const t = await fsStore();
+      await withStoreEnv(t.root, () => storeImport({ options: {}, positionals: [whole], help: false }, io));
+      return t;
+    })()));
+    // the base exported against its dependent: refused
+    await assert.rejects(
+      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: base, base: dep }, positionals: [], help: false }, io)),
+      (err: Error) => err instanceof UserError && /all\.ntmlb relies on models\.ntmlb, so the bases would form a cycle/.test(err.message),
+    );
+  });
+
   it('refuses to guess the cache entries of cells recorded without stage keys', async () => {
     const f = await sweepFixture();
     await f.store.putRecord(`sweeps/${f.sweep}/cells/old`, { sweep: f.sweep, cellId: 'old', status: 'completed', stages: [{ stage: 'prepareData', seconds: 1, cached: true }] });
