@@ -262,7 +262,8 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
     }, 1000);
     let outcome: AuditOutcome | 'aborted';
     try {
-      const result = c.calls.run(() => handle.result() as Promise<AuditOutcome>);
+      const { scopedResult } = await import('./callScope');
+      const result = scopedResult<AuditOutcome>(c.calls, client, handle);
       result.catch(() => undefined);
       outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {

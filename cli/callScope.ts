@@ -67,3 +67,56 @@ export function callScope(connection: Pick<Connection, 'withAbortSignal'>, comma
     },
   };
 }
+
+/** What scopedResult needs of a Temporal client (a structural subset of Client). */
+export interface HistoryClient {
+  options: { namespace: string };
+  workflowService: {
+    getWorkflowExecutionHistory(req: {
+      namespace: string;
+      execution: { workflowId: string };
+      skipArchival: boolean;
+      waitNewEvent: boolean;
+      historyEventFilterType: number;
+      nextPageToken?: Uint8Array | null;
+    }): Promise<{ history?: { events?: Array<{ workflowExecutionContinuedAsNewEventAttributes?: unknown | null }> | null } | null; nextPageToken?: Uint8Array | null }>;
+  };
+}
+
+/** HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT (temporal.api.enums.v1.HistoryEventFilterType) */
+const CLOSE_EVENT_FILTER = 2;
+
+/**
+ * A workflow's result, waited for under the scope one long poll at a time.
+ *
+ * Why not `scope.run(() => handle.result())`: result() is a loop of long polls (each returns after
+ * ~20 s without news), all made under the one signal the run gives it, and the client adds an abort
+ * listener per call that it never removes, so waiting hours for a sweep piled up listeners on that
+ * signal (MaxListenersExceededWarning after ~4 minutes of a bench sitting, then a slow leak). Here each long poll is a run of
+ * its own, with a fresh signal; once the close event is there (of the latest run: a continue-as-new
+ * moves on to the next run), result() reads it at once.
+ */
+export async function scopedResult<T>(scope: CallScope, client: HistoryClient, handle: { workflowId: string; result(): Promise<unknown> }): Promise<T> {
+  const req = {
+    namespace: client.options.namespace,
+    execution: { workflowId: handle.workflowId },
+    skipArchival: true,
+    waitNewEvent: true,
+    historyEventFilterType: CLOSE_EVENT_FILTER,
+    nextPageToken: undefined as Uint8Array | null | undefined,
+  };
+  for (;;) {
+    const res = await scope.run(() => client.workflowService.getWorkflowExecutionHistory(req));
+    const events = res.history?.events ?? [];
+    if (events.length === 0) {
+      req.nextPageToken = res.nextPageToken;
+      continue;
+    }
+    // closed; a continue-as-new closes one run and starts the next: wait for that one (no runId: the current run)
+    if (events[0].workflowExecutionContinuedAsNewEventAttributes) {
+      req.nextPageToken = undefined;
+      continue;
+    }
+    return (await scope.run(() => handle.result())) as T;
+  }
+}

@@ -203,9 +203,8 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       // a Temporal restart (the local stack's supervisor brings it back on its port) is waited out
       const { retryWhileUnreachable } = await import('./connection');
       // the result's long poll is the call most likely pending at Ctrl-C: close() cancels it first
-      const result = c.calls.run(() =>
-        retryWhileUnreachable(() => handle.result() as Promise<SweepOutcome>, { signal: c.calls.signal, address: c.address, say: (l) => info(io, l) }),
-      );
+      const { scopedResult } = await import('./callScope');
+      const result = retryWhileUnreachable(() => scopedResult<SweepOutcome>(c.calls, client, handle), { signal: c.calls.signal, address: c.address, say: (l) => info(io, l) });
       result.catch(() => undefined);
       outcome = await Promise.race([result, aborted(io.signal), ...(embedded ? [embedded.workersFailed] : [])]);
     } catch (err) {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
-import { callScope } from '../cli/callScope';
+import { callScope, scopedResult } from '../cli/callScope';
 
 /** The part of a Temporal Connection the scope uses: runs fn with the signal, and notes that signal. */
 function fakeConnection() {
@@ -59,4 +59,77 @@ test('callScope: the command signal (first Ctrl-C) aborts pending calls too', as
   command.abort();
   await assert.rejects(pending, /cancelled by Ctrl-C/);
   assert.equal(scope.signal.aborted, true);
+});
+
+/**
+ * A client whose calls, like the real one's, add a listener to the signal of the run they are made
+ * under (the connection's async context) and never remove it; its history long poll returns empty
+ * `emptyPolls` times, then `closeEvents` one after another (a continue-as-new, then the close).
+ */
+function fakeHistoryClient(emptyPolls: number, closeEvents: Array<{ workflowExecutionContinuedAsNewEventAttributes?: object }>) {
+  let current: AbortSignal | undefined;
+  const tokens: Array<Uint8Array | null | undefined> = [];
+  const signalsSeen: AbortSignal[] = [];
+  let polls = 0;
+  const call = <T>(value: T): Promise<T> => {
+    current!.addEventListener('abort', () => undefined);
+    signalsSeen.push(current!);
+    return Promise.resolve(value);
+  };
+  const connection = {
+    withAbortSignal<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+      current = signal;
+      return fn();
+    },
+  };
+  const client = {
+    options: { namespace: 'default' },
+    workflowService: {
+      getWorkflowExecutionHistory(req: { nextPageToken?: Uint8Array | null }) {
+        tokens.push(req.nextPageToken);
+        polls++;
+        if (polls <= emptyPolls) return call({ history: { events: [] }, nextPageToken: new Uint8Array([polls]) });
+        const ev = closeEvents.shift();
+        return call({ history: { events: ev ? [ev] : [] }, nextPageToken: null });
+      },
+    },
+  };
+  const handle = { workflowId: 'sweep-x', result: () => call('the outcome') };
+  return { connection, client, handle, tokens, signalsSeen, polls: () => polls };
+}
+
+test('scopedResult: hours of long polls leave at most one listener per signal, pass each page token on, and follow a continue-as-new', async () => {
+  const f = fakeHistoryClient(60, [{ workflowExecutionContinuedAsNewEventAttributes: {} }, {}]);
+  const scope = callScope(f.connection);
+  assert.equal(await scopedResult<string>(scope, f.client, f.handle), 'the outcome');
+  assert.equal(f.polls(), 62, '60 empty polls, the continue-as-new, the close');
+  // each poll (and the result read) under a signal of its own: no signal collects listeners
+  for (const s of new Set(f.signalsSeen)) assert.ok(getEventListeners(s, 'abort').length <= 1);
+  assert.equal(new Set(f.signalsSeen).size, 63);
+  assert.equal(getEventListeners(scope.signal, 'abort').length, 0);
+  // the page token of each empty poll is sent with the next; the next run starts without one
+  assert.deepEqual([...(f.tokens[1] ?? [])], [1]);
+  assert.deepEqual([...(f.tokens[60] ?? [])], [60]);
+  assert.equal(f.tokens[61], undefined);
+});
+
+test('scopedResult: cancel() ends the wait', async () => {
+  const scope = callScope({ withAbortSignal: <T>(_s: AbortSignal, fn: () => Promise<T>) => fn() });
+  let polls = 0;
+  const client = {
+    options: { namespace: 'default' },
+    workflowService: {
+      getWorkflowExecutionHistory: async () => {
+        polls++;
+        await new Promise((r) => setTimeout(r, 1)); // a long poll takes time
+        return { history: { events: [] }, nextPageToken: null };
+      },
+    },
+  };
+  const waiting = scopedResult(scope, client, { workflowId: 'w', result: async () => 'never' });
+  waiting.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 20));
+  await scope.cancel(1000);
+  await assert.rejects(waiting, (e: Error) => e.name === 'WaitAborted');
+  assert.ok(polls > 0);
 });
