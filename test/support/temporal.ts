@@ -14,8 +14,9 @@ import type { PurifyInput } from '../../workflows/contract';
 import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
 import { storeFromEnv } from '../../store';
 import { toolPath } from '../../infra/stack';
+import { repoRoot } from './processes';
 
-export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+export { repoRoot };
 
 let runtimeInstalled = false;
 export function quietRuntime(): void {
