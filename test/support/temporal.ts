@@ -42,21 +42,27 @@ export async function testClient(): Promise<{ client: Client; close: () => Promi
   return { client: new Client({ connection }), close: () => connection.close() };
 }
 
-/** One purify workflow on fresh in-process workers; its stored report and Markdown read back. */
+/**
+ * One purify workflow on fresh in-process workers; its stored report and Markdown read back.
+ * `options` go to the workflow beside the training queue (e.g. `cache: false`, so that its
+ * checkpoints are filed under this run's id rather than a stage key).
+ */
 export async function runPurifyWorkflow(
   tag: string,
   config: Record<string, unknown>,
-): Promise<{ outcome: PurifyOutcome; report: PurifyReport; markdown: string; seconds: number }> {
+  options: Omit<NonNullable<PurifyInput['options']>, 'trainingTaskQueue'> = {},
+): Promise<{ workflowId: string; outcome: PurifyOutcome; report: PurifyReport; markdown: string; seconds: number }> {
   const queues = taskQueues(tag);
   const workers = await inProcessWorkers(queues);
   const { client, close } = await testClient();
+  const workflowId = `${tag}-${Date.now()}`;
   const t0 = Date.now();
   const outcome = await workers
     .run(async () => {
       const handle = await client.workflow.start('purify', {
         taskQueue: queues.orchestration,
-        workflowId: `${tag}-${Date.now()}`,
-        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+        workflowId,
+        args: [{ config, options: { ...options, trainingTaskQueue: queues.training } }],
       });
       return (await handle.result()) as PurifyOutcome;
     })
@@ -65,7 +71,7 @@ export async function runPurifyWorkflow(
   const store = storeFromEnv();
   const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
-  return { outcome, report, markdown, seconds };
+  return { workflowId, outcome, report, markdown, seconds };
 }
 
 /** Unique task queues per test so that workers of other tests never take its tasks. */
