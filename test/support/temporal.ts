@@ -15,6 +15,7 @@ import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
 import { storeFromEnv } from '../../store';
 import { toolPath } from '../../infra/stack';
 import { repoRoot } from './processes';
+import { fixturesDir } from './fixtures';
 
 export { repoRoot };
 
@@ -141,10 +142,6 @@ export interface ReferenceRun {
   workflowId: string;
   outcome: PurifyOutcome;
   seconds: number;
-}
-
-function fixturesDir(): string {
-  return process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
 }
 
 /**
