@@ -4,6 +4,7 @@
  * task queues, training workers as child processes that a test can SIGKILL, and the
  * shared reference purification that several test files compare against.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +13,8 @@ import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
 import type { PurifyInput } from '../../workflows/contract';
 import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
-import { storeFromEnv } from '../../store';
+import { storeFromEnv, type ArtifactStore } from '../../store';
+import type { CheckpointEntry } from '../../activities/checkpointing';
 import { toolPath } from '../../infra/stack';
 import { repoRoot } from './processes';
 import { fixturesDir } from './fixtures';
@@ -121,6 +123,18 @@ export function spawnTrainingWorker(taskQueue: string, extraEnv: Record<string, 
 export async function waitForExit(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+}
+
+/**
+ * The checkpoints a run's `phase` (e.g. "standard") has stored so far, oldest first: the one
+ * record under `prefix` (checkpoints/<workflow id>/, or .../<run id>/) whose key ends in
+ * -<phase>; none before its first epoch is checkpointed. What a fault test polls to strike
+ * mid-stage: the store, not the server's throttled heartbeats, says how far training got.
+ */
+export async function storedCheckpoints(store: ArtifactStore, prefix: string, phase: string): Promise<CheckpointEntry[]> {
+  const keys = (await store.listRecords(prefix)).filter((k) => k.endsWith(`-${phase}`));
+  assert.ok(keys.length <= 1, `one ${phase} checkpoint record under ${prefix}: ${JSON.stringify(keys)}`);
+  return keys[0] ? ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []) : [];
 }
 
 /** The ci-tier config every purify test shares (so the reference run is computed once). */
