@@ -12,8 +12,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { waitForExit } from './support/temporal';
-import { CRASH_TEXT, NTML_BIN, embeddedEnv, isRunning, sleep, spawnNode, trainingWorkersOf, waitFor, type OutputProcess } from './support/processes';
+import { CRASH_TEXT, NTML_BIN, embeddedEnv, isRunning, sleep, spawnedProcesses, trainingWorkersOf, waitFor, type OutputProcess } from './support/processes';
 import { auditRequest, writeReferenceSet } from './support/auditHarness';
 import { createClassifier, exportLayersModel } from '../core/models/layersFormat';
 import { groupAlive, readStackFile } from '../infra/stack/index';
@@ -24,20 +23,15 @@ const EXIT_BOUND_MS = 20_000;
 /** the stack servers' watchdogs end them with their parent at the latest; slack as above */
 const SERVERS_GONE_BOUND_MS = 30_000;
 
-const started: OutputProcess[] = [];
+const processes = spawnedProcesses();
 const tmp = path.join(os.tmpdir(), `ntml-faults-audit-interrupt-${process.pid}`);
 
 after(async () => {
-  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  await Promise.all(started.map((p) => waitForExit(p)));
+  await processes.killAll();
   await fsp.rm(tmp, { recursive: true, force: true });
 });
 
-function ntml(args: string[]): OutputProcess {
-  const p = spawnNode([NTML_BIN, ...args], embeddedEnv(), tmp);
-  started.push(p);
-  return p;
-}
+const ntml = (args: string[]): OutputProcess => processes.spawn([NTML_BIN, ...args], embeddedEnv(), tmp);
 
 /**
  * An audit request for an untrained tinyCnn as a tfjs layers model (what the model has learned

@@ -17,27 +17,21 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { spawnTrainingWorker, taskQueues, waitForExit } from './support/temporal';
-import { CRASH_TEXT, NTML_BIN as NTML, embeddedEnv, isRunning, sleep, spawnNode, trainingWorkersOf, waitFor, type OutputProcess } from './support/processes';
+import { CRASH_TEXT, NTML_BIN as NTML, embeddedEnv, isRunning, sleep, spawnedProcesses, trainingWorkersOf, waitFor } from './support/processes';
 import { parentPidFromEnv } from '../workers/parentWatch';
 import type { SweepSpecInput } from '../schemas/sweep';
 
 /** the embedded training processes' shutdown grace (cli/trainingProcesses.ts) plus the parent watch's 5 s, plus slack for a loaded 2-core machine */
 const WORKER_EXIT_BOUND_MS = 30_000;
 
-const started: OutputProcess[] = [];
+const processes = spawnedProcesses();
+const start = processes.spawn;
 const tmp = path.join(os.tmpdir(), `ntml-faults-sweep-interrupt-${process.pid}`);
 
 after(async () => {
-  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  await Promise.all(started.map((p) => waitForExit(p)));
+  await processes.killAll();
   await fsp.rm(tmp, { recursive: true, force: true });
 });
-
-function start(args: string[], env: NodeJS.ProcessEnv, cwd: string): OutputProcess {
-  const p = spawnNode(args, env, cwd);
-  started.push(p);
-  return p;
-}
 
 /** The pids the command printed for its training worker processes. */
 function listedWorkers(output: string): number[] {

@@ -66,6 +66,26 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv, cwd: string): 
   return Object.assign(child, { output: () => output, exited });
 }
 
+/**
+ * The node processes a test file starts: `spawn` starts one as spawnNode does; `killAll` (for an
+ * `after` hook) SIGKILLs those still running and waits for their exit, so that a test that
+ * fails midway leaves none behind.
+ */
+export function spawnedProcesses(): { spawn: typeof spawnNode; killAll: () => Promise<void> } {
+  const started: OutputProcess[] = [];
+  return {
+    spawn(args, env, cwd) {
+      const p = spawnNode(args, env, cwd);
+      started.push(p);
+      return p;
+    },
+    async killAll() {
+      for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      await Promise.all(started.map((p) => p.exited));
+    },
+  };
+}
+
 /** The environment without the test run's own stack, so that an `ntml` command starts an embedded one. */
 export function embeddedEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
