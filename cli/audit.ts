@@ -9,7 +9,7 @@ import { withStore } from './store';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { commandUsage, flag, intOption, stringOption, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
+import { commandUsage, flag, intOption, stackDirOption, stringOption, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
 import { readConfigFile } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
 import { timestamp } from './format';
@@ -41,9 +41,10 @@ export const auditRunSpec: CommandSpec = {
     { name: 'id', value: 'AUDIT_ID', help: 'workflow id (default: audit-<modelId>-<timestamp>)' },
     { name: 'detach', help: 'print the audit id and return (needs --address and workers of their own)' },
     { name: 'out', value: 'DIR', help: 'where report.md, report.json and the trigger PNGs go\n(default: runs/audits/<audit id>/)' },
+    stackDirOption,
   ],
-  details: `Without --address and $NTML_TEMPORAL_ADDRESS the command starts the embedded stack with workers
-in this process. The report is also stored (artifact store) with a history record under
+  details: `Without --address and $NTML_TEMPORAL_ADDRESS the command starts the embedded stack (in --stack-dir)
+with workers in this process. The report is also stored (artifact store) with a history record under
 audits/<modelId>/history/ ("ntml audit history MODEL").
 
 exit codes: 0 clean, 3 suspicious, 4 backdoored, 5 changed (the model's digest is not the pinned

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ArtifactIntegrityError, ArtifactNotFoundError, StoreError } from './errors';
+import { ArtifactNotFoundError, StoreError } from './errors';
 import { assertRecordKey, assertRecordPrefix, assertSha256, casKey, isSha256, sha256Hex } from './keys';
+import { artifactIntact, checkArtifactBytes } from './integrity';
 import type { ArtifactRef, ArtifactStore } from './types';
 
 function isErrno(err: unknown, ...codes: string[]): boolean {
@@ -104,10 +105,7 @@ export class FileArtifactStore implements ArtifactStore {
       if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new ArtifactNotFoundError(this.uri(sha), { cause: err });
       throw err;
     }
-    const actual = sha256Hex(data);
-    if (data.byteLength !== ref.bytes || actual !== sha) {
-      throw new ArtifactIntegrityError(this.uri(sha), { sha256: sha, bytes: ref.bytes }, { sha256: actual, bytes: data.byteLength });
-    }
+    checkArtifactBytes(this.uri(sha), ref, sha, data);
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -121,14 +119,8 @@ export class FileArtifactStore implements ArtifactStore {
     }
   }
 
-  async verify(ref: ArtifactRef): Promise<boolean> {
-    try {
-      await this.get(ref);
-      return true;
-    } catch (err) {
-      if (err instanceof ArtifactNotFoundError || err instanceof ArtifactIntegrityError) return false;
-      throw err;
-    }
+  verify(ref: ArtifactRef): Promise<boolean> {
+    return artifactIntact(this, ref);
   }
 
   async delete(sha256: string): Promise<void> {

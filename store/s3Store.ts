@@ -9,7 +9,8 @@ import {
   S3Client,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
-import { ArtifactIntegrityError, ArtifactNotFoundError, S3RequestError, StoreConfigError, StoreError } from './errors';
+import { ArtifactNotFoundError, S3RequestError, StoreConfigError, StoreError } from './errors';
+import { artifactIntact, checkArtifactBytes } from './integrity';
 import { assertRecordKey, assertRecordPrefix, assertSha256, casKey, isSha256, sha256Base64, sha256Hex } from './keys';
 import { OutageTracker, outagePolicyFromEnv, type OutageListener, type OutagePolicy, type OutageState } from './outage';
 import { describeStoreError } from './transient';
@@ -256,10 +257,7 @@ export class S3ArtifactStore implements ArtifactStore {
     const uri = this.uri(sha);
     const found = await this.fetch(this.objectKey(sha));
     if (!found) throw new ArtifactNotFoundError(uri);
-    const actual = sha256Hex(found.data);
-    if (found.data.byteLength !== ref.bytes || actual !== sha) {
-      throw new ArtifactIntegrityError(uri, { sha256: sha, bytes: ref.bytes }, { sha256: actual, bytes: found.data.byteLength });
-    }
+    checkArtifactBytes(uri, ref, sha, found.data);
     return found.data;
   }
 
@@ -279,14 +277,8 @@ export class S3ArtifactStore implements ArtifactStore {
     }
   }
 
-  async verify(ref: ArtifactRef): Promise<boolean> {
-    try {
-      await this.get(ref);
-      return true;
-    } catch (err) {
-      if (err instanceof ArtifactNotFoundError || err instanceof ArtifactIntegrityError) return false;
-      throw err;
-    }
+  verify(ref: ArtifactRef): Promise<boolean> {
+    return artifactIntact(this, ref);
   }
 
   async delete(sha256: string): Promise<void> {

@@ -20,25 +20,11 @@ import { exportLayersModel } from '../core/models/layersFormat';
 import { storeFromEnv } from '../store';
 import { historyKey, readHistory } from '../core/audit/history';
 import type { AuditHistoryRecord } from '../core/audit/report';
+import { NTML_BIN, repoRoot, runNtml, type CommandRun } from './support/processes';
 
 quietRuntime();
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function ntml(args: string[], env: NodeJS.ProcessEnv = process.env, timeout = 60_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: REPO, env, timeout }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const ntml = (args: string[], env: NodeJS.ProcessEnv = process.env, timeout = 60_000): Promise<CommandRun> => runNtml(args, { env, timeout });
 
 let client: Client;
 let close: () => Promise<void>;
@@ -300,7 +286,7 @@ describe('ntml audit: command line', () => {
 
   it('prints the exports of a running stack with "stack env", and nothing for a stack that is not running', async () => {
     // the test run's own stack, found by its Temporal address
-    const stacks = path.join(REPO, '.ntml');
+    const stacks = path.join(repoRoot, '.ntml');
     let stackDir: string | undefined;
     for (const name of await fs.readdir(stacks)) {
       const file = path.join(stacks, name, 'stack.json');
@@ -315,8 +301,8 @@ describe('ntml audit: command line', () => {
     }
     // usable: a shell that evals them reaches the store (the history recorded by the earlier test)
     const clean: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NTML_') && !k.startsWith('AWS_')));
-    const shell = await new Promise<Run>((resolve) => {
-      execFile('bash', ['-c', `eval "$("${process.execPath}" "${BIN}" stack env --dir "${stackDir}")" && "${process.execPath}" "${BIN}" audit history ${modelId}`], { cwd: REPO, env: clean, timeout: 60_000 }, (err, stdout, stderr) =>
+    const shell = await new Promise<Omit<CommandRun, 'seconds'>>((resolve) => {
+      execFile('bash', ['-c', `eval "$("${process.execPath}" "${NTML_BIN}" stack env --dir "${stackDir}")" && "${process.execPath}" "${NTML_BIN}" audit history ${modelId}`], { cwd: repoRoot, env: clean, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? 1 : 0, stdout, stderr }),
       );
     });

@@ -5,13 +5,12 @@
  * of the deployed model starts as a child; a clean tinyCnn of the same data is clean, with an
  * unreachable webhook recorded as undelivered instead of failing the audit.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Client } from '@temporalio/client';
-import { inProcessWorkers, quietRuntime, saveHistory, taskQueues, testClient } from './support/temporal';
-import { auditRequest, hookServer, tempDir, TEST_SIGNING_SECRET, unreachableUrl, writeReferenceSet } from './support/auditHarness';
+import { inProcessWorkers, quietRuntime, saveHistory, taskQueues } from './support/temporal';
+import { auditRequest, auditTestSetup, hookServer, TEST_SIGNING_SECRET, unreachableUrl } from './support/auditHarness';
 import { backdooredFixture, backdooredModelBytes, cleanModelBytes } from './support/auditFixtures';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
@@ -22,19 +21,7 @@ import type { PurifyProgress } from '../workflows/contract';
 quietRuntime();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let client: Client;
-let close: () => Promise<void>;
-let dir: string;
-let reference: string;
-before(async () => {
-  ({ client, close } = await testClient());
-  dir = await tempDir('audit-e2e');
-  reference = await writeReferenceSet(dir);
-});
-after(async () => {
-  await close();
-  await fs.rm(dir, { recursive: true, force: true });
-});
+const setup = auditTestSetup('audit-e2e');
 
 async function readReport(outcome: AuditOutcome): Promise<AuditReport> {
   return JSON.parse(Buffer.from(await storeFromEnv().get(outcome.report)).toString('utf8')) as AuditReport;
@@ -44,7 +31,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
   const store = storeFromEnv();
   const fixture = await backdooredFixture();
   const model = await store.put(await backdooredModelBytes());
-  const files = { train: path.join(dir, 'train.ntds'), clean: path.join(dir, 'clean.ntds') };
+  const files = { train: path.join(setup.dir, 'train.ntds'), clean: path.join(setup.dir, 'clean.ntds') };
   await fs.writeFile(files.train, encodeDataset(fixture.data.train));
   await fs.writeFile(files.clean, encodeDataset(fixture.data.cleanFit));
 
@@ -57,7 +44,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
   const request = auditRequest({
     modelId,
     model: { artifact: model },
-    referenceSet: { format: 'ntml', location: reference },
+    referenceSet: { format: 'ntml', location: setup.reference },
     policy: {
       webhook: { secret: 'E2E_HOOK', maxAttempts: 3 },
       purifyOnBackdoored: {
@@ -73,7 +60,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
   let seconds = 0;
   try {
     const { outcome, purifyReachedTraining } = await workers.run(async () => {
-      const handle = await client.workflow.start('audit', {
+      const handle = await setup.client.workflow.start('audit', {
         taskQueue: queues.orchestration,
         workflowId: `audit-${modelId}`,
         args: [{ request, options: { trainingTaskQueue: queues.training } } satisfies AuditInput],
@@ -83,7 +70,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
       await saveHistory(handle, 'audit-backdoored');
       assert.ok(outcome.purify?.workflowId, `no purification started: ${JSON.stringify(outcome, null, 1)}`);
       // the child purifies the exported deployed model: it gets past importing it as f_std
-      const child = client.workflow.getHandle(outcome.purify.workflowId);
+      const child = setup.client.workflow.getHandle(outcome.purify.workflowId);
       let progress: PurifyProgress | undefined;
       for (let i = 0; i < 480 && !progress?.completed.includes('standardTraining'); i++) {
         await sleep(250);
@@ -147,7 +134,7 @@ test('a BadNets-backdoored model is backdoored: probe and Neural Cleanse agree o
     assert.equal(hook.received[1].headers['ntml-delivery'], `${outcome.auditId}:ntml.audit.completed`);
     assert.equal(hook.received[1].headers['ntml-event'], 'ntml.audit.completed');
     // the URL (and its token) never reached Temporal
-    const history = JSON.stringify(await client.workflow.getHandle(outcome.auditId).fetchHistory(), (_k, v) =>
+    const history = JSON.stringify(await setup.client.workflow.getHandle(outcome.auditId).fetchHistory(), (_k, v) =>
       v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v,
     );
     assert.ok(!history.includes(token) && !history.includes(hook.url), 'the webhook URL is not in the workflow history');
@@ -175,7 +162,7 @@ test('a clean tinyCnn of the same data is clean; an unreachable webhook is recor
   const request = auditRequest({
     modelId,
     model: { artifact: model },
-    referenceSet: { format: 'ntml', location: reference },
+    referenceSet: { format: 'ntml', location: setup.reference },
     policy: { webhook: { secret: 'E2E_DOWN', maxAttempts: 2 } },
   });
   const queues = taskQueues('audit-clean');
@@ -183,7 +170,7 @@ test('a clean tinyCnn of the same data is clean; an unreachable webhook is recor
   try {
     const outcome = await workers.run(
       async () =>
-        (await client.workflow.execute('audit', {
+        (await setup.client.workflow.execute('audit', {
           taskQueue: queues.orchestration,
           workflowId: `audit-${modelId}`,
           args: [{ request, options: { trainingTaskQueue: queues.training } } satisfies AuditInput],

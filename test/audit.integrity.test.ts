@@ -6,15 +6,15 @@
  * and a missing or corrupt model fails the audit once, with a message naming the file and
  * the problem, and a history record.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, RetryState } from '@temporalio/common';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
-import { auditRequest, documentedSignatureCheck, hookServer, tempDir, TEST_SIGNING_SECRET, writeReferenceSet } from './support/auditHarness';
+import { inProcessWorkers, quietRuntime, taskQueues } from './support/temporal';
+import { auditRequest, auditTestSetup, documentedSignatureCheck, hookServer, TEST_SIGNING_SECRET } from './support/auditHarness';
 import { backdooredFixture, cleanModel } from './support/auditFixtures';
 import { createS3Client, parseS3Location, s3OptionsFromEnv, storeFromEnv } from '../store';
 import { casKey } from '../store/keys';
@@ -25,24 +25,12 @@ import type { AuditOutcome } from '../core/audit/report';
 
 quietRuntime();
 
-let client: Client;
-let close: () => Promise<void>;
-let dir: string;
-let reference: string;
-before(async () => {
-  ({ client, close } = await testClient());
-  dir = await tempDir('audit-integrity');
-  reference = await writeReferenceSet(dir);
-});
-after(async () => {
-  await close();
-  await fs.rm(dir, { recursive: true, force: true });
-});
+const setup = auditTestSetup('audit-integrity');
 
 /** model.json + weights.bin of `model` uploaded next to each other under s3://<store bucket>/<key prefix>/. */
 async function uploadLayersModel(which: 'clean' | 'backdoored', keyPrefix: string): Promise<string> {
   const c = which === 'clean' ? await cleanModel() : await (await backdooredFixture()).model();
-  const local = path.join(dir, `${which}-${Date.now()}`);
+  const local = path.join(setup.dir, `${which}-${Date.now()}`);
   await exportLayersModel(c, local);
   c.model.dispose();
   const { bucket } = parseS3Location(storeFromEnv().location);
@@ -63,7 +51,7 @@ function runAudits<T>(tag: string, f: (run: (request: unknown, id: string) => Pr
     workers.run(() =>
       f(
         (request, id) =>
-          client.workflow.execute('audit', {
+          setup.client.workflow.execute('audit', {
             taskQueue: queues.orchestration,
             workflowId: id,
             args: [{ request, options: { trainingTaskQueue: queues.training } } satisfies AuditInput],
@@ -80,7 +68,7 @@ test('a model replaced at the same S3 location is reported as changed, against t
   const request = auditRequest({
     modelId,
     model: { layersModel: location },
-    referenceSet: { format: 'ntml', location: reference },
+    referenceSet: { format: 'ntml', location: setup.reference },
     // integrity and accuracy are under test here, not the scan
     policy: { neuralCleanse: { enabled: false } },
   });
@@ -122,7 +110,7 @@ test('a model replaced at the same S3 location is reported as changed, against t
 
 test('a pinned digest: one flipped byte of weights.bin gives the verdict changed at every audit, in history and signed webhook', { timeout: 300_000 }, async () => {
   const modelId = `pinned-${Date.now().toString(36)}`;
-  const folder = path.join(dir, modelId);
+  const folder = path.join(setup.dir, modelId);
   const c = await cleanModel();
   await exportLayersModel(c, folder);
   c.model.dispose();
@@ -135,7 +123,7 @@ test('a pinned digest: one flipped byte of weights.bin gives the verdict changed
   const request = auditRequest({
     modelId,
     model: { layersModel: modelJson },
-    referenceSet: { format: 'ntml', location: reference },
+    referenceSet: { format: 'ntml', location: setup.reference },
     policy: { neuralCleanse: { enabled: false }, integrity: { expectedDigest: approved }, webhook: { secret: 'PINNED_HOOK', maxAttempts: 2 } },
   });
   try {
@@ -223,7 +211,7 @@ test('a missing or corrupt model fails the audit once with a clear message, reco
   // 3. a stored object that is not a model at all (say, an ONNX file put into the store)
   const foreign = await store.put(Buffer.from(`\x08\x07\x12\x07pytorch onnx ${stamp}`));
   // 4. a layers model whose weights file was truncated
-  const truncated = path.join(dir, 'truncated');
+  const truncated = path.join(setup.dir, 'truncated');
   const t = await cleanModel();
   await exportLayersModel(t, truncated);
   t.model.dispose();
@@ -245,7 +233,7 @@ test('a missing or corrupt model fails the audit once with a clear message, reco
     const out = [];
     for (const k of cases) {
       const modelId = `${k.name}-${stamp}`;
-      const request = auditRequest({ modelId, model: k.model, referenceSet: { format: 'ntml', location: reference } });
+      const request = auditRequest({ modelId, model: k.model, referenceSet: { format: 'ntml', location: setup.reference } });
       out.push({ ...k, modelId, failure: await failure(run(request, `audit-${modelId}`)) });
     }
     return out;

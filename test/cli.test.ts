@@ -4,7 +4,6 @@
  * here (the end-to-end run through the CLI has its own test).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,31 +12,12 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { loadPurifyConfig, substituteAutoData } from '../cli/config';
 import { failureMessage } from '../cli/errors';
+import { repoRoot, runNtml, type CommandRun } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const ntml = (args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CommandRun> => runNtml(args, { ...opts, timeout: 30_000 });
 
-function ntml(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-      },
-    );
-  });
-}
-
-const noStackTrace = (r: Run) => assert.doesNotMatch(r.stderr, /\n\s+at .+\(.*:\d+:\d+\)/, `stack trace in:\n${r.stderr}`);
+const noStackTrace = (r: CommandRun) => assert.doesNotMatch(r.stderr, /\n\s+at .+\(.*:\d+:\d+\)/, `stack trace in:\n${r.stderr}`);
 
 describe('ntml --help', () => {
   it('lists every command', async () => {
@@ -168,7 +148,7 @@ describe('ntml purify --config: validation before anything starts', () => {
   it('refuses --detach without a server of its own and --local with --address', async () => {
     const env = { ...process.env };
     delete env.NTML_TEMPORAL_ADDRESS;
-    const demo = path.join(REPO, 'examples', 'demo.yaml');
+    const demo = path.join(repoRoot, 'examples', 'demo.yaml');
     const detach = await ntml(['purify', '--config', demo, '--detach'], { cwd, env });
     assert.equal(detach.code, 2);
     assert.match(detach.stderr, /--detach needs a Temporal server/);
@@ -196,7 +176,7 @@ describe('example configs', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('examples/demo.yaml: synthetic data without NTML_CIFAR10_DIR, CIFAR-10 with it', () => {
-    const demo = path.join(REPO, 'examples', 'demo.yaml');
+    const demo = path.join(repoRoot, 'examples', 'demo.yaml');
     const synthetic = loadPurifyConfig(demo, {});
     assert.equal(synthetic.parsed.data?.format, 'synthetic');
     assert.equal(synthetic.parsed.mode, 'evaluation');
@@ -235,7 +215,7 @@ describe('example configs', () => {
   });
 
   it('examples/protection.yaml is a valid protection-mode config', () => {
-    const c = loadPurifyConfig(path.join(REPO, 'examples', 'protection.yaml'), {});
+    const c = loadPurifyConfig(path.join(repoRoot, 'examples', 'protection.yaml'), {});
     assert.equal(c.parsed.mode, 'protection');
     assert.equal(c.parsed.trainingSet?.format, 'ntml');
     assert.equal(c.parsed.cleanSet?.format, 'ntml');

@@ -10,33 +10,16 @@
  *   embedded neither: sweep start brings up the stack and workers for the command only.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { testClient } from './support/temporal';
+import { NTML_BIN, repoRoot, runNtml, sleep, spawnNode, waitFor, type CommandRun } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-function ntml(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; timeout?: number }): Promise<Run> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? REPO, env: opts.env, timeout: opts.timeout ?? 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: number }).code : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
-    });
-  });
-}
+const ntml = (args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; timeout?: number }): Promise<CommandRun> => runNtml(args, opts);
 
 /** A one-cell sweep at the smallest budget: the connection is under test, not the defense. */
 function writeSpec(dir: string, name: string): string {
@@ -62,21 +45,14 @@ function writeSpec(dir: string, name: string): string {
   return file;
 }
 
-/** Starts `ntml ARGS`, waits for `pattern` on stderr, sends one SIGINT; the exit code and stderr. */
+/** Starts `ntml ARGS`, waits for `pattern` in its output, sends one SIGINT; the exit code and output. */
 async function interruptAfter(args: string[], env: NodeJS.ProcessEnv, pattern: RegExp): Promise<{ code: number | string | null; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const child = spawnNode([NTML_BIN, ...args], env, repoRoot);
   try {
-    const t0 = Date.now();
-    while (!pattern.test(stderr)) {
-      assert.ok(Date.now() - t0 < 30_000, `no ${pattern} after 30 s:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitFor(() => pattern.test(child.output()), 30_000, () => `${pattern}:\n${child.output()}`);
     child.kill('SIGINT');
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running 10 s after Ctrl-C'), 10_000))]);
-    return { code, stderr };
+    const code = await Promise.race([child.exited, sleep(10_000).then(() => 'still running 10 s after Ctrl-C')]);
+    return { code, stderr: child.output() };
   } finally {
     child.kill('SIGKILL');
   }
@@ -163,22 +139,16 @@ describe('remote server, custom queues, no worker', () => {
       }),
     );
     const auditId = `cli-queues-audit-${id}`;
-    const child = spawn(process.execPath, [BIN, 'audit', 'run', '--request', request, '--id', auditId], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const child = spawnNode([NTML_BIN, 'audit', 'run', '--request', request, '--id', auditId], env, repoRoot);
     try {
-      const t0 = Date.now();
-      while (!/no worker polls/.test(stderr)) {
-        assert.ok(Date.now() - t0 < 30_000, `no warning after 30 s:\n${stderr}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await waitFor(() => /no worker polls/.test(child.output()), 30_000, () => `the no-worker warning:\n${child.output()}`);
+      const stderr = child.output();
       assert.match(stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));
       assert.equal((await client.workflow.getHandle(auditId).describe()).taskQueue, queues.orchestration);
       child.kill('SIGINT');
-      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
-      assert.equal(code, 130, stderr);
-      assert.match(stderr, /stopped watching; it goes on/);
+      const code = await Promise.race([child.exited, sleep(10_000).then(() => 'still running')]);
+      assert.equal(code, 130, child.output());
+      assert.match(child.output(), /stopped watching; it goes on/);
     } finally {
       child.kill('SIGKILL');
       await client.workflow.getHandle(auditId).terminate('test over').catch(() => undefined);
@@ -187,7 +157,7 @@ describe('remote server, custom queues, no worker', () => {
 
   it('purify --detach starts on the same queues and gives the same warning', async () => {
     const runId = `cli-queues-purify-${id}`;
-    const r = await ntml(['purify', '--config', path.join(REPO, 'examples', 'demo.yaml'), '--detach', '--id', runId], { env });
+    const r = await ntml(['purify', '--config', path.join(repoRoot, 'examples', 'demo.yaml'), '--detach', '--id', runId], { env });
     try {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, new RegExp(`no worker polls the orchestration queue ${queues.orchestration}`));

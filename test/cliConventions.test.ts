@@ -4,35 +4,21 @@
  * switches with their one-line failure report.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { telemetryEndpoints } from '../telemetry/config';
 import { exportFailureLine } from '../telemetry/setup';
+import { NTML_BIN, repoRoot, runNtml } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function ntml(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: REPO, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: number }).code : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const ntml = (args: string[]) => runNtml(args, { timeout: 30_000 });
 
 describe('ntml conventions', () => {
   it('--version and -V print the version of package.json', async () => {
-    const { version } = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    const { version } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
     for (const flag of ['--version', '-V']) {
       const r = await ntml([flag]);
       assert.equal(r.code, 0, r.stderr);
@@ -86,7 +72,7 @@ describe('ntml conventions', () => {
       const run = (args: string[]) => {
         const file = path.join(dir, 'stderr.txt');
         const fd = openSync(file, 'w');
-        const r = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', fd], timeout: 60_000 });
+        const r = spawnSync(process.execPath, [NTML_BIN, ...args], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', fd], timeout: 60_000 });
         closeSync(fd);
         return { code: r.status, stdout: r.stdout, stderr: readFileSync(file, 'utf8') };
       };
@@ -109,7 +95,7 @@ describe('ntml conventions', () => {
       const check = (grid: string, expected: string, not: RegExp) => {
         const file = path.join(dir, 'spec.yaml');
         writeFileSync(file, `name: x\nbase: {mode: evaluation, tier: ci, data: {format: synthetic}}\ngrid:\n  ${grid}\n`);
-        const r = spawnSync(process.execPath, [BIN, 'sweep', 'start', '--spec', file], { cwd: dir, encoding: 'utf8', timeout: 30_000 });
+        const r = spawnSync(process.execPath, [NTML_BIN, 'sweep', 'start', '--spec', file], { cwd: dir, encoding: 'utf8', timeout: 30_000 });
         assert.equal(r.status, 2, r.stderr);
         assert.ok(r.stderr.includes(expected), r.stderr);
         assert.doesNotMatch(r.stderr, not);

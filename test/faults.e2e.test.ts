@@ -14,11 +14,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, storedCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
 import { isAlive, startLocalStack } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import { parsePurifyConfig } from '../schemas/purify';
-import type { CheckpointEntry } from '../activities/checkpointing';
 import type { PurifyOutcome } from '../workflows/contract';
 
 quietRuntime();
@@ -63,10 +62,7 @@ test('versitygw SIGKILLed and kept down for at least 20 s mid-training: the run 
         args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training, cache: false } }],
       });
       const { runId } = await handle.describe();
-      const standardEpochs = async (): Promise<number[]> => {
-        const keys = (await store.listRecords(`checkpoints/${handle.workflowId}/${runId}/`)).filter((k) => k.endsWith('-standard'));
-        return keys[0] ? ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []).map((e) => e.epoch) : [];
-      };
+      const standardEpochs = async () => (await storedCheckpoints(store, `checkpoints/${handle.workflowId}/${runId}/`, 'standard')).map((e) => e.epoch);
       let epochs: number[] = [];
       for (let i = 0; i < 6000 && epochs.length < 1; i++) {
         await sleep(50);

@@ -12,48 +12,28 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { ciConfig, quietRuntime, referenceRun, repoRoot, taskQueues, waitForExit } from './support/temporal';
+import { NTML_BIN as NTML, sleep, spawnNode, waitFor, type OutputProcess } from './support/processes';
 import { startLocalStack, temporalHealthy, type LocalStack } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import type { PurifyOutcome, PurifyProgress } from '../workflows/contract';
 
 quietRuntime();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const NTML = path.join(repoRoot, 'bin', 'ntml');
 
-type Proc = ChildProcess & { output: () => string; exited: Promise<number | null> };
-
-function start(args: string[], env: Record<string, string>, cwd: string): Proc {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return Object.assign(child, { output: () => output, exited });
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+const start = (args: string[], env: Record<string, string>, cwd: string): OutputProcess => spawnNode(args, { ...process.env, ...env }, cwd);
 
 /** SIGTERM to a stack server; resolves once the supervisor has a new one on the same address. */
 async function termServer(stack: LocalStack, server: 'temporal' | 's3'): Promise<number> {
   const victim = stack[server]!;
   const t0 = Date.now();
   process.kill(victim.pid, 'SIGTERM');
-  await waitFor(() => stack[server]!.pid !== victim.pid, 120_000, `the supervisor to restart ${server}`);
+  await waitFor(() => stack[server]!.pid !== victim.pid, 120_000, `the supervisor to restart ${server}`, 100);
   const now = stack[server]!;
   assert.equal('address' in now ? now.address : now.endpoint, 'address' in victim ? victim.address : victim.endpoint, `${server} back on its port`);
   return Date.now() - t0;
@@ -80,14 +60,14 @@ test('SIGTERM of the CLI, Temporal, versitygw, the training and the orchestratio
   const worker = (kind: 'training' | 'orchestration') => start([path.join(repoRoot, 'dist', 'workers', `${kind}.js`)], env, tmp);
   let training = worker('training');
   let orchestration = worker('orchestration');
-  const procs: Proc[] = [training, orchestration];
+  const procs: OutputProcess[] = [training, orchestration];
   const connection = await Connection.connect({ address });
   const client = new Client({ connection });
   try {
     // 1. the CLI that started the run: SIGTERM stops watching, the run goes on
     const cli = start([NTML, 'purify', '--config', configFile, '--id', runId, '--address', address, '--out', path.join(tmp, 'first')], env, tmp);
     procs.push(cli);
-    await waitFor(() => /\]\s+\w+/.test(cli.output()) || cli.exitCode !== null, 120_000, `a progress line from ntml purify:\n${cli.output()}`);
+    await waitFor(() => /\]\s+\w+/.test(cli.output()) || cli.exitCode !== null, 120_000, () => `a progress line from ntml purify:\n${cli.output()}`, 100);
     cli.kill('SIGTERM');
     assert.equal(await cli.exited, 130, cli.output());
     assert.match(cli.output(), new RegExp(`stopped watching; run ${runId} goes on`));
@@ -96,7 +76,7 @@ test('SIGTERM of the CLI, Temporal, versitygw, the training and the orchestratio
 
     const attach = start([NTML, 'purify', 'attach', runId, '--address', address, '--out', path.join(tmp, 'attached')], env, tmp);
     procs.push(attach);
-    await waitFor(() => attach.output().includes(`attached to run ${runId}`), 60_000, `ntml purify attach:\n${attach.output()}`);
+    await waitFor(() => attach.output().includes(`attached to run ${runId}`), 60_000, () => `ntml purify attach:\n${attach.output()}`, 100);
 
     // 2. Temporal, once standard training has stored a checkpoint
     // the CLI's run caches its stages, so standard training files its checkpoints under its stage key
@@ -105,7 +85,7 @@ test('SIGTERM of the CLI, Temporal, versitygw, the training and the orchestratio
       const key = (await store.listRecords('checkpoints/')).find((k) => /standard$/.test(k));
       return key ? ((await store.getRecord<CheckpointEntry[]>(key)) ?? []).map((e) => e.epoch) : [];
     };
-    await waitFor(async () => (await standardEpochs()).length >= 1, 300_000, 'a standard-training checkpoint');
+    await waitFor(async () => (await standardEpochs()).length >= 1, 300_000, 'a standard-training checkpoint', 100);
     const attachBefore = attach.output().length;
     const temporalMs = await termServer(stack, 'temporal');
     assert.equal(await temporalHealthy(address), true);
@@ -119,7 +99,7 @@ test('SIGTERM of the CLI, Temporal, versitygw, the training and the orchestratio
     await waitFor(async () => {
       stage = (await handle.query<PurifyProgress>('progress').catch(() => undefined))?.stage ?? '';
       return stage === 'mutualLearning';
-    }, 300_000, 'mutual learning');
+    }, 300_000, 'mutual learning', 100);
     await sleep(2_000);
     const termedAt = Date.now();
     training.kill('SIGTERM');

@@ -7,7 +7,6 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -16,27 +15,12 @@ import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { storeFromEnv } from '../store/index';
 import { isAlive, readStackFile, serverAlive, stackStatus, startLocalStack, temporalHealthy, type LocalStack } from '../infra/stack/index';
+import { runNode, sleep, waitFor } from './support/processes';
 
 const MAIN = path.join(__dirname, '..', 'infra', 'stack', 'main.js');
 const quiet = () => undefined;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(200);
-  }
-  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-function runMain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 180_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const runMain = (args: string[]) => runNode(MAIN, args, { timeout: 180_000 });
 
 async function withClient<T>(address: string, f: (client: Client) => Promise<T>): Promise<T> {
   const connection = await Connection.connect({ address, connectTimeout: 10_000 });

@@ -16,20 +16,15 @@ import { tinySweep } from './support/tinySweep';
 import { startLocalStack, type LocalStack } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import type { SweepSpecInput } from '../schemas/sweep';
-import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
+import type { SweepOutcome } from '../workflows/contract';
+import { assertFinishedNotRedone, cellRecords, midSweep } from './support/sweepFaults';
+import { sleep } from './support/processes';
 
 quietRuntime();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The reduced ci budget of test/sweep.test.ts: the sweep mechanics, not the defense, are under test. */
 function spec(name: string): SweepSpecInput {
   return tinySweep(name, { attack: [{ name: 'badnets' }], defense: [{ name: 'ntml' }, { name: 'ntml', ntml: { ntLabel: 'hard' } }], seed: [1, 2] });
-}
-
-async function cellRecords(name: string): Promise<SweepCellRecord[]> {
-  const store = storeFromEnv();
-  const keys = await store.listRecords(`sweeps/${name}/cells/`);
-  return Promise.all(keys.map(async (k) => (await store.getRecord<SweepCellRecord>(k))!));
 }
 
 async function killAndAwaitRestart(stack: LocalStack, server: 'temporal' | 's3'): Promise<number> {
@@ -58,12 +53,7 @@ test('Temporal and versitygw SIGKILLed mid-sweep: the sweep finishes every cell 
         workflowId: `sweep-${name}`,
         args: [{ spec: spec(name), options: { trainingTaskQueue: queues.training, heartbeatTimeoutSeconds: 10 } }],
       });
-      let progress: SweepProgress | undefined;
-      for (let i = 0; i < 2400 && !(progress && progress.done >= 1 && progress.running.length >= 1); i++) {
-        await sleep(250);
-        progress = await handle.query<SweepProgress>('progress');
-      }
-      assert.ok(progress && progress.done >= 1 && progress.running.length >= 1, `no mid-sweep moment seen: ${JSON.stringify(progress)}`);
+      const progress = await midSweep(handle);
       const finishedBefore = await cellRecords(name);
       const temporalMs = await killAndAwaitRestart(stack, 'temporal');
       await sleep(2_000);
@@ -73,11 +63,7 @@ test('Temporal and versitygw SIGKILLed mid-sweep: the sweep finishes every cell 
       return { result, finishedBefore };
     });
     assert.equal(outcome.result.completed, 4, JSON.stringify(outcome.result.failed));
-    const after = new Map((await cellRecords(name)).map((r) => [r.cellId, r]));
-    assert.ok(outcome.finishedBefore.length >= 1);
-    for (const r of outcome.finishedBefore) {
-      assert.equal(after.get(r.cellId)!.startedAt, r.startedAt, `finished cell ${r.cellId} was not redone`);
-    }
+    await assertFinishedNotRedone(name, outcome.finishedBefore);
   } finally {
     worker.kill('SIGKILL');
     await waitForExit(worker);

@@ -11,78 +11,27 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { repoRoot, spawnTrainingWorker, taskQueues, waitForExit } from './support/temporal';
+import { spawnTrainingWorker, taskQueues, waitForExit } from './support/temporal';
+import { CRASH_TEXT, NTML_BIN as NTML, embeddedEnv, isRunning, sleep, spawnedProcesses, trainingWorkersOf, waitFor } from './support/processes';
 import { parentPidFromEnv } from '../workers/parentWatch';
 import type { SweepSpecInput } from '../schemas/sweep';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const NTML = path.join(repoRoot, 'bin', 'ntml');
 /** the embedded training processes' shutdown grace (cli/trainingProcesses.ts) plus the parent watch's 5 s, plus slack for a loaded 2-core machine */
 const WORKER_EXIT_BOUND_MS = 30_000;
 
-type Proc = ChildProcess & { output: () => string; exited: Promise<number | null> };
-
-const started: Proc[] = [];
+const processes = spawnedProcesses();
+const start = processes.spawn;
 const tmp = path.join(os.tmpdir(), `ntml-faults-sweep-interrupt-${process.pid}`);
 
 after(async () => {
-  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  await Promise.all(started.map((p) => waitForExit(p)));
+  await processes.killAll();
   await fsp.rm(tmp, { recursive: true, force: true });
 });
-
-/** The environment without the test run's own stack, so the command starts an embedded one. */
-function embeddedEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (/^NTML_(STORE|S3_|TEMPORAL_ADDRESS|STACK_DIR|PARENT_PID)/.test(k)) delete env[k];
-  return env;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv, cwd: string): Proc {
-  const child = spawn(process.execPath, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const p = Object.assign(child, { output: () => output, exited });
-  started.push(p);
-  return p;
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await sleep(200);
-  }
-  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-}
-
-/**
- * Every process of a training worker whose parent watch names `parentPid`, the worker and its
- * watchdog shell: found by environment and arguments in /proc, so a process the command did not
- * list (or a worker that lost its watchdog) is found too.
- */
-function trainingWorkersOf(parentPid: number): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      const state = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.[0];
-      if (state !== 'Z' && cmdline.includes(path.join('workers', 'training.js')) && environ.split('\0').includes(`NTML_PARENT_PID=${parentPid}`)) found.push(Number(entry));
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return found;
-}
 
 /** The pids the command printed for its training worker processes. */
 function listedWorkers(output: string): number[] {
@@ -94,19 +43,9 @@ function listedWorkers(output: string): number[] {
 /** Milliseconds until no training worker of `parentPid` is left; fails past the bound. */
 async function workersGone(parentPid: number, listed: number[], what: string): Promise<number> {
   const t0 = Date.now();
-  const alive = () => [...new Set([...listed.filter(isAlive), ...trainingWorkersOf(parentPid)])];
+  const alive = () => [...new Set([...listed.filter(isRunning), ...trainingWorkersOf(parentPid)])];
   await waitFor(() => alive().length === 0, WORKER_EXIT_BOUND_MS, () => `the training workers of ${what} to exit (left: ${alive().join(', ')})`);
   return Date.now() - t0;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
-    return state !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** Three ci-tier cells with their own standard training each (seeds differ), two at a time. */
@@ -125,8 +64,6 @@ function spec(name: string): SweepSpecInput {
     concurrency: 2,
   };
 }
-
-const NO_CRASH = /Channel has been shut down|Uncaught|UnhandledPromiseRejection|^\s+at .+\(.*:\d+:\d+\)$/m;
 
 test('Ctrl-C of ntml sweep start mid-cell: exit 130, no uncaught error, no training worker left; the same command then finishes, reusing the finished cells', { timeout: 900_000 }, async () => {
   const dir = path.join(tmp, 'interrupt');
@@ -147,7 +84,7 @@ test('Ctrl-C of ntml sweep start mid-cell: exit 130, no uncaught error, no train
   first.kill('SIGINT');
   const code = await first.exited;
   assert.equal(code, 130, first.output());
-  assert.doesNotMatch(first.output(), NO_CRASH);
+  assert.doesNotMatch(first.output(), CRASH_TEXT);
   assert.match(first.output(), /stopped\. The same command continues it/);
   // the listed workers, and the watchdog shells around them (same environment and arguments)
   assert.ok(workers.every((pid) => found.includes(pid)), `the listed workers ${workers.join(', ')} are found by their NTML_PARENT_PID: ${found.join(', ')}`);
@@ -172,7 +109,7 @@ test('SIGKILL of ntml sweep start: its training worker processes exit on their o
   await waitFor(() => cli.exitCode !== null || /(standardTraining|ntTraining|mutualLearning) +(\d+ epochs?|epoch \d)/.test(cli.output()), 600_000, () => `a cell in training:\n${cli.output()}`);
   assert.equal(cli.exitCode, null, cli.output());
   const workers = listedWorkers(cli.output());
-  assert.ok(workers.every(isAlive), cli.output());
+  assert.ok(workers.every(isRunning), cli.output());
   cli.kill('SIGKILL');
   await cli.exited;
   const goneMs = await workersGone(cli.pid!, workers, 'the SIGKILLed command');

@@ -6,7 +6,7 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp, statSync } from 'node:fs';
 import * as net from 'node:net';
@@ -24,27 +24,12 @@ import {
   startTemporalDevServer,
   type LocalStack,
 } from '../infra/stack/index';
+import { runNode, waitFor } from './support/processes';
 
 const MAIN = path.join(__dirname, '..', 'infra', 'stack', 'main.js');
 const quiet = () => undefined;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-function runMain(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const runMain = (args: string[]) => runNode(MAIN, args, { timeout: 120_000 });
 
 function parseExports(text: string): Record<string, string> {
   const env: Record<string, string> = {};
@@ -200,13 +185,13 @@ describe('local stack (Temporal dev server + versitygw)', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      await waitFor(() => /Ctrl-C stops the stack/.test(out), 60_000, `foreground stack to start:\n${out}`);
+      await waitFor(() => /Ctrl-C stops the stack/.test(out), 60_000, `foreground stack to start:\n${out}`, 100);
       const info = readStackFile(dir)!;
       const pids = [info.temporal!.pid, info.s3!.pid];
       for (const pid of pids) assert.equal(isAlive(pid), true);
       child.kill('SIGKILL');
-      await waitFor(() => pids.every((p) => !isAlive(p)), 20_000, `servers ${pids.join(', ')} to exit after their parent died`);
-      await waitFor(() => !groupAlive(info.temporal!.pgid) && !groupAlive(info.s3!.pgid), 5_000, 'watchdogs to exit');
+      await waitFor(() => pids.every((p) => !isAlive(p)), 20_000, `servers ${pids.join(', ')} to exit after their parent died`, 100);
+      await waitFor(() => !groupAlive(info.temporal!.pgid) && !groupAlive(info.s3!.pgid), 5_000, 'watchdogs to exit', 100);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
@@ -218,7 +203,7 @@ describe('local stack (Temporal dev server + versitygw)', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => /Ctrl-C stops the stack/.test(out), 60_000, `foreground stack to start:\n${out}`);
+    await waitFor(() => /Ctrl-C stops the stack/.test(out), 60_000, `foreground stack to start:\n${out}`, 100);
     const info = readStackFile(dir)!;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');

@@ -6,7 +6,6 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,9 +17,8 @@ import { parseArtifactUri, storeLocationProblem } from '../store/uri';
 import { StoreConfigError } from '../store/errors';
 import { cronProblem } from '../cli/cronExpression';
 import { missingLocalInputs } from '../cli/config';
+import { repoRoot, runNtml, type CommandRun } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
 const protection = {
   mode: 'protection',
@@ -213,20 +211,7 @@ describe('local inputs before the run starts', () => {
   });
 });
 
-interface Run {
-  code: number;
-  stderr: string;
-  seconds: number;
-}
-function ntml(args: string[], env: NodeJS.ProcessEnv, cwd = REPO): Promise<Run> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, env, timeout: 60_000 }, (err, _stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stderr, seconds: (Date.now() - t0) / 1000 });
-    });
-  });
-}
+const ntml = (args: string[], env: NodeJS.ProcessEnv, cwd = repoRoot): Promise<CommandRun> => runNtml(args, { env, cwd });
 
 describe('the CLI refuses bad locations before any work', () => {
   it('s3://ntml/../x: exit 2 within seconds, naming the field', async () => {

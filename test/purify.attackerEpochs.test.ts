@@ -5,9 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { quietRuntime, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import { parsePurifyConfig } from '../schemas/purify';
 import { learningRateAt } from '../core/train/sgd';
@@ -28,26 +27,13 @@ const config = {
 
 test("attack.epochs: the attacker's run trains and checkpoints its own epochs, the defender's recipe keeps its own", { timeout: 600_000 }, async () => {
   assert.equal(parsePurifyConfig(config).training.epochs, 1);
-  const queues = taskQueues('wanet-epochs');
-  const workers = await inProcessWorkers(queues);
-  const { client, close } = await testClient();
-  const outcome = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId: `wanet-epochs-${Date.now()}`,
-        // cache off: the checkpoints are filed under this run
-        args: [{ config, options: { trainingTaskQueue: queues.training, cache: false } }],
-      });
-      return { ...((await handle.result()) as PurifyOutcome), workflowId: handle.workflowId };
-    })
-    .finally(close);
+  // cache off: the checkpoints are filed under this run
+  const { workflowId, report } = await runPurifyWorkflow('wanet-epochs', config, { cache: false });
   const store = storeFromEnv();
-  const records = (await store.listRecords(`checkpoints/${outcome.workflowId}/`)).filter((k) => k.endsWith('-wanet'));
+  const records = (await store.listRecords(`checkpoints/${workflowId}/`)).filter((k) => k.endsWith('-wanet'));
   assert.equal(records.length, 1, `one WaNet checkpoint record: ${JSON.stringify(records)}`);
   const entries = (await store.getRecord<CheckpointEntry[]>(records[0]))!;
   assert.deepEqual(entries.map((e) => e.epoch), [1, 2, 3], "a checkpoint after each of the attacker's 3 epochs");
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   assert.deepEqual(report.histories.standardTraining.map((h) => h.epoch), [1, 2, 3]);
   // 180 training images (200 less the 20-image clean reserve), ci batch 64: 3 batches an epoch;
   // each epoch's last rate is the ci recipe's cosine from 0.05 over all 9 steps of the attacker's run

@@ -5,9 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { quietRuntime, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import { decodeCheckpoint } from '../core/train/checkpoint';
 import { previewRunPng } from './support/attackPreviewRun';
@@ -28,29 +27,16 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
     training: { epochs: 20, augment: { padding: 2, flip: false } },
     defense: { name: 'ft', steps: 20, rounds: 2 },
   };
-  const queues = taskQueues('iad');
-  const workers = await inProcessWorkers(queues);
-  const { client, close } = await testClient();
-  const outcome = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId: `iad-${Date.now()}`,
-        // cache off: the checkpoints are filed under this run (cacheable stages file them under their stage key)
-        args: [{ config, options: { trainingTaskQueue: queues.training, cache: false } }],
-      });
-      return { ...((await handle.result()) as PurifyOutcome), workflowId: handle.workflowId };
-    })
-    .finally(close);
+  // cache off: the checkpoints are filed under this run (cacheable stages file them under their stage key)
+  const { workflowId, report } = await runPurifyWorkflow('iad', config, { cache: false });
   const store = storeFromEnv();
   // the attacker's run checkpointed after every epoch of both phases, in one record (resumable)
-  const records = (await store.listRecords(`checkpoints/${outcome.workflowId}/`)).filter((k) => k.endsWith('-inputaware'));
+  const records = (await store.listRecords(`checkpoints/${workflowId}/`)).filter((k) => k.endsWith('-inputaware'));
   assert.equal(records.length, 1, `one IAD checkpoint record: ${JSON.stringify(records)}`);
   const entries = (await store.getRecord<CheckpointEntry[]>(records[0]))!;
   assert.deepEqual(entries.map((e) => e.epoch), Array.from({ length: 30 }, (_, i) => i + 1), '10 mask + 20 joint epochs');
   assert.equal(decodeCheckpoint(await store.get(entries[9].checkpoint)).extra.phase, 'mask');
   assert.equal(decodeCheckpoint(await store.get(entries[10].checkpoint)).extra.phase, 'joint');
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const s = report.data;
   console.log(`inputaware: poisoned ${s.poisonedCount}, backdoor test ${s.backdoorTestSize}; standard ACC ${report.metrics.standard.acc.toFixed(1)} ASR ${report.metrics.standard.asr!.toFixed(1)}`);
   // round(0.1 * 1900) poisoned records of the training set (the 100-image clean reserve is not part of it), every non-target test image triggered
@@ -74,7 +60,7 @@ test('inputaware: the attacker\'s training run is standard training and poisons 
   );
 
   // ntml attack preview --run: the learned trigger, with each image's pattern and mask from the stored generators
-  const shown = await previewRunPng(outcome.workflowId, 3);
+  const shown = await previewRunPng(workflowId, 3);
   assert.match(shown.out, /the inputaware trigger of run .* on 3 non-target images of its test set/);
   assert.deepEqual(shown.rows, ['clean', 'triggered', '|diff| x10', 'pattern', 'mask']);
   assert.equal(shown.png.height, 8 + 5 * (64 + 4) - 4 + 8, 'five rows of 16x16 images magnified x4');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inProcessWorkers, quietRuntime, referenceRun, taskQueues, testClient } from './support/temporal';
+import { ciConfig, quietRuntime, referenceRun, runPurifyWorkflow } from './support/temporal';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
 import { decodeClassifier, exportLayersModel, importLayersModel } from '../core/models/layersFormat';
@@ -19,8 +19,7 @@ import { predictLabels } from '../core/models/classifier';
 import { accuracy, attackSuccessRate } from '../core/metrics';
 import { imageBytes, type ImageDataset } from '../core/data/dataset';
 import { tf } from '../core/tf';
-import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
-import { ciConfig } from './support/temporal';
+import type { PurifyReport } from '../workflows/contract';
 
 quietRuntime();
 
@@ -42,36 +41,18 @@ test('protection mode purifies a user-supplied backdoored layers model without k
     const userModel = await decodeClassifier(await store.get(referenceReport.models.standard));
     const { modelJson } = await exportLayersModel(userModel, path.join(dir, 'deployed-model'));
 
-    const queues = taskQueues('protection');
-    const workers = await inProcessWorkers(queues);
-    const { client, close } = await testClient();
-    const outcome = await workers
-      .run(async () => {
-        const handle = await client.workflow.start('purify', {
-          taskQueue: queues.orchestration,
-          workflowId: `protection-${Date.now()}`,
-          args: [
-            {
-              config: {
-                mode: 'protection',
-                seed: 2,
-                trainingSet: { format: 'ntml', location: files.train },
-                cleanSet: { format: 'ntml', location: files.clean },
-                testSet: { format: 'imageFolder', dir: testDir, size: evaluation.test!.height },
-                standardModel: { layersModel: modelJson },
-                // the synthetic classes are oriented gratings: mirroring changes the class
-                training: { augment: { padding: 4, flip: false } },
-                ntml: { diagnosticSamples: 100 },
-              },
-              options: { trainingTaskQueue: queues.training },
-            },
-          ],
-        });
-        return (await handle.result()) as PurifyOutcome;
-      })
-      .finally(close);
+    const { outcome, report } = await runPurifyWorkflow('protection', {
+      mode: 'protection',
+      seed: 2,
+      trainingSet: { format: 'ntml', location: files.train },
+      cleanSet: { format: 'ntml', location: files.clean },
+      testSet: { format: 'imageFolder', dir: testDir, size: evaluation.test!.height },
+      standardModel: { layersModel: modelJson },
+      // the synthetic classes are oriented gratings: mirroring changes the class
+      training: { augment: { padding: 4, flip: false } },
+      ntml: { diagnosticSamples: 100 },
+    });
 
-    const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
     assert.equal(report.mode, 'protection');
     assert.equal(report.metrics.final.asr, undefined, 'no ASR without a known trigger');
     assert.ok(!report.stages.some((s) => s.stage === 'standardTraining' && s.resumedFromEpoch), 'no training of f_std');

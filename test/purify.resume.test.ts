@@ -13,6 +13,7 @@ import {
   quietRuntime,
   referenceRun,
   spawnTrainingWorker,
+  storedCheckpoints,
   taskQueues,
   testClient,
   waitForExit,
@@ -44,11 +45,7 @@ test('a SIGKILLed training worker resumes from the newest verifying checkpoint a
       // Watch the stage's checkpoint record in the store, not the server's heartbeat: the SDK
       // throttles heartbeats, so the server can lag epochs behind and the run could finish first.
       const { runId } = await handle.describe();
-      const standardRecord = async (): Promise<CheckpointEntry[]> => {
-        const keys = (await store.listRecords(`checkpoints/${handle.workflowId}/${runId}/`)).filter((k) => k.endsWith('-standard'));
-        assert.ok(keys.length <= 1, `one standard-training checkpoint record: ${JSON.stringify(keys)}`);
-        return keys[0] ? ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []) : [];
-      };
+      const standardRecord = () => storedCheckpoints(store, `checkpoints/${handle.workflowId}/${runId}/`, 'standard');
       let seen: CheckpointEntry[] = [];
       for (let i = 0; i < 3000 && seen.length < 2; i++) {
         await sleep(50);

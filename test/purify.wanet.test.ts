@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { quietRuntime, runPurifyWorkflow, testClient } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { DataRefs, PurifyOutcome, PurifyReport, TrainedModel } from '../workflows/contract';
+import type { DataRefs, TrainedModel } from '../workflows/contract';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import { decodeCheckpoint } from '../core/train/checkpoint';
 import { decodeDatasetWithMeta } from '../core/data/codec';
@@ -38,25 +38,14 @@ const config = {
 };
 
 test('wanet (training-controlled): the attacker\'s run is standard training and every later stage sees the set it materialised', { timeout: 900_000 }, async () => {
-  const queues = taskQueues('wanet');
-  const workers = await inProcessWorkers(queues);
+  // cache off: the checkpoints are filed under this run
+  const { workflowId, report } = await runPurifyWorkflow('wanet', config, { cache: false });
   const { client, close } = await testClient();
-  const { outcome, history } = await workers
-    .run(async () => {
-      const handle = await client.workflow.start('purify', {
-        taskQueue: queues.orchestration,
-        workflowId: `wanet-${Date.now()}`,
-        // cache off: the checkpoints are filed under this run
-        args: [{ config, options: { trainingTaskQueue: queues.training, cache: false } }],
-      });
-      const result = { ...((await handle.result()) as PurifyOutcome), workflowId: handle.workflowId };
-      return { outcome: result, history: await handle.fetchHistory() };
-    })
-    .finally(close);
+  const history = await client.workflow.getHandle(workflowId).fetchHistory().finally(close);
   const store = storeFromEnv();
 
   // the attacker's run checkpointed after every epoch under its own phase, with its batch RNG
-  const records = (await store.listRecords(`checkpoints/${outcome.workflowId}/`)).filter((k) => k.endsWith('-wanet'));
+  const records = (await store.listRecords(`checkpoints/${workflowId}/`)).filter((k) => k.endsWith('-wanet'));
   assert.equal(records.length, 1, `one WaNet checkpoint record: ${JSON.stringify(records)}`);
   const entries = (await store.getRecord<CheckpointEntry[]>(records[0]))!;
   assert.deepEqual(entries.map((e) => e.epoch), Array.from({ length: EPOCHS }, (_, i) => i + 1));
@@ -112,7 +101,6 @@ test('wanet (training-controlled): the attacker\'s run is standard training and 
     assert.ok(later.some((a) => a.name === stage), `${stage} ran on it (ran: ${later.map((a) => a.name).join(', ')})`);
   }
 
-  const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const m = report.metrics;
   console.log(
     `wanet (training-controlled, ${EPOCHS} epochs): standard ACC ${m.standard.acc.toFixed(1)} ASR ${m.standard.asr!.toFixed(1)}; ` +
@@ -129,7 +117,7 @@ test('wanet (training-controlled): the attacker\'s run is standard training and 
   assert.ok(m.standard.acc >= 80, `and keeps its accuracy (ACC ${m.standard.acc})`);
 
   // ntml attack preview --run: the recorded grid on the run's own test images
-  const shown = await previewRunPng(outcome.workflowId, 4);
+  const shown = await previewRunPng(workflowId, 4);
   assert.match(shown.out, /the wanet trigger of run .* on 4 non-target images of its test set/);
   assert.deepEqual(shown.rows, ['clean', 'triggered', '|diff| x10']);
   assert.equal(shown.png.height, 8 + 3 * (64 + 4) - 4 + 8, 'three rows of 16x16 images magnified x4');

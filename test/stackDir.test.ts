@@ -7,7 +7,6 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -15,9 +14,8 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openStore, readCredentialsFile } from '../store/index';
 import { stackDirFromEnv, DEFAULT_STACK_DIR } from '../infra/stack/index';
+import { runNtml } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
 
 /** The environment without the test run's own stack, so the commands look for a local one. */
 function bareEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -26,14 +24,7 @@ function bareEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return env;
 }
 
-function ntml(args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env, timeout: 120_000 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const ntml = (args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }) => runNtml(args, { ...opts, timeout: 120_000 });
 
 function exportsOf(stdout: string): Record<string, string> {
   const env: Record<string, string> = {};

@@ -10,10 +10,10 @@ import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testCl
 import { tinySweep } from './support/tinySweep';
 import { storeFromEnv } from '../store';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
-import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
+import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
+import { assertFinishedNotRedone, cellRecords, midSweep } from './support/sweepFaults';
 
 quietRuntime();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A ci-tier base with a reduced budget: the sweep mechanics, not the defense, are under test. */
 function spec(name: string, overrides: Partial<SweepSpecInput> = {}): SweepSpecInput {
@@ -29,12 +29,6 @@ let client: Client;
 let close: () => Promise<void>;
 before(async () => ({ client, close } = await testClient()));
 after(async () => close());
-
-async function cellRecords(name: string): Promise<SweepCellRecord[]> {
-  const store = storeFromEnv();
-  const keys = await store.listRecords(`sweeps/${name}/cells/`);
-  return Promise.all(keys.map(async (k) => (await store.getRecord<SweepCellRecord>(k))!));
-}
 
 function maxOverlap(records: SweepCellRecord[]): number {
   const events = records.flatMap((r) => [
@@ -141,12 +135,7 @@ test('killing the training worker mid-sweep: a new worker finishes it without re
           },
         ],
       });
-      let progress: SweepProgress | undefined;
-      for (let i = 0; i < 2400 && !(progress && progress.done >= 1 && progress.running.length >= 1); i++) {
-        await sleep(250);
-        progress = await handle.query<SweepProgress>('progress');
-      }
-      assert.ok(progress && progress.done >= 1 && progress.running.length >= 1, `no mid-sweep moment seen: ${JSON.stringify(progress)}`);
+      await midSweep(handle);
       const finishedBefore = await cellRecords(name);
       worker.kill('SIGKILL');
       await waitForExit(worker);
@@ -155,11 +144,7 @@ test('killing the training worker mid-sweep: a new worker finishes it without re
       return { result, finishedBefore };
     });
     assert.equal(outcome.result.completed, 4, JSON.stringify(outcome.result.failed));
-    const after = new Map((await cellRecords(name)).map((r) => [r.cellId, r]));
-    assert.ok(outcome.finishedBefore.length >= 1);
-    for (const r of outcome.finishedBefore) {
-      assert.equal(after.get(r.cellId)!.startedAt, r.startedAt, `finished cell ${r.cellId} was not redone`);
-    }
+    await assertFinishedNotRedone(name, outcome.finishedBefore);
   } finally {
     worker.kill('SIGKILL');
   }

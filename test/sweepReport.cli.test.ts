@@ -5,25 +5,15 @@
  * the report (a store that also holds the same cells under older ids counts them once).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { FileArtifactStore } from '../store/index';
 import type { SweepCellRecord } from '../workflows/contract';
+import { runNtml } from './support/processes';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const BIN = path.join(REPO, 'bin', 'ntml');
-
-function ntml(args: string[], store: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: REPO, env: { ...process.env, NTML_STORE: store }, timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: number }).code : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const ntml = (args: string[], store: string) => runNtml(args, { env: { ...process.env, NTML_STORE: store } });
 
 function cell(sweep: string, seed: number): SweepCellRecord {
   return {

@@ -6,9 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { inProcessWorkers, quietRuntime, spawnTrainingWorker, storedCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
 import { storeFromEnv } from '../store';
-import type { CheckpointEntry } from '../activities/checkpointing';
 import type { PurifyOutcome, PurifyReport } from '../workflows/contract';
 import type { PurifyInput } from '../workflows/contract';
 
@@ -49,11 +48,7 @@ test('SIGTERM during training: the running epoch is checkpointed, the worker exi
       });
 
       // the checkpoint record of standard training, as the worker writes it after each epoch
-      const epochsStored = async () => {
-        const keys = (await store.listRecords(`checkpoints/${workflowId}/`)).filter((k) => k.endsWith('-standard'));
-        if (keys.length === 0) return [];
-        return ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []).map((e) => e.epoch);
-      };
+      const epochsStored = async () => (await storedCheckpoints(store, `checkpoints/${workflowId}/`, 'standard')).map((e) => e.epoch);
       // wait for epoch 2 to be stored, then signal about a third into epoch 3
       let stored: number[] = [];
       let epochOneAt = 0;

@@ -168,6 +168,71 @@ export function poisonDirtyLabel(
   return { dataset, poisonedIndices, originalLabels };
 }
 
+/** A clean-label attack keeps every label, so an all-to-all label map means nothing to it. */
+export function requireAllToOne(config: Pick<BaseAttackConfig, 'name' | 'labelMap'>): void {
+  if (config.labelMap !== 'allToOne') {
+    throw new AttackConfigError('labelMap', `${config.name} is a clean-label attack; it supports only "allToOne"`);
+  }
+}
+
+/** round(rate * n) for a clean-label attack, or an error naming `rate` when that is more than the whole target class of `ds`. */
+export function requireRateWithinTargetClass(ds: DatasetShape, config: Pick<BaseAttackConfig, 'rate' | 'target'>): number {
+  const requested = poisonCount(config.rate, ds.labels.length);
+  const classSize = classCounts(ds)[config.target];
+  if (requested > classSize) {
+    throw new AttackConfigError(
+      'rate',
+      `clean-label rate ${config.rate} needs ${requested} images of target class ${config.target}, but ${ds.name} has only ${classSize}`,
+    );
+  }
+  return requested;
+}
+
+/**
+ * How many target-class images a clean-label attack poisons: round(rate * n), an error naming
+ * `rate` if that is more than the whole target class; capped by the eligible target-class images
+ * (those outside the clean budget). With the default rate 0.1 on a balanced 10-class set the
+ * request is the whole class, of which D_c holds a few: those are left out (attacks.md:
+ * "rate 0.1 (capped by class size)").
+ */
+export function cleanLabelPoisonCount(
+  train: DatasetShape,
+  eligibleIndices: Int32Array,
+  config: Pick<BaseAttackConfig, 'rate' | 'target'>,
+): { count: number; requested: number; eligibleTarget: number } {
+  const requested = requireRateWithinTargetClass(train, config);
+  let eligibleTarget = 0;
+  for (const i of eligibleIndices) if (train.labels[i] === config.target) eligibleTarget++;
+  if (eligibleTarget === 0) {
+    throw new AttackConfigError('rate', `no image of target class ${config.target} is eligible (outside the clean budget) for poisoning`);
+  }
+  return { count: Math.min(requested, eligibleTarget), requested, eligibleTarget };
+}
+
+/**
+ * The common clean-label case: the capped count of eligible target-class images drawn, and the
+ * trigger added to a copy of each (`stamp(images, index)` edits the copy in place); labels stay.
+ * `requested` and `eligibleTarget` are for the record's trigger parameters.
+ */
+export function poisonCleanLabel(
+  train: ImageDataset,
+  eligible: Int32Array,
+  config: BaseAttackConfig,
+  seed: number,
+  stamp: (images: Uint8Array, index: number) => void,
+): Pick<PoisonResult, 'dataset' | 'poisonedIndices' | 'originalLabels'> & { requested: number; eligibleTarget: number } {
+  const { count, requested, eligibleTarget } = cleanLabelPoisonCount(train, eligible, config);
+  const drawConfig = count === requested ? config : { ...config, rate: count / train.labels.length };
+  const poisonedIndices = drawCleanLabelIndices(train, eligible, drawConfig, seed);
+  const dataset = cloneDataset(train, `${train.name}+${config.name}`);
+  const originalLabels = new Int32Array(poisonedIndices.length);
+  poisonedIndices.forEach((i, k) => {
+    originalLabels[k] = train.labels[i];
+    stamp(dataset.images, i);
+  });
+  return { dataset, poisonedIndices, originalLabels, requested, eligibleTarget };
+}
+
 /** A copy of `ds` (pixels and labels copied) under a new name. */
 export function cloneDataset(ds: ImageDataset, name: string): ImageDataset {
   return { ...ds, name, images: new Uint8Array(ds.images), labels: new Int32Array(ds.labels) };

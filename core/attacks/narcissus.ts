@@ -23,10 +23,10 @@ import type { ImageDataset } from '../data/dataset';
 import {
   AttackConfigError,
   checkEligible,
-  classCounts,
+  cleanLabelPoisonCount,
   cloneDataset,
-  drawCleanLabelIndices,
-  poisonCount,
+  poisonCleanLabel,
+  requireAllToOne,
   toPixel,
   validateBaseConfig,
   type DatasetShape,
@@ -46,33 +46,8 @@ function addPerturbation(images: Uint8Array, index: number, delta: Float32Array,
   for (let p = 0; p < delta.length; p++) images[base + p] = toPixel(images[base + p] + scale * delta[p]);
 }
 
-/** round(rate * n), capped by the eligible target-class images; beyond the whole class an error naming `rate`. */
-export function narcissusPoisonCount(
-  train: DatasetShape,
-  eligibleIndices: Int32Array,
-  config: NarcissusConfig,
-): { count: number; requested: number; eligibleTarget: number } {
-  const requested = poisonCount(config.rate, train.labels.length);
-  const classSize = classCounts(train)[config.target];
-  if (requested > classSize) {
-    throw new AttackConfigError('rate', `clean-label rate ${config.rate} needs ${requested} images of target class ${config.target}, but ${train.name} has only ${classSize}`);
-  }
-  let eligibleTarget = 0;
-  for (const i of eligibleIndices) if (train.labels[i] === config.target) eligibleTarget++;
-  if (eligibleTarget === 0) {
-    throw new AttackConfigError('rate', `no image of target class ${config.target} is eligible (outside the clean budget) for poisoning`);
-  }
-  return { count: Math.min(requested, eligibleTarget), requested, eligibleTarget };
-}
-
-function checkLabelMap(config: NarcissusConfig): void {
-  if (config.labelMap !== 'allToOne') {
-    throw new AttackConfigError('labelMap', 'narcissus is a clean-label attack; it supports only "allToOne"');
-  }
-}
-
 function validateAgainst(config: NarcissusConfig, ds: DatasetShape): void {
-  checkLabelMap(config);
+  requireAllToOne(config);
   if (config.pood.format === 'fashionMnist' && !((ds.height === 32 && ds.width === 32 && ds.channels === 3) || (ds.height === 28 && ds.width === 28 && ds.channels === 1))) {
     throw new AttackConfigError(
       'pood',
@@ -93,7 +68,7 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
     validateAgainst(config, train);
     // the cheap checks of poisonTrainingSet first, not after minutes of training
     checkEligible(eligibleIndices, train.labels.length);
-    narcissusPoisonCount(train, eligibleIndices, config);
+    cleanLabelPoisonCount(train, eligibleIndices, config);
     const { generateNarcissusTrigger } = await import('./narcissusTrigger');
     return generateNarcissusTrigger({ train, eligibleIndices, config, seed, control });
   },
@@ -103,15 +78,7 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
     validateAgainst(config, train);
     const delta = narcissusPerturbation(triggerParameters, train);
     checkEligible(eligibleIndices, train.labels.length);
-    const { count, requested, eligibleTarget } = narcissusPoisonCount(train, eligibleIndices, config);
-    const drawConfig = count === requested ? config : { ...config, rate: count / train.labels.length };
-    const poisonedIndices = drawCleanLabelIndices(train, eligibleIndices, drawConfig, seed);
-    const dataset = cloneDataset(train, `${train.name}+narcissus`);
-    const originalLabels = new Int32Array(poisonedIndices.length);
-    poisonedIndices.forEach((i, k) => {
-      originalLabels[k] = train.labels[i];
-      addPerturbation(dataset.images, i, delta, 255);
-    });
+    const { dataset, poisonedIndices, originalLabels, requested, eligibleTarget } = poisonCleanLabel(train, eligibleIndices, config, seed, (images, i) => addPerturbation(images, i, delta, 255));
     return {
       dataset,
       poisonedIndices,
@@ -129,7 +96,7 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
   },
 
   applyTrigger(images: ImageDataset, config: NarcissusConfig, _seed: number, triggerParameters?: TriggerParameters): ImageDataset {
-    checkLabelMap(config);
+    requireAllToOne(config);
     const delta = narcissusPerturbation(triggerParameters, images);
     const out = cloneDataset(images, `${images.name}+narcissus-trigger`);
     for (let i = 0; i < images.labels.length; i++) addPerturbation(out.images, i, delta, 255 * config.testMultiplier);

@@ -3,7 +3,7 @@
  * config parsing and the data-set checks that need a plugin by name live here too.
  */
 import type { AttackPlugin } from './attack';
-import { AttackConfigError, classCounts, poisonCount, validateBaseConfig, zodToAttackError, type BaseAttackConfig, type DatasetShape } from './base';
+import { AttackConfigError, requireAllToOne, requireRateWithinTargetClass, validateBaseConfig, zodToAttackError, type BaseAttackConfig, type DatasetShape } from './base';
 import type { AttackConfig } from './configs';
 import { badnets } from './badnets';
 import { blended } from './blended';
@@ -87,17 +87,8 @@ export function validateAttackAgainst(config: BaseAttackConfig, ds: DatasetShape
   const plugin = getAttack(config.name);
   validateBaseConfig(config, ds);
   if (plugin.kind === 'clean-label') {
-    if (config.labelMap === 'allToAll') {
-      throw new AttackConfigError('labelMap', `${plugin.name} is a clean-label attack; it supports only "allToOne"`);
-    }
-    const need = poisonCount(config.rate, ds.labels.length);
-    const have = classCounts(ds)[config.target];
-    if (need > have) {
-      throw new AttackConfigError(
-        'rate',
-        `clean-label rate ${config.rate} needs ${need} images of target class ${config.target}, but ${ds.name} has only ${have}`,
-      );
-    }
+    requireAllToOne(config);
+    requireRateWithinTargetClass(ds, config);
   }
   plugin.validateAgainst?.(config, ds);
 }

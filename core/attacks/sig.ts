@@ -7,23 +7,13 @@
  * Training-time: clean-label. round(rate * n) eligible images **of the target class** get
  * the signal; labels are unchanged. The rate is a fraction of the whole training set: more
  * than the whole target class is an error naming `rate`; within the class, the count is
- * capped by the target-class images outside the clean budget (sigPoisonCount), so the
+ * capped by the target-class images outside the clean budget (cleanLabelPoisonCount), so the
  * default rate 0.1 works on balanced 10-class data. All-to-all is not defined for a
  * clean-label attack (error naming `labelMap`).
  * Test-time: P added to the (non-target) test images.
  */
 import type { ImageDataset } from '../data/dataset';
-import {
-  AttackConfigError,
-  classCounts,
-  cloneDataset,
-  drawCleanLabelIndices,
-  poisonCount,
-  toPixel,
-  validateBaseConfig,
-  type DatasetShape,
-  type PoisonResult,
-} from './base';
+import { cloneDataset, poisonCleanLabel, requireAllToOne, toPixel, validateBaseConfig, type DatasetShape, type PoisonResult } from './base';
 import { sigConfigSchema, type SigConfig } from './configs';
 import type { AttackPlugin } from './attack';
 
@@ -48,40 +38,6 @@ function addSignal(images: Uint8Array, index: number, ds: DatasetShape, row: Flo
   }
 }
 
-/**
- * How many target-class images get the signal: round(rate * n), an error naming `rate` if
- * that is more than the whole target class; capped by the eligible target-class images
- * (those outside the clean budget). With the default rate 0.1 on a balanced 10-class set the
- * request is the whole class, of which D_c holds a few: those are left out (attacks.md:
- * "rate 0.1 (capped by class size)").
- */
-export function sigPoisonCount(
-  train: DatasetShape,
-  eligibleIndices: Int32Array,
-  config: SigConfig,
-): { count: number; requested: number; eligibleTarget: number } {
-  const requested = poisonCount(config.rate, train.labels.length);
-  const classSize = classCounts(train)[config.target];
-  if (requested > classSize) {
-    throw new AttackConfigError(
-      'rate',
-      `clean-label rate ${config.rate} needs ${requested} images of target class ${config.target}, but ${train.name} has only ${classSize}`,
-    );
-  }
-  let eligibleTarget = 0;
-  for (const i of eligibleIndices) if (train.labels[i] === config.target) eligibleTarget++;
-  if (eligibleTarget === 0) {
-    throw new AttackConfigError('rate', `no image of target class ${config.target} is eligible (outside the clean budget) for poisoning`);
-  }
-  return { count: Math.min(requested, eligibleTarget), requested, eligibleTarget };
-}
-
-function checkLabelMap(config: SigConfig): void {
-  if (config.labelMap !== 'allToOne') {
-    throw new AttackConfigError('labelMap', 'sig is a clean-label attack; it supports only "allToOne"');
-  }
-}
-
 export const sig: AttackPlugin<SigConfig> = {
   name: 'sig',
   kind: 'clean-label',
@@ -90,21 +46,13 @@ export const sig: AttackPlugin<SigConfig> = {
   // The rate-vs-class-size check is the shared clean-label check (validateAttackAgainst,
   // drawCleanLabelIndices): it concerns the training set, while validateAgainst also runs
   // on test sets (validateTriggerAgainst).
-  validateAgainst: (config: SigConfig) => checkLabelMap(config),
+  validateAgainst: (config: SigConfig) => requireAllToOne(config),
 
   poisonTrainingSet(train: ImageDataset, eligibleIndices: Int32Array, config: SigConfig, seed: number): PoisonResult {
     validateBaseConfig(config, train);
-    checkLabelMap(config);
-    const { count, requested, eligibleTarget } = sigPoisonCount(train, eligibleIndices, config);
-    const drawConfig = count === requested ? config : { ...config, rate: count / train.labels.length };
-    const poisonedIndices = drawCleanLabelIndices(train, eligibleIndices, drawConfig, seed);
+    requireAllToOne(config);
     const row = sigSignalRow(train.width, config.delta, config.frequency);
-    const dataset = cloneDataset(train, `${train.name}+sig`);
-    const originalLabels = new Int32Array(poisonedIndices.length);
-    poisonedIndices.forEach((i, k) => {
-      originalLabels[k] = train.labels[i];
-      addSignal(dataset.images, i, train, row);
-    });
+    const { dataset, poisonedIndices, originalLabels, requested, eligibleTarget } = poisonCleanLabel(train, eligibleIndices, config, seed, (images, i) => addSignal(images, i, train, row));
     return {
       dataset,
       poisonedIndices,

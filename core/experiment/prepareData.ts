@@ -203,22 +203,20 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   if (cfg.mode === 'evaluation') {
     const attack = cfg.attack as AttackConfig;
     const { train: clean, test, source } = await loadEvaluationData(cfg.data!, cfg.seed);
-    const { cleanIndices, restIndices, reserveSize } = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
+    const draw = drawCleanBudget(clean, cfg.cleanBudget, cfg.seed, cfg.cleanReserve);
     const attackSeed = deriveSeed(cfg.seed, 'attack');
     const plugin = getAttack(attack.name);
-    const { training, all } = trainingSetOutsideReserve(clean, restIndices);
+    const { training, all } = trainingSetOutsideReserve(clean, draw.restIndices);
     // the poisoning rate is a fraction of the training set the attacker supplies
     validateAttackAgainst(attack, training);
-    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, training, test, source, cleanIndices, restIndices, reserveSize, attackSeed);
+    if (controlsTraining(attack)) return trainingControlledData(cfg, clean, training, test, source, draw, attackSeed);
     // learned triggers (Narcissus) are computed first, from the attacker's data only; fixed triggers have no preparePoison
     const learned = plugin.preparePoison ? await plugin.preparePoison(training, all, attack, attackSeed, control) : undefined;
     const poisoned = plugin.poisonTrainingSet(training, all, attack, attackSeed, learned);
     const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
-    const { cleanFit, cleanHeldOut, fit, heldOut } = splitClean(clean, cleanIndices, fraction, cfg.seed);
     return {
       train: poisoned.dataset,
-      cleanFit,
-      cleanHeldOut,
+      ...evaluationCleanSets(cfg, clean, training, test, source, draw, { backdoorTestSize: backdoorTest.images.labels.length, poisonedCount: poisoned.poisonedIndices.length }),
       test,
       backdoorTest,
       poison: {
@@ -226,21 +224,6 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
         poisonedIndices: Array.from(poisoned.poisonedIndices),
         // WaNet's noise-mode inputs: split distillation's diagnostics report them apart
         ...(poisoned.crossIndices ? { crossIndices: Array.from(poisoned.crossIndices) } : {}),
-      },
-      sourceIndices: { training: Array.from(restIndices), cleanFit: Array.from(fit), cleanHeldOut: Array.from(heldOut) },
-      summary: {
-        source,
-        trainSize: training.labels.length,
-        cleanBudget: cleanIndices.length,
-        cleanReserve: reserveSize,
-        cleanSetOutsideTraining: true,
-        cleanFit: cleanFit.labels.length,
-        cleanHeldOut: cleanHeldOut.labels.length,
-        testSize: test.labels.length,
-        backdoorTestSize: backdoorTest.images.labels.length,
-        poisonedCount: poisoned.poisonedIndices.length,
-        shape: [clean.height, clean.width, clean.channels],
-        numClasses: clean.numClasses,
       },
     };
   }
@@ -292,18 +275,37 @@ function trainingControlledData(
   training: ImageDataset,
   test: ImageDataset,
   source: string,
-  cleanIndices: Int32Array,
-  restIndices: Int32Array,
-  reserveSize: number,
+  draw: CleanBudgetDraw,
   attackSeed: number,
 ): PreparedData {
-  const { cleanFit, cleanHeldOut, fit, heldOut } = splitClean(clean, cleanIndices, cfg.ntml.heldOutFraction, cfg.seed);
   return {
     train: training,
-    cleanFit,
-    cleanHeldOut,
+    // the poisoning counts are known once the attacker's training run has materialised its poisoned set
+    ...evaluationCleanSets(cfg, clean, training, test, source, draw, { backdoorTestSize: 0, poisonedCount: 0 }),
     test,
     trainingControlled: { attack: cfg.attack as AttackConfig, eligibleIndices: Array.from({ length: training.labels.length }, (_, k) => k), attackSeed },
+  };
+}
+
+type CleanBudgetDraw = ReturnType<typeof drawCleanBudget>;
+
+/**
+ * Evaluation mode's clean sets, whoever poisons the training set: D_c split into its fitting and
+ * held-out parts, where every record came from (indices into the loaded split), and the summary.
+ */
+function evaluationCleanSets(
+  cfg: PurifyConfig,
+  clean: ImageDataset,
+  training: ImageDataset,
+  test: ImageDataset,
+  source: string,
+  { cleanIndices, restIndices, reserveSize }: CleanBudgetDraw,
+  poisoning: Pick<DataSummary, 'backdoorTestSize' | 'poisonedCount'>,
+): Pick<PreparedData, 'cleanFit' | 'cleanHeldOut' | 'sourceIndices' | 'summary'> {
+  const { cleanFit, cleanHeldOut, fit, heldOut } = splitClean(clean, cleanIndices, cfg.ntml.heldOutFraction, cfg.seed);
+  return {
+    cleanFit,
+    cleanHeldOut,
     sourceIndices: { training: Array.from(restIndices), cleanFit: Array.from(fit), cleanHeldOut: Array.from(heldOut) },
     summary: {
       source,
@@ -314,9 +316,8 @@ function trainingControlledData(
       cleanFit: cleanFit.labels.length,
       cleanHeldOut: cleanHeldOut.labels.length,
       testSize: test.labels.length,
-      // known once the attacker's training run has materialised its poisoned set
-      backdoorTestSize: 0,
-      poisonedCount: 0,
+      backdoorTestSize: poisoning.backdoorTestSize,
+      poisonedCount: poisoning.poisonedCount,
       shape: [clean.height, clean.width, clean.channels],
       numClasses: clean.numClasses,
     },

@@ -4,32 +4,22 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import {
-  AttackConfigError,
   attackRegistry,
   getAttack,
   parseAttackConfig,
   validateAttackAgainst,
 } from '../../core/attacks/registry';
 import { badnets } from '../../core/attacks/badnets';
+import { allIndices, checkPoisonedCopy, expectFieldError, poisonedBySeed } from '../support/attackFixtures';
 
 const H = 16;
 const W = 12;
 const train = generateSyntheticDataset({ size: 200, seed: 11, height: H, width: W });
 const per = H * W * 3;
-const allIdx = Int32Array.from({ length: 200 }, (_, i) => i);
+const allIdx = allIndices(200);
 
 function isPatch(y: number, x: number, p = 3): boolean {
   return y >= H - p && x >= W - p;
-}
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    assert.ok(e.message.startsWith(`${field}: `));
-    if (re) assert.match(e.message, re);
-    return true;
-  });
 }
 
 test('parseAttackConfig fills the attacks.md defaults', () => {
@@ -40,25 +30,25 @@ test('parseAttackConfig fills the attacks.md defaults', () => {
 });
 
 test('config errors name the field', () => {
-  expectField(() => parseAttackConfig({ name: 'badnet' }), 'name', /known attacks: .*badnets/);
-  expectField(() => parseAttackConfig({}), 'name');
-  expectField(() => getAttack('nope'), 'name', /known attacks/);
-  expectField(() => parseAttackConfig({ name: 'badnets', target: -1 }), 'target');
-  expectField(() => parseAttackConfig({ name: 'badnets', target: 1.5 }), 'target');
-  expectField(() => parseAttackConfig({ name: 'badnets', rate: 0 }), 'rate');
-  expectField(() => parseAttackConfig({ name: 'badnets', rate: 1.2 }), 'rate');
-  expectField(() => parseAttackConfig({ name: 'badnets', patchSize: 0 }), 'patchSize');
-  expectField(() => parseAttackConfig({ name: 'badnets', labelMap: 'oneToOne' }), 'labelMap');
-  expectField(() => parseAttackConfig({ name: 'badnets', patchsize: 4 }), 'patchsize');
+  expectFieldError(() => parseAttackConfig({ name: 'badnet' }), 'name', /known attacks: .*badnets/);
+  expectFieldError(() => parseAttackConfig({}), 'name');
+  expectFieldError(() => getAttack('nope'), 'name', /known attacks/);
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', target: -1 }), 'target');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', target: 1.5 }), 'target');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', rate: 0 }), 'rate');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', rate: 1.2 }), 'rate');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', patchSize: 0 }), 'patchSize');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', labelMap: 'oneToOne' }), 'labelMap');
+  expectFieldError(() => parseAttackConfig({ name: 'badnets', patchsize: 4 }), 'patchsize');
   // against a data set
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', target: 10 }), train), 'target', /\[0, 9\]/);
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', patchSize: 13 }), train), 'patchSize', /16x12/);
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', rate: 0.001 }), train), 'rate', /no image/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', target: 10 }), train), 'target', /\[0, 9\]/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', patchSize: 13 }), train), 'patchSize', /16x12/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'badnets', rate: 0.001 }), train), 'rate', /no image/);
   validateAttackAgainst(parseAttackConfig({ name: 'badnets', patchSize: 12 }), train);
   // more poison than eligible images
   const cfg = parseAttackConfig({ name: 'badnets', rate: 0.5 });
-  expectField(() => badnets.poisonTrainingSet(train, allIdx.subarray(0, 99), cfg, 1), 'rate', /100 poisoned .* only 99/);
-  expectField(() => badnets.poisonTrainingSet(train, Int32Array.from([0, 200]), parseAttackConfig({ name: 'badnets', rate: 0.005 }), 1), 'eligibleIndices');
+  expectFieldError(() => badnets.poisonTrainingSet(train, allIdx.subarray(0, 99), cfg, 1), 'rate', /100 poisoned .* only 99/);
+  expectFieldError(() => badnets.poisonTrainingSet(train, Int32Array.from([0, 200]), parseAttackConfig({ name: 'badnets', rate: 0.005 }), 1), 'eligibleIndices');
 });
 
 test('badnets poisons round(rate*n) eligible images: patch exactly 255, labels -> target, rest untouched', () => {
@@ -71,18 +61,8 @@ test('badnets poisons round(rate*n) eligible images: patch exactly 255, labels -
   assert.equal(res.record.poisonedCount, 26);
   assert.equal(res.record.seed, 5);
   assert.equal(res.record.attack, 'badnets');
-  const eligible = new Set(restIndices);
-  const poisoned = new Set(res.poisonedIndices);
   for (let k = 1; k < res.poisonedIndices.length; k++) assert.ok(res.poisonedIndices[k - 1] < res.poisonedIndices[k]);
-  for (let i = 0; i < 200; i++) {
-    const a: Uint8Array = train.images.subarray(i * per, (i + 1) * per);
-    const b: Uint8Array = res.dataset.images.subarray(i * per, (i + 1) * per);
-    if (!poisoned.has(i)) {
-      assert.deepEqual(b, a, `clean image ${i} byte-identical`);
-      assert.equal(res.dataset.labels[i], train.labels[i]);
-      continue;
-    }
-    assert.ok(eligible.has(i), `poisoned ${i} is eligible`);
+  checkPoisonedCopy(train, res, restIndices, (i, a, b) => {
     assert.equal(res.dataset.labels[i], 4);
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
@@ -93,7 +73,7 @@ test('badnets poisons round(rate*n) eligible images: patch exactly 255, labels -
         }
       }
     }
-  }
+  });
   res.poisonedIndices.forEach((i, k) => assert.equal(res.originalLabels[k], train.labels[i]));
   // dirty-label: draws from every class, the target class included
   assert.ok(new Set(res.originalLabels).size >= 5);
@@ -101,13 +81,7 @@ test('badnets poisons round(rate*n) eligible images: patch exactly 255, labels -
 
 test('badnets is deterministic per seed and the seed matters', () => {
   const cfg = parseAttackConfig({ name: 'badnets' });
-  const a = badnets.poisonTrainingSet(train, allIdx, cfg, 1);
-  const b = badnets.poisonTrainingSet(train, allIdx, cfg, 1);
-  const c = badnets.poisonTrainingSet(train, allIdx, cfg, 2);
-  assert.deepEqual(a.poisonedIndices, b.poisonedIndices);
-  assert.deepEqual(a.dataset.images, b.dataset.images);
-  assert.deepEqual(a.dataset.labels, b.dataset.labels);
-  assert.notDeepEqual(a.poisonedIndices, c.poisonedIndices);
+  poisonedBySeed((seed) => badnets.poisonTrainingSet(train, allIdx, cfg, seed));
   // count is round(rate * n), not floor: 0.1234 * 200 = 24.68 -> 25
   assert.equal(badnets.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'badnets', rate: 0.1234 }), 1).poisonedIndices.length, 25);
 });

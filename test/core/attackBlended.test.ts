@@ -8,27 +8,19 @@ import { PNG } from 'pngjs';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { blended, blendedNoisePattern } from '../../core/attacks/blended';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
+import { allIndices, checkPoisonedCopy, expectFieldError, poisonedBySeed } from '../support/attackFixtures';
 
 const H = 16;
 const W = 12;
 const per = H * W * 3;
 const train = generateSyntheticDataset({ size: 200, seed: 11, height: H, width: W });
-const allIdx = Int32Array.from({ length: 200 }, (_, i) => i);
+const allIdx = allIndices(200);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'ntml-blended-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
 
 /** Writes an RGBA PNG of w x h whose pixel (x, y) is rgb(x, y). */
 function writePng(name: string, w: number, h: number, rgb: (x: number, y: number) => [number, number, number]): string {
@@ -61,20 +53,20 @@ test('blended: defaults per attacks.md, registered as dirty-label', () => {
 });
 
 test('blended: config errors name the field', () => {
-  expectField(() => parseAttackConfig({ name: 'blended', alpha: 0 }), 'alpha');
-  expectField(() => parseAttackConfig({ name: 'blended', alpha: 1.2 }), 'alpha');
-  expectField(() => parseAttackConfig({ name: 'blended', patternSeed: -1 }), 'patternSeed');
-  expectField(() => parseAttackConfig({ name: 'blended', patternSeed: 0.5 }), 'patternSeed');
-  expectField(() => parseAttackConfig({ name: 'blended', imagePath: '' }), 'imagePath');
-  expectField(() => parseAttackConfig({ name: 'blended', alfa: 0.3 }), 'alfa');
-  expectField(() => parseAttackConfig({ name: 'blended', rate: 0 }), 'rate');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', alpha: 0 }), 'alpha');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', alpha: 1.2 }), 'alpha');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', patternSeed: -1 }), 'patternSeed');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', patternSeed: 0.5 }), 'patternSeed');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', imagePath: '' }), 'imagePath');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', alfa: 0.3 }), 'alfa');
+  expectFieldError(() => parseAttackConfig({ name: 'blended', rate: 0 }), 'rate');
   // data-set-dependent: the trigger image must be a readable PNG
   const missing = path.join(dir, 'missing.png');
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'blended', imagePath: missing }), train), 'imagePath', /cannot read .*ENOENT/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'blended', imagePath: missing }), train), 'imagePath', /cannot read .*ENOENT/);
   const notPng = path.join(dir, 'not-a.png');
   writeFileSync(notPng, 'hello');
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'blended', imagePath: notPng }), train), 'imagePath', /not a readable PNG/);
-  expectField(() => blended.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'blended', imagePath: notPng }), 1), 'imagePath');
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'blended', imagePath: notPng }), train), 'imagePath', /not a readable PNG/);
+  expectFieldError(() => blended.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'blended', imagePath: notPng }), 1), 'imagePath');
   validateAttackAgainst(parseAttackConfig({ name: 'blended', imagePath: writePng('ok.png', 3, 5, () => [1, 2, 3]) }), train);
 });
 
@@ -142,26 +134,16 @@ test('blended: poisons round(rate*n) eligible images, labels -> target, everythi
   assert.equal(res.record.triggerParameters.variant, 'Blended-noise');
   assert.equal(res.record.triggerParameters.patternSeed, 0);
   assert.equal(res.crossIndices, undefined);
-  const eligible = new Set(restIndices);
-  const poisoned = new Set(res.poisonedIndices);
   const noise = blendedNoisePattern(0, train);
-  for (let i = 0; i < 200; i++) {
-    const a: Uint8Array = train.images.subarray(i * per, (i + 1) * per);
-    const b: Uint8Array = res.dataset.images.subarray(i * per, (i + 1) * per);
-    if (!poisoned.has(i)) {
-      assert.deepEqual(b, a, `clean image ${i} byte-identical`);
-      assert.equal(res.dataset.labels[i], train.labels[i]);
-      continue;
-    }
-    assert.ok(eligible.has(i));
+  checkPoisonedCopy(train, res, restIndices, (i, a, b) => {
     assert.equal(res.dataset.labels[i], 4);
     for (let p = 0; p < per; p++) assert.equal(b[p], Math.round(0.8 * a[p] + 0.2 * noise[p]));
-  }
+  });
   res.poisonedIndices.forEach((i, k) => assert.equal(res.originalLabels[k], train.labels[i]));
   assert.ok(new Set(res.originalLabels).size >= 5, 'dirty-label: drawn from every class');
   // the test-time trigger is the training trigger
   const bd = buildBackdoorTestSet(train, cfg, 5, res.record.triggerParameters);
-  const k = bd.sourceIndices.findIndex((src) => poisoned.has(src));
+  const k = bd.sourceIndices.findIndex((src) => res.poisonedIndices.includes(src));
   const src = bd.sourceIndices[k];
   assert.deepEqual(bd.images.images.subarray(k * per, (k + 1) * per), res.dataset.images.subarray(src * per, (src + 1) * per));
   assert.ok(bd.trueLabels.every((y) => y !== 4));
@@ -169,13 +151,7 @@ test('blended: poisons round(rate*n) eligible images, labels -> target, everythi
 
 test('blended: deterministic per seed, the seed picks the images; all-to-all maps y -> y+1', () => {
   const cfg = parseAttackConfig({ name: 'blended' });
-  const a = blended.poisonTrainingSet(train, allIdx, cfg, 1);
-  const b = blended.poisonTrainingSet(train, allIdx, cfg, 1);
-  const c = blended.poisonTrainingSet(train, allIdx, cfg, 2);
-  assert.deepEqual(a.dataset.images, b.dataset.images);
-  assert.deepEqual(a.dataset.labels, b.dataset.labels);
-  assert.deepEqual(a.poisonedIndices, b.poisonedIndices);
-  assert.notDeepEqual(a.poisonedIndices, c.poisonedIndices);
+  const { a, c } = poisonedBySeed((seed) => blended.poisonTrainingSet(train, allIdx, cfg, seed));
   assert.equal(a.record.triggerParameters.patternDigest, c.record.triggerParameters.patternDigest);
   const all = blended.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'blended', labelMap: 'allToAll', rate: 0.2 }), 3);
   assert.equal(all.poisonedIndices.length, 40);

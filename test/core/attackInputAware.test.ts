@@ -11,7 +11,7 @@ import { tf } from '../../core/tf';
 import { generateSyntheticDataset, generateSyntheticSplits } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import { subsetDataset } from '../../core/data/dataset';
-import { AttackConfigError, attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { attackRegistry, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
 import { drawInputAwareCross, inputAware, inputAwareGenerators, unregisterInputAwareGenerators } from '../../core/attacks/inputAware';
 import {
@@ -32,15 +32,7 @@ import { prepareData } from '../../core/experiment/prepareData';
 import { parsePurifyConfig } from '../../schemas/purify';
 import type { InputAwareConfig } from '../../core/attacks/inputAware';
 import { CheckpointFormatError, decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../../core/train/checkpoint';
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+import { expectFieldError } from '../support/attackFixtures';
 
 function weightsOf(model: TF.LayersModel): Float32Array[] {
   return model.getWeights().map((t) => Float32Array.from(t.dataSync() as Float32Array));
@@ -72,20 +64,20 @@ test('inputaware: defaults per attacks.md, registered as training-controlled', (
 });
 
 test('inputaware: config errors name the field', () => {
-  expectField(() => parseAttackConfig({ name: 'inputaware', crossRatio: -1 }), 'crossRatio');
-  expectField(() => parseAttackConfig({ name: 'inputaware', maskDensity: 0 }), 'maskDensity');
-  expectField(() => parseAttackConfig({ name: 'inputaware', maskEpochs: 0 }), 'maskEpochs');
-  expectField(() => parseAttackConfig({ name: 'inputaware', generatorChannels: [8, 16] }), 'generatorChannels.2'); // three widths
-  expectField(() => parseAttackConfig({ name: 'inputaware', generatorChannels: [8, 16, 0] }), 'generatorChannels.2');
+  expectFieldError(() => parseAttackConfig({ name: 'inputaware', crossRatio: -1 }), 'crossRatio');
+  expectFieldError(() => parseAttackConfig({ name: 'inputaware', maskDensity: 0 }), 'maskDensity');
+  expectFieldError(() => parseAttackConfig({ name: 'inputaware', maskEpochs: 0 }), 'maskEpochs');
+  expectFieldError(() => parseAttackConfig({ name: 'inputaware', generatorChannels: [8, 16] }), 'generatorChannels.2'); // three widths
+  expectFieldError(() => parseAttackConfig({ name: 'inputaware', generatorChannels: [8, 16, 0] }), 'generatorChannels.2');
   const odd = generateSyntheticDataset({ size: 50, seed: 1, height: 18, width: 16 });
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'inputaware' }), odd), 'name', /multiples of 4, .* 18x16/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'inputaware' }), odd), 'name', /multiples of 4, .* 18x16/);
   const cfg = parseAttackConfig({ name: 'inputaware' });
-  expectField(() => inputAware.applyTrigger(small, cfg, 1), 'triggerParameters.generatorsId', /trainInputAwareBackdoor/);
-  expectField(() => inputAware.poisonTrainingSet(small, Int32Array.from([1, 2]), cfg, 1), 'triggerParameters.generatorsId', /trainInputAwareBackdoor/);
-  expectField(() => inputAware.applyTrigger(small, cfg, 1, { generatorsId: 'ab'.repeat(32) }), 'triggerParameters.generatorsId', /not loaded in this process: call loadInputAwareGenerators/);
+  expectFieldError(() => inputAware.applyTrigger(small, cfg, 1), 'triggerParameters.generatorsId', /trainInputAwareBackdoor/);
+  expectFieldError(() => inputAware.poisonTrainingSet(small, Int32Array.from([1, 2]), cfg, 1), 'triggerParameters.generatorsId', /trainInputAwareBackdoor/);
+  expectFieldError(() => inputAware.applyTrigger(small, cfg, 1, { generatorsId: 'ab'.repeat(32) }), 'triggerParameters.generatorsId', /not loaded in this process: call loadInputAwareGenerators/);
   // cross samples need room besides the poisoned ones
   const eligible = Int32Array.from({ length: 30 }, (_, i) => i);
-  expectField(() => drawInputAwareCross(small, eligible, eligible.subarray(0, 20), { ...cfg, crossRatio: 1 }, 1), 'crossRatio', /20 cross samples .* only 10/);
+  expectFieldError(() => drawInputAwareCross(small, eligible, eligible.subarray(0, 20), { ...cfg, crossRatio: 1 }, 1), 'crossRatio', /20 cross samples .* only 10/);
 });
 
 test('inputaware in prepareData: nothing is poisoned yet; the eligible indices wait for the attacker\'s own training run', async () => {
@@ -177,7 +169,7 @@ test('inputaware mechanics (tiny budget): deterministic per seed; materialised s
   // the generators round-trip through their bytes; a process without them gets a clear error
   const id = a.r.triggerParameters.generatorsId as string;
   assert.ok(unregisterInputAwareGenerators(id));
-  expectField(() => inputAware.applyTrigger(small, cfg, 7, a.r.triggerParameters), 'triggerParameters.generatorsId', /not loaded/);
+  expectFieldError(() => inputAware.applyTrigger(small, cfg, 7, a.r.triggerParameters), 'triggerParameters.generatorsId', /not loaded/);
   const loaded = await loadInputAwareGenerators(a.r.encodedGenerators);
   assert.equal(loaded.handle.id, id);
   assert.deepEqual(inputAware.applyTrigger(small, cfg, 7, a.r.triggerParameters).images, trig.images, 'same trigger after reloading');

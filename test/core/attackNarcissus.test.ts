@@ -25,21 +25,13 @@ import { prepareData } from '../../core/experiment/prepareData';
 import { CheckpointFormatError, decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../../core/train/checkpoint';
 import { TrainingCancelledError } from '../../core/train/epochLoop';
 import { parsePurifyConfig } from '../../schemas/purify';
+import { allIndices, expectFieldError } from '../support/attackFixtures';
 
 const H = 16;
 const W = 16;
 const per = H * W * 3;
 const small = generateSyntheticDataset({ size: 300, seed: 5, height: H, width: W }); // 30 per class
-const allIdx = Int32Array.from({ length: 300 }, (_, i) => i);
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+const allIdx = allIndices(300);
 
 /** Trigger parameters holding a given perturbation (no training needed for the pixel checks). */
 function withDelta(delta: Float32Array, ds: ImageDataset): NarcissusTriggerParameters {
@@ -96,26 +88,26 @@ test('narcissus: defaults per attacks.md, registered as a clean-label attack', (
 });
 
 test('narcissus: config errors name the field', async () => {
-  expectField(() => parseAttackConfig({ name: 'narcissus', rate: 0 }), 'rate');
-  expectField(() => parseAttackConfig({ name: 'narcissus', linfRadius: 2 }), 'linfRadius');
-  expectField(() => parseAttackConfig({ name: 'narcissus', triggerRounds: 0 }), 'triggerRounds');
-  expectField(() => parseAttackConfig({ name: 'narcissus', surrogateArch: 'vgg' }), 'surrogateArch');
-  expectField(() => parseAttackConfig({ name: 'narcissus', triggerStep: 'rmsprop' }), 'triggerStep');
-  expectField(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'tinyImagenet' } }), 'pood.format');
-  expectField(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'synthetic', size: 5 } }), 'pood.size');
-  expectField(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'synthetic', path: 'x' } }), 'pood', /Unrecognized key: "path"/);
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', rate: 0 }), 'rate');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', linfRadius: 2 }), 'linfRadius');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', triggerRounds: 0 }), 'triggerRounds');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', surrogateArch: 'vgg' }), 'surrogateArch');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', triggerStep: 'rmsprop' }), 'triggerStep');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'tinyImagenet' } }), 'pood.format');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'synthetic', size: 5 } }), 'pood.size');
+  expectFieldError(() => parseAttackConfig({ name: 'narcissus', pood: { format: 'synthetic', path: 'x' } }), 'pood', /Unrecognized key: "path"/);
   // against the data set: 300 images, 30 of class 0
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', labelMap: 'allToAll', rate: 0.01 }), small), 'labelMap');
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus' }), small), 'rate', /no image/); // 0.0005 * 300 rounds to 0
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', rate: 0.11 }), small), 'rate', /33 images of target class 0/);
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', rate: 0.01, pood: { format: 'fashionMnist' } }), small), 'pood', /16x16x3/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', labelMap: 'allToAll', rate: 0.01 }), small), 'labelMap');
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus' }), small), 'rate', /no image/); // 0.0005 * 300 rounds to 0
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', rate: 0.11 }), small), 'rate', /33 images of target class 0/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'narcissus', rate: 0.01, pood: { format: 'fashionMnist' } }), small), 'pood', /16x16x3/);
   const cfg = parseAttackConfig({ name: 'narcissus', rate: 0.01 });
-  expectField(() => narcissus.poisonTrainingSet(small, allIdx, cfg, 1), 'triggerParameters', /preparePoison/);
-  expectField(() => narcissus.applyTrigger(small, cfg, 1, { ...withDelta(someDelta(per), small), shape: [32, 32, 3] }), 'triggerParameters.shape', /16x16x3/);
-  expectField(() => narcissus.applyTrigger(small, cfg, 1, { ...withDelta(someDelta(per), small), perturbation: encodePerturbation(new Float32Array(10)) }), 'triggerParameters.perturbation');
-  expectField(() => narcissus.poisonTrainingSet(small, Int32Array.from([0, 300]), cfg, 1, withDelta(someDelta(per), small)), 'eligibleIndices');
+  expectFieldError(() => narcissus.poisonTrainingSet(small, allIdx, cfg, 1), 'triggerParameters', /preparePoison/);
+  expectFieldError(() => narcissus.applyTrigger(small, cfg, 1, { ...withDelta(someDelta(per), small), shape: [32, 32, 3] }), 'triggerParameters.shape', /16x16x3/);
+  expectFieldError(() => narcissus.applyTrigger(small, cfg, 1, { ...withDelta(someDelta(per), small), perturbation: encodePerturbation(new Float32Array(10)) }), 'triggerParameters.perturbation');
+  expectFieldError(() => narcissus.poisonTrainingSet(small, Int32Array.from([0, 300]), cfg, 1, withDelta(someDelta(per), small)), 'eligibleIndices');
   const noTarget = allIdx.filter((i) => small.labels[i] !== 0);
-  expectField(() => narcissus.poisonTrainingSet(small, noTarget, cfg, 1, withDelta(someDelta(per), small)), 'rate', /no image of target class 0 is eligible/);
+  expectFieldError(() => narcissus.poisonTrainingSet(small, noTarget, cfg, 1, withDelta(someDelta(per), small)), 'rate', /no image of target class 0 is eligible/);
   await assert.rejects(narcissus.preparePoison!(small, noTarget, cfg, 1), (e: Error) => e instanceof AttackConfigError && e.field === 'rate');
   // a missing POOD folder fails before any training, naming the field
   const rgb32 = generateSyntheticDataset({ size: 100, seed: 1, name: 'user-data' });

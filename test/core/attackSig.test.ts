@@ -4,24 +4,16 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { sig, sigSignalRow } from '../../core/attacks/sig';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
+import { allIndices, checkPoisonedCopy, expectFieldError, poisonedBySeed } from '../support/attackFixtures';
 
 const H = 8;
 const W = 16;
 const per = H * W * 3;
 const train = generateSyntheticDataset({ size: 200, seed: 3, height: H, width: W }); // 20 per class
-const allIdx = Int32Array.from({ length: 200 }, (_, i) => i);
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+const allIdx = allIndices(200);
 
 function constant(value: number, h: number, w: number, c = 3, n = 1): ImageDataset {
   return {
@@ -42,19 +34,19 @@ test('sig: defaults per attacks.md, registered as clean-label', () => {
 });
 
 test('sig: config errors name the field', () => {
-  expectField(() => parseAttackConfig({ name: 'sig', delta: 0 }), 'delta');
-  expectField(() => parseAttackConfig({ name: 'sig', delta: 300 }), 'delta');
-  expectField(() => parseAttackConfig({ name: 'sig', frequency: -1 }), 'frequency');
-  expectField(() => parseAttackConfig({ name: 'sig', f: 6 }), 'f');
+  expectFieldError(() => parseAttackConfig({ name: 'sig', delta: 0 }), 'delta');
+  expectFieldError(() => parseAttackConfig({ name: 'sig', delta: 300 }), 'delta');
+  expectFieldError(() => parseAttackConfig({ name: 'sig', frequency: -1 }), 'frequency');
+  expectFieldError(() => parseAttackConfig({ name: 'sig', f: 6 }), 'f');
   // clean-label: rate is a fraction of the whole set, capped by the target class (20 of 200 here)
   validateAttackAgainst(parseAttackConfig({ name: 'sig', rate: 0.1 }), train);
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'sig', rate: 0.11 }), train), 'rate', /needs 22 images of target class 0, .* only 20/);
-  expectField(() => sig.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'sig', rate: 0.11 }), 1), 'rate', /22 .* only 20/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'sig', rate: 0.11 }), train), 'rate', /needs 22 images of target class 0, .* only 20/);
+  expectFieldError(() => sig.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'sig', rate: 0.11 }), 1), 'rate', /22 .* only 20/);
   const noTarget = Int32Array.from(allIdx.filter((i) => train.labels[i] !== 0));
-  expectField(() => sig.poisonTrainingSet(train, noTarget, parseAttackConfig({ name: 'sig', rate: 0.05 }), 1), 'rate', /no image of target class 0 is eligible/);
+  expectFieldError(() => sig.poisonTrainingSet(train, noTarget, parseAttackConfig({ name: 'sig', rate: 0.05 }), 1), 'rate', /no image of target class 0 is eligible/);
   // all-to-all does not exist for a clean-label attack
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'sig', labelMap: 'allToAll' }), train), 'labelMap');
-  expectField(() => sig.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'sig', labelMap: 'allToAll' }), 1), 'labelMap');
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'sig', labelMap: 'allToAll' }), train), 'labelMap');
+  expectFieldError(() => sig.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'sig', labelMap: 'allToAll' }), 1), 'labelMap');
 });
 
 test('sig: P[i,j,c] = delta sin(2 pi j f / W) against a hand computation, clipped before the cast', () => {
@@ -98,23 +90,14 @@ test('sig: clean-label poisoning: only target-class images, labels unchanged, th
   assert.equal(res.record.poisonedCount, 16);
   assert.equal(res.record.kind, 'clean-label');
   assert.deepEqual(res.dataset.labels, train.labels, 'no label changes');
-  const eligible = new Set(restIndices);
-  const poisoned = new Set(res.poisonedIndices);
   const row = sigSignalRow(W, 40, 6);
-  for (let i = 0; i < 200; i++) {
-    const a = train.images.subarray(i * per, (i + 1) * per);
-    const b = res.dataset.images.subarray(i * per, (i + 1) * per);
-    if (!poisoned.has(i)) {
-      assert.deepEqual(b, a, `clean image ${i} byte-identical`);
-      continue;
-    }
-    assert.ok(eligible.has(i));
+  checkPoisonedCopy(train, res, restIndices, (i, a, b) => {
     assert.equal(train.labels[i], 3, 'only target-class images');
     for (let p = 0; p < per; p++) {
       const x = Math.floor(p / 3) % W;
       assert.equal(b[p], Math.min(255, Math.max(0, Math.round(a[p] + row[x]))));
     }
-  }
+  });
   res.originalLabels.forEach((y) => assert.equal(y, 3));
   // test time: the signal on the non-target images
   const bd = buildBackdoorTestSet(train, cfg, 5);
@@ -139,11 +122,6 @@ test('sig: the default rate 0.1 (the whole class here) is capped by the target i
 
 test('sig: deterministic per seed, the seed picks the images', () => {
   const cfg = parseAttackConfig({ name: 'sig', rate: 0.05 });
-  const a = sig.poisonTrainingSet(train, allIdx, cfg, 1);
-  const b = sig.poisonTrainingSet(train, allIdx, cfg, 1);
-  const c = sig.poisonTrainingSet(train, allIdx, cfg, 2);
-  assert.deepEqual(a.dataset.images, b.dataset.images);
-  assert.deepEqual(a.poisonedIndices, b.poisonedIndices);
-  assert.notDeepEqual(a.poisonedIndices, c.poisonedIndices);
+  const { a } = poisonedBySeed((seed) => sig.poisonTrainingSet(train, allIdx, cfg, seed));
   assert.equal(a.poisonedIndices.length, 10);
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { generateSyntheticDataset } from '../../core/data/synthetic';
 import { drawCleanBudget } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { AttackConfigError, controlsTraining, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
+import { controlsTraining, getAttack, parseAttackConfig, validateAttackAgainst } from '../../core/attacks/registry';
 import { poisonResultFromMeta, poisonResultToMeta } from '../../core/attacks/poisonMeta';
 import {
   bicubicUpsample,
@@ -15,21 +15,13 @@ import {
   wanetGrid,
 } from '../../core/attacks/wanet';
 import { buildBackdoorTestSet } from '../../core/attacks/testSet';
+import { allIndices, expectFieldError, poisonedBySeed } from '../support/attackFixtures';
 
 const H = 13;
 const W = 13;
 const per = H * W * 3;
 const train = generateSyntheticDataset({ size: 200, seed: 5, height: H, width: W });
-const allIdx = Int32Array.from({ length: 200 }, (_, i) => i);
-
-function expectField(fn: () => unknown, field: string, re?: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof AttackConfigError, `${e.name}: ${e.message}`);
-    assert.equal(e.field, field, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+const allIdx = allIndices(200);
 
 const close = (a: number, b: number, eps = 1e-12) => assert.ok(Math.abs(a - b) <= eps, `${a} != ${b}`);
 const image = (ds: ImageDataset, i: number) => ds.images.subarray(i * per, (i + 1) * per);
@@ -55,20 +47,20 @@ test('wanet: defaults per attacks.md (training-controlled unless mode poisonOnly
 });
 
 test('wanet: config errors name the field', () => {
-  expectField(() => parseAttackConfig({ name: 'wanet', k: 1 }), 'k');
-  expectField(() => parseAttackConfig({ name: 'wanet', k: 2.5 }), 'k');
-  expectField(() => parseAttackConfig({ name: 'wanet', s: -0.1 }), 's');
-  expectField(() => parseAttackConfig({ name: 'wanet', crossRatio: -1 }), 'crossRatio');
-  expectField(() => parseAttackConfig({ name: 'wanet', gridSeed: 1.5 }), 'gridSeed');
-  expectField(() => parseAttackConfig({ name: 'wanet', cross_ratio: 2 }), 'cross_ratio');
-  expectField(() => parseAttackConfig({ name: 'wanet', mode: 'poisonedOnly' }), 'mode');
-  expectField(() => parseAttackConfig({ name: 'wanet', augment: { rotation: -1 } }), 'augment.rotation');
-  expectField(() => parseAttackConfig({ name: 'wanet', augment: { padding: 2.5 } }), 'augment.padding');
-  expectField(() => parseAttackConfig({ name: 'wanet', augment: { crop: 5 } }), 'augment', /crop/);
-  expectField(() => validateAttackAgainst(parseAttackConfig({ name: 'wanet', k: 14 }), train), 'k', /13x13/);
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', k: 1 }), 'k');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', k: 2.5 }), 'k');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', s: -0.1 }), 's');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', crossRatio: -1 }), 'crossRatio');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', gridSeed: 1.5 }), 'gridSeed');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', cross_ratio: 2 }), 'cross_ratio');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', mode: 'poisonedOnly' }), 'mode');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', augment: { rotation: -1 } }), 'augment.rotation');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', augment: { padding: 2.5 } }), 'augment.padding');
+  expectFieldError(() => parseAttackConfig({ name: 'wanet', augment: { crop: 5 } }), 'augment', /crop/);
+  expectFieldError(() => validateAttackAgainst(parseAttackConfig({ name: 'wanet', k: 14 }), train), 'k', /13x13/);
   // poisoned 50% + noise set 2 x 50%: more than the data set
-  expectField(() => wanet.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'wanet', rate: 0.5 }), 1), 'crossRatio', /200 noise-set images .* only 100/);
-  expectField(
+  expectFieldError(() => wanet.poisonTrainingSet(train, allIdx, parseAttackConfig({ name: 'wanet', rate: 0.5 }), 1), 'crossRatio', /200 noise-set images .* only 100/);
+  expectFieldError(
     () => wanet.applyTrigger(train, parseAttackConfig({ name: 'wanet' }), 1, { controlPoints: [1, 2, 3] }),
     'triggerParameters.controlPoints',
     /32 finite numbers/,
@@ -201,13 +193,8 @@ test('wanet: poisoned set -> target, disjoint noise set keeps labels, everything
 
 test('wanet: deterministic per seed; the seed changes indices and warp; gridSeed fixes the warp', () => {
   const cfg = parseAttackConfig({ name: 'wanet' });
-  const a = wanet.poisonTrainingSet(train, allIdx, cfg, 1);
-  const b = wanet.poisonTrainingSet(train, allIdx, cfg, 1);
-  const c = wanet.poisonTrainingSet(train, allIdx, cfg, 2);
-  assert.deepEqual(a.dataset.images, b.dataset.images);
-  assert.deepEqual(a.dataset.labels, b.dataset.labels);
-  assert.deepEqual(a.crossIndices, b.crossIndices);
-  assert.notDeepEqual(a.poisonedIndices, c.poisonedIndices);
+  const { a, c } = poisonedBySeed((seed) => wanet.poisonTrainingSet(train, allIdx, cfg, seed));
+  assert.deepEqual(a.crossIndices, wanet.poisonTrainingSet(train, allIdx, cfg, 1).crossIndices);
   assert.notDeepEqual(a.crossIndices, c.crossIndices);
   assert.notDeepEqual(a.record.triggerParameters.controlPoints, c.record.triggerParameters.controlPoints);
   assert.notDeepEqual(wanet.applyTrigger(train, cfg, 1).images, wanet.applyTrigger(train, cfg, 2).images);

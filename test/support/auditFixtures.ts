@@ -4,25 +4,18 @@
  * (trained once, cached in the fixtures dir like the backdoored one), and a small
  * class-stratified reference set drawn from the clean test split.
  */
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parsePurifyConfig } from '../../schemas/purify';
 import { generateSyntheticSplits } from '../../core/data/synthetic';
 import { stratifiedSubset } from '../../core/data/splits';
 import type { ImageDataset } from '../../core/data/dataset';
-import { createClassifier, decodeClassifier, encodeClassifier } from '../../core/models/layersFormat';
+import { decodeClassifier, encodeClassifier } from '../../core/models/layersFormat';
 import type { Classifier } from '../../core/models/classifier';
-import { trainStandard } from '../../core/ntml/stages';
 import { deriveSeed } from '../../core/rng';
 import { backdooredConfig, backdooredFixture } from './backdoored';
-import { repoRoot } from './temporal';
+import { cachedFixtureBytes, trainedTinyCnnBytes } from './fixtures';
 
 export { backdooredFixture };
-
-function fixturesDir(): string {
-  return process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
-}
 
 /** The clean train and test splits that the backdoored fixture poisons (same config and seed). */
 export function cleanSplits(): { train: ImageDataset; test: ImageDataset } {
@@ -41,22 +34,8 @@ let cleanBytes: Promise<Uint8Array> | undefined;
 /** Packed bytes of a tinyCnn trained on the unpoisoned training split (cached across test runs). */
 export function cleanModelBytes(): Promise<Uint8Array> {
   cleanBytes ??= (async () => {
-    const cfg = parsePurifyConfig(backdooredConfig);
     const tag = createHash('sha256').update(JSON.stringify({ clean: backdooredConfig })).digest('hex').slice(0, 12);
-    const file = path.join(fixturesDir(), `clean-${tag}.ntmodel`);
-    try {
-      return new Uint8Array(await fs.readFile(file));
-    } catch {
-      const { train } = cleanSplits();
-      const model = createClassifier('tinyCnn', train, train.numClasses, deriveSeed(cfg.seed, 'init:standard'));
-      await trainStandard(model, train, cfg.training, cfg.seed);
-      const bytes = await encodeClassifier(model);
-      model.model.dispose();
-      await fs.mkdir(path.dirname(file), { recursive: true });
-      await fs.writeFile(`${file}.tmp`, bytes);
-      await fs.rename(`${file}.tmp`, file);
-      return bytes;
-    }
+    return cachedFixtureBytes(`clean-${tag}.ntmodel`, () => trainedTinyCnnBytes(cleanSplits().train, parsePurifyConfig(backdooredConfig)));
   })();
   return cleanBytes;
 }

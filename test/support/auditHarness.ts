@@ -7,12 +7,15 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { after, before } from 'node:test';
+import type { Client } from '@temporalio/client';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { encodeDataset } from '../../core/data/codec';
 import type { AuditRequestInput } from '../../schemas/audit';
 import { referenceSet } from './auditFixtures';
+import { testClient } from './temporal';
 
 /**
  * A scan budget for CI: 50 Adam steps per class at step size 0.3 with a fixed L1 cost of
@@ -33,6 +36,35 @@ export const SYNTHETIC_DATA_PROBES = { exclude: ['sig'] };
 
 export async function tempDir(tag: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), `ntml-${tag}-`));
+}
+
+export interface AuditTestSetup {
+  client: Client;
+  /** a scratch folder of the test file */
+  dir: string;
+  /** the 200-image reference set's file in `dir` */
+  reference: string;
+}
+
+/**
+ * What an audit test file sets up before its tests and removes after them: a client of the test
+ * run's server, a scratch folder and the reference set in it. Call at the top level of the file;
+ * the fields are filled once its `before` hook has run.
+ */
+export function auditTestSetup(tag: string): AuditTestSetup {
+  const setup = {} as AuditTestSetup;
+  let close: (() => Promise<void>) | undefined;
+  before(async () => {
+    let client: Client;
+    ({ client, close } = await testClient());
+    const dir = await tempDir(tag);
+    Object.assign(setup, { client, dir, reference: await writeReferenceSet(dir) });
+  });
+  after(async () => {
+    await close?.();
+    if (setup.dir) await fs.rm(setup.dir, { recursive: true, force: true });
+  });
+  return setup;
 }
 
 /** The 200-image reference set written as an ntml data set file; returns its path. */

@@ -3,17 +3,13 @@
  * and shared by the defense tests through a fixture file (the data is re-derived: it is a
  * deterministic function of the config and seed).
  */
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parsePurifyConfig } from '../../schemas/purify';
 import { prepareData, type PreparedData } from '../../core/experiment/prepareData';
-import { createClassifier, decodeClassifier, encodeClassifier } from '../../core/models/layersFormat';
+import { decodeClassifier } from '../../core/models/layersFormat';
 import type { Classifier } from '../../core/models/classifier';
 import { evaluateClassifier, type ModelMetrics } from '../../core/experiment/evaluate';
-import { trainStandard } from '../../core/ntml/stages';
-import { deriveSeed } from '../../core/rng';
-import { repoRoot } from './temporal';
+import { cachedFixtureBytes, trainedTinyCnnBytes } from './fixtures';
 
 export const backdooredConfig = {
   mode: 'evaluation',
@@ -42,23 +38,11 @@ export function backdooredFixture(): Promise<BackdooredFixture> {
 async function build(): Promise<BackdooredFixture> {
   const cfg = parsePurifyConfig(backdooredConfig);
   const data = await prepareData(cfg);
-  const dir = process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
   // the data the model is trained on changes with prepareData's protocol (2: the training set
   // excludes the clean reserve), so a fixture from an older protocol is not reused
   const tag = createHash('sha256').update(JSON.stringify({ ...backdooredConfig, dataProtocol: 2 })).digest('hex').slice(0, 12);
-  const file = path.join(dir, `backdoored-${tag}.ntmodel`);
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await fs.readFile(file));
-  } catch {
-    const model = createClassifier('tinyCnn', data.train, data.train.numClasses, deriveSeed(cfg.seed, 'init:standard'));
-    await trainStandard(model, data.train, cfg.training, cfg.seed);
-    bytes = await encodeClassifier(model);
-    model.model.dispose();
-    await fs.mkdir(dir, { recursive: true });
-    await fs.writeFile(file + '.tmp', bytes);
-    await fs.rename(file + '.tmp', file);
-  }
+  const file = `backdoored-${tag}.ntmodel`;
+  const bytes = await cachedFixtureBytes(file, () => trainedTinyCnnBytes(data.train, cfg));
   const probe = await decodeClassifier(bytes, file);
   const before = await evaluateClassifier(probe, data.test, data.backdoorTest);
   probe.model.dispose();

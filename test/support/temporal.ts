@@ -4,6 +4,7 @@
  * task queues, training workers as child processes that a test can SIGKILL, and the
  * shared reference purification that several test files compare against.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -12,10 +13,13 @@ import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
 import type { PurifyInput } from '../../workflows/contract';
 import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
-import { storeFromEnv } from '../../store';
+import { storeFromEnv, type ArtifactStore } from '../../store';
+import type { CheckpointEntry } from '../../activities/checkpointing';
 import { toolPath } from '../../infra/stack';
+import { repoRoot } from './processes';
+import { fixturesDir } from './fixtures';
 
-export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+export { repoRoot };
 
 let runtimeInstalled = false;
 export function quietRuntime(): void {
@@ -41,21 +45,27 @@ export async function testClient(): Promise<{ client: Client; close: () => Promi
   return { client: new Client({ connection }), close: () => connection.close() };
 }
 
-/** One purify workflow on fresh in-process workers; its stored report and Markdown read back. */
+/**
+ * One purify workflow on fresh in-process workers; its stored report and Markdown read back.
+ * `options` go to the workflow beside the training queue (e.g. `cache: false`, so that its
+ * checkpoints are filed under this run's id rather than a stage key).
+ */
 export async function runPurifyWorkflow(
   tag: string,
   config: Record<string, unknown>,
-): Promise<{ outcome: PurifyOutcome; report: PurifyReport; markdown: string; seconds: number }> {
+  options: Omit<NonNullable<PurifyInput['options']>, 'trainingTaskQueue'> = {},
+): Promise<{ workflowId: string; outcome: PurifyOutcome; report: PurifyReport; markdown: string; seconds: number }> {
   const queues = taskQueues(tag);
   const workers = await inProcessWorkers(queues);
   const { client, close } = await testClient();
+  const workflowId = `${tag}-${Date.now()}`;
   const t0 = Date.now();
   const outcome = await workers
     .run(async () => {
       const handle = await client.workflow.start('purify', {
         taskQueue: queues.orchestration,
-        workflowId: `${tag}-${Date.now()}`,
-        args: [{ config, options: { trainingTaskQueue: queues.training } }],
+        workflowId,
+        args: [{ config, options: { ...options, trainingTaskQueue: queues.training } }],
       });
       return (await handle.result()) as PurifyOutcome;
     })
@@ -64,7 +74,7 @@ export async function runPurifyWorkflow(
   const store = storeFromEnv();
   const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
-  return { outcome, report, markdown, seconds };
+  return { workflowId, outcome, report, markdown, seconds };
 }
 
 /** Unique task queues per test so that workers of other tests never take its tasks. */
@@ -115,6 +125,18 @@ export async function waitForExit(child: ChildProcess): Promise<void> {
   await new Promise<void>((resolve) => child.once('exit', () => resolve()));
 }
 
+/**
+ * The checkpoints a run's `phase` (e.g. "standard") has stored so far, oldest first: the one
+ * record under `prefix` (checkpoints/<workflow id>/, or .../<run id>/) whose key ends in
+ * -<phase>; none before its first epoch is checkpointed. What a fault test polls to strike
+ * mid-stage: the store, not the server's throttled heartbeats, says how far training got.
+ */
+export async function storedCheckpoints(store: ArtifactStore, prefix: string, phase: string): Promise<CheckpointEntry[]> {
+  const keys = (await store.listRecords(prefix)).filter((k) => k.endsWith(`-${phase}`));
+  assert.ok(keys.length <= 1, `one ${phase} checkpoint record under ${prefix}: ${JSON.stringify(keys)}`);
+  return keys[0] ? ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []) : [];
+}
+
 /** The ci-tier config every purify test shares (so the reference run is computed once). */
 export function ciConfig(overrides: Record<string, unknown> = {}) {
   return {
@@ -134,10 +156,6 @@ export interface ReferenceRun {
   workflowId: string;
   outcome: PurifyOutcome;
   seconds: number;
-}
-
-function fixturesDir(): string {
-  return process.env.NTML_TEST_FIXTURES ?? path.join(repoRoot, '.ntml', 'test-fixtures');
 }
 
 /**
