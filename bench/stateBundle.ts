@@ -13,9 +13,10 @@
  * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
  *   training is the attacker's run and its entry references the poisoned training set and the
  *   clean splits it materialised. Its backdoored model still comes with the cells' reports, and
- *   the run's final checkpoint comes in its place (store/inProgress.ts finalCheckpoints: the
- *   classifier, both generators, the optimisers' buffers and RNG positions at the last epoch,
- *   no data set), listed in the manifest's `selection.leftOutCheckpoints`. On a fresh store the
+ *   the run's final checkpoint comes in its place (store/inProgress.ts finalCheckpoints), cut to
+ *   what materialising the outputs needs (bench/finishedCheckpoints.ts: both generators and the
+ *   RNG positions at the last epoch, the classifier by reference to that backdoored model, no
+ *   optimiser state, no data set), listed in the manifest's `selection.leftOutCheckpoints`. On a fresh store the
  *   stage then resumes at its last epoch: it trains no epoch, materialises the poisoned set
  *   from the restored generators with the same digests, and stores the entry again, so every
  *   later stage's key matches the imported entries.
