@@ -11,9 +11,10 @@
  */
 import { Context } from '@temporalio/activity';
 import type { ArtifactRef, OutageState } from '../store';
-import { decodeCheckpoint, encodeCheckpoint, type TrainingCheckpoint } from '../core/train/checkpoint';
+import { assertResumable, decodeCheckpoint, encodeCheckpoint, modelWeights, type TrainingCheckpoint } from '../core/train/checkpoint';
+import { disposeClassifier } from '../core/models/classifier';
 import type { EpochHooks, EpochRecord } from '../core/train/epochLoop';
-import { artifactStore, heartbeatDetails } from './context';
+import { artifactStore, heartbeatDetails, loadModel } from './context';
 import { formerComputation, runningComputation } from './stageCache';
 import { epochTelemetry } from '../telemetry/epochs';
 import { draining, drainedAfterEpoch } from './drain';
@@ -107,8 +108,30 @@ function recordKey(stage: string): string {
   return checkpointRecordKey(wf?.workflowId ?? 'standalone', wf?.runId ?? '-', info.activityId, stage);
 }
 
-/** Finds the newest verifying checkpoint of this activity, if any. */
-export async function findResumePoint(stage: string): Promise<{ checkpoint?: TrainingCheckpoint; info: ResumeInfo }> {
+/**
+ * A checkpoint with the groups it references (`weightsFrom`: a finished run's final checkpoint
+ * leaves out the weights its stored output model holds) loaded from those models.
+ */
+async function withReferencedWeights(checkpoint: TrainingCheckpoint): Promise<TrainingCheckpoint> {
+  if (!checkpoint.weightsFrom) return checkpoint;
+  const arrays = { ...checkpoint.arrays };
+  for (const [group, ref] of Object.entries(checkpoint.weightsFrom)) {
+    const model = await loadModel(ref);
+    try {
+      arrays[group] = modelWeights(model.model);
+    } finally {
+      disposeClassifier(model);
+    }
+  }
+  return { ...checkpoint, arrays };
+}
+
+/**
+ * Finds the newest verifying checkpoint of this activity, if any. With `epochs` (the phase's
+ * length), a finished run's final checkpoint that ends before them is refused, naming its record:
+ * it holds no optimiser state to continue training with (core/train/checkpoint.ts assertResumable).
+ */
+export async function findResumePoint(stage: string, epochs?: number): Promise<{ checkpoint?: TrainingCheckpoint; info: ResumeInfo }> {
   const ctx = Context.current();
   const store = artifactStore();
   const fromHeartbeat = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
@@ -124,15 +147,19 @@ export async function findResumePoint(stage: string): Promise<{ checkpoint?: Tra
   candidates.sort((a, b) => b.epoch - a.epoch);
   const skipped: string[] = [];
   for (const c of candidates) {
+    let checkpoint: TrainingCheckpoint;
     try {
-      const checkpoint = decodeCheckpoint(await store.get(c.checkpoint), c.checkpoint.uri);
-      if (skipped.length) ctx.log.warn(`resuming ${stage} from epoch ${c.epoch}; skipped: ${skipped.join('; ')}`);
-      return { checkpoint, info: { resumedFromEpoch: c.epoch, skippedCheckpoints: skipped } };
+      checkpoint = await withReferencedWeights(decodeCheckpoint(await store.get(c.checkpoint), c.checkpoint.uri));
     } catch (err) {
       const reason = `epoch ${c.epoch} checkpoint ${c.checkpoint.sha256.slice(0, 12)}: ${(err as Error).message}`;
       ctx.log.warn(`checkpoint failed verification, skipping: ${reason}`);
       skipped.push(reason);
+      continue;
     }
+    // outside the try: a run that cannot continue from its newest state is refused, not restarted
+    if (epochs !== undefined) assertResumable(checkpoint, epochs, `${recordKey(stage)} (${c.checkpoint.sha256})`);
+    if (skipped.length) ctx.log.warn(`resuming ${stage} from epoch ${c.epoch}; skipped: ${skipped.join('; ')}`);
+    return { checkpoint, info: { resumedFromEpoch: c.epoch, skippedCheckpoints: skipped } };
   }
   return { info: { resumedFromEpoch: 0, skippedCheckpoints: skipped } };
 }

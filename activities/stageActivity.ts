@@ -37,7 +37,7 @@ export class ActivityHost implements StageEnv {
   private readonly t0 = Date.now();
 
   async phase(stage: string, epochs: number): Promise<StageControl> {
-    const { checkpoint, info } = await findResumePoint(stage);
+    const { checkpoint, info } = await findResumePoint(stage, epochs);
     this.phases.push({ stage, info });
     return { resume: checkpoint, hooks: checkpointHooks(stage, epochs) };
   }

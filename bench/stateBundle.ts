@@ -13,9 +13,10 @@
  * - a stage-cache entry whose output carries data (`output.data`): Input-Aware's standard
  *   training is the attacker's run and its entry references the poisoned training set and the
  *   clean splits it materialised. Its backdoored model still comes with the cells' reports, and
- *   the run's final checkpoint comes in its place (store/inProgress.ts finalCheckpoints: the
- *   classifier, both generators, the optimisers' buffers and RNG positions at the last epoch,
- *   no data set), listed in the manifest's `selection.leftOutCheckpoints`. On a fresh store the
+ *   the run's final checkpoint comes in its place (store/inProgress.ts finalCheckpoints), cut to
+ *   what materialising the outputs needs (bench/finishedCheckpoints.ts: both generators and the
+ *   RNG positions at the last epoch, the classifier by reference to that backdoored model, no
+ *   optimiser state, no data set), listed in the manifest's `selection.leftOutCheckpoints`. On a fresh store the
  *   stage then resumes at its last epoch: it trains no epoch, materialises the poisoned set
  *   from the restored generators with the same digests, and stores the entry again, so every
  *   later stage's key matches the imported entries.
@@ -55,6 +56,7 @@ import {
   type InProgressExport,
   type NamedBundle,
 } from '../store';
+import { cutFinalCheckpoints } from './finishedCheckpoints';
 
 /** The selection: cell records and every stage-cache stage but prepareData. */
 export const BENCH_STATE_STAGES = [
@@ -157,7 +159,10 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
   // else a re-export from a fresh machine would drop what makes the stage cheap there
   const missing = selection.missingCacheEntries.map((m) => m.split(' ')).map(([stage, key]) => `cache/${stage}/${key}`);
   const entryOf = new Map([...leftOut, ...missing].map((k) => [k.split('/')[2], k]));
-  const finals = await finalCheckpoints(store, new Set(entryOf.keys()));
+  const found = await finalCheckpoints(store, new Set(entryOf.keys()));
+  // cut to what materialising the run's outputs needs: no optimiser state, the classifier by reference
+  const finals = { checkpoints: await cutFinalCheckpoints(store, found.checkpoints, entryOf, selection.recordKeys.filter((k) => k.includes('/cells/'))) };
+  const provided = new Map(finals.checkpoints.flatMap((c) => (c.data ? [[c.checkpoint.sha256, c.data] as const] : [])));
   const leftOutCheckpoints: LeftOutCheckpoint[] = finals.checkpoints.map((c) => ({
     record: c.key,
     entry: entryOf.get(c.computation)!,
@@ -169,7 +174,7 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
   const recordKeys = [...keep, ...(running?.recordKeys ?? []), ...finals.checkpoints.map((c) => c.key)];
   // a model a base carries is relied on, not left out: a fresh store gets it with the base
   const baseArtifacts = new Set((options.bases ?? []).flatMap((b) => [...baseCarries(b.content).artifacts]));
-  const leftOutModels = options.keepStages ? (await modelsNoEntryCarries(store, recordKeys, values)).filter((m) => !baseArtifacts.has(m.sha256)) : [];
+  const leftOutModels = options.keepStages ? (await modelsNoEntryCarries(store, recordKeys, values, provided)).filter((m) => !baseArtifacts.has(m.sha256)) : [];
   const full = await collectBundle(
     store,
     recordKeys,
@@ -184,6 +189,7 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
     },
     values,
     new Set(leftOutModels.map((m) => m.sha256)),
+    provided,
   );
   for (const a of full.artifacts) {
     if (Buffer.from(a.data.buffer, a.data.byteOffset, Math.min(a.data.byteLength, datasetMagic.length)).equals(datasetMagic)) {
@@ -212,9 +218,14 @@ export async function collectBenchState(store: ArtifactStore, sweep: string, opt
  * backdoored one). Reads the closure of the non-cell records; a cell's model that is not in the
  * store (left out by an earlier export under the same policy) is left out again.
  */
-async function modelsNoEntryCarries(store: ArtifactStore, recordKeys: string[], values: ReadonlyMap<string, unknown>): Promise<BenchState['leftOutModels']> {
+async function modelsNoEntryCarries(
+  store: ArtifactStore,
+  recordKeys: string[],
+  values: ReadonlyMap<string, unknown>,
+  provided: ReadonlyMap<string, Uint8Array>,
+): Promise<BenchState['leftOutModels']> {
   const isCell = (k: string) => k.includes('/cells/');
-  const carried = await collectBundle(store, recordKeys.filter((k) => !isCell(k)), {}, values);
+  const carried = await collectBundle(store, recordKeys.filter((k) => !isCell(k)), {}, values, new Set(), provided);
   const reached = new Set(carried.artifacts.map((a) => a.sha256));
   const out = new Map<string, BenchState['leftOutModels'][number]>();
   for (const key of recordKeys.filter(isCell).sort()) {

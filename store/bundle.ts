@@ -118,7 +118,8 @@ function parseJsonBytes(data: Uint8Array): unknown {
  * newest entry, store/inProgress.ts); those records' keys must be in `recordKeys` too.
  * `leaveOut`: artifacts not to export nor follow even when referenced (a policy's choice, such as
  * purified models left out of bench state; the caller lists them in the selection as
- * `leftOutModels`, which lets import accept the references).
+ * `leftOutModels`, which lets import accept the references). `provided`: artifacts the export
+ * made and the store does not hold (a final checkpoint cut for bench state), by sha256.
  */
 export async function collectBundle(
   store: ArtifactStore,
@@ -126,6 +127,7 @@ export async function collectBundle(
   selection: Record<string, unknown> = {},
   values: ReadonlyMap<string, unknown> = new Map(),
   leaveOut: ReadonlySet<string> = new Set(),
+  provided: ReadonlyMap<string, Uint8Array> = new Map(),
 ): Promise<BundleContent> {
   const keys = [...new Set(recordKeys.map((k) => assertRecordKey(k)))].sort(byString);
   const records: BundleContent['records'] = [];
@@ -157,7 +159,7 @@ export async function collectBundle(
     }
     let data: Uint8Array;
     try {
-      data = await store.get({ uri: item.sha256, sha256: item.sha256, bytes });
+      data = provided.get(item.sha256) ?? (await store.get({ uri: item.sha256, sha256: item.sha256, bytes }));
     } catch (err) {
       throw new BundleError(`${item.from} references artifact ${item.sha256} (${bytes} bytes), which the store ${store.location} cannot provide: ${(err as Error).message}`, item.sha256);
     }
@@ -269,11 +271,15 @@ async function assertBasesImported(store: ArtifactStore, content: BundleContent)
 /** checkpoint sha256 -> "the epoch N checkpoint of <record>", from a selection's `inProgress` list */
 function checkpointNames(selection: Record<string, unknown>): Map<string, string> {
   const names = new Map<string, string>();
-  const list = selection.inProgress;
-  if (!Array.isArray(list)) return names;
-  for (const c of list as Array<{ record?: unknown; epoch?: unknown; sha256?: unknown }>) {
-    if (c && isSha256(c.sha256) && typeof c.record === 'string') names.set(c.sha256, `the epoch ${String(c.epoch)} checkpoint of ${c.record}`);
-  }
+  const name = (list: unknown, what: string) => {
+    if (!Array.isArray(list)) return;
+    for (const c of list as Array<{ record?: unknown; epoch?: unknown; sha256?: unknown }>) {
+      if (c && isSha256(c.sha256) && typeof c.record === 'string') names.set(c.sha256, `the epoch ${String(c.epoch)} ${what} of ${c.record}`);
+    }
+  };
+  name(selection.inProgress, 'checkpoint');
+  // bench state's final checkpoints of the entries it leaves out (bench/finishedCheckpoints.ts)
+  name(selection.leftOutCheckpoints, 'final checkpoint');
   return names;
 }
 

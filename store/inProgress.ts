@@ -24,6 +24,8 @@ interface CheckpointEntryShape {
   epoch: number;
   checkpoint: ArtifactRef;
   workflowId?: string;
+  /** bench state's cut of a finished run's final checkpoint (bench/finishedCheckpoints.ts) */
+  finished?: boolean;
 }
 
 export interface InProgressCheckpoint {
@@ -157,12 +159,22 @@ export async function inProgressExport(store: ArtifactStore, unfinishedCells: Re
   };
 }
 
-/** Whether a checkpoint list the store holds already lists every checkpoint of an imported one (its own history, say). */
+/**
+ * Whether a checkpoint list the store holds already lists every checkpoint of an imported one (its
+ * own history, say). A finished run's cut final checkpoint counts as held where the store lists
+ * that epoch: the store holds the full checkpoint it was cut from (the same computation's key).
+ */
 export function checkpointListHolds(existing: unknown, imported: unknown): boolean {
   if (!Array.isArray(existing) || !Array.isArray(imported)) return false;
-  const held = new Set(existing.filter(isEntry).map((e) => `${e.epoch}:${e.checkpoint.sha256}`));
+  const held = existing.filter(isEntry);
+  const exact = new Set(held.map((e) => `${e.epoch}:${e.checkpoint.sha256}`));
+  const epochs = new Set(held.map((e) => e.epoch));
   const incoming = imported.filter(isEntry);
-  return incoming.length > 0 && incoming.length === imported.length && incoming.every((e) => held.has(`${e.epoch}:${e.checkpoint.sha256}`));
+  return (
+    incoming.length > 0 &&
+    incoming.length === imported.length &&
+    incoming.every((e) => exact.has(`${e.epoch}:${e.checkpoint.sha256}`) || (e.finished === true && epochs.has(e.epoch)))
+  );
 }
 
 /**

@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { DATASET_MAGIC } from '../core/data/codec';
+import { decodeCheckpoint, encodeCheckpoint } from '../core/train/checkpoint';
 import { decodeBundle, FileArtifactStore, type ArtifactRef } from '../store/index';
 import { BenchStateError, collectBenchState } from '../bench/stateBundle';
 import { benchSitting } from './support/benchSitting';
@@ -102,7 +103,15 @@ test('the exporter leaves out entries whose output carries data sets (their fina
   await store.putRecord('sweeps/s/cells/c2', cell('c2', keys.ia));
 
   // the checkpoint lists both runs left in the store; the attacker run's newest (epoch 4) does not verify
-  const checkpoints = await Promise.all([1, 2, 3].map((e) => put(Buffer.from(`IAD checkpoint, epoch ${e}`))));
+  // (generators and an optimiser's buffers; no classifier group here, so nothing is referenced)
+  const iadCheckpoint = (epoch: number) =>
+    encodeCheckpoint({
+      epoch,
+      rngState: [epoch, 2, 3, 4],
+      arrays: { mask: [{ shape: [2], values: Float32Array.of(epoch, 1) }], 'optimizer:pattern': [{ shape: [3], values: new Float32Array(3) }] },
+      extra: { phase: 'joint' },
+    });
+  const checkpoints = await Promise.all([1, 2, 3].map((e) => put(iadCheckpoint(e))));
   const lost = { uri: 's3://ntml/ntml/artifacts/lost', sha256: 'd'.repeat(64), bytes: 9 };
   const iaList = [...checkpoints.map((checkpoint, i) => ({ epoch: i + 1, checkpoint, workflowId: 'sweep-s--c2' })), { epoch: 4, checkpoint: lost, workflowId: 'sweep-s--c2' }];
   await store.putRecord(`checkpoints/stage/${keys.ia}/inputaware`, iaList);
@@ -116,12 +125,19 @@ test('the exporter leaves out entries whose output carries data sets (their fina
   const shas = state.content.artifacts.map((a) => a.sha256);
   assert.ok(shas.includes(iaModel.sha256), "the attacker-trained model still comes with the cells' reports");
   assert.ok(!shas.includes(dataset.sha256), 'no data set');
-  // in the left-out entry's place: its newest verifying checkpoint alone, listed in the manifest
-  const final = { record: finalRecord, entry: `cache/standardTraining/${keys.ia}`, epoch: 3, sha256: checkpoints[2].sha256, bytes: checkpoints[2].bytes };
+  // in the left-out entry's place: its newest verifying checkpoint alone, cut to what materialising
+  // the run's outputs needs (no optimiser buffers), listed in the manifest
+  const [cut] = state.leftOutCheckpoints;
+  const carried = state.content.artifacts.find((a) => a.sha256 === cut.sha256)!;
+  const final = { record: finalRecord, entry: `cache/standardTraining/${keys.ia}`, epoch: 3, sha256: carried.sha256, bytes: carried.data.byteLength };
   assert.deepEqual(state.leftOutCheckpoints, [final]);
   assert.deepEqual(state.content.manifest.selection.leftOutCheckpoints, [final]);
-  assert.deepEqual(JSON.parse(Buffer.from(state.content.records.find((r) => r.key === finalRecord)!.data).toString('utf8')), [iaList[2]]);
-  assert.ok(shas.includes(checkpoints[2].sha256));
+  const decoded = decodeCheckpoint(carried.data, 'cut');
+  assert.deepEqual([decoded.epoch, decoded.finished, Object.keys(decoded.arrays), decoded.rngState], [3, true, ['mask'], [3, 2, 3, 4]]);
+  assert.deepEqual(Array.from(decoded.arrays.mask[0].values), [3, 1]);
+  const checkpointRef = { ...checkpoints[2], uri: checkpoints[2].uri.replace(checkpoints[2].sha256, cut.sha256), sha256: cut.sha256, bytes: cut.bytes };
+  assert.deepEqual(JSON.parse(Buffer.from(state.content.records.find((r) => r.key === finalRecord)!.data).toString('utf8')), [{ ...iaList[2], checkpoint: checkpointRef, finished: true }]);
+  assert.ok(!shas.includes(checkpoints[2].sha256), 'not the full checkpoint');
   assert.ok(!shas.includes(checkpoints[0].sha256) && !shas.includes(checkpoints[1].sha256), 'not the earlier epochs');
   assert.ok(!shas.includes(plainCheckpoint.sha256), "a stage whose entry is in the bundle brings no checkpoint");
 

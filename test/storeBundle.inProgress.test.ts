@@ -17,6 +17,7 @@ import { describe, it } from 'node:test';
 import {
   FileArtifactStore,
   advanceCheckpointList,
+  checkpointListHolds,
   decodeBundle,
   importBundle,
   openStore,
@@ -222,5 +223,15 @@ describe('stages in progress in a bundle', () => {
     assert.equal(advanceCheckpointList([e(4)], [e(4)]), undefined);
     assert.deepEqual(advanceCheckpointList('not a list', [e(1)]), [e(1)]);
     assert.equal(advanceCheckpointList([e(1)], [{ epoch: 2 }]), undefined, 'an entry without a checkpoint is no advance');
+  });
+
+  it("finds a finished run's cut final checkpoint held where the store lists the full one of that epoch", () => {
+    const ref = (c: string) => ({ uri: `x${c}`, sha256: c.repeat(64), bytes: 1 });
+    const full = [1, 2, 3, 4].map((epoch) => ({ epoch, checkpoint: ref(String(epoch)) }));
+    const cut = { epoch: 4, checkpoint: ref('c'), finished: true };
+    assert.equal(checkpointListHolds(full, [cut]), true, 'the store it was cut from keeps its own list (an import there writes nothing)');
+    assert.equal(checkpointListHolds(full.slice(0, 3), [cut]), false, 'a store that has not reached its epoch takes it');
+    assert.equal(checkpointListHolds(full, [{ ...cut, finished: undefined }]), false, 'an unmarked entry must be the same checkpoint');
+    assert.deepEqual(advanceCheckpointList(full.slice(0, 3), [cut]), [...full.slice(0, 3), cut]);
   });
 });

@@ -44,7 +44,7 @@ import { trainableVariables } from '../train/sgd';
 import { recipeOptimizer, recipeSchedule } from '../train/recipeRun';
 import { attackerRecipe } from './attackerRecipe';
 import { Adam } from '../train/adam';
-import { CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
+import { assertResumable, CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from '../train/checkpoint';
 import { crossEntropy } from '../train/losses';
 import { applyModel } from '../train/fast';
 import { runEpochs, TrainingCancelledError, type EpochRecord } from '../train/epochLoop';
@@ -438,6 +438,7 @@ function resumePhase(c: TrainingCheckpoint | undefined, config: InputAwareConfig
   if (!c) return undefined;
   const phase = (c.extra as { phase?: unknown }).phase;
   const total = config.maskEpochs + jointEpochs;
+  assertResumable(c, total, 'IAD training');
   if (phase === 'mask' && Number.isInteger(c.epoch) && c.epoch >= 1 && c.epoch <= config.maskEpochs && c.arrays.mask && c.arrays['optimizer:mask']) return 'mask';
   if (phase === 'joint' && Number.isInteger(c.epoch) && c.epoch > config.maskEpochs && c.epoch <= total && c.arrays.mask && c.arrays.pattern) return 'joint';
   throw new CheckpointFormatError(`cannot continue IAD training from this checkpoint: phase ${String(phase)} at epoch ${c.epoch} does not fit ${config.maskEpochs} mask + ${jointEpochs} joint epochs`);

@@ -13,7 +13,7 @@ import type { Classifier } from '../models/classifier';
 import { assembleBatch, type AugmentOptions } from './augment';
 import { learningRateAt, type NamedArray } from './sgd';
 import type { LearningRateSchedule } from './recipe';
-import { modelWeights, setModelWeights, type TrainingCheckpoint } from './checkpoint';
+import { assertResumable, CheckpointFormatError, modelWeights, setModelWeights, type TrainingCheckpoint } from './checkpoint';
 
 export interface EpochRecord {
   epoch: number;
@@ -118,10 +118,19 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
   let history: EpochRecord[] = [];
   let best: { epoch: number; score: number; weights: ReturnType<typeof modelWeights> } | undefined;
   let startEpoch = 0;
+  const lastEpoch = Math.min(o.epochs, o.stopAfterEpoch ?? o.epochs);
   if (o.resume) {
     const r = o.resume;
-    for (const [name, c] of Object.entries(o.models)) setModelWeights(c.model, r.arrays[name], `checkpoint model "${name}"`);
-    for (const [name, opt] of Object.entries(o.optimizers)) opt.restore(r.arrays[`optimizer:${name}`]);
+    assertResumable(r, lastEpoch, 'resume');
+    for (const [name, c] of Object.entries(o.models)) {
+      if (!r.arrays[name]) {
+        const from = r.weightsFrom?.[name];
+        throw new CheckpointFormatError(`the checkpoint holds no weights of model "${name}"${from ? ` (they are the stored model ${from.sha256}, which was not loaded into it)` : ''}`);
+      }
+      setModelWeights(c.model, r.arrays[name], `checkpoint model "${name}"`);
+    }
+    // a finished run's final checkpoint has no optimiser state, and trains no epoch (assertResumable)
+    if (!r.finished) for (const [name, opt] of Object.entries(o.optimizers)) opt.restore(r.arrays[`optimizer:${name}`]);
     o.carry?.restore(r);
     rng = new Rng(r.rngState);
     history = (r.extra.history as EpochRecord[]) ?? [];
@@ -134,7 +143,6 @@ export async function runEpochs(o: EpochLoopOptions): Promise<EpochLoopResult> {
     best = { epoch: 0, score: await o.select.score(), weights: modelWeights(o.models[o.select.model].model) };
   }
 
-  const lastEpoch = Math.min(o.epochs, o.stopAfterEpoch ?? o.epochs);
   const per = imageBytes(o.data);
   const buffer = new Float32Array(bs * per);
   for (let epoch = startEpoch; epoch < lastEpoch; epoch++) {

@@ -19,6 +19,7 @@ import {
   CheckpointFormatError,
   decodeCheckpoint,
   encodeCheckpoint,
+  finishedRunCheckpoint,
   modelWeights,
   setModelWeights,
   type TrainingCheckpoint,
@@ -452,6 +453,46 @@ test('trainClassifier: exact resume from an epoch-1 checkpoint (encoded or in me
   assert.deepEqual(timeless(firstResult.history), timeless(fullResult.history));
   full.model.dispose();
   first.model.dispose();
+});
+
+test("a finished run's cut final checkpoint: no optimiser state, restores the run's end without training; refused where it would continue training", async () => {
+  const ds = data(48);
+  const heldOut = data(12, 2);
+  const selectOf = (c: Classifier) => heldOutAccuracy(c, heldOut);
+  const snapshots: TrainingCheckpoint[] = [];
+  const done = createClassifier('tinyCnn', shape8, 4, 4);
+  const doneResult = await train(done, ds, 21, { select: selectOf(done), hooks: { onEpochEnd: (_r, snapshot) => void snapshots.push(snapshot()) } });
+  const doneWeights = weightsOf(done.model);
+  const [afterOne, last] = [snapshots[0], snapshots.at(-1)!];
+  assert.equal(last.epoch, 3);
+
+  const cut = decodeCheckpoint(encodeCheckpoint(finishedRunCheckpoint(last)), 'cut');
+  assert.equal(cut.finished, true);
+  assert.deepEqual(Object.keys(cut.arrays).sort(), ['best:model', 'model'], 'the optimiser buffers are gone; the weights and the best-so-far copy stay');
+  assert.ok(Object.keys(last.arrays).includes('optimizer:model'));
+  assert.ok(encodeCheckpoint(cut).byteLength < encodeCheckpoint(last).byteLength);
+  assert.equal(finishedRunCheckpoint(cut), cut, 'cutting again changes nothing');
+  assert.deepEqual(encodeCheckpoint(last), encodeCheckpoint({ ...last, finished: undefined, weightsFrom: undefined }), 'a full checkpoint encodes as before');
+
+  // resumed at its last epoch: no epoch trained, the run's selected weights and history
+  const restored = createClassifier('tinyCnn', shape8, 4, 99);
+  const r = await train(restored, ds, 21, { select: selectOf(restored), resume: cut });
+  assert.equal(r.resumedFromEpoch, 3);
+  assert.ok(sameArrays(weightsOf(restored.model), doneWeights));
+  assert.deepEqual(timeless(r.history), timeless(doneResult.history));
+  assert.equal(r.selectedEpoch, doneResult.selectedEpoch);
+
+  // a longer run of it, or a cut of an unfinished epoch: refused, never continued with zeroed buffers
+  const again = createClassifier('tinyCnn', shape8, 4, 99);
+  const refused = (e: Error) => e instanceof CheckpointFormatError && /the epoch (3|1) checkpoint is a finished run's final checkpoint \(no optimiser state\).*cannot continue training to epoch (4|3)/.test(e.message);
+  await assert.rejects(train(again, ds, 21, { recipe: recipe({ epochs: 4 }), resume: cut }), refused);
+  await assert.rejects(train(again, ds, 21, { resume: finishedRunCheckpoint(afterOne) }), refused);
+  // its weights referenced elsewhere and not loaded: named, not trained from the fresh model
+  const { model: _model, ...rest } = cut.arrays;
+  const referencing = { ...cut, arrays: rest, weightsFrom: { model: { uri: 's3://b/p/artifacts/x', sha256: 'a'.repeat(64), bytes: 1 } } };
+  assert.deepEqual(decodeCheckpoint(encodeCheckpoint(referencing), 'ref').weightsFrom, referencing.weightsFrom);
+  await assert.rejects(train(again, ds, 21, { resume: referencing }), (e: Error) => e instanceof CheckpointFormatError && /no weights of model "model" \(they are the stored model a{64}/.test(e.message));
+  for (const c of [done, restored, again]) c.model.dispose();
 });
 
 test('trainClassifier: stopAfterEpoch replays the first epochs of the full schedule exactly (a refit)', async () => {
