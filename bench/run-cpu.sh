@@ -48,8 +48,11 @@ read -r -a order <<< "${BENCH_ORDER:-attacks-cpu wanet-epochs-cpu ntml-six-dev w
 # Specs whose bundle keeps only its cell records and the listed stages (none: records only),
 # leaving out the purified models no kept entry carries, to fit the budget (bench/state/README.md,
 # "Size budget": attacks-cpu, the base, keeps every stage; its followers would not fit):
-# "spec:stage,stage" or "spec:none", separated by spaces.
-keep_stages_policy="${BENCH_KEEP_STAGES-wanet-epochs-cpu:none ntml-six-dev:none targets-cpu:none defenses-cpu:none table-cpu:none}"
+# "spec:stage,stage" or "spec:none", separated by spaces. table-cpu keeps its backdoored models
+# (report seeds: nothing before it has them; ~24 MB with the Input-Aware runs' cut final
+# checkpoints, bench/state/README.md): without them every sitting on a fresh machine would retrain
+# the f_std of its unfinished cells (Narcissus ~2.5 h, Input-Aware ~1 h of a lane each).
+keep_stages_policy="${BENCH_KEEP_STAGES-wanet-epochs-cpu:none ntml-six-dev:none targets-cpu:none defenses-cpu:none table-cpu:standardTraining}"
 specs=("$@")
 if [ ${#specs[@]} -eq 0 ]; then
   specs=("${order[@]}")
