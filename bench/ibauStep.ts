@@ -32,7 +32,7 @@ import { trainableVariables } from '../core/train/sgd';
 import { applyModel, applyModelForInputGradients } from '../core/train/fast';
 import { anpDefenseSchema, ibauDefenseSchema } from '../core/defenses/configs';
 import { batchTensors } from '../core/defenses/batches';
-import { finiteDifferenceStep, hypergradient, innerHvp, perturbed, universalPerturbation, type UnlearningBatch } from '../core/defenses/ibau';
+import { finiteDifferenceStep, hypergradient, finiteDifferenceHvp, perturbed, universalPerturbation, type UnlearningBatch } from '../core/defenses/ibau';
 import { learnMasks } from '../core/defenses/anp';
 import { findRepoRoot } from '../store/repoRoot';
 import { UsageError } from '../cli/errors';
@@ -130,7 +130,7 @@ async function main() {
     async ibauOuterStep(p, delta) {
       for (let s = 0; s < o.outerSteps; s++) {
         const b: UnlearningBatch = { ...batch(), forward, vars, ...(p === 'reference' ? {} : { inputGradientForward }) };
-        const hg = hypergradient(b, delta, { mode: 'implicit', fixedPointSteps: ibauCfg.fixedPointSteps, fixedPointStepSize: ibauCfg.fixedPointStepSize });
+        const hg = hypergradient(b, delta, { mode: 'implicit', fixedPointSteps: ibauCfg.fixedPointSteps, fixedPointStepSize: ibauCfg.fixedPointStepSize, secondOrder: 'finiteDifference' });
         adam.step(hg.grads, ibauCfg.learningRate);
         await hg.loss.data();
         tf.dispose([hg.loss, ...hg.grads, b.x, b.y]);
@@ -217,7 +217,7 @@ function finiteDifferenceDiagnostic(
     const v = tf.randomNormal(delta.shape, 0, 1, 'float32', 3);
     const t = finiteDifferenceStep(delta.size);
     const rel = (a: TF.Tensor, base: TF.Tensor) => tf.norm(tf.sub(a, base)).dataSync()[0] / tf.norm(base).dataSync()[0];
-    const [quarter, base, four] = [t / 4, t, 4 * t].map((s) => innerHvp(p, delta, v, s));
+    const [quarter, base, four] = [t / 4, t, 4 * t].map((s) => finiteDifferenceHvp(p, delta, v, s));
     const [gnQuarter, gnBase, gnFour] = [t / 4, t, 4 * t].map((s) => gaussNewtonHvp(p, delta, v, s));
     tf.dispose([b.x, b.y]);
     return {
