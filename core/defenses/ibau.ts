@@ -15,27 +15,39 @@
  * from v = 0 (d_delta Phi = I - eta * H, H the Hessian of L_in in delta) and
  * (d_theta Phi)^T v = -eta * grad_theta <grad_delta L_in, v>.
  *
- * tfjs has no second derivatives of the conv/pooling backprop ops, so both second-order
- * products are central finite differences of first-order gradients along v:
+ * Both second-order products are computed as the authors' autograd computes them (`secondOrder:
+ * frozenPattern`, the default; issue 19). On the ReLU / max-pool / inference-BN models I-BAU runs,
+ * double backward differentiates with the activation pattern (ReLU on/off, each max-pool window's
+ * winner) held at the base point: the network is then affine in its input, H v is exactly
+ * 2 penalty v - D^T (1/n) sum_i J_i^T S_i J_i D v (S_i the softmax-CE Hessian, D the input's
+ * derivative in delta), and the mixed product the theta-gradient of <grad_delta L_in, v> with the
+ * pattern held. tfjs has no second derivatives of its conv / pooling backprop kernels, so both are
+ * built from forwards with the pattern recorded on one pass and frozen on the next
+ * (core/train/fast/activationPattern.ts): J D v is a difference of frozen-pattern logits (exact for
+ * any step), then one first-order backward each (frozenPatternHvp, frozenPatternMixedProduct).
+ * They agree with PyTorch autograd to ~1e-7 (H v) and ~1e-6 (mixed) on smallCnn
+ * (bench/reference/ibauSecondOrder.ts). Models with a layer that is not piecewise linear are refused
+ * by layer name; `secondOrder: finiteDifference` keeps the products of before, central differences
+ * of first-order gradients along v:
  *   H v ~ ||v|| (g_delta(delta + t u) - g_delta(delta - t u)) / 2t,  u = v / ||v||
  *   grad_theta <grad_delta L_in, v> ~ ||v|| (g_theta(delta + t u) - g_theta(delta - t u)) / 2t
- * (the second is the derivative of g_theta along v, by the symmetry of mixed partials).
- * t moves every pixel by 1e-3 of the input range (RMS): large against float32 rounding of
- * the gradients (relative error ~1e-7 / 1e-3). On a smooth model H v is then the same at t/4 and
- * 4t to about 1e-3 of its norm; on ReLU / max-pool models it is not: every unit that switches
- * between delta - t u and delta + t u adds a jump to the gradient, and H v changes by about its
- * own size from t to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
+ * t moves every pixel by 1e-3 of the input range (RMS). On a smooth model they are the derivatives to
+ * about 1e-3; on ReLU / max-pool models they are not: every unit that switches between delta - t u and
+ * delta + t u adds a jump to the gradient, and both products change by about their own size from t
+ * to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
  *
  * Only the weights' update needs weight gradients. The gradients to delta (inner steps, H v) run
  * on the model's input-gradient forward (convolutions unfused, so their backward skips the filter
- * gradients), and H v's two points go through one forward and backward of the batch stacked on
- * itself; same numbers, bit for bit, as the reference path (`UnlearnOptions.reference`).
+ * gradients): the frozen-pattern H v's forwards and backward, and the finite-difference H v, whose
+ * two points go through one forward and backward of the batch stacked on itself (same numbers, bit
+ * for bit, as the reference path, `UnlearnOptions.reference`). The clip of x + delta is a kink too:
+ * the frozen-pattern products hold it as autograd does (a pixel on a bound still moves).
  *
  * delta is measured in standardised-input units, a quarter of the input range: the authors
  * work on per-channel standardised CIFAR-10 (std ~0.25 of the [0, 1] range), so their
  * constants (inner step 10, L2 radius 10, penalty 0.001, eta 0.1) keep their meaning for
  * every input encoding; x + delta is clipped to the valid range. BN runs in inference mode: its moving statistics are frozen (a
- * training-mode forward would update them with perturbed data on every finite difference);
+ * training-mode forward would update them with perturbed data on every extra forward);
  * gamma and beta are trained like every other weight.
  */
 import type * as TF from '@tensorflow/tfjs-node';

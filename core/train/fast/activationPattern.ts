@@ -8,8 +8,8 @@
  * (core/defenses/ibau.ts) instead of differences of gradients across the pattern's kinks.
  *
  * The first fastApply with a fresh pattern records it (the forward's values are the model's
- * own: relu(x) = x * [x > 0], the window maximum = the window's entries times a one-hot of
- * its argmax), later ones replay it on inputs of the same batch size. The ops' gradients use
+ * own: relu(x) = x * [x > 0], a 2x2 window's maximum = 4 x the mean of its entries times a one-hot
+ * of its argmax), later ones replay it on inputs of the same batch size. The ops' gradients use
  * the frozen masks too, and their masks are built inside the custom ops, so no gradient runs
  * through them: both as autograd at the base point does.
  */
@@ -82,8 +82,9 @@ export class ActivationPattern {
   /** A non-overlapping 'valid' max pool, each window's winner recorded or taken from here. */
   maxPool(layer: TF.layers.Layer, x: TF.Tensor): TF.Tensor {
     const [kh, kw] = (layer as unknown as PoolInternals).poolSize;
-    const winners = this.next(() => tf.oneHot(tf.argMax(windows(x, kh, kw), -1), kh * kw).toFloat());
-    return windowSelectOp(winners, kh, kw)(x) as TF.Tensor;
+    // one-hot of each window's argmax (the first of ties), laid out as x: 1 on the winners
+    const winners = this.next(() => unwindows(tf.oneHot(tf.argMax(windows(x, kh, kw), -1), kh * kw).toFloat(), kh, kw, x.shape));
+    return winnerPoolOp(winners, kh, kw)(x) as TF.Tensor;
   }
 
   dispose(): void {
@@ -121,15 +122,26 @@ function maskedOp(mask: TF.Tensor) {
   });
 }
 
-/** Each window's entries weighted by `winners` (one-hot) and summed: the max pool with its argmax frozen. */
-function windowSelectOp(winners: TF.Tensor, kh: number, kw: number) {
+/**
+ * The max pool with its winners frozen: the mean of each window of x * winners times the window
+ * size (the winner's value exactly for 2x2 windows), differentiated as dy spread back to the winners.
+ */
+function winnerPoolOp(winners: TF.Tensor, kh: number, kw: number) {
   return tf.customGrad((...args: unknown[]) => {
-    const [x] = args as [TF.Tensor];
+    const [x] = args as [TF.Tensor4D];
     return {
-      value: tf.sum(tf.mul(windows(x, kh, kw), winners), -1),
-      gradFunc: (dy: TF.Tensor) => unwindows(tf.mul(tf.expandDims(dy, -1), winners), kh, kw, x.shape),
+      value: tf.mul(tf.avgPool(tf.mul(x, winners) as TF.Tensor4D, [kh, kw], [kh, kw], 'valid'), kh * kw),
+      gradFunc: (dy: TF.Tensor) => tf.mul(upsample(dy, kh, kw, x.shape), winners),
     };
   });
+}
+
+/** Each element of dy repeated over its kh x kw window, zero-padded back to `shape` (a dropped partial window gets 0). */
+function upsample(dy: TF.Tensor, kh: number, kw: number, shape: number[]): TF.Tensor {
+  const [b, oh, ow, c] = dy.shape;
+  const up = tf.reshape(tf.tile(tf.reshape(dy, [b, oh, 1, ow, 1, c]), [1, 1, kh, 1, kw, 1]), [b, oh * kh, ow * kw, c]);
+  const [h, w] = [shape[1], shape[2]];
+  return h === oh * kh && w === ow * kw ? up : tf.pad(up, [[0, 0], [0, h - oh * kh], [0, w - ow * kw], [0, 0]]);
 }
 
 /** Throws, naming the layer, where `model` has a layer a frozen pattern cannot cover. */
