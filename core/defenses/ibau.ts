@@ -395,7 +395,9 @@ export interface UnlearnOptions {
   /**
    * Every pass on the model's ordinary forward, H v's two points one at a time, as before issue
    * 22; default: the gradients to delta and H v on the input-gradient forward, H v's points in one
-   * doubled batch. The same numbers by other calls, kept for tests and bench/ibauStep.ts.
+   * doubled batch. The same numbers by other calls, kept for tests and bench/ibauStep.ts. Only the
+   * inner steps and the finite-difference products differ by path: the frozen-pattern products
+   * (secondOrder's default) make the same calls either way.
    */
   reference?: boolean;
 }

@@ -542,6 +542,33 @@ test('H v on the input-gradient path is stable across the finite-difference step
   }
 });
 
+test('secondOrder frozenPattern refuses a model that is not piecewise linear, naming the layer, before any work; finiteDifference runs it', async () => {
+  const model = smoothCnn(13);
+  const rng = new Rng(13);
+  const n = 8;
+  const data = {
+    name: 'random-8',
+    height: 16,
+    width: 16,
+    channels: 3,
+    numClasses: 10,
+    images: Uint8Array.from({ length: n * 16 * 16 * 3 }, () => rng.int(256)),
+    labels: Int32Array.from({ length: n }, (_, i) => i % 10),
+  };
+  const c = { model, meta: { arch: 'smoothCnn', inputShape: [16, 16, 3] as [number, number, number], numClasses: 10, inputRange: '0-1' as const, exportedOutputActivation: 'linear' as const } };
+  const cfg = { ...ibauDefenseSchema.parse({ name: 'ibau', ...cheap, rounds: 1, batchSize: 8 }) };
+  assert.equal(cfg.secondOrder, 'frozenPattern', 'the default');
+  const before = modelWeights(model);
+  await assert.rejects(
+    unlearn(c, { cleanFit: data, cleanHeldOut: data }, cfg, 1),
+    /I-BAU's secondOrder 'frozenPattern' \(set secondOrder: finiteDifference for this model\): layer \S+ \(Activation\) of model \S+ is activation tanh, not piecewise linear/,
+  );
+  assert.deepEqual(modelWeights(model), before, 'the refused run changed the weights');
+  const fd = await unlearn(c, { cleanFit: data, cleanHeldOut: data }, { ...cfg, secondOrder: 'finiteDifference' }, 1);
+  assert.equal(fd.history.length, 1);
+  model.dispose();
+});
+
 test('I-BAU on the input-gradient path trains exactly the reference path\'s weights (tinyCnn fixture, implicit, 2 rounds)', async () => {
   const fx = await backdooredFixture();
   // the finite-difference products: the ones whose H v the reference path computes otherwise (the frozen-pattern
