@@ -428,7 +428,11 @@ function smallCnnCase(seed: number) {
     range: '0-1',
     penalty: 0.001,
   };
-  const fast: UnlearningBatch = { ...reference, inputGradientForward: (x) => applyModelForInputGradients(c.model, x) as TF.Tensor2D };
+  const fast: UnlearningBatch = {
+    ...reference,
+    inputGradientForward: (x) => applyModelForInputGradients(c.model, x) as TF.Tensor2D,
+    patternForward: (x, pattern, inputGradientsOnly) => applyModelWithPattern(c.model, x, pattern, inputGradientsOnly) as TF.Tensor2D,
+  };
   const delta = tf.tensor4d(values(32 * 32 * 3, () => rng.uniform(-0.2, 0.2)), [1, 32, 32, 3]);
   const v = tf.tensor4d(values(32 * 32 * 3, () => rng.normal()), [1, 32, 32, 3]);
   const dispose = () => {
@@ -483,6 +487,11 @@ test('input-gradient path: grad_delta L_in and H v (both points in one doubled b
     const convs = (names: string[]) => names.filter((n) => n === 'Conv2D' || n === 'FusedConv2D').length;
     assert.equal(convs(refKernels), 12);
     assert.equal(convs(fastKernels), 6, 'H v: one forward of the doubled batch instead of two');
+    // the frozen-pattern H v: a recording forward and a frozen forward of the batch, an input-only backward
+    const frozenKernels = (await tf.profile(() => tf.tidy(() => frozenPatternHvp(k.fast, k.delta, k.v)))).kernels.map((e) => e.name);
+    assert.ok(!frozenKernels.includes('Conv2DBackpropFilter'), 'the frozen-pattern H v computes no filter gradients');
+    assert.equal(convs(frozenKernels), 12, 'frozen-pattern H v: two forwards of the batch');
+    assert.equal(frozenKernels.filter((n) => n === 'Conv2DBackpropInput').length, 6, 'one input backward of the batch through each convolution');
   } finally {
     k.dispose();
   }
