@@ -1,7 +1,7 @@
 /**
  * I-BAU's second-order products against PyTorch autograd (issue 19: the authors differentiate
  * twice with autograd; issue 22: the finite-difference step). A check, not a test: never in CI.
- *   node dist/bench/reference/ibauSecondOrder.js [--arch smallCnn|tinyCnn] [--batch 16] [--seed 1]
+ *   node dist/bench/reference/ibauSecondOrder.js [--arch smallCnn|tinyCnn|resnet20] [--batch 16] [--seed 1]
  *       [--python PATH] [--out DIR]
  * Builds the model with seeded random weights (BN's gamma, beta and moving statistics randomised
  * too, so inference-mode BN is not the identity), a batch of random 8-bit images in [0, 1], a delta
@@ -35,37 +35,41 @@ import { UsageError } from '../../cli/errors';
 import { parseBenchArgs, type OptionSpecs } from '../args';
 import { pytorchPython, referenceDir } from './pytorchEnv';
 
-const USAGE = 'usage: ibauSecondOrder.js [--arch smallCnn|tinyCnn] [--batch N] [--seed N] [--python PATH] [--out DIR]';
+const USAGE = 'usage: ibauSecondOrder.js [--arch smallCnn|tinyCnn|resnet20] [--batch N] [--seed N] [--python PATH] [--out DIR]';
 const OPTIONS: OptionSpecs = { arch: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' }, python: { type: 'string' }, out: { type: 'string' } };
 const CLASSES = 10;
 const PENALTY = 0.001;
 
-/** The layers of a sequential conv net as the PyTorch side rebuilds them (TF layouts: NHWC, HWIO kernels). */
+/** The model's layers in graph order, each with its inputs' layer names, as the PyTorch side rebuilds them (TF layouts: NHWC, HWIO kernels). */
 function exportLayers(model: TF.LayersModel): unknown[] {
   const values = (t: TF.Tensor) => Array.from(t.dataSync());
-  return model.layers.flatMap((layer) => {
+  return model.layers.map((layer) => {
     const cls = layer.getClassName();
     const w = layer.getWeights();
     const cfg = layer.getConfig() as Record<string, unknown>;
+    const inputs = (layer as unknown as { inboundNodes: Array<{ inboundLayers: TF.layers.Layer[] }> }).inboundNodes[0].inboundLayers.map((l) => l.name);
+    const base = { name: layer.name, inputs };
     switch (cls) {
       case 'InputLayer':
-        return [];
+        return { ...base, type: 'input' };
       case 'Conv2D':
-        return [{ type: 'conv', name: layer.name, kernel: values(w[0]), shape: w[0].shape, strides: cfg.strides, padding: cfg.padding, bias: w[1] ? values(w[1]) : null }];
+        return { ...base, type: 'conv', kernel: values(w[0]), shape: w[0].shape, strides: cfg.strides, padding: cfg.padding, bias: w[1] ? values(w[1]) : null };
       case 'BatchNormalization':
-        return [{ type: 'bn', name: layer.name, gamma: values(w[0]), beta: values(w[1]), mean: values(w[2]), variance: values(w[3]), epsilon: cfg.epsilon }];
+        return { ...base, type: 'bn', gamma: values(w[0]), beta: values(w[1]), mean: values(w[2]), variance: values(w[3]), epsilon: cfg.epsilon };
       case 'ReLU':
-        return [{ type: 'relu' }];
+        return { ...base, type: 'relu' };
       case 'MaxPooling2D':
-        return [{ type: 'maxpool', pool: cfg.poolSize }];
+        return { ...base, type: 'maxpool', pool: cfg.poolSize };
       case 'Flatten':
-        return [{ type: 'flatten' }];
+        return { ...base, type: 'flatten' };
       case 'GlobalAveragePooling2D':
-        return [{ type: 'gap' }];
+        return { ...base, type: 'gap' };
+      case 'Add':
+        return { ...base, type: 'add' };
       case 'Dense':
-        return [{ type: 'dense', name: layer.name, kernel: values(w[0]), shape: w[0].shape, bias: values(w[1]) }];
+        return { ...base, type: 'dense', kernel: values(w[0]), shape: w[0].shape, bias: values(w[1]) };
       default:
-        throw new Error(`layer ${layer.name} (${cls}) is not exported: use a sequential conv net (tinyCnn, smallCnn)`);
+        throw new Error(`layer ${layer.name} (${cls}) is not exported`);
     }
   });
 }
@@ -90,7 +94,7 @@ const relChange = (a: TF.Tensor[], b: TF.Tensor[]) =>
 
 async function main() {
   const a = parseBenchArgs(process.argv.slice(2), OPTIONS, USAGE);
-  const arch = a.choice('arch', ['smallCnn', 'tinyCnn'] as const, 'smallCnn') as ArchitectureName;
+  const arch = a.choice('arch', ['smallCnn', 'tinyCnn', 'resnet20'] as const, 'smallCnn') as ArchitectureName;
   const n = a.integer('batch', 16, 1);
   const seed = a.integer('seed', 1);
   const out = a.path('out', path.join(os.tmpdir(), 'ntml-ibau-second-order'));

@@ -1,6 +1,6 @@
 """I-BAU's second-order products by PyTorch autograd, against ours (bench/reference/ibauSecondOrder.ts).
 
-Reads the case the Node script wrote (a sequential conv net's weights in TensorFlow layouts, the
+Reads the case the Node script wrote (the model's layers in graph order, weights in TensorFlow layouts, the
 batch, delta, v and our products), rebuilds the network in float64 with the weights in those
 layouts (so gradients come out in them too), and computes what the authors' hypergradient code
 computes with torch.autograd.grad(..., create_graph=True):
@@ -39,37 +39,48 @@ def build(layers):
             params[layer["name"] + "/kernel"] = tensor(layer["kernel"], layer["shape"]).requires_grad_()
             params[layer["name"] + "/bias"] = tensor(layer["bias"]).requires_grad_()
 
+    def same_padding(size, kernel, stride):
+        """TensorFlow's 'same' padding (before, after) along one axis: the odd pixel goes after."""
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2
+
+    def apply(layer, xs):
+        kind = layer["type"]
+        x = xs[0]
+        if kind == "conv":
+            kernel = params[layer["name"] + "/kernel"].permute(3, 2, 0, 1)  # HWIO -> OIHW
+            stride = layer["strides"][0]
+            if layer["padding"] == "same":
+                top, bottom = same_padding(x.shape[2], kernel.shape[2], stride)
+                left, right = same_padding(x.shape[3], kernel.shape[3], stride)
+                x = F.pad(x, (left, right, top, bottom))
+            return F.conv2d(x, kernel, params.get(layer["name"] + "/bias"), stride=stride)
+        if kind == "bn":
+            mean, var = tensor(layer["mean"]), tensor(layer["variance"])
+            return F.batch_norm(x, mean, var, params[layer["name"] + "/gamma"], params[layer["name"] + "/beta"], training=False, eps=layer["epsilon"])
+        if kind == "relu":
+            return F.relu(x)
+        if kind == "maxpool":
+            return F.max_pool2d(x, layer["pool"])
+        if kind == "flatten":
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # TF flattens NHWC
+        if kind == "gap":
+            return x.mean(dim=(2, 3))
+        if kind == "add":
+            return sum(xs[1:], xs[0])
+        if kind == "dense":
+            return x @ params[layer["name"] + "/kernel"] + params[layer["name"] + "/bias"]
+        raise ValueError(f"unknown layer type {kind}")
+
     def forward(x_nhwc):
-        x = x_nhwc.permute(0, 3, 1, 2)  # NCHW
-        for layer in layers:
-            kind = layer["type"]
-            if kind == "conv":
-                kernel = params[layer["name"] + "/kernel"].permute(3, 2, 0, 1)  # HWIO -> OIHW
-                kh = kernel.shape[2]
-                stride = layer["strides"][0]
-                if layer["padding"] == "same":
-                    assert stride == 1 and kh % 2 == 1, "only stride-1 odd 'same' convolutions are rebuilt"
-                    pad = kh // 2
-                else:
-                    pad = 0
-                bias = params.get(layer["name"] + "/bias")
-                x = F.conv2d(x, kernel, bias, stride=stride, padding=pad)
-            elif kind == "bn":
-                mean, var = tensor(layer["mean"]), tensor(layer["variance"])
-                x = F.batch_norm(x, mean, var, params[layer["name"] + "/gamma"], params[layer["name"] + "/beta"], training=False, eps=layer["epsilon"])
-            elif kind == "relu":
-                x = F.relu(x)
-            elif kind == "maxpool":
-                x = F.max_pool2d(x, layer["pool"])
-            elif kind == "flatten":
-                x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # TF flattens NHWC
-            elif kind == "gap":
-                x = x.mean(dim=(2, 3))
-            elif kind == "dense":
-                x = x @ params[layer["name"] + "/kernel"] + params[layer["name"] + "/bias"]
+        outputs = {}
+        for layer in layers:  # graph order
+            if layer["type"] == "input":
+                outputs[layer["name"]] = x_nhwc.permute(0, 3, 1, 2)  # NCHW
             else:
-                raise ValueError(f"unknown layer type {kind}")
-        return x
+                outputs[layer["name"]] = apply(layer, [outputs[n] for n in layer["inputs"]])
+        return outputs[layers[-1]["name"]]
 
     return params, forward
 
