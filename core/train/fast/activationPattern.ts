@@ -10,8 +10,8 @@
  * The first fastApply with a fresh pattern records it (the forward's values are the model's
  * own: relu(x) = x * [x > 0], a 2x2 window's maximum = 4 x the mean of its entries times a one-hot
  * of its argmax), later ones replay it on inputs of the same batch size. The ops' gradients use
- * the frozen masks too, and their masks are built inside the custom ops, so no gradient runs
- * through them: both as autograd at the base point does.
+ * the frozen masks too, and the masks enter the custom ops as captured constants, not inputs, so
+ * no gradient runs through them: both as autograd at the base point does.
  */
 import type * as TF from '@tensorflow/tfjs-node';
 import { tf } from '../../tf';
@@ -37,17 +37,18 @@ const WITH_ACTIVATION = new Set(['Conv2D', 'Dense']);
 export function frozenPatternRefusal(layer: TF.layers.Layer): string | undefined {
   const cls = layer.getClassName();
   if (AFFINE_LAYERS.has(cls)) return undefined;
-  if (cls === 'ReLU') return (layer as unknown as { maxValue?: number | null }).maxValue == null ? undefined : 'a capped ReLU';
+  if (cls === 'ReLU') return (layer as unknown as { maxValue?: number | null }).maxValue == null ? undefined : 'a capped ReLU (not covered)';
   // tfjs-layers names activations in lower case ('linear', 'relu', 'tanh')
   const activation = (layer as unknown as { activation?: { getClassName(): string } }).activation?.getClassName().toLowerCase();
-  if (cls === 'Activation') return activation === 'relu' || activation === 'linear' ? undefined : `activation ${activation}`;
-  if (WITH_ACTIVATION.has(cls)) return activation === 'linear' ? undefined : `activation ${activation}`;
+  const notCovered = `activation ${activation} (${activation === 'relu' ? 'not covered inside a layer' : 'not piecewise linear'})`;
+  if (cls === 'Activation') return activation === 'relu' || activation === 'linear' ? undefined : notCovered;
+  if (WITH_ACTIVATION.has(cls)) return activation === 'linear' ? undefined : notCovered;
   if (cls === 'MaxPooling2D') {
     const pool = layer as unknown as PoolInternals;
     const nonOverlapping = pool.strides[0] === pool.poolSize[0] && pool.strides[1] === pool.poolSize[1];
-    return nonOverlapping && pool.padding === 'valid' && pool.dataFormat === 'channelsLast' ? undefined : 'a max pool with overlapping windows or padding';
+    return nonOverlapping && pool.padding === 'valid' && pool.dataFormat === 'channelsLast' ? undefined : 'a max pool with overlapping windows, padding or channels first (not covered)';
   }
-  return 'not a piecewise-linear layer';
+  return 'a layer the frozen pattern does not cover';
 }
 
 export class ActivationPattern {
@@ -148,6 +149,6 @@ function upsample(dy: TF.Tensor, kh: number, kw: number, shape: number[]): TF.Te
 export function assertFrozenPatternModel(model: TF.LayersModel, purpose: string): void {
   for (const layer of model.layers) {
     const refusal = frozenPatternRefusal(layer);
-    if (refusal) throw new Error(`${purpose}: layer ${layer.name} (${layer.getClassName()}) of model ${model.name} is ${refusal}, not piecewise linear`);
+    if (refusal) throw new Error(`${purpose}: layer ${layer.name} (${layer.getClassName()}) of model ${model.name} is ${refusal}`);
   }
 }
