@@ -1,11 +1,14 @@
 /**
- * I-BAU's and ANP's hot loops, the reference path against the input-gradient one (issue 22), side by
- * side on the same model and data:
+ * I-BAU's and ANP's hot loops, the reference path against the input-gradient one (issue 22), and I-BAU's
+ * second-order products by finite differences against the frozen-pattern ones (issue 19), side by side
+ * on the same model and data:
  *   node dist/bench/ibauStep.js [--arch smallCnn] [--batch 80] [--rounds 3] [--outer-steps 3]
  *       [--anp-iterations 5] [--out DIR] [--name BASE]
  * Per path: CPU ms per I-BAU inner step (a gradient step of delta), per I-BAU outer step (the implicit
  * hypergradient, K = 5, and the Adam update) and per ANP mask iteration (noise start, one
- * perturbation step, the mask step), at the defenses' defaults. The reference path is
+ * perturbation step, the mask step), at the defenses' defaults; per H v and per mixed product, by finite
+ * differences (on the input-gradient path) and with the activation pattern frozen (ibau.secondOrder's two
+ * values), and the outer step with each. The reference path is
  * `unlearn`/`learnMasks`' `{ reference: true }`: fused convolutions everywhere, H v's points one at a
  * time, ANP's per-variable updates. Each round runs both paths, in alternating order, so a load change
  * hits them alike; CPU time is this process's user + system (on a loaded machine the steadier
@@ -15,7 +18,8 @@
  * (test/core/defenses/ibau.test.ts, anp.test.ts). --batch 80 is what both defenses run at
  * |D_c| = 100 (min(128, the 80 fit images)). Also printed: how much H v moves when the finite-difference
  * step is divided or multiplied by 4 on this model (the kinks of ReLU and max-pooling; docs/performance.md),
- * beside the Gauss-Newton product, which has no such kinks.
+ * beside the Gauss-Newton product, which has no such kinks; the same for the mixed product, and how far
+ * each finite difference is from its frozen-pattern product (autograd's: bench/reference/ibauSecondOrder.ts).
  * Writes <out>/<BASE>.json and .md (default bench/results/ibau-step). A benchmark: never run in CI.
  */
 import { promises as fs } from 'node:fs';
@@ -29,10 +33,19 @@ import type { ImageDataset } from '../core/data/dataset';
 import { Rng } from '../core/rng';
 import { Adam } from '../core/train/adam';
 import { trainableVariables } from '../core/train/sgd';
-import { applyModel, applyModelForInputGradients } from '../core/train/fast';
+import { applyModel, applyModelForInputGradients, applyModelWithPattern } from '../core/train/fast';
 import { anpDefenseSchema, ibauDefenseSchema } from '../core/defenses/configs';
 import { batchTensors } from '../core/defenses/batches';
-import { finiteDifferenceStep, hypergradient, innerHvp, perturbed, universalPerturbation, type UnlearningBatch } from '../core/defenses/ibau';
+import {
+  finiteDifferenceHvp,
+  finiteDifferenceMixedProduct,
+  finiteDifferenceStep,
+  frozenPatternHvp,
+  frozenPatternMixedProduct,
+  hypergradient,
+  universalPerturbation,
+  type UnlearningBatch,
+} from '../core/defenses/ibau';
 import { learnMasks } from '../core/defenses/anp';
 import { findRepoRoot } from '../store/repoRoot';
 import { UsageError } from '../cli/errors';
@@ -53,10 +66,21 @@ const OPTIONS: OptionSpecs = {
 };
 
 const CLASSES = 10;
-const PATHS = ['reference', 'inputGradients'] as const;
+/** reference and inputGradients: issue 22's two paths (finite differences); frozenPattern: the input-gradient path with ibau.secondOrder frozenPattern */
+const PATHS = ['reference', 'inputGradients', 'frozenPattern'] as const;
 type PathName = (typeof PATHS)[number];
-const MEASURES = ['ibauInnerStep', 'ibauOuterStep', 'anpIteration'] as const;
+const MEASURES = ['ibauInnerStep', 'ibauOuterStep', 'hvp', 'mixedProduct', 'anpIteration'] as const;
 type Measure = (typeof MEASURES)[number];
+/** the paths each measure compares (the second-order products do not touch the inner step or ANP) */
+const PATHS_OF: Record<Measure, readonly PathName[]> = {
+  ibauInnerStep: ['reference', 'inputGradients'],
+  ibauOuterStep: PATHS,
+  hvp: ['inputGradients', 'frozenPattern'],
+  mixedProduct: ['inputGradients', 'frozenPattern'],
+  anpIteration: ['reference', 'inputGradients'],
+};
+/** products per hvp / mixedProduct sample */
+const PRODUCTS = 4;
 
 export function parseOptions(argv: string[]) {
   const a = parseBenchArgs(argv, OPTIONS, USAGE);
@@ -114,7 +138,9 @@ async function main() {
   const batch = () => ({ ...batchTensors(data, all, c.meta.inputRange, rng), range: c.meta.inputRange, penalty: ibauCfg.perturbationPenalty });
   const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
   const inputGradientForward = (x: TF.Tensor4D) => applyModelForInputGradients(c.model, x) as TF.Tensor2D;
+  const patternForward: UnlearningBatch['patternForward'] = (x, pattern, inputGradientsOnly) => applyModelWithPattern(c.model, x, pattern, inputGradientsOnly) as TF.Tensor2D;
   const shape = [1, 32, 32, 3];
+  const direction = tf.randomNormal(shape, 0, 1, 'float32', 5);
   const startLoad = load();
   console.log(
     `${o.arch}, batch ${o.batch}; I-BAU K = ${ibauCfg.fixedPointSteps}, ANP perturbSteps ${anpCfg.perturbSteps}; ${tf.getBackend()}, ` +
@@ -129,29 +155,48 @@ async function main() {
     },
     async ibauOuterStep(p, delta) {
       for (let s = 0; s < o.outerSteps; s++) {
-        const b: UnlearningBatch = { ...batch(), forward, vars, ...(p === 'reference' ? {} : { inputGradientForward }) };
-        const hg = hypergradient(b, delta, { mode: 'implicit', fixedPointSteps: ibauCfg.fixedPointSteps, fixedPointStepSize: ibauCfg.fixedPointStepSize });
+        const b: UnlearningBatch = { ...batch(), forward, vars, patternForward, ...(p === 'reference' ? {} : { inputGradientForward }) };
+        const secondOrder = p === 'frozenPattern' ? 'frozenPattern' : 'finiteDifference';
+        const hg = hypergradient(b, delta, { mode: 'implicit', fixedPointSteps: ibauCfg.fixedPointSteps, fixedPointStepSize: ibauCfg.fixedPointStepSize, secondOrder });
         adam.step(hg.grads, ibauCfg.learningRate);
         await hg.loss.data();
         tf.dispose([hg.loss, ...hg.grads, b.x, b.y]);
       }
     },
+    async hvp(p, delta) {
+      const b: UnlearningBatch = { ...batch(), forward, vars, inputGradientForward, patternForward };
+      for (let k = 0; k < PRODUCTS; k++) {
+        const hv = p === 'frozenPattern' ? frozenPatternHvp(b, delta, direction) : finiteDifferenceHvp(b, delta, direction);
+        await hv.data();
+        hv.dispose();
+      }
+      tf.dispose([b.x, b.y]);
+    },
+    async mixedProduct(p, delta) {
+      const b: UnlearningBatch = { ...batch(), forward, vars, inputGradientForward, patternForward };
+      for (let k = 0; k < PRODUCTS; k++) {
+        const mixed = p === 'frozenPattern' ? frozenPatternMixedProduct(b, delta, direction) : finiteDifferenceMixedProduct(b, delta, direction);
+        await Promise.all(mixed.map((t) => t.data()));
+        tf.dispose(mixed);
+      }
+      tf.dispose([b.x, b.y]);
+    },
     async anpIteration(p) {
       await learnMasks(c, { cleanFit: data, augment: { padding: 4, flip: true } }, anpCfg, 3, {}, { reference: p === 'reference' });
     },
   };
-  const units: Record<Measure, number> = { ibauInnerStep: ibauCfg.innerSteps, ibauOuterStep: o.outerSteps, anpIteration: o.anpIterations };
+  const units: Record<Measure, number> = { ibauInnerStep: ibauCfg.innerSteps, ibauOuterStep: o.outerSteps, hvp: PRODUCTS, mixedProduct: PRODUCTS, anpIteration: o.anpIterations };
 
   const deltaBatches = Array.from({ length: ibauCfg.innerSteps }, batch);
   const delta = universalPerturbation(deltaBatches, forward, ibauCfg, shape, inputGradientForward);
   tf.dispose(deltaBatches.flatMap((b) => [b.x, b.y]));
   // warm-up: kernels, graph plans and the doubled batch's shapes on both paths
-  for (const p of PATHS) for (const m of MEASURES) await run[m](p, delta);
+  for (const m of MEASURES) for (const p of PATHS_OF[m]) await run[m](p, delta);
 
   const samples: Sample[] = [];
   for (let r = 1; r <= o.rounds; r++) {
-    const order = r % 2 ? PATHS : [...PATHS].reverse();
     for (const m of MEASURES) {
+      const order = r % 2 ? PATHS_OF[m] : [...PATHS_OF[m]].reverse();
       for (const p of order) {
         const t = await timed(units[m], () => run[m](p, delta));
         samples.push({ round: r, path: p, measure: m, ...t });
@@ -160,15 +205,24 @@ async function main() {
     }
   }
 
-  const fdStability = finiteDifferenceDiagnostic(batch(), forward, inputGradientForward, delta);
+  const fdStability = finiteDifferenceDiagnostic({ ...batch(), forward, inputGradientForward, patternForward, vars }, delta);
   console.log(
-    `H v at t = ${fdStability.step.toExponential(2)} on this model: relative change ${fdStability.quarter.toFixed(2)} at t/4, ${fdStability.fourTimes.toFixed(2)} at 4t; ` +
-      `Gauss-Newton ${fdStability.gaussNewtonQuarter.toExponential(1)} / ${fdStability.gaussNewtonFourTimes.toExponential(1)}; H v(t) differs from it by ${fdStability.fromGaussNewton.toFixed(2)}`,
+    `finite differences at t = ${fdStability.step.toExponential(2)} on this model, relative change at t/4 and 4t: H v ${fdStability.hv.quarter.toFixed(2)} / ${fdStability.hv.fourTimes.toFixed(2)}, ` +
+      `mixed product ${fdStability.mixed.quarter.toFixed(2)} / ${fdStability.mixed.fourTimes.toFixed(2)}; frozen pattern, input steps 0.1 vs 10: ` +
+      `${fdStability.frozenStepChange.hv.toExponential(1)} / ${fdStability.frozenStepChange.mixed.toExponential(1)}; finite differences at t vs frozen pattern: ` +
+      `${fdStability.fromFrozen.hv.toFixed(2)} / ${fdStability.fromFrozen.mixed.toFixed(2)}`,
   );
   const summary = MEASURES.map((m) => {
-    const of = (p: PathName, k: 'cpuMs' | 'wallMs') => median(samples.filter((s) => s.measure === m && s.path === p).map((s) => s[k]));
-    const row = { measure: m, referenceCpuMs: of('reference', 'cpuMs'), inputGradientsCpuMs: of('inputGradients', 'cpuMs'), referenceWallMs: of('reference', 'wallMs'), inputGradientsWallMs: of('inputGradients', 'wallMs') };
-    console.log(`${m}: median CPU ${row.referenceCpuMs.toFixed(1)} -> ${row.inputGradientsCpuMs.toFixed(1)} ms (${(row.referenceCpuMs / row.inputGradientsCpuMs).toFixed(2)}x), wall ${row.referenceWallMs.toFixed(1)} -> ${row.inputGradientsWallMs.toFixed(1)} ms`);
+    const of = (p: PathName, k: 'cpuMs' | 'wallMs') => {
+      const xs = samples.filter((s) => s.measure === m && s.path === p).map((s) => s[k]);
+      return xs.length ? median(xs) : null;
+    };
+    const row: SummaryRow = {
+      measure: m,
+      cpuMs: Object.fromEntries(PATHS_OF[m].map((p) => [p, of(p, 'cpuMs')])),
+      wallMs: Object.fromEntries(PATHS_OF[m].map((p) => [p, of(p, 'wallMs')])),
+    };
+    console.log(`${m}: median CPU ${PATHS_OF[m].map((p) => `${p} ${row.cpuMs[p]!.toFixed(1)}`).join(', ')} ms; wall ${PATHS_OF[m].map((p) => row.wallMs[p]!.toFixed(1)).join(' / ')} ms`);
     return row;
   });
   const endLoad = load();
@@ -176,57 +230,43 @@ async function main() {
   await fs.mkdir(o.out, { recursive: true });
   await fs.writeFile(path.join(o.out, `${o.name}.json`), JSON.stringify(result, null, 2) + '\n');
   await fs.writeFile(path.join(o.out, `${o.name}.md`), markdown(result));
-  tf.dispose([delta]);
+  tf.dispose([delta, direction]);
   adam.dispose();
   c.model.dispose();
   console.log(`live tensors at the end: ${tf.memory().numTensors}; load ${endLoad}; wrote ${path.join(o.out, o.name)}.{json,md}`);
 }
 
-/**
- * Gauss-Newton H v = 2 penalty v - (1/n) sum_i J_i^T S_i J_i v (S_i = diag(p_i) - p_i p_i^T), with
- * J v by central differences of the logits: for a model built of ReLU, max-pooling, BN and affine
- * layers the logits are piecewise linear in delta, so this is the Hessian of L_in wherever it exists
- * (what double backward, the authors' autograd, computes), and the logits' differences, unlike the
- * gradients', have no jumps. A diagnostic here, not I-BAU's estimator.
- */
-function gaussNewtonHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step: number): TF.Tensor {
-  return tf.tidy(() => {
-    const f = (d: TF.Tensor) => p.forward(perturbed(p, d));
-    const norm = tf.norm(v);
-    const u = tf.div(v, norm);
-    const jv = tf.mul(tf.sub(f(tf.add(delta, tf.mul(u, step))), f(tf.sub(delta, tf.mul(u, step)))), tf.div(norm, 2 * step));
-    const prob = tf.softmax(f(delta));
-    const weights = tf.div(tf.sub(tf.mul(prob, jv), tf.mul(prob, tf.sum(tf.mul(prob, jv), 1, true))), p.x.shape[0]);
-    const jtw = tf.grad((d: TF.Tensor) => tf.sum(tf.mul(weights, f(d))))(delta);
-    return tf.sub(tf.mul(2 * p.penalty, v), jtw);
-  });
+interface SummaryRow {
+  measure: Measure;
+  /** median per path measured (PATHS_OF) */
+  cpuMs: Partial<Record<PathName, number | null>>;
+  wallMs: Partial<Record<PathName, number | null>>;
 }
 
 /**
- * How much H v moves from the step t to t/4 and 4t (relative to its norm): I-BAU's central
- * differences of gradients on the input-gradient path, and the Gauss-Newton product beside it.
+ * How much the finite-difference products move from the step t to t/4 and 4t (relative to their
+ * norm), how much the frozen-pattern ones move between input steps of 0.1 and 10 of the range
+ * (they are exact at any step: rounding only), and how far the former are from the latter at t.
  */
-function finiteDifferenceDiagnostic(
-  b: Omit<UnlearningBatch, 'forward' | 'vars'>,
-  forward: UnlearningBatch['forward'],
-  inputGradientForward: UnlearningBatch['inputGradientForward'],
-  delta: TF.Tensor,
-): FdStability {
+function finiteDifferenceDiagnostic(p: UnlearningBatch, delta: TF.Tensor): FdStability {
   return tf.tidy(() => {
-    const p: UnlearningBatch = { ...b, forward, inputGradientForward, vars: [] };
     const v = tf.randomNormal(delta.shape, 0, 1, 'float32', 3);
     const t = finiteDifferenceStep(delta.size);
-    const rel = (a: TF.Tensor, base: TF.Tensor) => tf.norm(tf.sub(a, base)).dataSync()[0] / tf.norm(base).dataSync()[0];
-    const [quarter, base, four] = [t / 4, t, 4 * t].map((s) => innerHvp(p, delta, v, s));
-    const [gnQuarter, gnBase, gnFour] = [t / 4, t, 4 * t].map((s) => gaussNewtonHvp(p, delta, v, s));
-    tf.dispose([b.x, b.y]);
+    const rel = (a: TF.Tensor[], base: TF.Tensor[]) => {
+      const num = a.reduce((s, x, i) => s + tf.sum(tf.square(tf.sub(x, base[i]))).dataSync()[0], 0);
+      return Math.sqrt(num / base.reduce((s, x) => s + tf.sum(tf.square(x)).dataSync()[0], 0));
+    };
+    const [hvQuarter, hv, hvFour] = [t / 4, t, 4 * t].map((s) => [finiteDifferenceHvp(p, delta, v, s)]);
+    const [mixedQuarter, mixed, mixedFour] = [t / 4, t, 4 * t].map((s) => finiteDifferenceMixedProduct(p, delta, v, s));
+    const [frozenHvSmall, frozenHv] = [0.1, 10].map((s) => [frozenPatternHvp(p, delta, v, s)]);
+    const [frozenMixedSmall, frozenMixed] = [0.1, 10].map((s) => frozenPatternMixedProduct(p, delta, v, s));
+    tf.dispose([p.x, p.y]);
     return {
       step: t,
-      quarter: rel(quarter, base),
-      fourTimes: rel(four, base),
-      gaussNewtonQuarter: rel(gnQuarter, gnBase),
-      gaussNewtonFourTimes: rel(gnFour, gnBase),
-      fromGaussNewton: rel(base, gnBase),
+      hv: { quarter: rel(hvQuarter, hv), fourTimes: rel(hvFour, hv) },
+      mixed: { quarter: rel(mixedQuarter, mixed), fourTimes: rel(mixedFour, mixed) },
+      frozenStepChange: { hv: rel(frozenHvSmall, frozenHv), mixed: rel(frozenMixedSmall, frozenMixed) },
+      fromFrozen: { hv: rel(hv, frozenHv), mixed: rel(mixed, frozenMixed) },
     };
   });
 }
@@ -234,14 +274,13 @@ function finiteDifferenceDiagnostic(
 interface FdStability {
   /** t */
   step: number;
-  /** ||H v(t/4) - H v(t)|| / ||H v(t)||, central differences of gradients */
-  quarter: number;
-  fourTimes: number;
-  /** the same for the Gauss-Newton product */
-  gaussNewtonQuarter: number;
-  gaussNewtonFourTimes: number;
-  /** ||H v(t) - GN(t)|| / ||GN(t)|| */
-  fromGaussNewton: number;
+  /** ||P(t/4) - P(t)|| / ||P(t)|| and the same at 4t, P the finite-difference H v or mixed product */
+  hv: { quarter: number; fourTimes: number };
+  mixed: { quarter: number; fourTimes: number };
+  /** ||F(0.1) - F(10)|| / ||F(10)||, F the frozen-pattern product at that RMS input step */
+  frozenStepChange: { hv: number; mixed: number };
+  /** ||P(t) - F|| / ||F|| */
+  fromFrozen: { hv: number; mixed: number };
 }
 
 function markdown(r: {
@@ -249,7 +288,7 @@ function markdown(r: {
   machine: ReturnType<typeof machine>;
   startLoad: number;
   endLoad: number;
-  summary: Array<{ measure: string; referenceCpuMs: number; inputGradientsCpuMs: number; referenceWallMs: number; inputGradientsWallMs: number }>;
+  summary: SummaryRow[];
   samples: Sample[];
   fdStability: FdStability;
   date: string;
@@ -258,10 +297,13 @@ function markdown(r: {
     r.samples
       .filter((s) => s.measure === m && s.path === p)
       .map((s) => s[k].toFixed(1))
-      .join(' / ');
+      .join(' / ') || '-';
+  const cell = (x: number | null | undefined) => (x == null ? '-' : x.toFixed(1));
+  const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null ? '-' : `${(a / b).toFixed(2)}x`);
   const loads = r.samples.map((s) => s.loadBefore);
+  const f = r.fdStability;
   return [
-    `# I-BAU and ANP hot loops: reference path vs input-gradient path`,
+    `# I-BAU and ANP hot loops: reference path, input-gradient path, frozen-pattern second-order products`,
     '',
     `${r.date}; \`node dist/bench/ibauStep.js --arch ${r.options.arch} --batch ${r.options.batch} --rounds ${r.options.rounds} --outer-steps ${r.options.outerSteps} --anp-iterations ${r.options.anpIterations}\`; ` +
       `${r.machine.cpuModel}, ${r.machine.logicalCores} logical cores, intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'}, ${r.machine.backend}.`,
@@ -269,23 +311,27 @@ function markdown(r: {
     `**Load average** ${r.startLoad} at the start, ${r.endLoad} at the end, ${Math.min(...loads)}-${Math.max(...loads)} before the measurements: ` +
       'the machine was shared, so CPU time (user + system of this process) is the measure; wall time is listed, not claimed.',
     '',
-    '| per | reference CPU ms (median) | input-gradient CPU ms (median) | CPU ratio | reference wall ms | input-gradient wall ms |',
-    '|---|---|---|---|---|---|',
+    'reference and input-gradient: finite-difference products (issue 22\'s two paths); frozen pattern: the input-gradient path with `secondOrder: frozenPattern` (the default).',
+    '',
+    '| per | reference CPU ms (median) | input-gradient CPU ms | frozen-pattern CPU ms | reference / input-gradient | input-gradient / frozen-pattern | wall ms (same order) |',
+    '|---|---|---|---|---|---|---|',
     ...r.summary.map(
       (s) =>
-        `| ${s.measure} | ${s.referenceCpuMs.toFixed(1)} | ${s.inputGradientsCpuMs.toFixed(1)} | ${(s.referenceCpuMs / s.inputGradientsCpuMs).toFixed(2)}x | ${s.referenceWallMs.toFixed(1)} | ${s.inputGradientsWallMs.toFixed(1)} |`,
+        `| ${s.measure} | ${cell(s.cpuMs.reference)} | ${cell(s.cpuMs.inputGradients)} | ${cell(s.cpuMs.frozenPattern)} | ${ratio(s.cpuMs.reference, s.cpuMs.inputGradients)} | ` +
+        `${ratio(s.cpuMs.inputGradients, s.cpuMs.frozenPattern)} | ${PATHS.map((p) => cell(s.wallMs[p])).join(' / ')} |`,
     ),
     '',
     'Per round (CPU ms, rounds in order):',
     '',
-    '| per | reference | input-gradient |',
-    '|---|---|---|',
-    ...r.summary.map((s) => `| ${s.measure} | ${per(s.measure, 'reference', 'cpuMs')} | ${per(s.measure, 'inputGradients', 'cpuMs')} |`),
+    '| per | reference | input-gradient | frozen-pattern |',
+    '|---|---|---|---|',
+    ...r.summary.map((s) => `| ${s.measure} | ${PATHS.map((p) => per(s.measure, p, 'cpuMs')).join(' | ')} |`),
     '',
-    `H v by central differences of gradients on this model (random weights, the bench's delta, a random direction): relative change ` +
-      `${r.fdStability.quarter.toFixed(2)} from t = ${r.fdStability.step.toExponential(2)} to t/4, ${r.fdStability.fourTimes.toFixed(2)} to 4t (ReLU and max-pool kinks; docs/performance.md). ` +
-      `The Gauss-Newton product (the Hessian where it exists, logits differenced instead of gradients): ${r.fdStability.gaussNewtonQuarter.toExponential(1)} and ` +
-      `${r.fdStability.gaussNewtonFourTimes.toExponential(1)}; at t the two differ by ${r.fdStability.fromGaussNewton.toFixed(2)} of its norm.`,
+    `Finite differences on this model (random weights, the bench's delta, a random direction), relative change from t = ${f.step.toExponential(2)} ` +
+      `to t/4 and to 4t: H v ${f.hv.quarter.toFixed(2)} and ${f.hv.fourTimes.toFixed(2)}, mixed product ${f.mixed.quarter.toFixed(2)} and ${f.mixed.fourTimes.toFixed(2)} ` +
+      `(ReLU and max-pool kinks; docs/performance.md). Frozen-pattern products between input steps of 0.1 and 10 of the range: ` +
+      `${f.frozenStepChange.hv.toExponential(1)} and ${f.frozenStepChange.mixed.toExponential(1)}. At t the finite differences are ` +
+      `${f.fromFrozen.hv.toFixed(2)} (H v) and ${f.fromFrozen.mixed.toFixed(2)} (mixed) of the frozen-pattern products' norm away from them.`,
     '',
   ].join('\n');
 }

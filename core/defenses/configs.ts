@@ -195,6 +195,15 @@ export const ibauDefenseSchema = z
       .enum(['implicit', 'firstOrder'])
       .default('implicit')
       .describe('implicit: I-BAU as published; firstOrder: drops the implicit term and is reported as "I-BAU (first-order)"'),
+    secondOrder: z
+      .enum(['frozenPattern', 'finiteDifference'])
+      .default('frozenPattern')
+      .describe(
+        'how the implicit hypergradient\'s H v and mixed product are computed: frozenPattern (default) as the authors\' autograd does, ' +
+          'exactly, with the ReLU / max-pool pattern held at the base point (piecewise-linear models only; others are refused by layer name); ' +
+          'finiteDifference: central differences of gradients, the behaviour before issue 19\'s re-check (on ReLU / max-pool models it moves ' +
+          'by about its own size with the step, docs/defenses.md)',
+      ),
     batchSize,
   })
   .strict();

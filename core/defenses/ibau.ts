@@ -15,27 +15,39 @@
  * from v = 0 (d_delta Phi = I - eta * H, H the Hessian of L_in in delta) and
  * (d_theta Phi)^T v = -eta * grad_theta <grad_delta L_in, v>.
  *
- * tfjs has no second derivatives of the conv/pooling backprop ops, so both second-order
- * products are central finite differences of first-order gradients along v:
+ * Both second-order products are computed as the authors' autograd computes them (`secondOrder:
+ * frozenPattern`, the default; issue 19). On the ReLU / max-pool / inference-BN models I-BAU runs,
+ * double backward differentiates with the activation pattern (ReLU on/off, each max-pool window's
+ * winner) held at the base point: the network is then affine in its input, H v is exactly
+ * 2 penalty v - D^T (1/n) sum_i J_i^T S_i J_i D v (S_i the softmax-CE Hessian, D the input's
+ * derivative in delta), and the mixed product the theta-gradient of <grad_delta L_in, v> with the
+ * pattern held. tfjs has no second derivatives of its conv / pooling backprop kernels, so both are
+ * built from forwards with the pattern recorded on one pass and frozen on the next
+ * (core/train/fast/activationPattern.ts): J D v is a difference of frozen-pattern logits (exact for
+ * any step), then one first-order backward each (frozenPatternHvp, frozenPatternMixedProduct).
+ * They agree with PyTorch autograd to ~1e-7 (H v) and ~1e-6 (mixed) on smallCnn
+ * (bench/reference/ibauSecondOrder.ts). Models with a layer that is not piecewise linear are refused
+ * by layer name; `secondOrder: finiteDifference` keeps the products of before, central differences
+ * of first-order gradients along v:
  *   H v ~ ||v|| (g_delta(delta + t u) - g_delta(delta - t u)) / 2t,  u = v / ||v||
  *   grad_theta <grad_delta L_in, v> ~ ||v|| (g_theta(delta + t u) - g_theta(delta - t u)) / 2t
- * (the second is the derivative of g_theta along v, by the symmetry of mixed partials).
- * t moves every pixel by 1e-3 of the input range (RMS): large against float32 rounding of
- * the gradients (relative error ~1e-7 / 1e-3). On a smooth model H v is then the same at t/4 and
- * 4t to about 1e-3 of its norm; on ReLU / max-pool models it is not: every unit that switches
- * between delta - t u and delta + t u adds a jump to the gradient, and H v changes by about its
- * own size from t to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
+ * t moves every pixel by 1e-3 of the input range (RMS). On a smooth model they are the derivatives to
+ * about 1e-3; on ReLU / max-pool models they are not: every unit that switches between delta - t u and
+ * delta + t u adds a jump to the gradient, and both products change by about their own size from t
+ * to t/4 or 4t (docs/performance.md, "I-BAU and ANP on the input-gradient path").
  *
  * Only the weights' update needs weight gradients. The gradients to delta (inner steps, H v) run
  * on the model's input-gradient forward (convolutions unfused, so their backward skips the filter
- * gradients), and H v's two points go through one forward and backward of the batch stacked on
- * itself; same numbers, bit for bit, as the reference path (`UnlearnOptions.reference`).
+ * gradients): the frozen-pattern H v's forwards and backward, and the finite-difference H v, whose
+ * two points go through one forward and backward of the batch stacked on itself (same numbers, bit
+ * for bit, as the reference path, `UnlearnOptions.reference`). The clip of x + delta is a kink too:
+ * the frozen-pattern products hold it as autograd does (a pixel on a bound still moves).
  *
  * delta is measured in standardised-input units, a quarter of the input range: the authors
  * work on per-channel standardised CIFAR-10 (std ~0.25 of the [0, 1] range), so their
  * constants (inner step 10, L2 radius 10, penalty 0.001, eta 0.1) keep their meaning for
  * every input encoding; x + delta is clipped to the valid range. BN runs in inference mode: its moving statistics are frozen (a
- * training-mode forward would update them with perturbed data on every finite difference);
+ * training-mode forward would update them with perturbed data on every extra forward);
  * gamma and beta are trained like every other weight.
  */
 import type * as TF from '@tensorflow/tfjs-node';
@@ -54,7 +66,7 @@ import { describeStepBudget, stepBudget } from './budgets';
 import { ibauDefenseSchema, type IbauDefenseConfig } from './configs';
 import type { DefensePlugin, PhaseControl } from './defense';
 import { batchTensors, passBatches } from './batches';
-import { applyModel, applyModelForInputGradients } from '../train/fast';
+import { ActivationPattern, applyModel, applyModelForInputGradients, applyModelWithPattern, assertFrozenPatternModel } from '../train/fast';
 
 /** Input-range width per unit of delta (see the file comment). */
 export const DELTA_UNIT = 0.25;
@@ -84,6 +96,11 @@ export interface UnlearningBatch {
    * forward of a doubled batch; absent, on `forward`, one point at a time (the reference path).
    */
   inputGradientForward?: (x: TF.Tensor4D) => TF.Tensor2D;
+  /**
+   * The logits with the model's ReLU / max-pool pattern recorded into `pattern` (its first forward)
+   * or frozen to it (later ones): applyModelWithPattern. Needed by the frozen-pattern products.
+   */
+  patternForward?: (x: TF.Tensor4D, pattern: ActivationPattern, inputGradientsOnly: boolean) => TF.Tensor2D;
   /** theta: the variables the outer problem trains */
   vars: TF.Variable[];
   x: TF.Tensor4D;
@@ -184,8 +201,8 @@ export function finiteDifferenceStep(size: number): number {
   return FD_RMS_STEP * Math.sqrt(size);
 }
 
-/** H v: the Hessian of L_in in delta times v. */
-export function innerHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor {
+/** H v, the Hessian of L_in in delta times v, by central differences of grad_delta L_in (`secondOrder: finiteDifference`). */
+export function finiteDifferenceHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor {
   const pair = p.inputGradientForward
     ? (a: TF.Tensor, b: TF.Tensor): [TF.Tensor[], TF.Tensor[]] => {
         const [ga, gb] = innerGradDeltaPair(p, a, b);
@@ -195,9 +212,112 @@ export function innerHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, ste
   return centralDifference((d) => [innerGradDelta(p, d)], delta, v, step, pair)[0];
 }
 
-/** grad_theta <grad_delta L_in, v>: the mixed second derivative of L_in applied to v. */
-export function innerMixedProduct(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor[] {
+/** grad_theta <grad_delta L_in, v>, the mixed second derivative of L_in applied to v, by central differences of grad_theta L_in. */
+export function finiteDifferenceMixedProduct(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, step = finiteDifferenceStep(delta.size)): TF.Tensor[] {
   return centralDifference((d) => innerGradTheta(p, d), delta, v, step);
+}
+
+/** How I-BAU's two second-order products are computed (the config's `secondOrder`). */
+export type SecondOrder = 'frozenPattern' | 'finiteDifference';
+
+/**
+ * RMS per-pixel size, as a share of the input range, of the input step along which the
+ * frozen-pattern products take J v. The frozen-pattern logits are affine in the input, so J v
+ * is exact for any step; a large one keeps the difference of logits far above their rounding.
+ */
+export const FROZEN_PATTERN_RMS_STEP = 1;
+
+/**
+ * The derivative of perturbed(delta) along v: DELTA_UNIT * range * v on the perturbed rows, zero
+ * where the clip holds the pixel (with its gradient's convention, tfjs's and PyTorch's clamp alike:
+ * a pixel exactly on a bound still moves).
+ */
+export function inputDirection(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor): TF.Tensor4D {
+  return tf.tidy(() => {
+    const { low, high } = inputBounds(p.range);
+    const scale = DELTA_UNIT * (high - low);
+    const rows = (t: TF.Tensor) => (p.perturbedRows ? tf.mul(p.perturbedRows, t) : t);
+    // the same sum perturbed() clips, so the mask is the clip's own
+    const unclipped = tf.add(p.x, rows(tf.mul(delta, scale)));
+    const inside = tf.cast(tf.logicalAnd(tf.greaterEqual(unclipped, low), tf.lessEqual(unclipped, high)), 'float32');
+    return tf.mul(inside, rows(tf.mul(v, scale))) as TF.Tensor4D;
+  });
+}
+
+function patternForwardOf(p: UnlearningBatch): NonNullable<UnlearningBatch['patternForward']> {
+  if (!p.patternForward) throw new Error("I-BAU's frozen-pattern products need the batch's patternForward (secondOrder: frozenPattern)");
+  return p.patternForward;
+}
+
+/** The scalar step that makes `direction` move the input by `rmsStep` of the range, RMS per element (any step if the direction is 0). */
+function inputStep(p: UnlearningBatch, direction: TF.Tensor, rmsStep: number): TF.Scalar {
+  const { low, high } = inputBounds(p.range);
+  const rms = tf.sqrt(tf.mean(tf.square(direction)));
+  return tf.div(rmsStep * (high - low), tf.maximum(rms, 1e-30)) as TF.Scalar;
+}
+
+/**
+ * H v with the activation pattern frozen at delta, as autograd's double backward computes it on a
+ * piecewise-linear model: 2 penalty v - D^T (1/n) sum_i J_i^T S_i J_i D v, with J_i the logits'
+ * Jacobian in the input, S_i = diag(p_i) - p_i p_i^T the softmax-CE Hessian and D the input's
+ * derivative in delta (clip pattern frozen too). J D v comes from frozen-pattern logits at
+ * x0 + s D v minus those at x0, over s (exact: affine); the gradient in v of
+ * (1/2n) sum_i (J_i D v)^T S_i (J_i D v), S_i held, is then the curvature term, through one
+ * input-gradient backward. One recording forward, one frozen forward and one input-only backward
+ * of the batch (the finite difference: a doubled forward and backward).
+ */
+export function frozenPatternHvp(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, rmsStep = FROZEN_PATTERN_RMS_STEP): TF.Tensor {
+  const forward = patternForwardOf(p);
+  const pattern = new ActivationPattern();
+  try {
+    return tf.tidy(() => {
+      const n = p.x.shape[0];
+      const x0 = perturbed(p, delta);
+      const z0 = forward(x0, pattern, true);
+      const prob = tf.softmax(z0);
+      const s = inputStep(p, inputDirection(p, delta, v), rmsStep);
+      const curvature = tf.grad((w: TF.Tensor) => {
+        const jv = tf.div(tf.sub(forward(tf.add(x0, tf.mul(s, inputDirection(p, delta, w))) as TF.Tensor4D, pattern, true), z0), s);
+        // jv^T (diag(p) - p p^T) jv = sum_k p_k jv_k^2 - (p . jv)^2, per image
+        const projected = tf.sum(tf.mul(prob, jv), 1);
+        return tf.div(tf.sub(tf.sum(tf.mul(prob, tf.square(jv))), tf.sum(tf.square(projected))), 2 * n) as TF.Scalar;
+      })(v);
+      return tf.sub(tf.mul(2 * p.penalty, v), curvature);
+    });
+  } finally {
+    pattern.dispose();
+  }
+}
+
+/**
+ * grad_theta <grad_delta L_in, v> with the activation pattern frozen at delta, as autograd computes
+ * it: <grad_delta L_in, v> = 2 penalty <delta, v> - (1/n) sum_i (p_i - e_{y_i})^T J_i D v, and its
+ * gradient in theta through p_i and J_i D v alike, the pattern (a step function of theta) held.
+ * J_i D v is the difference of the frozen-pattern logits at x0 + s D v and x0, over s, so both
+ * forwards and the one backward run under the same tape; the penalty's term has no theta in it.
+ */
+export function frozenPatternMixedProduct(p: UnlearningBatch, delta: TF.Tensor, v: TF.Tensor, rmsStep = FROZEN_PATTERN_RMS_STEP): TF.Tensor[] {
+  const forward = patternForwardOf(p);
+  const pattern = new ActivationPattern();
+  try {
+    return tf.tidy(() => {
+      const n = p.x.shape[0];
+      const x0 = perturbed(p, delta);
+      const direction = inputDirection(p, delta, v);
+      const s = inputStep(p, direction, rmsStep);
+      const x1 = tf.add(x0, tf.mul(s, direction)) as TF.Tensor4D;
+      const { value, grads } = tf.variableGrads(() => {
+        const z0 = forward(x0, pattern, false);
+        const jv = tf.div(tf.sub(forward(x1, pattern, false), z0), s);
+        const residual = tf.sub(tf.softmax(z0), tf.oneHot(p.y, z0.shape[1]));
+        return tf.neg(tf.div(tf.sum(tf.mul(residual, jv)), n)) as TF.Scalar;
+      }, p.vars);
+      value.dispose();
+      return p.vars.map((w) => grads[w.name]);
+    });
+  } finally {
+    pattern.dispose();
+  }
 }
 
 export interface Hypergradient {
@@ -214,7 +334,7 @@ export interface Hypergradient {
 export function hypergradient(
   p: UnlearningBatch,
   delta: TF.Tensor,
-  o: { mode: 'implicit' | 'firstOrder'; fixedPointSteps: number; fixedPointStepSize: number },
+  o: { mode: 'implicit' | 'firstOrder'; fixedPointSteps: number; fixedPointStepSize: number; secondOrder: SecondOrder },
 ): Hypergradient {
   const point = tf.variable(delta, true);
   try {
@@ -226,14 +346,16 @@ export function hypergradient(
     const eta = o.fixedPointStepSize;
     // the fixed-point map is L_in's descent, which perturbs every image (only L_out may perturb a share)
     const inner: UnlearningBatch = { ...p, perturbedRows: undefined };
+    const [hvp, mixedProduct] =
+      o.secondOrder === 'frozenPattern' ? [frozenPatternHvp, frozenPatternMixedProduct] : [finiteDifferenceHvp, finiteDifferenceMixedProduct];
     let v = gDelta.clone();
     for (let k = 1; k < o.fixedPointSteps; k++) {
-      const hv = innerHvp(inner, delta, v);
+      const hv = hvp(inner, delta, v);
       const next = tf.tidy(() => tf.add(tf.sub(v, tf.mul(eta, hv)), gDelta));
       tf.dispose([v, hv]);
       v = next;
     }
-    const mixed = innerMixedProduct(inner, delta, v);
+    const mixed = mixedProduct(inner, delta, v);
     const total = tf.tidy(() => gTheta.map((g, i) => tf.sub(g, tf.mul(eta, mixed[i]))));
     tf.dispose([...gTheta, gDelta, v, ...mixed]);
     return { loss: value, grads: total };
@@ -273,7 +395,9 @@ export interface UnlearnOptions {
   /**
    * Every pass on the model's ordinary forward, H v's two points one at a time, as before issue
    * 22; default: the gradients to delta and H v on the input-gradient forward, H v's points in one
-   * doubled batch. The same numbers by other calls, kept for tests and bench/ibauStep.ts.
+   * doubled batch. The same numbers by other calls, kept for tests and bench/ibauStep.ts. Only the
+   * inner steps and the finite-difference products differ by path: the frozen-pattern products
+   * (secondOrder's default) make the same calls either way.
    */
   reference?: boolean;
 }
@@ -305,6 +429,12 @@ export async function unlearn(
   const forward = (x: TF.Tensor4D) => applyModel(c.model, x, false) as TF.Tensor2D;
   const inputGradientForward =
     options.reference ? undefined : (x: TF.Tensor4D) => applyModelForInputGradients(c.model, x) as TF.Tensor2D;
+  const patternForward = (x: TF.Tensor4D, pattern: ActivationPattern, inputGradientsOnly: boolean) =>
+    applyModelWithPattern(c.model, x, pattern, inputGradientsOnly) as TF.Tensor2D;
+  // refused before any work, naming the layer, rather than at the first outer step
+  if (cfg.hypergradient === 'implicit' && cfg.secondOrder === 'frozenPattern') {
+    assertFrozenPatternModel(c.model, "I-BAU's secondOrder 'frozenPattern' (set secondOrder: finiteDifference for this model)");
+  }
   // a fixed number of outer steps whatever |D_c| (budgets.ts); passBatches walks shuffled passes
   const stepsPerRound = cfg.stepsPerRound;
   const shape = [1, data.cleanFit.height, data.cleanFit.width, data.cleanFit.channels];
@@ -345,8 +475,13 @@ export async function unlearn(
           tf.dispose([delta, innerCe]);
           throw new TrainingCancelledError();
         }
-        const b = { ...load(outer[s]), forward, inputGradientForward, vars, perturbedRows: perturbedRowsMask(rng, outer[s].length, cfg.outerPerturbedFraction) };
-        const hg = hypergradient(b, delta, { mode: cfg.hypergradient, fixedPointSteps: cfg.fixedPointSteps, fixedPointStepSize: cfg.fixedPointStepSize });
+        const b = { ...load(outer[s]), forward, inputGradientForward, patternForward, vars, perturbedRows: perturbedRowsMask(rng, outer[s].length, cfg.outerPerturbedFraction) };
+        const hg = hypergradient(b, delta, {
+          mode: cfg.hypergradient,
+          fixedPointSteps: cfg.fixedPointSteps,
+          fixedPointStepSize: cfg.fixedPointStepSize,
+          secondOrder: cfg.secondOrder,
+        });
         adam.step(hg.grads, cfg.learningRate);
         lossSum += (await hg.loss.data())[0];
         tf.dispose([hg.loss, ...hg.grads, b.x, b.y, ...(b.perturbedRows ? [b.perturbedRows] : [])]);
@@ -400,6 +535,7 @@ export const ibau: DefensePlugin<IbauDefenseConfig> = {
       selectionRule: `none: the model after the last of ${cfg.rounds} rounds (fixed in advance; held-out accuracy is reported, not used)`,
       details: {
         hypergradient: cfg.hypergradient,
+        secondOrder: cfg.secondOrder,
         rounds: cfg.rounds,
         optimisationSteps: result.history.reduce((s, r) => s + Math.round(r.images / Math.min(cfg.batchSize, ctx.cleanFit.labels.length)), 0),
         stepBudget: describeStepBudget(stepBudget(cfg)),

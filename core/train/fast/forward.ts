@@ -15,6 +15,7 @@ import { residualAdd } from './add';
 import { MovingUpdates, type BatchNormInternals, type LayerVariableRef } from './movingUpdates';
 import { nativeMath } from './native';
 import { layerGraph } from './layerGraph';
+import { frozenPatternRefusal, type ActivationPattern } from './activationPattern';
 
 type Kind = 'batchNorm' | 'relu' | 'add' | 'layer';
 
@@ -62,7 +63,8 @@ function kindOf(layer: TF.layers.Layer): Kind {
 export function isPlainRelu(layer: TF.layers.Layer): boolean {
   const cls = layer.getClassName();
   if (cls === 'ReLU') return (layer as unknown as { maxValue?: number | null }).maxValue == null;
-  return cls === 'Activation' && (layer as unknown as { activation: { getClassName(): string } }).activation.getClassName() === 'Relu';
+  // tfjs-layers' activation class names are lower case ('relu')
+  return cls === 'Activation' && (layer as unknown as { activation: { getClassName(): string } }).activation.getClassName().toLowerCase() === 'relu';
 }
 
 function buildPlan(model: TF.LayersModel): Plan | undefined {
@@ -169,6 +171,12 @@ export interface FastApplyOptions {
    * values by other calls, kept so tests can assert the savings changed no number.
    */
   reference?: boolean;
+  /**
+   * Record the ReLU and max-pool pattern into this (a fresh one) or freeze it to what it holds
+   * (./activationPattern); inference mode only. Models with a layer that is not piecewise linear
+   * are refused with its name.
+   */
+  activationPattern?: ActivationPattern;
 }
 
 /** Same-shape inputs: what residualAdd sums (the Add layer broadcasts other shapes by reshaping). */
@@ -182,7 +190,10 @@ function sameShapes(inputs: TF.Tensor[]): boolean {
  */
 export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean, options: FastApplyOptions = {}): TF.Tensor | TF.Tensor[] {
   const plan = planOf(model);
+  const pattern = options.activationPattern;
+  if (pattern && (training || !plan)) throw new Error(`a frozen activation pattern needs an inference-mode forward of a model fastApply walks (${model.name})`);
   if (!plan) return model.apply(x, { training }) as TF.Tensor | TF.Tensor[];
+  pattern?.begin(x.shape[0]);
   const moving = training && !options.reference ? new MovingUpdates() : undefined;
   try {
     const values = new Map<number, TF.Tensor>([[plan.input, x]]);
@@ -193,8 +204,13 @@ export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean
         return v;
       });
       let outputs: TF.Tensor[];
+      if (pattern) {
+        const refusal = frozenPatternRefusal(step.layer);
+        if (refusal) throw new Error(`layer ${step.layer.name} (${step.layer.getClassName()}, ${refusal}) cannot run with a frozen activation pattern`);
+      }
       if (step.kind === 'batchNorm') outputs = [batchNormLayer(step.layer, inputs[0], training, moving)];
-      else if (step.kind === 'relu') outputs = [fastRelu(inputs[0])];
+      else if (step.kind === 'relu') outputs = [pattern ? pattern.relu(inputs[0]) : fastRelu(inputs[0])];
+      else if (pattern && step.layer.getClassName() === 'MaxPooling2D') outputs = [pattern.maxPool(step.layer, inputs[0])];
       // tfjs-layers' Add clones its first input and sums left to right; the same sums without
       // the clone, whose backward (a Cast per add) and the add's (a Reshape per input) go too
       else if (step.kind === 'add' && !options.reference && sameShapes(inputs)) outputs = [inputs.slice(1).reduce(residualAdd, inputs[0])];
@@ -206,6 +222,7 @@ export function fastApply(model: TF.LayersModel, x: TF.Tensor, training: boolean
       step.outputs.forEach((id, i) => values.set(id, outputs[i]));
     }
     moving?.flush();
+    pattern?.end();
     const outputs = plan.outputs.map((id) => values.get(id)!);
     return outputs.length === 1 ? outputs[0] : outputs;
   } finally {

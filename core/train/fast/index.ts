@@ -9,9 +9,11 @@ import { tf } from '../../tf';
 import { nativeBackendActive } from './native';
 import { fusedBatchNorm } from './batchNorm';
 import { fastApply } from './forward';
+import type { ActivationPattern } from './activationPattern';
 
 export { fastApply, supportsFastApply, isPlainRelu, inputGradientConv, type FastApplyOptions } from './forward';
 export { fusedBatchNorm } from './batchNorm';
+export { ActivationPattern, assertFrozenPatternModel, frozenPatternRefusal } from './activationPattern';
 export { fastRelu } from './relu';
 
 const OFF = new Set(['0', 'false', 'off', 'no']);
@@ -81,6 +83,15 @@ export function applyModel(model: TF.LayersModel, x: TF.Tensor, training: boolea
  */
 export function applyModelForInputGradients(model: TF.LayersModel, x: TF.Tensor, fast: boolean = useFastPath()): TF.Tensor {
   return (fast ? fastApply(model, x, false, { inputGradientsOnly: true }) : model.apply(x, { training: false })) as TF.Tensor;
+}
+
+/**
+ * The inference forward with the ReLU / max-pool pattern recorded into `pattern` (a fresh one) or
+ * frozen to it (./activationPattern); always the graph walk, as the pattern ops live there.
+ * `inputGradientsOnly` as in applyModelForInputGradients.
+ */
+export function applyModelWithPattern(model: TF.LayersModel, x: TF.Tensor, pattern: ActivationPattern, inputGradientsOnly = false): TF.Tensor {
+  return fastApply(model, x, false, { activationPattern: pattern, inputGradientsOnly }) as TF.Tensor;
 }
 
 /** applyModel for a model with several outputs (e.g. intermediate features): always a list. */
