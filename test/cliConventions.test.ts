@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { telemetryEndpoints } from '../telemetry/config';
 import { exportFailureLine } from '../telemetry/setup';
-import { NTML_BIN, repoRoot, runNtml } from './support/processes';
+import { NTML_BIN, embeddedEnv, repoRoot, runNtml } from './support/processes';
 
 
 const ntml = (args: string[]) => runNtml(args, { timeout: 30_000 });
@@ -64,6 +64,22 @@ describe('ntml conventions', () => {
     }
   });
 
+  it('--stack-dir reaches every command that finds the local stack, and the message names that folder', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-nostack-'));
+    try {
+      for (const command of [['stack', 'env'], ['audit', 'schedule', 'list'], ['audit', 'schedule', 'unpause', 'x'], ['purify', 'status', 'x']]) {
+        const r = await runNtml([...command, '--stack-dir', dir], { env: embeddedEnv(), timeout: 30_000 });
+        assert.ok(r.code === 1 || r.code === 2, `${command.join(' ')}: exit ${r.code} ${r.stderr}`);
+        assert.ok(r.stderr.includes(dir), `${command.join(' ')} does not say it looked in ${dir}: ${r.stderr}`);
+      }
+      for (const command of [['audit', 'history'], ['audit', 'schedule', 'create'], ['audit', 'schedule', 'backfill'], ['attack', 'preview'], ['stack', 'env']]) {
+        assert.ok((await ntml([...command, '--help'])).stdout.includes('--stack-dir <DIR>'), `${command.join(' ')} --help lacks --stack-dir`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a command that loads TensorFlow prints none of the native library's start-up notices", () => {
     // stderr to a file, as from a shell (a terminal, a file or a pipe); a socket, which Node's
     // own child_process uses, cannot be reopened and keeps the notices (cli/quiet.ts)
@@ -84,6 +100,28 @@ describe('ntml conventions', () => {
       const bad = run(['attack', 'preview', '--attack', 'nosuch', '--out', path.join(dir, 'no.png')]);
       assert.equal(bad.code, 2);
       assert.equal(bad.stderr.trim(), 'ntml: attack config: name: unknown attack "nosuch"; known attacks: badnets, blended, inputaware, narcissus, sig, wanet');
+      // audit digest reads the model with TensorFlow too (here a missing one: its error alone)
+      const request = path.join(dir, 'audit.yaml');
+      writeFileSync(request, 'modelId: m\nmodel: { layersModel: no-such/model.json }\nreferenceSet: { format: ntml, location: ref.ntds }\n');
+      const digest = run(['audit', 'digest', '--request', request]);
+      assert.equal(digest.code, 1);
+      assert.equal(digest.stderr.trim(), `ntml: the deployed model no-such/model.json does not exist (no model.json there)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('`ntml ... > log 2>&1` in a script keeps every line of the log', () => {
+    // stdout and stderr share one file offset there; a later command of the script writes at it
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-log-'));
+    try {
+      const log = path.join(dir, 'log.txt');
+      const fd = openSync(log, 'w');
+      const script = `"${process.execPath}" "${NTML_BIN}" attack preview --attack nosuch --out "${path.join(dir, 'no.png')}"; echo next command`;
+      const r = spawnSync('/bin/sh', ['-c', script], { cwd: repoRoot, stdio: ['ignore', fd, fd], timeout: 60_000 });
+      closeSync(fd);
+      assert.equal(r.status, 0);
+      assert.match(readFileSync(log, 'utf8'), /^ntml: attack config: name: unknown attack "nosuch"; known attacks: [a-z, ]+\nnext command\n$/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
