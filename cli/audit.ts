@@ -253,7 +253,9 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     }
     let last = '';
-    const poll = setInterval(async () => {
+    // one query at a time (the sweep's rule): the worker in this process answers between steps
+    const { pollInTurn } = await import('./progress');
+    const poll = pollInTurn(async () => {
       try {
         // under c.calls: a query still pending is cancelled before the connection closes
         const p = await c.calls.run(() => handle.query<AuditProgress>('progress'));
@@ -272,7 +274,7 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
       if (io.signal.aborted) return 130;
       throw new UserError(`audit ${auditId} failed: ${failureMessage(err)}`);
     } finally {
-      clearInterval(poll);
+      poll.stop();
     }
     if (outcome === 'aborted') {
       info(io, embedded ? `audit ${auditId}: stopped with this command's workers` : `audit ${auditId}: stopped watching; it goes on on ${c.address}`);
