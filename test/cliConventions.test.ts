@@ -57,6 +57,15 @@ describe('ntml conventions', () => {
     }
   });
 
+  it('help texts: a readable command column, each subcommand once, the file a command takes in its usage', async () => {
+    const main = await ntml(['--help']);
+    const rows = main.stdout.slice(main.stdout.indexOf('commands:')).split('\n').filter((l) => l.startsWith('  ntml '));
+    for (const row of rows) assert.ok(row.indexOf('  ', 2) < 60, `the description starts past column 60: ${row}`);
+    const purify = (await ntml(['purify', '--help'])).stdout;
+    for (const sub of ['status', 'attach', 'cancel']) assert.equal(purify.match(new RegExp(`^ +ntml purify ${sub} ID`, 'gm'))?.length, 1, `purify ${sub} listed more than once`);
+    assert.match((await ntml(['sweep', 'resume', 'demo-sweep'])).stderr, /usage: ntml sweep resume --spec FILE/);
+  });
+
   it('--namespace is accepted by every command that talks to Temporal', async () => {
     for (const command of [['purify'], ['purify', 'status'], ['sweep', 'start'], ['sweep', 'status'], ['audit', 'run'], ['audit', 'schedule', 'list']]) {
       const r = await ntml([...command, '--help']);
