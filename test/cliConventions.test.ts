@@ -90,13 +90,15 @@ describe('ntml conventions', () => {
   });
 
   it("a command that loads TensorFlow prints none of the native library's start-up notices", () => {
-    // stderr to a file, as from a shell (a terminal, a file or a pipe); a socket, which Node's
-    // own child_process uses, cannot be reopened and keeps the notices (cli/quiet.ts)
+    // stderr to a file opened for appending, as from a shell (`2>> file`; a terminal or a pipe
+    // alike); a socket, which Node's own child_process uses, cannot be reopened and keeps the
+    // notices, and so does a file written at a shared offset (cli/quiet.ts; next test)
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-stderr-'));
     try {
       const run = (args: string[]) => {
         const file = path.join(dir, 'stderr.txt');
-        const fd = openSync(file, 'w');
+        rmSync(file, { force: true });
+        const fd = openSync(file, 'a');
         const r = spawnSync(process.execPath, [NTML_BIN, ...args], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', fd], timeout: 60_000 });
         closeSync(fd);
         return { code: r.status, stdout: r.stdout, stderr: readFileSync(file, 'utf8') };
@@ -120,17 +122,22 @@ describe('ntml conventions', () => {
     }
   });
 
-  it('`ntml ... > log 2>&1` in a script keeps every line of the log', () => {
-    // stdout and stderr share one file offset there; a later command of the script writes at it
+  it('`ntml ... > log 2>&1` and `(ntml ...; echo) 2> log` in a script keep every line of the log', () => {
+    // the log's offset is shared with stdout, or with the shell that writes after the command
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-log-'));
     try {
       const log = path.join(dir, 'log.txt');
-      const fd = openSync(log, 'w');
-      const script = `"${process.execPath}" "${NTML_BIN}" attack preview --attack nosuch --out "${path.join(dir, 'no.png')}"; echo next command`;
-      const r = spawnSync('/bin/sh', ['-c', script], { cwd: repoRoot, stdio: ['ignore', fd, fd], timeout: 60_000 });
-      closeSync(fd);
-      assert.equal(r.status, 0);
-      assert.match(readFileSync(log, 'utf8'), /^ntml: attack config: name: unknown attack "nosuch"; known attacks: [a-z, ]+\nnext command\n$/m);
+      const ntmlCommand = `"${process.execPath}" "${NTML_BIN}" attack preview --attack nosuch --out "${path.join(dir, 'no.png')}"`;
+      const runScript = (script: string, stdout: 'log' | 'ignore') => {
+        const fd = openSync(log, 'w');
+        const r = spawnSync('/bin/sh', ['-c', script], { cwd: repoRoot, stdio: ['ignore', stdout === 'log' ? fd : 'ignore', fd], timeout: 60_000 });
+        closeSync(fd);
+        assert.equal(r.status, 0);
+        return readFileSync(log, 'utf8');
+      };
+      const error = /^ntml: attack config: name: unknown attack "nosuch"; known attacks: [a-z, ]+\nnext command\n$/m;
+      assert.match(runScript(`${ntmlCommand}; echo next command`, 'log'), error);
+      assert.match(runScript(`${ntmlCommand}; echo next command >&2`, 'ignore'), error);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
