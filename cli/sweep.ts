@@ -227,13 +227,20 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       );
       return 130;
     }
-    info(io, `sweep ${spec.name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`);
-    for (const f of outcome.failed) info(io, `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`);
+    info(io, outcomeLines(spec.name, outcome).join('\n'));
     await writeReport(io, spec.name, stringOption(args, 'out'));
     return outcome.failed.length ? 1 : 0;
   } finally {
     await c.close({ fast: interrupted && c.setup === 'embedded' });
   }
+}
+
+/** How a finished sweep went: the counts, then each failed cell with the first line of its error. */
+function outcomeLines(name: string, outcome: SweepOutcome): string[] {
+  return [
+    `sweep ${name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`,
+    ...outcome.failed.map((f) => `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`),
+  ];
 }
 
 export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
@@ -249,6 +256,12 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
       const { WorkflowNotFoundError } = await import('@temporalio/client');
       if (err instanceof WorkflowNotFoundError) throw new UserError(`no sweep ${name} on ${c.address} (namespace ${c.namespace}, from ${c.source})`);
       throw new UserError(`cannot look up sweep ${name} on ${c.address}: ${failureMessage(err)}`);
+    }
+    if (d.status.name === 'COMPLETED') {
+      // what the finished sweep did, not only that it finished (its result is stored in its history)
+      const outcome = await client.connection.withDeadline(Date.now() + 10_000, () => handle.result() as Promise<SweepOutcome>);
+      io.stdout.write(`${[...outcomeLines(name, outcome), `report: ntml sweep report ${name}`].join('\n')}\n`);
+      return 0;
     }
     if (d.status.name !== 'RUNNING') {
       io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
@@ -279,6 +292,9 @@ export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
     try {
       await c.client.workflow.getHandle(`sweep-${name}`).cancel();
     } catch (err) {
+      const { WorkflowNotFoundError } = await import('@temporalio/client');
+      // the words of sweep status for the same mistake (a misspelt name, another server)
+      if (err instanceof WorkflowNotFoundError) throw new UserError(`no sweep ${name} on ${c.address} (namespace ${c.namespace}, from ${c.source})`);
       throw new UserError(`cannot cancel sweep ${name} on ${c.address}: ${failureMessage(err)}`);
     }
     info(io, `cancellation of sweep ${name} requested; running cells stop at their next heartbeat`);
