@@ -47,6 +47,19 @@ export const stackDirOption: OptionSpec = {
   help: 'local stack folder (default: $NTML_STACK_DIR, else .ntml/stack); it may live outside the checkout',
 };
 
+const namespaceOption: OptionSpec = { name: 'namespace', value: 'NS', help: 'Temporal namespace (default: $NTML_NAMESPACE or "default")' };
+
+/**
+ * The options a command accepts, for the parser and shell completion alike: every command that
+ * talks to Temporal takes --address, --namespace and --stack-dir (without --address it finds the
+ * server, and the store, of the local stack in that folder).
+ */
+export function commandOptions(spec: CommandSpec): OptionSpec[] {
+  const names = new Set(spec.options.map((o) => o.name));
+  if (!names.has('address')) return spec.options;
+  return [...spec.options, ...(names.has('namespace') ? [] : [namespaceOption]), ...(names.has('stack-dir') ? [] : [stackDirOption])];
+}
+
 /**
  * The usage lines a handler prints under its own usage error (the parser's errors get the same
  * form): the synopsis and where the full help is. `_brief` is accepted for older callers.

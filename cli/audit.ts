@@ -161,6 +161,7 @@ export const auditHistorySpec: CommandSpec = {
   options: [
     { name: 'limit', value: 'N', help: 'only the last N audits' },
     { name: 'json', help: 'print the records as JSON' },
+    stackDirOption,
   ],
 };
 
@@ -252,7 +253,9 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     }
     let last = '';
-    const poll = setInterval(async () => {
+    // one query at a time (the sweep's rule): the worker in this process answers between steps
+    const { pollInTurn } = await import('./progress');
+    const poll = pollInTurn(async () => {
       try {
         // under c.calls: a query still pending is cancelled before the connection closes
         const p = await c.calls.run(() => handle.query<AuditProgress>('progress'));
@@ -271,7 +274,7 @@ export async function auditRun(args: ParsedArgs, io: Io): Promise<number> {
       if (io.signal.aborted) return 130;
       throw new UserError(`audit ${auditId} failed: ${failureMessage(err)}`);
     } finally {
-      clearInterval(poll);
+      poll.stop();
     }
     if (outcome === 'aborted') {
       info(io, embedded ? `audit ${auditId}: stopped with this command's workers` : `audit ${auditId}: stopped watching; it goes on on ${c.address}`);
@@ -443,14 +446,17 @@ export async function scheduleCommand(action: string, args: ParsedArgs, io: Io):
         return 0;
       }
       case 'pause':
-        await client.schedule.getHandle(id).pause(stringOption(args, 'note') ?? 'paused with ntml audit schedule pause');
+        // an empty note is no note: Temporal reads an empty pause/unpause string as "leave the state alone"
+        await client.schedule.getHandle(id).pause(stringOption(args, 'note') || 'paused with ntml audit schedule pause');
         info(io, `schedule ${id} paused`);
         return 0;
       case 'unpause': {
-        // without --note the schedule gets back the note it was created with (pause replaced it)
+        // without --note the schedule gets back the note it was created with (pause replaced it);
+        // never an empty one: the server takes an empty unpause note for "no change" and stays paused
         const handle = client.schedule.getHandle(id);
         const memo = (await handle.describe()).memo;
-        await handle.unpause(stringOption(args, 'note') ?? (typeof memo?.note === 'string' ? memo.note : ''));
+        const createdNote = typeof memo?.note === 'string' ? memo.note : '';
+        await handle.unpause(stringOption(args, 'note') || createdNote || 'unpaused with ntml audit schedule unpause');
         info(io, `schedule ${id} unpaused`);
         return 0;
       }
@@ -503,7 +509,8 @@ async function matchingTimes(client: Client, scheduleId: string, start: Date, en
   const r = await client.workflowService.listScheduleMatchingTimes({
     namespace: namespaceFrom(undefined),
     scheduleId,
-    startTime: msToTs(start.getTime()),
+    // the server lists the times after startTime, but a backfill also runs a slot at start itself
+    startTime: msToTs(start.getTime() - 1),
     endTime: msToTs(end.getTime()),
   });
   return (r.startTime ?? []).map((t) => tsToDate(t));

@@ -50,7 +50,7 @@ export const attackPreview: CommandSpec = {
 const address: OptionSpec = {
   name: 'address',
   value: 'HOST:PORT',
-  help: 'Temporal frontend to use (default: $NTML_TEMPORAL_ADDRESS)',
+  help: 'Temporal frontend (default: $NTML_TEMPORAL_ADDRESS, else the stack of "ntml stack start")',
 };
 const namespace: OptionSpec = { name: 'namespace', value: 'NS', help: 'Temporal namespace (default: $NTML_NAMESPACE or "default")' };
 const out: OptionSpec = {
@@ -76,7 +76,7 @@ export const purifyRun: CommandSpec = {
     stackDirOption,
     {
       name: 'local',
-      help: 'run on an embedded stack: Temporal dev server + S3 server in\n.ntml/stack, workers in this process (the default when no address is set)',
+      help: 'run on an embedded stack: Temporal dev server + S3 server in\nthe stack folder, workers in this process (the default when no\naddress is set)',
     },
     { name: 'id', value: 'RUN_ID', help: 'workflow id (default: purify-<name or "run">-<timestamp>)' },
     { name: 'detach', help: 'print the run id and return; needs workers of their own (--address)' },
@@ -93,11 +93,6 @@ relative to the worker's working directory (this directory for embedded workers)
 data: {format: auto} picks CIFAR-10 when $NTML_CIFAR10_DIR holds data_batch_1.bin
 (a 2000-image class-stratified training subset unless trainSubset says otherwise),
 else synthetic data. export.dir in the config overrides where model/ is written.
-
-subcommands:
-  ntml purify status ID     state, stage and epoch of a run; the results table once finished
-  ntml purify attach ID     follow a run started earlier or elsewhere, then write its report
-  ntml purify cancel ID     request cancellation of a run
 
 exit codes: 0 done, 1 the run or a server failed, 2 bad command line or config, 130 interrupted`,
 };

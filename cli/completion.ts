@@ -3,7 +3,7 @@
  * so it offers exactly the commands and options the parser accepts. zsh loads the bash function
  * through its bashcompinit.
  */
-import type { ParsedArgs } from './args';
+import { commandOptions, type ParsedArgs } from './args';
 import { UsageError } from './errors';
 import { GROUPS, LEAVES } from './tree';
 
@@ -23,9 +23,7 @@ export function completionWords(): Map<string, string[]> {
   }
   for (const l of LEAVES) {
     if (l.hidden) continue;
-    const names = l.spec.options.map((o) => o.name);
-    if (names.includes('address') && !names.includes('namespace')) names.push('namespace');
-    for (const n of names) add(l.spec.name, `--${n}`);
+    for (const o of commandOptions(l.spec)) add(l.spec.name, `--${o.name}`);
   }
   for (const key of words.keys()) add(key, '--help');
   add('', '--version');

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, Help, Option } from 'commander';
-import type { CommandSpec, ParsedArgs } from './args';
+import { commandOptions, type CommandSpec, type ParsedArgs } from './args';
 import { UsageError, UserError } from './errors';
 import { GROUPS, LEAVES, type CliIo, type Leaf } from './tree';
 
@@ -20,14 +20,6 @@ export function version(): string {
   // dist/cli/program.js -> the package root
   const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
-}
-
-const namespaceOption = { name: 'namespace', value: 'NS', help: 'Temporal namespace (default: $NTML_NAMESPACE or "default")' };
-
-/** Every command that talks to Temporal takes --address and --namespace alike. */
-function optionsOf(spec: CommandSpec) {
-  const names = new Set(spec.options.map((o) => o.name));
-  return names.has('address') && !names.has('namespace') ? [...spec.options, namespaceOption] : spec.options;
 }
 
 interface Node {
@@ -250,7 +242,7 @@ examples:
     // the specs' line breaks were laid out for the old fixed-width help; commander wraps to the terminal
     const flow = (text: string) => text.replace(/\s*\n\s*/g, ' ');
     for (const p of spec.positionals ?? []) cmd.argument(p.optional ? `[${p.name}]` : `<${p.name}>`, flow(p.help));
-    for (const o of optionsOf(spec)) {
+    for (const o of commandOptions(spec)) {
       const option = new Option(o.value ? `--${o.name} <${o.value}>` : `--${o.name}`, flow(o.help));
       if (o.value) option.argParser(valueParser(o.name, o.value, () => cmd));
       cmd.addOption(option);

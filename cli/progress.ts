@@ -159,6 +159,25 @@ function line(s: RunSnapshot, tty: boolean): { key: string; text: string; stage:
   return { key, text, stage };
 }
 
+/**
+ * Calls `poll` every `everyMs`, never two at once: a worker busy training in this process answers
+ * queries between batches, and overlapping polls would queue up until the server expires them.
+ * A poll's failure is the poll's to handle (the next one answers); `stop` ends the polling.
+ */
+export function pollInTurn(poll: () => Promise<void>, everyMs: number): { stop: () => void } {
+  let polling = false;
+  const timer = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    poll()
+      .catch(() => undefined)
+      .finally(() => {
+        polling = false;
+      });
+  }, everyMs);
+  return { stop: () => clearInterval(timer) };
+}
+
 export interface WatchOptions {
   out: NodeJS.WriteStream;
   tty: boolean;

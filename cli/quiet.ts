@@ -22,7 +22,8 @@ export function silenceKnownNotices(): void {
  * writes absl's "All log messages before absl::InitializeLog() is called ..." and the oneDNN
  * notice straight to fd 2 while it loads, before TF_CPP_MIN_LOG_LEVEL can apply, so no
  * JavaScript-level filter sees them. Linux only (it reopens the original through /proc);
- * elsewhere, with NTML_DEBUG set, or if stderr cannot be reopened, it loads TensorFlow as is.
+ * elsewhere, with NTML_DEBUG set, if stderr cannot be reopened or if it is a file not opened for
+ * appending, it loads TensorFlow as is (two notices in a log rather than lines lost from it).
  * Runs before any worker or Temporal runtime thread exists, so nothing else writes meanwhile.
  */
 export function loadTensorFlowQuietly(): void {
@@ -31,6 +32,10 @@ export function loadTensorFlowQuietly(): void {
   const fs = require('node:fs') as typeof import('node:fs');
   if (process.platform !== 'linux' || process.env.NTML_DEBUG || !fs.existsSync('/proc/self/fd/2')) {
     load();
+    return;
+  }
+  if (stderrWritesAtASharedOffset(fs)) {
+    load(); // `> log 2>&1`: a reopened stderr would be overwritten by stdout's lines (see below)
     return;
   }
   let saved: number;
@@ -54,5 +59,24 @@ export function loadTensorFlowQuietly(): void {
     }
     fs.openSync(`/proc/self/fd/${saved}`, 'a'); // back on 2
     fs.closeSync(saved);
+  }
+}
+
+/**
+ * `cmd > log 2>&1`, `(time cmd) 2> log`: stderr is a file written at an offset it shares with
+ * stdout or with the shell that opened it. The descriptor reopened through /proc is a new open
+ * file with an offset of its own, so the next write at the shared offset (stdout's, or the
+ * shell's after the command) lands on top of what stderr wrote meanwhile: progress lines and
+ * errors lost from the log. A file opened for appending (`2>> log`) is written at its end
+ * whatever the offset, and a terminal or a pipe has no offset: those are safe to reopen.
+ */
+function stderrWritesAtASharedOffset(fs: typeof import('node:fs')): boolean {
+  try {
+    if (!fs.fstatSync(2).isFile()) return false;
+    const flags = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync('/proc/self/fdinfo/2', 'utf8'));
+    const O_APPEND = 0o2000;
+    return !flags || (parseInt(flags[1], 8) & O_APPEND) === 0;
+  } catch {
+    return true; // cannot tell: keep the notices rather than risk the output
   }
 }

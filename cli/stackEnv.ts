@@ -4,7 +4,7 @@
  * Prints nothing on stdout unless every server of the stack answers, so
  * `eval "$(ntml stack env)"` never exports settings of a dead stack.
  */
-import { stringOption, type CommandSpec, type ParsedArgs } from './args';
+import { stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { UserError } from './errors';
 import type { Io } from './purify';
 
@@ -12,7 +12,7 @@ export const stackEnvSpec: CommandSpec = {
   name: 'stack env',
   brief: 'print the exports of the running local stack (eval "$(ntml stack env)")',
   summary: 'Print `export NTML_...=...` lines for workers and other shells of the stack that is running (exit code 1 when none is).',
-  options: [{ name: 'dir', value: 'DIR', help: 'stack state folder (default: $NTML_STACK_DIR or .ntml/stack)' }],
+  options: [{ name: 'dir', value: 'DIR', help: 'stack state folder (the same as --stack-dir)' }, stackDirOption],
   details: 'Long-running workers (dist/workers/*.js, e.g. for audit schedules) need these settings.',
 };
 

@@ -14,7 +14,7 @@ export const storeExportSpec: CommandSpec = {
   name: 'store export',
   brief: 'write a sweep (or chosen stages of it) to one bundle file',
   summary: "Write a sweep's cell records, the stage-cache entries its cells used and every artifact they reference to one bundle file.",
-  synopsis: ['ntml store export --sweep NAME --out FILE [--stages LIST] [--in-progress] [--base FILES]'],
+  synopsis: ['ntml store export --sweep NAME --out FILE [options]'],
   options: [
     { name: 'sweep', value: 'NAME', help: 'the sweep (its spec name)' },
     { name: 'out', value: 'FILE', help: 'the bundle file to write (e.g. sweep.ntmlb)' },

@@ -25,6 +25,7 @@ const out = { name: 'out', value: 'DIR', help: 'report folder (default: runs/swe
 export const sweepStartSpec: CommandSpec = {
   name: 'sweep start',
   brief: 'run (or resume in place) a sweep spec: cells as child workflows, then the report',
+  synopsis: ['ntml sweep start --spec FILE [options]'],
   summary: 'Run every cell of a sweep spec (attacks x defenses x models x budgets x seeds) with a concurrency cap.',
   options: [
     { name: 'spec', value: 'FILE', help: 'sweep spec, YAML or JSON (see examples/sweep.yaml)' },
@@ -51,7 +52,15 @@ Ctrl-C stops the workers this command started (remote: stops watching; the sweep
 On the embedded stack, cells run in parallel in separate training processes that split the
 cores (one TensorFlow process keeps only ~1.6 of 2 cores busy; see docs/performance.md).`,
 };
-export const sweepResumeSpec: CommandSpec = { ...sweepStartSpec, name: 'sweep resume', brief: 'finish what is missing of a sweep (same as start)' };
+export const sweepResumeSpec: CommandSpec = {
+  ...sweepStartSpec,
+  name: 'sweep resume',
+  brief: 'finish what is missing of a sweep (sweep start with the same --spec)',
+  synopsis: ['ntml sweep resume --spec FILE [options]'],
+  // it takes the spec file, not the NAME that status, cancel and report take: say so first
+  summary:
+    'Finish what is missing of a sweep: the same as "ntml sweep start" with the spec file it was started with. Finished cells are kept; stages in progress continue from their last checkpoint.',
+};
 export const sweepStatusSpec: CommandSpec = {
   name: 'sweep status',
   brief: 'progress of a sweep: done / running / failed / reused, ETA',
@@ -179,12 +188,8 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     }
     let last = '';
-    let polling = false;
-    const poll = setInterval(async () => {
-      // one poll at a time: a worker busy with training in this process answers queries between
-      // batches, and overlapping polls would queue up until the server expires them
-      if (polling) return;
-      polling = true;
+    const { pollInTurn } = await import('./progress');
+    const poll = pollInTurn(async () => {
       try {
         // under c.calls: the query and the cells' lookups are cancelled before the connection closes
         const block = await c.calls.run(async () => {
@@ -194,8 +199,6 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
         if (block !== last && !c.calls.signal.aborted) info(io, (last = block));
       } catch {
         // between workflow tasks, after continue-as-new or past the deadline: the next poll answers
-      } finally {
-        polling = false;
       }
     }, 2000);
     let outcome: SweepOutcome | 'aborted';
@@ -212,7 +215,7 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       if (io.signal.aborted) outcome = 'aborted';
       else throw new UserError(`sweep ${spec.name} failed: ${failureMessage(err)}`);
     } finally {
-      clearInterval(poll);
+      poll.stop();
     }
     if (outcome === 'aborted') {
       interrupted = true;
@@ -224,13 +227,20 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
       );
       return 130;
     }
-    info(io, `sweep ${spec.name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`);
-    for (const f of outcome.failed) info(io, `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`);
+    info(io, outcomeLines(spec.name, outcome).join('\n'));
     await writeReport(io, spec.name, stringOption(args, 'out'));
     return outcome.failed.length ? 1 : 0;
   } finally {
     await c.close({ fast: interrupted && c.setup === 'embedded' });
   }
+}
+
+/** How a finished sweep went: the counts, then each failed cell with the first line of its error. */
+function outcomeLines(name: string, outcome: SweepOutcome): string[] {
+  return [
+    `sweep ${name}: ${outcome.completed}/${outcome.total} cells completed (${outcome.reused} found finished), ${outcome.failed.length} failed`,
+    ...outcome.failed.map((f) => `  failed cell ${f.cellId}: ${f.error.split('\n')[0]}`),
+  ];
 }
 
 export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
@@ -246,6 +256,12 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
       const { WorkflowNotFoundError } = await import('@temporalio/client');
       if (err instanceof WorkflowNotFoundError) throw new UserError(`no sweep ${name} on ${c.address} (namespace ${c.namespace}, from ${c.source})`);
       throw new UserError(`cannot look up sweep ${name} on ${c.address}: ${failureMessage(err)}`);
+    }
+    if (d.status.name === 'COMPLETED') {
+      // what the finished sweep did, not only that it finished (its result is stored in its history)
+      const outcome = await client.connection.withDeadline(Date.now() + 10_000, () => handle.result() as Promise<SweepOutcome>);
+      io.stdout.write(`${[...outcomeLines(name, outcome), `report: ntml sweep report ${name}`].join('\n')}\n`);
+      return 0;
     }
     if (d.status.name !== 'RUNNING') {
       io.stdout.write(`sweep ${name}: ${d.status.name.toLowerCase()}\n`);
@@ -276,6 +292,9 @@ export async function sweepCancel(args: ParsedArgs, io: Io): Promise<number> {
     try {
       await c.client.workflow.getHandle(`sweep-${name}`).cancel();
     } catch (err) {
+      const { WorkflowNotFoundError } = await import('@temporalio/client');
+      // the words of sweep status for the same mistake (a misspelt name, another server)
+      if (err instanceof WorkflowNotFoundError) throw new UserError(`no sweep ${name} on ${c.address} (namespace ${c.namespace}, from ${c.source})`);
       throw new UserError(`cannot cancel sweep ${name} on ${c.address}: ${failureMessage(err)}`);
     }
     info(io, `cancellation of sweep ${name} requested; running cells stop at their next heartbeat`);

@@ -115,13 +115,16 @@ describe('ntml audit: command line', () => {
       d = await ntml(['audit', 'schedule', 'describe', id], env);
       assert.match(d.stdout, /PAUSED  \(maintenance window\)/);
       assert.equal((await ntml(['audit', 'schedule', 'trigger', id], env)).code, 0);
-      const start = new Date(Date.now() - 3 * 3600_000).toISOString();
-      const end = new Date(Date.now() - 3600_000 + 1000).toISOString();
+      // a range from one slot to the next (every 1h: on the hour): the backfill runs both ends,
+      // and the count it prints says so
+      const hour = Math.floor(Date.now() / 3600_000) * 3600_000;
+      const start = new Date(hour - 3 * 3600_000).toISOString();
+      const end = new Date(hour - 2 * 3600_000).toISOString();
       const backfill = await ntml(['audit', 'schedule', 'backfill', id, '--start', start, '--end', end, '--overlap', 'allow-all'], env);
       assert.equal(backfill.code, 0, backfill.stderr);
       assert.equal(backfill.stdout.trim(), '2');
       assert.match(backfill.stderr, /2 audits due; all 2 start at once \(overlap ALLOW_ALL\)/);
-      // one triggered audit and the two the past two hours should have had
+      // one triggered audit and the two slots of the range
       const describeJson = async () => JSON.parse((await ntml(['audit', 'schedule', 'describe', id, '--json'], env)).stdout);
       let info: { numActionsTaken: number } = (await describeJson()).info;
       for (let i = 0; i < 40 && info.numActionsTaken < 3; i++) {
@@ -138,8 +141,13 @@ describe('ntml audit: command line', () => {
       const cronId = `${id}-cron`;
       assert.equal((await ntml(['audit', 'schedule', 'create', '--request', requestFile, '--cron', '0 3 * * *', '--id', cronId, '--paused'], env)).code, 0);
       const cron = await ntml(['audit', 'schedule', 'describe', cronId], env);
+      // created without a note, unpaused without one (the README's quick start): it runs again
+      assert.equal((await ntml(['audit', 'schedule', 'unpause', cronId], env)).code, 0);
+      const unpaused = await ntml(['audit', 'schedule', 'describe', cronId], env);
       assert.equal((await ntml(['audit', 'schedule', 'delete', cronId], env)).code, 0);
       assert.match(cron.stdout, /^when +cron "0 3 \* \* \*"$/m);
+      assert.doesNotMatch(unpaused.stdout, /PAUSED/);
+      assert.match(unpaused.stdout, /^next +\d{4}-\d\d-\d\dT03:00/m);
     } finally {
       const deleted = await ntml(['audit', 'schedule', 'delete', id], env);
       assert.equal(deleted.code, 0, deleted.stderr);

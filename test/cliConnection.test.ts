@@ -116,6 +116,9 @@ describe('remote server, custom queues, no worker', () => {
     const missing = await ntml(['sweep', 'status', `${name}-nosuch`], { env });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no sweep .*-nosuch on 127\.0\.0\.1:\d+/);
+    const cancelMissing = await ntml(['sweep', 'cancel', `${name}-nosuch`], { env });
+    assert.equal(cancelMissing.code, 1);
+    assert.match(cancelMissing.stderr, /^ntml: no sweep .*-nosuch on 127\.0\.0\.1:\d+ \(namespace/);
   });
 
   it('the first Ctrl-C stops a sweep that waits for workers (exit 130; the sweep goes on)', async () => {
@@ -204,8 +207,11 @@ describe('a local stack left running by ntml stack start', () => {
     assert.match(r.stderr, /starting an orchestration and a training worker in this process/);
     assert.doesNotMatch(r.stderr, /no worker polls/);
     assert.match(r.stderr, new RegExp(`sweep ${name}: 1/1 cells completed`));
-    // the stack keeps running for the next command
+    // the stack keeps running for the next command, and status says how the finished sweep went
     assert.equal((await ntml(['stack', 'status'], { env, cwd })).code, 0);
+    const finished = await ntml(['sweep', 'status', name], { env, cwd });
+    assert.equal(finished.code, 0, finished.stderr);
+    assert.equal(finished.stdout, `sweep ${name}: 1/1 cells completed (0 found finished), 0 failed\nreport: ntml sweep report ${name}\n`);
   });
 
   it('purify attach runs the workers a run started elsewhere on this stack is waiting for', { timeout: 300_000 }, async () => {

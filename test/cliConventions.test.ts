@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { telemetryEndpoints } from '../telemetry/config';
 import { exportFailureLine } from '../telemetry/setup';
-import { NTML_BIN, repoRoot, runNtml } from './support/processes';
+import { NTML_BIN, embeddedEnv, repoRoot, runNtml } from './support/processes';
 
 
 const ntml = (args: string[]) => runNtml(args, { timeout: 30_000 });
@@ -57,6 +57,15 @@ describe('ntml conventions', () => {
     }
   });
 
+  it('help texts: a readable command column, each subcommand once, the file a command takes in its usage', async () => {
+    const main = await ntml(['--help']);
+    const rows = main.stdout.slice(main.stdout.indexOf('commands:')).split('\n').filter((l) => l.startsWith('  ntml '));
+    for (const row of rows) assert.ok(row.indexOf('  ', 2) < 60, `the description starts past column 60: ${row}`);
+    const purify = (await ntml(['purify', '--help'])).stdout;
+    for (const sub of ['status', 'attach', 'cancel']) assert.equal(purify.match(new RegExp(`^ +ntml purify ${sub} ID`, 'gm'))?.length, 1, `purify ${sub} listed more than once`);
+    assert.match((await ntml(['sweep', 'resume', 'demo-sweep'])).stderr, /usage: ntml sweep resume --spec FILE/);
+  });
+
   it('--namespace is accepted by every command that talks to Temporal', async () => {
     for (const command of [['purify'], ['purify', 'status'], ['sweep', 'start'], ['sweep', 'status'], ['audit', 'run'], ['audit', 'schedule', 'list']]) {
       const r = await ntml([...command, '--help']);
@@ -64,14 +73,32 @@ describe('ntml conventions', () => {
     }
   });
 
+  it('--stack-dir reaches every command that finds the local stack, and the message names that folder', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-nostack-'));
+    try {
+      for (const command of [['stack', 'env'], ['audit', 'schedule', 'list'], ['audit', 'schedule', 'unpause', 'x'], ['purify', 'status', 'x']]) {
+        const r = await runNtml([...command, '--stack-dir', dir], { env: embeddedEnv(), timeout: 30_000 });
+        assert.ok(r.code === 1 || r.code === 2, `${command.join(' ')}: exit ${r.code} ${r.stderr}`);
+        assert.ok(r.stderr.includes(dir), `${command.join(' ')} does not say it looked in ${dir}: ${r.stderr}`);
+      }
+      for (const command of [['audit', 'history'], ['audit', 'schedule', 'create'], ['audit', 'schedule', 'backfill'], ['attack', 'preview'], ['stack', 'env']]) {
+        assert.ok((await ntml([...command, '--help'])).stdout.includes('--stack-dir <DIR>'), `${command.join(' ')} --help lacks --stack-dir`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a command that loads TensorFlow prints none of the native library's start-up notices", () => {
-    // stderr to a file, as from a shell (a terminal, a file or a pipe); a socket, which Node's
-    // own child_process uses, cannot be reopened and keeps the notices (cli/quiet.ts)
+    // stderr to a file opened for appending, as from a shell (`2>> file`; a terminal or a pipe
+    // alike); a socket, which Node's own child_process uses, cannot be reopened and keeps the
+    // notices, and so does a file written at a shared offset (cli/quiet.ts; next test)
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-stderr-'));
     try {
       const run = (args: string[]) => {
         const file = path.join(dir, 'stderr.txt');
-        const fd = openSync(file, 'w');
+        rmSync(file, { force: true });
+        const fd = openSync(file, 'a');
         const r = spawnSync(process.execPath, [NTML_BIN, ...args], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', fd], timeout: 60_000 });
         closeSync(fd);
         return { code: r.status, stdout: r.stdout, stderr: readFileSync(file, 'utf8') };
@@ -84,6 +111,33 @@ describe('ntml conventions', () => {
       const bad = run(['attack', 'preview', '--attack', 'nosuch', '--out', path.join(dir, 'no.png')]);
       assert.equal(bad.code, 2);
       assert.equal(bad.stderr.trim(), 'ntml: attack config: name: unknown attack "nosuch"; known attacks: badnets, blended, inputaware, narcissus, sig, wanet');
+      // audit digest reads the model with TensorFlow too (here a missing one: its error alone)
+      const request = path.join(dir, 'audit.yaml');
+      writeFileSync(request, 'modelId: m\nmodel: { layersModel: no-such/model.json }\nreferenceSet: { format: ntml, location: ref.ntds }\n');
+      const digest = run(['audit', 'digest', '--request', request]);
+      assert.equal(digest.code, 1);
+      assert.equal(digest.stderr.trim(), `ntml: the deployed model no-such/model.json does not exist (no model.json there)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('`ntml ... > log 2>&1` and `(ntml ...; echo) 2> log` in a script keep every line of the log', () => {
+    // the log's offset is shared with stdout, or with the shell that writes after the command
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ntml-log-'));
+    try {
+      const log = path.join(dir, 'log.txt');
+      const ntmlCommand = `"${process.execPath}" "${NTML_BIN}" attack preview --attack nosuch --out "${path.join(dir, 'no.png')}"`;
+      const runScript = (script: string, stdout: 'log' | 'ignore') => {
+        const fd = openSync(log, 'w');
+        const r = spawnSync('/bin/sh', ['-c', script], { cwd: repoRoot, stdio: ['ignore', stdout === 'log' ? fd : 'ignore', fd], timeout: 60_000 });
+        closeSync(fd);
+        assert.equal(r.status, 0);
+        return readFileSync(log, 'utf8');
+      };
+      const error = /^ntml: attack config: name: unknown attack "nosuch"; known attacks: [a-z, ]+\nnext command\n$/m;
+      assert.match(runScript(`${ntmlCommand}; echo next command`, 'log'), error);
+      assert.match(runScript(`${ntmlCommand}; echo next command >&2`, 'ignore'), error);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

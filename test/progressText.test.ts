@@ -1,10 +1,11 @@
 /**
  * The progress texts `ntml purify` and `ntml sweep` print: epochs of training stages, rounds of
- * a learned trigger's optimisation, a store outage from the heartbeat, and the sweep's cell labels.
+ * a learned trigger's optimisation, a store outage from the heartbeat, and the sweep's cell labels;
+ * and the one-at-a-time progress poll of `sweep start` and `audit run`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { epochText, outageText } from '../cli/progress';
+import { epochText, outageText, pollInTurn } from '../cli/progress';
 import { cellLabel } from '../schemas/sweep';
 
 test('epochText: finished epochs, the batch under way when live, and trigger rounds', () => {
@@ -41,4 +42,25 @@ test('outageText: an S3 outage from the heartbeat details, with the time, the fa
   assert.equal(outageText({ storeOutage: { ...storeOutage, attempts: 1, lastError: 'ServiceUnavailable: Please reduce your request rate.' } }), 'S3 unreachable since 12:03:07Z, retrying (1 attempt failed; last: ServiceUnavailable: Please reduce your request rate.)');
   // details written by another version (no since/attempts): its own summary line
   assert.equal(outageText({ storeOutage: { summary: 'S3 unreachable, retrying\nmore' } }), 'S3 unreachable, retrying');
+});
+
+test('pollInTurn: a poll slower than the interval is never overlapped by the next, and stop ends the polling', async () => {
+  let running = 0;
+  let most = 0;
+  let calls = 0;
+  const slowQuery = async () => {
+    calls++;
+    most = Math.max(most, ++running);
+    await new Promise((r) => setTimeout(r, 60));
+    running--;
+    if (calls === 2) throw new Error('a failed query: the next poll still comes');
+  };
+  const poll = pollInTurn(slowQuery, 10);
+  await new Promise((r) => setTimeout(r, 400));
+  poll.stop();
+  const atStop = calls;
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(most, 1, 'two progress queries were in flight at once');
+  assert.ok(atStop >= 3, `only ${atStop} polls in 400 ms`);
+  assert.ok(calls <= atStop + 1, 'polls went on after stop');
 });

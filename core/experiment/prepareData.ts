@@ -198,6 +198,12 @@ function trainingSetOutsideReserve(clean: ImageDataset, restIndices: Int32Array)
 }
 
 /** `control`: cancellation and checkpoints of a learned trigger's optimisation (Narcissus), if the attack has one. */
+/** The file (or folder) a data set's labels are read from, for error messages. */
+function labelSource(f: DatasetFile): string {
+  if (f.format === 'imageFolder') return f.labels ?? f.dir;
+  return f.format === 'idx' ? f.labels : f.location;
+}
+
 export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = localOnly, control?: PrepareControl): Promise<PreparedData> {
   const fraction = cfg.ntml.heldOutFraction;
   if (cfg.mode === 'evaluation') {
@@ -233,9 +239,17 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
   for (const [field, ds] of [['trainingSet', train], ['cleanSet', clean], ['testSet', test]] as const) {
     if (!ds) continue;
     validateDataset(ds, field);
-    if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels || ds.numClasses !== train.numClasses) {
+    if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels) {
       throw new DatasetError(
         `${field}: ${ds.height}x${ds.width}x${ds.channels} with ${ds.numClasses} classes does not match trainingSet (${train.height}x${train.width}x${train.channels}, ${train.numClasses} classes)`,
+      );
+    }
+    if (ds.numClasses !== train.numClasses) {
+      // the class count comes from the highest label, so a count that differs is most often one
+      // label out of range: say where the labels were read, not only the two counts
+      throw new DatasetError(
+        `${field}: labels 0-${ds.numClasses - 1} in ${labelSource(cfg[field]!)}, but trainingSet has ${train.numClasses} classes (0-${train.numClasses - 1}): ` +
+          'a label out of range, or a class missing from one set (numClasses: N on an imageFolder set checks each label where it is read)',
       );
     }
     // folder names are what numbers an image folder's classes: two folders sorted apart label differently

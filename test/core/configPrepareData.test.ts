@@ -145,7 +145,11 @@ test('prepareData (protection): reads ntml files, splits the clean set, and refu
     const bigFile = await write('clean16.ntds', encodeDataset(make(10, 2, 16)));
     await assert.rejects(prepareData(cfg(bigFile)), (e: Error) => e instanceof DatasetError && /^cleanSet: 16x16x3 .* does not match trainingSet \(8x8x3/.test(e.message));
     const fiveClasses = await write('clean5.ntds', encodeDataset(generateSyntheticDataset({ size: 10, numClasses: 5, height: 8, width: 8, channels: 3, seed: 2 })));
-    await assert.rejects(prepareData(cfg(fiveClasses)), (e: Error) => e instanceof DatasetError && /^cleanSet: .*5 classes/.test(e.message));
+    // one label past the training set's classes: the message says where the labels came from
+    await assert.rejects(
+      prepareData(cfg(fiveClasses)),
+      (e: Error) => e instanceof DatasetError && /^cleanSet: labels 0-4 in .*clean5\.ntds, but trainingSet has 4 classes \(0-3\): a label out of range/.test(e.message),
+    );
 
     const full = encodeDataset(clean);
     const truncated = await write('truncated.ntds', full.subarray(0, full.length - 7));
