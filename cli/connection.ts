@@ -140,7 +140,7 @@ export async function connect(o: ConnectOptions): Promise<Connected> {
  * renewed at once), so its last access is recent; the server lists a worker that is gone for a
  * few more minutes, with its last access getting older.
  */
-const LIVE_POLLER_SECONDS = 90;
+export const LIVE_POLLER_SECONDS = 90;
 
 /** Whether a live worker polls the task queue; undefined if the server would not say. */
 export async function hasPollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity'): Promise<boolean | undefined> {

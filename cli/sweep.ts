@@ -268,16 +268,25 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
       return 0;
     }
     // the progress is a query, which only a worker answers: without one it would wait for the deadline
-    const { hasPollers } = await import('./connection');
+    const { hasPollers, LIVE_POLLER_SECONDS } = await import('./connection');
+    const noWorker = `sweep ${name}: running, but no worker polls its queue ${d.taskQueue} on ${c.address}: no progress until one starts\n`;
     if ((await hasPollers(client, d.taskQueue, 'workflow')) === false) {
-      io.stdout.write(`sweep ${name}: running, but no worker polls its queue ${d.taskQueue} on ${c.address}: no progress until one starts\n`);
+      io.stdout.write(noWorker);
       return 0;
     }
     try {
       const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
       io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
     } catch (err) {
-      io.stdout.write(`sweep ${name}: running (its worker did not answer the progress query: ${failureMessage(err).split('\n')[0]})\n`);
+      const why = failureMessage(err).split('\n')[0];
+      // workers that just stopped (Ctrl-C of the sweep start that ran them) are still listed as
+      // pollers for a while; the server then refuses the query for want of one, or lets it time out
+      if (/no poller seen/i.test(why)) io.stdout.write(noWorker);
+      else if (/DEADLINE_EXCEEDED/.test(why)) {
+        io.stdout.write(
+          `sweep ${name}: running, but no worker answered the progress query within 10 s (workers stopped in the last ${LIVE_POLLER_SECONDS} s still count as polling): no progress until one runs\n`,
+        );
+      } else io.stdout.write(`sweep ${name}: running (its worker did not answer the progress query: ${why})\n`);
     }
     return 0;
   } finally {

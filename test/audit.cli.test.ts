@@ -88,6 +88,14 @@ describe('ntml audit: command line', () => {
     }
   });
 
+  it('audit run and the schedule commands ask the namespace --namespace names', async () => {
+    for (const command of [['run', '--request', requestFile], ['schedule', 'list']]) {
+      const r = await ntml(['audit', ...command, '--namespace', 'ntml-no-such-namespace']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /Namespace not found: 'ntml-no-such-namespace'/);
+    }
+  });
+
   it('creates, lists, describes, pauses, unpauses, triggers, backfills and deletes a schedule', async () => {
     const id = `cli-schedule-${Date.now().toString(36)}`;
     // the schedule's audits go to a queue no worker serves: only the schedule is under test

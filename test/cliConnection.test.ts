@@ -10,7 +10,7 @@
  *   embedded neither: sweep start brings up the stack and workers for the command only.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -212,6 +212,27 @@ describe('a local stack left running by ntml stack start', () => {
     const finished = await ntml(['sweep', 'status', name], { env, cwd });
     assert.equal(finished.code, 0, finished.stderr);
     assert.equal(finished.stdout, `sweep ${name}: 1/1 cells completed (0 found finished), 0 failed\nreport: ntml sweep report ${name}\n`);
+  });
+
+  it('sweep status right after a Ctrl-C stopped the sweep\'s workers says no worker polls, not a gRPC error', { timeout: 300_000 }, async () => {
+    const name = `cli-stopped-${process.pid}`;
+    // a seed and a length of its own: nothing cached by the other tests, time to stop it mid-cell
+    const spec = writeSpec(cwd, name);
+    writeFileSync(spec, readFileSync(spec, 'utf8').replace('seed: [1]', 'seed: [7]').replace('epochs: 1', 'epochs: 20'));
+    const child = spawnNode([NTML_BIN, 'sweep', 'start', '--spec', spec, '--training-processes', '1'], env, cwd);
+    try {
+      await waitFor(() => /badnets · none .*: (standardTraining|evaluation)/.test(child.output()), 120_000, () => `a cell training:\n${child.output()}`);
+      child.kill('SIGINT');
+      assert.equal(await child.exited, 130, child.output());
+      const status = await ntml(['sweep', 'status', name], { env, cwd });
+      assert.equal(status.code, 0, status.stderr);
+      // the server refuses the query for want of a poller, or lets it run out: either way, words
+      assert.match(status.stdout, new RegExp(`sweep ${name}: running, but no worker (polls its queue|answered the progress query within 10 s)`));
+      assert.doesNotMatch(status.stdout, /FAILED_PRECONDITION|DEADLINE_EXCEEDED/);
+    } finally {
+      child.kill('SIGKILL');
+      await ntml(['sweep', 'cancel', name], { env, cwd });
+    }
   });
 
   it('purify attach runs the workers a run started elsewhere on this stack is waiting for', { timeout: 300_000 }, async () => {
