@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { BundleBaseError, BundleError, FileArtifactStore, decodeBundle, importBundle, type ArtifactRef } from '../store/index';
 import { checkStateDir, collectBenchState, exportBenchState } from '../bench/stateBundle';
+import { encodeCheckpoint } from '../core/train/checkpoint';
 import { readBaseBundles as readBases } from '../cli/storeBundle';
 
 const key64 = () => randomBytes(32).toString('hex');
@@ -162,7 +163,10 @@ test("a store that imported bench state exports the final checkpoints of the ent
   // Input-Aware's attacker run as a fresh machine holds it after an import: the cell names the
   // entry, the entry itself was left out (its output carries data sets), its final checkpoint came in its place
   const iaKey = key64();
-  const checkpoint = await f.store.put(randomBytes(4000));
+  // a real checkpoint, already cut (finished): the export passes it on as it is (bench/finishedCheckpoints.ts)
+  const checkpoint = await f.store.put(
+    encodeCheckpoint({ epoch: 33, rngState: [1, 2, 3, 4], arrays: { mask: [{ shape: [2], values: Float32Array.of(1, 2) }] }, extra: {}, finished: true }),
+  );
   const list = [{ epoch: 33, checkpoint: { ...checkpoint, uri: `s3://ntml/ntml/artifacts/${checkpoint.sha256}` }, workflowId: 'sweep-base--b1' }];
   await f.store.putRecord(`checkpoints/stage/${iaKey}/inputaware`, list);
   const b1 = await f.store.getRecord<{ stages: unknown[] }>('sweeps/base/cells/b1');
