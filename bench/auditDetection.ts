@@ -197,6 +197,18 @@ function machine(): Record<string, unknown> {
  * Audits every finished model of the sweeps not already in `outDir`/report.json (same cell,
  * same model digest), appending a row and rewriting report.json and report.md after each.
  */
+/**
+ * The order models are audited in: seed by seed, and within a seed every attack, then the clean
+ * models. A full run audits the same set either way; a run stopped part way (the scans take
+ * minutes a model, and sittings end) then holds one model of every attack and a clean one,
+ * instead of three seeds of the first attacks and nothing of the last.
+ */
+export function auditOrder<T extends { source: Pick<RowSource, 'role' | 'seed' | 'attack'> }>(targets: T[]): T[] {
+  const roleRank = (r: ModelRole) => (r === 'backdoored' ? 0 : 1);
+  // a stable sort: within one seed and role the sweep's own cell order stands
+  return [...targets].sort((a, b) => a.source.seed - b.source.seed || roleRank(a.source.role) - roleRank(b.source.role));
+}
+
 export async function runAuditDetection(o: DetectionOptions): Promise<{ report: DetectionReport; audited: number; skipped: number }> {
   const parsedPolicy = AuditPolicy.safeParse(o.policy ?? {});
   if (!parsedPolicy.success) throw new DetectionInputError(`--policy is invalid:\n  ${formatIssues(parsedPolicy.error).join('\n  ')}`);
@@ -217,7 +229,7 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
   // a failed cell has no model to audit; the run records which, so a missing row is explained
   if (unfinished.length) log(`not audited (the cell has not completed): ${unfinished.join(', ')}`);
   const done = new Set(report.rows.map((r) => `${r.key} ${r.model.sha256}`));
-  const todo = targets.filter((t) => !done.has(`${t.source.sweep}/${t.source.cellId} ${t.model.sha256}`));
+  const todo = auditOrder(targets.filter((t) => !done.has(`${t.source.sweep}/${t.source.cellId} ${t.model.sha256}`)));
   const run: DetectionRun = {
     command: o.command,
     machine: machine(),

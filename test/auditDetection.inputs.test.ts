@@ -13,7 +13,7 @@ import { tempDir } from './support/auditHarness';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
 import { generateSyntheticDataset } from '../core/data/synthetic';
-import { runAuditDetection, sweepTargets } from '../bench/auditDetection';
+import { auditOrder, runAuditDetection, sweepTargets } from '../bench/auditDetection';
 
 let client: Client;
 let close: () => Promise<void>;
@@ -120,3 +120,12 @@ test('refuses an output folder whose report.json is not a detection report, and 
   await assert.rejects(runAuditDetection(options(path.join(dir, 'fresh'), { probes: { asrThreshold: 0 } })), /--policy is invalid:\n {2}probes\.asrThreshold/);
 });
 
+
+test('models are audited seed by seed, every attack before the clean models, so a stopped run covers each attack', () => {
+  const t = (role: 'backdoored' | 'clean', attack: string, seed: number) => ({ source: { role, attack, seed } });
+  const targets = [t('backdoored', 'badnets', 1), t('backdoored', 'badnets', 2), t('backdoored', 'wanet', 1), t('backdoored', 'wanet', 2), t('clean', 'none', 2), t('clean', 'none', 1)];
+  const order = auditOrder(targets).map((x) => `${x.source.attack}:${x.source.seed}`);
+  assert.deepEqual(order, ['badnets:1', 'wanet:1', 'none:1', 'badnets:2', 'wanet:2', 'none:2']);
+  // the input is left as it was
+  assert.equal(targets[1].source.seed, 2);
+});
