@@ -27,6 +27,13 @@ export interface PrepareControl {
   checkpointEvery?: number;
   /** called between optimisation steps (heartbeats) */
   onProgress?: (done: number, total: number) => Promise<void> | void;
+  /**
+   * A trigger this attack learned before from the same attacker data, seed and trigger
+   * settings (Narcissus: its trigger does not depend on the poisoning rate or the test-time
+   * multiplier): poisoning uses it as is and nothing is optimised. bench/narcissusRate.ts varies
+   * the rate on one learned trigger this way.
+   */
+  learnedTrigger?: TriggerParameters;
 }
 
 export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {

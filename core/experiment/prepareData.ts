@@ -217,7 +217,7 @@ export async function prepareData(cfg: PurifyConfig, localFile: LocalFile = loca
     validateAttackAgainst(attack, training);
     if (controlsTraining(attack)) return trainingControlledData(cfg, clean, training, test, source, draw, attackSeed);
     // learned triggers (Narcissus) are computed first, from the attacker's data only; fixed triggers have no preparePoison
-    const learned = plugin.preparePoison ? await plugin.preparePoison(training, all, attack, attackSeed, control) : undefined;
+    const learned = plugin.preparePoison ? (control?.learnedTrigger ?? (await plugin.preparePoison(training, all, attack, attackSeed, control))) : undefined;
     const poisoned = plugin.poisonTrainingSet(training, all, attack, attackSeed, learned);
     const backdoorTest = buildBackdoorTestSet(test, attack, attackSeed, poisoned.record.triggerParameters);
     return {

@@ -290,6 +290,30 @@ test('narcissus through prepareData: the trigger is learned once, poisons the tr
   }
 });
 
+test('narcissus: a learned trigger given to prepareData is reused as is at another rate (nothing optimised); the result equals a fresh run at that rate', async () => {
+  const config = (rate: number) =>
+    parsePurifyConfig({
+      seed: 3,
+      data: { format: 'synthetic', trainSize: 200, testSize: 40, height: 8, width: 8, numClasses: 4 },
+      attack: { name: 'narcissus', rate, surrogateArch: 'tinyCnn', surrogateEpochs: 1, warmupRounds: 1, triggerRounds: 2, pood: { format: 'synthetic', size: 100, numClasses: 3 } },
+      cleanBudget: 20,
+    });
+  const learned = (await prepareData(config(0.05))).poison!.triggerParameters;
+  const fresh = await prepareData(config(0.1));
+  let progressCalls = 0;
+  const reused = await prepareData(config(0.1), undefined, { learnedTrigger: learned, onProgress: () => void progressCalls++ });
+  assert.equal(progressCalls, 0, 'no optimisation round ran');
+  assert.deepEqual(reused.poison!.triggerParameters, fresh.poison!.triggerParameters, 'the rate does not enter the trigger');
+  assert.equal(reused.poison!.poisonedCount, 18);
+  assert.deepEqual(reused.train.images, fresh.train.images);
+  assert.deepEqual(reused.backdoorTest!.images.images, fresh.backdoorTest!.images.images);
+  // a different trigger is used as given, not re-learned
+  const other = { ...learned, perturbation: encodePerturbation(new Float32Array(8 * 8 * 3).fill(4 / 255)) };
+  const planted = await prepareData(config(0.1), undefined, { learnedTrigger: other });
+  const i = planted.poison!.poisonedIndices[0];
+  assert.notDeepEqual(planted.train.images.subarray(i * 192, (i + 1) * 192), fresh.train.images.subarray(i * 192, (i + 1) * 192));
+});
+
 test('narcissus: auto POOD = Fashion-MNIST (padded to 32x32x3) for real 32x32x3 data, synthetic otherwise', async () => {
   assert.equal(resolvePoodChoice({ format: 'auto' }, small).format, 'synthetic');
   assert.equal(resolvePoodChoice({ format: 'auto' }, generateSyntheticDataset({ size: 20, seed: 1 })).format, 'synthetic', 'generated 32x32x3');
