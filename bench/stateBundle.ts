@@ -249,7 +249,10 @@ export async function checkStateDir(dir: string): Promise<{ bundles: NamedBundle
   return { bundles, problems: bundleSetProblems(bundles) };
 }
 
-/** Writes the state bundle to `out`; returns its size and digest. */
+/**
+ * Writes the state bundle to `out`, replacing the one an earlier sitting wrote (run-cpu.sh re-exports
+ * on purpose; `ntml store export` needs --force for that); returns its size and digest.
+ */
 export async function exportBenchState(
   store: ArtifactStore,
   sweep: string,

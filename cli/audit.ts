@@ -12,7 +12,7 @@ import type { Client } from '@temporalio/client';
 import { commandUsage, flag, intOption, stackDirOption, stringOption, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
 import { readConfigFile } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
-import { timestamp } from './format';
+import { intervalText, timestamp } from './format';
 import type { Io } from './purify';
 import { parseAuditRequest, type AuditRequest } from '../schemas/audit';
 import type { AuditHistoryRecord, AuditOutcome, AuditReport } from '../core/audit/report';
@@ -389,7 +389,7 @@ export async function scheduleCommand(action: string, args: ParsedArgs, io: Io):
             throw err;
           });
         io.stdout.write(`${scheduleIdValue}\n`);
-        info(io, `schedule ${scheduleIdValue}: audit of ${request.modelId} ${describeSpec(spec)}, overlap ${overlap}, catch-up window ${catchupWindow / 1000} s${flag(args, 'paused') ? ', paused' : ''}`);
+        info(io, `schedule ${scheduleIdValue}: audit of ${request.modelId} ${describeSpec(spec)}, overlap ${overlap}, catch-up window ${intervalText(catchupWindow)}${flag(args, 'paused') ? ', paused' : ''}`);
         return 0;
       }
       case 'list': {
@@ -436,7 +436,7 @@ export async function scheduleCommand(action: string, args: ParsedArgs, io: Io):
         const lines = [
           `schedule   ${d.scheduleId}${d.state.paused ? '  PAUSED' : ''}${d.state.note ? `  (${d.state.note})` : ''}`,
           `when       ${describeSpec(d.spec, cron)}`,
-          `policies   overlap ${d.policies.overlap}, catch-up window ${d.policies.catchupWindow / 1000} s`,
+          `policies   overlap ${d.policies.overlap}, catch-up window ${intervalText(d.policies.catchupWindow)}`,
           `audits     ${d.info.numActionsTaken} started, ${d.info.numActionsSkippedOverlap} skipped (overlap), ${d.info.runningActions.length} running`,
           `next       ${d.state.paused ? '- (paused: no audit starts until unpause; trigger still works)' : next.join(', ') || '-'}`,
           'recent:',
@@ -551,7 +551,7 @@ function scheduleOptions(args: ParsedArgs) {
  */
 export function describeSpec(spec: { intervals?: Array<{ every: unknown }>; cronExpressions?: string[]; calendars?: unknown[] }, cron?: string): string {
   const parts: string[] = [];
-  for (const i of spec.intervals ?? []) parts.push(`every ${typeof i.every === 'number' ? `${i.every / 1000} s` : String(i.every)}`);
+  for (const i of spec.intervals ?? []) parts.push(`every ${typeof i.every === 'number' ? intervalText(i.every) : String(i.every)}`);
   for (const c of spec.cronExpressions ?? []) parts.push(`cron "${c}"`);
   if (cron !== undefined && !spec.cronExpressions?.length) parts.push(`cron "${cron}"`);
   else if (spec.calendars?.length) parts.push(...spec.calendars.map((c) => `calendar ${describeCalendar(c as Record<string, unknown>)}`));

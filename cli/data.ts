@@ -29,7 +29,10 @@ export const dataPack: CommandSpec = {
   summary: 'Decode, resize and pack an image folder into one ntml data set file (readable from S3 by the workers).',
   positionals: [{ name: 'DIR', help: 'the image folder' }],
   options: [{ name: 'out', value: 'FILE', help: 'the .ntds file to write' }, ...folderOptions, { name: 'force', help: 'replace FILE if it exists' }],
-  details: 'The file is written whole or not at all (a temporary file renamed into place); an existing FILE is kept unless --force.',
+  details: `DIR holds one subfolder per class (named by the class, or by its label number) of .png, .jpg, .jpeg,
+.bmp, .gif, .ppm or .pgm files; or it is a flat folder and --labels names a CSV of file names and
+class ids. The file is written whole or not at all (a temporary file renamed into place); an existing
+FILE is kept unless --force.`,
 };
 
 export const dataInspect: CommandSpec = {
@@ -38,12 +41,13 @@ export const dataInspect: CommandSpec = {
   summary: 'Show what a data set holds: images, shape, classes and how many images each class has.',
   positionals: [{ name: 'PATH', help: 'an .ntds file, a CIFAR-10 .bin batch, or an image folder' }],
   options: folderOptions,
+  details: 'An image folder is read as "ntml data pack" reads it (the same options), without writing anything.',
 };
 
 const FLAG_OF: Record<string, string> = { dir: 'DIR', labels: '--labels', size: '--size', channels: '--channels', classes: '--classes', numClasses: '--num-classes' };
 
 /** The imageFolder data set description the options give, validated by the config schema. */
-function folderSpec(dir: string, args: ParsedArgs): DatasetFile {
+function folderSpec(dir: string, args: ParsedArgs): Extract<DatasetFile, { format: 'imageFolder' }> {
   const o = args.options;
   const num = (name: string) => {
     const v = o[name];
@@ -71,21 +75,39 @@ function folderSpec(dir: string, args: ParsedArgs): DatasetFile {
     const field = String(issue.path[0] ?? '');
     throw new UsageError(`${FLAG_OF[field] ?? field}: ${issue.message}`);
   }
-  return parsed.data;
+  return parsed.data as Extract<DatasetFile, { format: 'imageFolder' }>;
 }
 
-async function loadAny(target: string, args: ParsedArgs) {
+const READS = 'an .ntds file (ntml data pack writes one), a CIFAR-10 .bin batch or an image folder';
+
+/**
+ * The data set at `target`; `argument` names it in errors (the command's DIR or PATH), and the
+ * folder options by their flags.
+ */
+async function loadAny(target: string, args: ParsedArgs, argument: string) {
   const { DatasetError } = await import('../core/data/dataset');
   const stat = await fs.stat(target).catch(() => undefined);
-  if (!stat) throw new UserError(`${target}: no such file or folder`, 2);
+  if (!stat) throw new UserError(`${argument}: ${target}: no such file or folder (check the path; ${argument} is ${READS})`, 2);
   try {
     if (stat.isDirectory()) {
-      const { loadDatasetFile } = await import('../core/experiment/prepareData');
-      return await loadDatasetFile(folderSpec(target, args), undefined, target);
+      const spec = folderSpec(target, args);
+      const { loadImageFolder } = await import('../core/data/imageFolder');
+      const { size, channels, labels, classes, numClasses } = spec;
+      return await loadImageFolder(target, { size, channels, labels, classes, numClasses, field: argument, labelsField: '--labels' });
     }
     if (target.endsWith('.bin')) return (await import('../core/data/cifar10')).loadCifar10Batch(target);
+    const bytes = await fs.readFile(target).catch((err: NodeJS.ErrnoException) => {
+      throw new UserError(`${argument}: cannot read ${target} (${err.code ?? err.message}): check that it is a file you may read`, 2);
+    });
     const { decodeDataset } = await import('../core/data/codec');
-    return decodeDataset(new Uint8Array(await fs.readFile(target)), target);
+    try {
+      return decodeDataset(new Uint8Array(bytes), target);
+    } catch (err) {
+      if (!(err instanceof DatasetError)) throw err;
+      // a file of another kind: say what the command reads; else an .ntds file damaged on its way
+      if (/too short for an ntml dataset|not an ntml dataset file/.test(err.message)) throw new UserError(`${err.message}; ${argument} must be ${READS}`, 2);
+      throw new UserError(`${err.message}: the file is damaged or cut short; copy it again, or pack it again from its images`, 2);
+    }
   } catch (err) {
     if (err instanceof DatasetError) throw new UserError(err.message, 2);
     throw err;
@@ -97,8 +119,10 @@ async function pack(args: ParsedArgs, io: Io): Promise<number> {
   const out = args.options.out;
   if (typeof out !== 'string') throw new UsageError('--out FILE is required', commandUsage(dataPack, true));
   if (!args.options.force && (await fs.stat(out).catch(() => undefined))) throw new UserError(`${out} exists; pass --force to replace it`, 2);
-  if (!(await fs.stat(dir).catch(() => undefined))?.isDirectory()) throw new UserError(`${dir}: not a folder; pack takes a folder of images`, 2);
-  const ds = await loadAny(dir, args);
+  const stat = await fs.stat(dir).catch(() => undefined);
+  if (!stat) throw new UserError(`DIR: ${dir}: no such folder (check the path; pack takes a folder of images, one subfolder per class)`, 2);
+  if (!stat.isDirectory()) throw new UserError(`DIR: ${dir}: not a folder; pack takes a folder of images (to look into a data set file: ntml data inspect ${dir})`, 2);
+  const ds = await loadAny(dir, args, 'DIR');
   const { encodeDataset } = await import('../core/data/codec');
   const labels = args.options.labels;
   const bytes = encodeDataset(ds, { packedFrom: path.basename(path.resolve(dir)), size: ds.height, ...(typeof labels === 'string' ? { labels: path.basename(labels) } : {}) });
@@ -118,7 +142,7 @@ async function pack(args: ParsedArgs, io: Io): Promise<number> {
 
 async function inspect(args: ParsedArgs, io: Io): Promise<number> {
   const [target] = args.positionals;
-  const ds = await loadAny(target, args);
+  const ds = await loadAny(target, args, 'PATH');
   const counts = new Array<number>(ds.numClasses).fill(0);
   for (const y of ds.labels) counts[y]++;
   io.stdout.write(`${target}: ${ds.labels.length} images, ${ds.height}x${ds.width}x${ds.channels}, ${ds.numClasses} classes\n`);

@@ -11,6 +11,21 @@ export function duration(seconds: number): string {
   return `${sec}s`;
 }
 
+/**
+ * A schedule's interval in the largest unit that divides it whole ("1 day", "6 h", "90 min",
+ * "45 s"); seconds with their fraction when not even seconds are whole ("1.5 s").
+ */
+export function intervalText(ms: number): string {
+  const units: Array<[number, (n: number) => string]> = [
+    [86_400_000, (n) => `${n} ${n === 1 ? 'day' : 'days'}`],
+    [3_600_000, (n) => `${n} h`],
+    [60_000, (n) => `${n} min`],
+    [1000, (n) => `${n} s`],
+  ];
+  for (const [unit, text] of units) if (ms > 0 && ms % unit === 0) return text(ms / unit);
+  return `${ms / 1000} s`;
+}
+
 /** "m:ss" (or "h:mm:ss") elapsed clock for progress lines. */
 export function clock(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));

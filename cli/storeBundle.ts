@@ -32,12 +32,14 @@ export const storeExportSpec: CommandSpec = {
       value: 'FILES',
       help: 'comma-separated bundles in the folder of FILE: leave out what they carry;\nthe bundle names them, and imports only after them',
     },
+    { name: 'force', help: 'replace FILE if it exists (e.g. a newer export of the same sweep)' },
     stackDirOption,
   ],
   details: `The bundle is deterministic: the same records and artifacts give the same bytes.
 Only completed cells are exported. With --in-progress, so are the training checkpoints of
 stages the unfinished cells were running (only the newest of each; none of a stage that has
 finished since, whose output is exported instead). Import it elsewhere with "ntml store import FILE".
+An existing FILE is kept unless --force; the file is written whole or not at all.
 The store comes from $NTML_STORE / $NTML_S3_* (else the local stack's).`,
 };
 
@@ -107,6 +109,8 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   const out = stringOption(args, 'out');
   if (!sweep) throw new UsageError('--sweep NAME is required');
   if (!out) throw new UsageError('--out FILE is required');
+  // checked before the store is read: a bundle may be the only copy of a sweep's state
+  if (!flag(args, 'force') && (await fsp.stat(out).catch(() => undefined))) throw new UserError(`${out} exists; pass --force to replace it`, 2);
   const { CELLS_SELECTION, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
   const stagesOption = stringOption(args, 'stages');
   // the stage names are the stage cache's own (its declarations module imports types only)

@@ -10,7 +10,7 @@ import type { Client } from '@temporalio/client';
 import { flag, intOption, stackDirOption, stringOption, type CommandSpec, type ParsedArgs } from './args';
 import { missingLocalInputs, readConfigFile, substituteAutoData } from './config';
 import { UsageError, UserError, failureMessage } from './errors';
-import { duration } from './format';
+import { etaText, sweepEta } from './sweepEta';
 import type { Io } from './purify';
 import type { Connected } from './connection';
 import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
@@ -67,6 +67,10 @@ export const sweepStatusSpec: CommandSpec = {
   summary: 'Show the progress of a sweep.',
   positionals: [{ name: 'NAME', help: 'the sweep name from its spec' }],
   options: [address, namespace, stackDirOption],
+  details: `The ETA costs every cell not started at the mean wall time of the cells this run finished, and
+each running cell at that mean less the time it has run (none when it has run longer), with the
+spec's concurrency cells at once. Until a cell of this run has finished there is no mean: the
+line says "ETA after the first cell finishes".`,
 };
 export const sweepCancelSpec: CommandSpec = {
   name: 'sweep cancel',
@@ -118,8 +122,8 @@ async function connectFor(io: Io, args: ParsedArgs, needsWorkers: boolean, train
   return connect({ address: stringOption(args, 'address'), namespace: stringOption(args, 'namespace'), needsWorkers, trainingProcesses, log: (l) => info(io, l), signal: io.signal });
 }
 
-function progressLine(p: SweepProgress): string {
-  const eta = p.etaSeconds === undefined ? '' : `, ETA ${duration(p.etaSeconds)}`;
+/** The counts, then the ETA text (cli/sweepEta.ts) as given. */
+function progressLine(p: SweepProgress, eta: string): string {
   return `sweep ${p.sweep}: ${p.done}/${p.total} done, ${p.running.length} running, ${p.failed} failed, ${p.reused} reused${eta}`;
 }
 
@@ -194,9 +198,14 @@ export async function sweepStart(args: ParsedArgs, io: Io): Promise<number> {
         // under c.calls: the query and the cells' lookups are cancelled before the connection closes
         const block = await c.calls.run(async () => {
           const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
-          return [progressLine(p), ...(await runningCellLines(client, p, false))].join('\n');
+          const cellLines = await runningCellLines(client, p, false);
+          // the ETA falls with every poll: it is brought up to date when the rest changes, and only then printed
+          return { unchanged: [progressLine(p, ''), ...cellLines].join('\n'), shown: [progressLine(p, etaText(sweepEta(p, Date.now()))), ...cellLines].join('\n') };
         });
-        if (block !== last && !c.calls.signal.aborted) info(io, (last = block));
+        if (block.unchanged !== last && !c.calls.signal.aborted) {
+          last = block.unchanged;
+          info(io, block.shown);
+        }
       } catch {
         // between workflow tasks, after continue-as-new or past the deadline: the next poll answers
       }
@@ -276,7 +285,7 @@ export async function sweepStatus(args: ParsedArgs, io: Io): Promise<number> {
     }
     try {
       const p = await client.connection.withDeadline(Date.now() + 10_000, () => handle.query<SweepProgress>('progress'));
-      io.stdout.write(`${[progressLine(p), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
+      io.stdout.write(`${[progressLine(p, etaText(sweepEta(p, Date.now()))), ...(await runningCellLines(client, p, true))].join('\n')}\n`);
     } catch (err) {
       const why = failureMessage(err).split('\n')[0];
       // workers that just stopped (Ctrl-C of the sweep start that ran them) are still listed as

@@ -103,18 +103,18 @@ describe('ntml audit: command line', () => {
     const created = await ntml(['audit', 'schedule', 'create', '--request', requestFile, '--every', '1h', '--id', id, '--paused', '--catchup-window', '10m', '--note', 'owned by ml-ops'], env);
     assert.equal(created.code, 0, created.stderr);
     assert.equal(created.stdout.trim(), id);
-    assert.match(created.stderr, /every 3600 s, overlap SKIP, catch-up window 600 s, paused/);
+    assert.match(created.stderr, /every 1 h, overlap SKIP, catch-up window 10 min, paused/);
     try {
       const listed = await ntml(['audit', 'schedule', 'list'], env);
       assert.match(listed.stdout, new RegExp(`${id}  paused`));
       let d = await ntml(['audit', 'schedule', 'describe', id], env);
       assert.match(d.stdout, /PAUSED  \(owned by ml-ops\)/);
-      assert.match(d.stdout, /when +every 3600 s/);
+      assert.match(d.stdout, /when +every 1 h/);
       // paused: no audit starts, so no next times are listed
       assert.match(d.stdout, /next +- \(paused: no audit starts until unpause; trigger still works\)/);
       assert.doesNotMatch(d.stdout, /next +\d{4}-/);
       assert.match((await ntml(['audit', 'schedule', 'list'], env)).stdout, new RegExp(`${id}  paused  next -  last -`));
-      assert.match(d.stdout, /policies +overlap SKIP, catch-up window 600 s/);
+      assert.match(d.stdout, /policies +overlap SKIP, catch-up window 10 min/);
       assert.equal((await ntml(['audit', 'schedule', 'unpause', id], env)).code, 0);
       d = await ntml(['audit', 'schedule', 'describe', id], env);
       assert.doesNotMatch(d.stdout, /PAUSED/);

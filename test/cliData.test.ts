@@ -79,3 +79,36 @@ test('ntml data: bad options and paths exit 2 naming the option', () => {
   }
   assert.ok(!existsSync(path.join(dir, 'x.ntds')));
 });
+
+test('ntml data: a folder, label file or data set it cannot read is named, with what to do', () => {
+  const dir = imageFolder();
+  const images = path.join(dir, 'images');
+  mkdirSync(path.join(dir, 'empty'));
+  mkdirSync(path.join(dir, 'tiffs', 'stop'), { recursive: true });
+  for (const f of ['a.tiff', 'b.tiff']) writeFileSync(path.join(dir, 'tiffs', 'stop', f), 'II*\0');
+  const csv = (name: string, text: string) => {
+    writeFileSync(path.join(dir, name), text);
+    return path.join(dir, name);
+  };
+  const packed = path.join(dir, 'packed.ntds');
+  assert.equal(ntml('data', 'pack', images, '--out', packed, '--size', '8').status, 0);
+  const cut = path.join(dir, 'cut.ntds');
+  writeFileSync(cut, readFileSync(packed).subarray(0, readFileSync(packed).length - 10));
+  const cases: Array<[string[], RegExp]> = [
+    [['data', 'pack', path.join(dir, 'nowhere'), '--out', path.join(dir, 'x.ntds')], /^ntml: DIR: \S*nowhere: no such folder \(check the path; pack takes a folder of images, one subfolder per class\)$/m],
+    [['data', 'pack', path.join(dir, 'empty'), '--out', path.join(dir, 'x.ntds')], /DIR: \S*empty has no class subfolders: put each class's images in a subfolder of their own .*or name a CSV of file names and class ids with --labels$/m],
+    [['data', 'inspect', path.join(dir, 'tiffs')], /PATH: \S*tiffs holds no image of a type ntml reads \(\.png, .*\), only other files \(2 \.tiff\): convert them, e\.g\. to PNG/],
+    [['data', 'inspect', path.join(images, 'stop'), '--labels', csv('bad.csv', 'Filename,ClassId\n0.ppm,stop\n')], /--labels: \S*bad\.csv row 2 \("0\.ppm,stop"\): class id "stop" is not a whole number >= 0: fix the row/],
+    [['data', 'inspect', path.join(images, 'stop'), '--labels', csv('cols.csv', 'name;class\n0.ppm;1\n')], /--labels: \S*cols\.csv header "name;class" needs a file column .*e\.g\. "Filename,ClassId"/],
+    [['data', 'inspect', path.join(images, 'stop'), '--labels', csv('gone.csv', 'Filename,ClassId\n0.ppm,0\ngone.ppm,1\n')], /--labels: \S*gone\.csv row 3 names gone\.ppm, which is not in \S*stop \(names are relative to that folder\)/],
+    [['data', 'inspect', path.join(dir, 'tiffs', 'stop'), '--labels', csv('t.csv', 'Filename,ClassId\na.tiff,0\n')], /PATH: \S*a\.tiff: unknown image type "\.tiff" \(ntml reads \.png, .*\): convert it, e\.g\. to PNG/],
+    [['data', 'inspect', path.join(dir, 'bad.csv')], /bad\.csv: not an ntml dataset file .*; PATH must be an \.ntds file \(ntml data pack writes one\), a CIFAR-10 \.bin batch or an image folder/],
+    [['data', 'inspect', cut], /cut\.ntds: truncated: .*: the file is damaged or cut short; copy it again, or pack it again from its images/],
+  ];
+  for (const [args, message] of cases) {
+    const r = ntml(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+\)/, 'no stack trace');
+  }
+});

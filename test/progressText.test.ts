@@ -1,12 +1,14 @@
 /**
  * The progress texts `ntml purify` and `ntml sweep` print: epochs of training stages, rounds of
- * a learned trigger's optimisation, a store outage from the heartbeat, and the sweep's cell labels;
- * and the one-at-a-time progress poll of `sweep start` and `audit run`.
+ * a learned trigger's optimisation, a store outage from the heartbeat, the sweep's cell labels and
+ * ETA; and the one-at-a-time progress poll of `sweep start` and `audit run`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { epochText, outageText, pollInTurn } from '../cli/progress';
 import { cellLabel } from '../schemas/sweep';
+import { etaText, sweepEta } from '../cli/sweepEta';
+import type { SweepProgress } from '../workflows/contract';
 
 test('epochText: finished epochs, the batch under way when live, and trigger rounds', () => {
   assert.equal(epochText(undefined, true), '');
@@ -26,6 +28,37 @@ test('epochText: finished epochs, the batch under way when live, and trigger rou
 test('cellLabel: attack, defense, budget and seed; the model only when it is not the tier default', () => {
   assert.equal(cellLabel({ attack: 'wanet', defense: 'none', cleanBudget: '100', seed: 2, model: 'tier default' }), 'wanet · none · D_c 100 · seed 2');
   assert.equal(cellLabel({ attack: 'badnets', defense: 'ntml', cleanBudget: '5%', seed: 1, model: 'resnet20' }), 'badnets · ntml · D_c 5% · resnet20 · seed 1');
+});
+
+test('sweepEta: finished cells\' mean for cells not started, less what running cells have spent (never below zero)', () => {
+  const now = Date.parse('2026-03-01T12:00:00Z');
+  const running = (...elapsedS: number[]) => elapsedS.map((s, i) => ({ id: `c${i}`, label: `cell ${i}`, workflowId: `w${i}`, startedAt: now - s * 1000 }));
+  const base = { sweep: 's', total: 10, done: 6, failed: 0, reused: 0, continuedAsNew: 0, concurrency: 2, finishedCells: { count: 6, meanMs: 100_000 } };
+  const progress = (p: Partial<SweepProgress>): SweepProgress => ({ ...base, running: (p.runningCells ?? []).map((c) => c.id), ...p });
+  // 2 not started (200 s) + a cell 30 s in (70 s) + one past the mean (0 s, not -50 s): 270 s of work on 2 slots
+  assert.deepEqual(sweepEta(progress({ runningCells: running(30, 150) }), now), { kind: 'seconds', seconds: 135 });
+  assert.equal(etaText(sweepEta(progress({ runningCells: running(30, 150) }), now)), ', ETA 2m 15s');
+  // nothing run yet of the running cells: each costs the whole mean
+  assert.deepEqual(sweepEta(progress({ runningCells: running(0, 0) }), now), { kind: 'seconds', seconds: 200 });
+  // the last cell, running alone, takes its own remainder: not a share of the window
+  assert.deepEqual(sweepEta(progress({ done: 9, runningCells: running(40) }), now), { kind: 'seconds', seconds: 60 });
+  // failed cells are settled too
+  assert.deepEqual(sweepEta(progress({ done: 8, failed: 2, runningCells: [] }), now), { kind: 'none' });
+  assert.equal(etaText({ kind: 'none' }), '');
+});
+
+test('sweepEta: says there is no estimate until a cell of this run has finished', () => {
+  const now = Date.now();
+  const p: SweepProgress = {
+    sweep: 's', total: 4, done: 2, reused: 2, failed: 0, continuedAsNew: 0, concurrency: 2,
+    running: ['c'], runningCells: [{ id: 'c', label: 'c', workflowId: 'w', startedAt: now - 60_000 }],
+    // the two done cells were found in the store: they cost this run nothing, so they give no mean
+    finishedCells: { count: 0, meanMs: 0 },
+  };
+  assert.deepEqual(sweepEta(p, now), { kind: 'tooFewFinished', finished: 0 });
+  assert.equal(etaText(sweepEta(p, now)), ', ETA after the first cell finishes');
+  // a worker of an earlier version sends its own estimate only
+  assert.deepEqual(sweepEta({ ...p, finishedCells: undefined, etaSeconds: 90 }, now), { kind: 'seconds', seconds: 90 });
 });
 
 test('outageText: an S3 outage from the heartbeat details, with the time, the failed attempts and the last error code', () => {

@@ -289,15 +289,35 @@ describe('store bundles', () => {
     const code = await withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out }, positionals: [], help: false }, io));
     assert.equal(code, 0);
     assert.match(printed(), /6 records \(2 cells; stage-cache entries: /);
-    assert.equal(sha256Hex(await fsp.readFile(out)), sha256Hex(await bundleOf(f)));
+    const written = await fsp.readFile(out);
+    assert.equal(sha256Hex(written), sha256Hex(await bundleOf(f)));
+    // --force lets a bad request through to its own error, and the file stays as it was
     await assert.rejects(
-      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: 'nope', out }, positionals: [], help: false }, io)),
+      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: 'nope', out, force: true }, positionals: [], help: false }, io)),
       (err: Error) => err instanceof UserError && /no sweep named "nope"/.test(err.message),
     );
     await assert.rejects(
-      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out, stages: 'cells,poisonedData' }, positionals: [], help: false }, io)),
+      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out, stages: 'cells,poisonedData', force: true }, positionals: [], help: false }, io)),
       /unknown stage "poisonedData"/,
     );
+    assert.deepEqual(await fsp.readFile(out), written);
+  });
+
+  it('the export command keeps an existing file unless --force, naming it', async () => {
+    const f = await sweepFixture();
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bundle-out-'));
+    const out = path.join(dir, 'sweep.ntmlb');
+    const { io } = capture();
+    const earlier = Buffer.from('an earlier bundle, maybe the only copy of a sweep');
+    await fsp.writeFile(out, earlier);
+    await assert.rejects(
+      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out }, positionals: [], help: false }, io)),
+      (err: Error) => err instanceof UserError && err.message === `${out} exists; pass --force to replace it` && (err as UserError).exitCode === 2,
+    );
+    assert.deepEqual(await fsp.readFile(out), earlier, 'the existing file is untouched');
+    assert.deepEqual(await fsp.readdir(dir), ['sweep.ntmlb'], 'nothing else written');
+    assert.equal(await withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out, force: true }, positionals: [], help: false }, io)), 0);
+    assert.equal(sha256Hex(await fsp.readFile(out)), sha256Hex(await bundleOf(f)), '--force replaces it with the export');
   });
 
   it('--base leaves out what a base bundle carries; the dependent imports only after it', async () => {
@@ -328,9 +348,9 @@ describe('store bundles', () => {
       await withStoreEnv(t.root, () => storeImport({ options: {}, positionals: [whole], help: false }, io));
       return t;
     })()));
-    // the base exported against its dependent: refused
+    // the base exported again (--force) against its dependent: refused
     await assert.rejects(
-      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: base, base: dep }, positionals: [], help: false }, io)),
+      withStoreEnv(f.store.root, () => storeExport({ options: { sweep: f.sweep, out: base, base: dep, force: true }, positionals: [], help: false }, io)),
       (err: Error) => err instanceof UserError && /all\.ntmlb relies on models\.ntmlb, so the bases would form a cycle/.test(err.message),
     );
   });

@@ -1,7 +1,8 @@
 /**
  * Sweeps on the real Temporal server and S3 store: a 2 attacks x 2 defenses x 2 seeds grid
  * at a reduced ci budget, shared stages computed once, the concurrency cap held, a killed
- * worker survived, a re-run that trains nothing, and malformed specs rejected up front.
+ * worker survived, a re-run that trains nothing, malformed specs rejected up front, and the
+ * progress query carrying what the ETA needs.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,8 @@ import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testCl
 import { tinySweep } from './support/tinySweep';
 import { storeFromEnv } from '../store';
 import { expandSweep, parseSweepSpec, type SweepSpecInput } from '../schemas/sweep';
-import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
+import type { SweepCellRecord, SweepOutcome, SweepProgress } from '../workflows/contract';
+import { sweepEta } from '../cli/sweepEta';
 import { assertFinishedNotRedone, cellRecords, midSweep } from './support/sweepFaults';
 
 quietRuntime();
@@ -118,12 +120,28 @@ test('a single shared-stage group: the rest of the group starts once the first c
   assert.ok(follower.startedAt < leader.endedAt, 'the follower started while the first cell was still running');
 });
 
+/** The progress query carries what the ETA needs: each running cell's launch time, the finished cells' mean, the concurrency. */
+function assertEtaInputs(p: SweepProgress, launched: number): void {
+  const now = Date.now();
+  assert.equal(p.concurrency, 2);
+  assert.equal(p.finishedCells?.count, p.done, 'every done cell ran in this sweep');
+  assert.ok(p.finishedCells!.meanMs > 0);
+  assert.equal(p.runningCells?.length, p.running.length);
+  for (const c of p.runningCells!) assert.ok(c.startedAt! >= launched - 1000 && c.startedAt! <= now, `cell ${c.id} launched at ${c.startedAt}, the sweep at ${launched}`);
+  const eta = sweepEta(p, now);
+  assert.equal(eta.kind, 'seconds');
+  // the same moment as if the running cells had only just started: their elapsed time is taken off
+  const asIfJustStarted = sweepEta({ ...p, runningCells: p.runningCells!.map((c) => ({ ...c, startedAt: now })) }, now);
+  assert.ok(eta.kind === 'seconds' && asIfJustStarted.kind === 'seconds' && eta.seconds <= asIfJustStarted.seconds, `${JSON.stringify(eta)} vs ${JSON.stringify(asIfJustStarted)}`);
+}
+
 test('killing the training worker mid-sweep: a new worker finishes it without redoing finished cells', { timeout: 900_000 }, async () => {
   const name = `kill-${Date.now().toString(36)}`;
   const queues = taskQueues('sweep-kill');
   const workers = await inProcessWorkers({ orchestration: queues.orchestration });
   let worker = spawnTrainingWorker(queues.training);
   try {
+    const launched = Date.now();
     const outcome = await workers.run(async () => {
       const handle = await client.workflow.start('sweep', {
         taskQueue: queues.orchestration,
@@ -135,7 +153,7 @@ test('killing the training worker mid-sweep: a new worker finishes it without re
           },
         ],
       });
-      await midSweep(handle);
+      assertEtaInputs(await midSweep(handle), launched);
       const finishedBefore = await cellRecords(name);
       worker.kill('SIGKILL');
       await waitForExit(worker);

@@ -180,11 +180,16 @@ export interface SweepProgress {
   total: number;
   done: number;
   running: string[];
-  /** the running cells with their labels and child workflow ids (for per-cell progress) */
-  runningCells?: Array<{ id: string; label: string; workflowId: string }>;
+  /** the running cells with their labels, child workflow ids (for per-cell progress) and launch times (ms since the epoch) */
+  runningCells?: Array<{ id: string; label: string; workflowId: string; startedAt?: number }>;
   failed: number;
   /** cells found finished in the store (earlier runs of this spec) */
   reused: number;
+  /** the cells this run finished and their mean wall time: the ETA's cost of a cell (cli/sweepEta.ts) */
+  finishedCells?: { count: number; meanMs: number };
+  /** cells run at once (the spec's) */
+  concurrency?: number;
+  /** the estimate workers before finishedCells sent (not started cells only; running ones at full cost) */
   etaSeconds?: number;
   continuedAsNew: number;
 }

@@ -154,7 +154,7 @@ async function runWindow(cells: SweepCell[], concurrency: number, book: CellBook
       for (const cell of cells) {
         if (book.running.size >= concurrency) break;
         if (!groups.ready(cell)) continue;
-        book.running.add(cell.id);
+        book.launch(cell.id);
         void runCell(cell).catch((err: Error) => book.bookkeepingFailed(cell.id, err));
       }
     }
@@ -202,6 +202,8 @@ class CellBook {
   readonly finished: Set<string>;
   readonly failedIds: Set<string>;
   readonly running = new Set<string>();
+  /** workflow time each running cell was launched, for the ETA (a continue-as-new waits for running cells: nothing to carry) */
+  private readonly launchedAt = new Map<string, number>();
 
   constructor(
     private readonly cells: SweepCell[],
@@ -224,15 +226,20 @@ class CellBook {
     return this.finished.size + this.failedIds.size;
   }
 
+  launch(id: string): void {
+    this.running.add(id);
+    this.launchedAt.set(id, Date.now());
+  }
+
   /** found completed in the store by an earlier run of this spec */
   reused(id: string): void {
-    this.running.delete(id);
+    this.stopped(id);
     this.finished.add(id);
     this.state.reused++;
   }
 
   settle(id: string, record: SweepCellRecord): void {
-    this.running.delete(id);
+    this.stopped(id);
     if (record.status === 'completed') {
       this.finished.add(id);
       this.state.durations.push(record.endedAt - record.startedAt);
@@ -243,7 +250,7 @@ class CellBook {
 
   /** the store was unreachable for every retry: the cell counts as failed */
   bookkeepingFailed(id: string, err: Error): void {
-    this.running.delete(id);
+    this.stopped(id);
     this.failed(id, `sweep bookkeeping failed: ${err.message}`);
   }
 
@@ -251,21 +258,29 @@ class CellBook {
     return { ...this.state, finished: [...this.finished], continuedAsNew: this.state.continuedAsNew + 1 };
   }
 
+  /** What `ntml sweep status` estimates the remaining time from (cli/sweepEta.ts), with its own clock. */
   progress(spec: SweepSpec): SweepProgress {
     const { cells, state } = this;
-    const left = cells.length - this.finished.size - this.failedIds.size;
-    const mean = state.durations.length ? state.durations.reduce((a, b) => a + b, 0) / state.durations.length : undefined;
+    const count = state.durations.length;
     return {
       sweep: spec.name,
       total: cells.length,
       done: this.finished.size,
       running: [...this.running],
-      runningCells: cells.filter((c) => this.running.has(c.id)).map((c) => ({ id: c.id, label: cellLabel(c.axes), workflowId: this.childId(c) })),
+      runningCells: cells
+        .filter((c) => this.running.has(c.id))
+        .map((c) => ({ id: c.id, label: cellLabel(c.axes), workflowId: this.childId(c), startedAt: this.launchedAt.get(c.id) })),
       failed: this.failedIds.size,
       reused: state.reused,
-      etaSeconds: mean === undefined ? undefined : Math.round((mean * left) / 1000 / spec.concurrency),
+      finishedCells: { count, meanMs: count ? state.durations.reduce((a, b) => a + b, 0) / count : 0 },
+      concurrency: spec.concurrency,
       continuedAsNew: state.continuedAsNew,
     };
+  }
+
+  private stopped(id: string): void {
+    this.running.delete(id);
+    this.launchedAt.delete(id);
   }
 
   private failed(id: string, error: string): void {

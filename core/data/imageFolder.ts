@@ -28,25 +28,32 @@ export interface ImageFolderOptions {
   numClasses?: number;
   /** names the data set in errors and records, e.g. "trainingSet" */
   field?: string;
+  /** names the labels CSV in errors (default `<field>.labels`; the CLI's is "--labels") */
+  labelsField?: string;
 }
 
 interface Entry {
   file: string;
   label: number;
+  /** the CSV and row that named the file, for an error when it is not there */
+  listedAt?: { csv: string; row: number; name: string };
 }
+
+const KNOWN_TYPES = IMAGE_EXTENSIONS.join(', ');
 
 export async function loadImageFolder(dir: string, opts: ImageFolderOptions): Promise<ImageDataset> {
   const field = opts.field ?? 'imageFolder';
+  const labelsField = opts.labelsField ?? `${field}.labels`;
   await requireDirectory(dir, field);
-  const { entries, numClasses, classNames } = opts.labels ? await entriesFromCsv(dir, opts.labels, opts, field) : await entriesFromSubfolders(dir, opts, field);
-  if (entries.length === 0) {
-    throw new DatasetError(`${field}: ${dir} holds no images (expected ${opts.labels ? 'the files the CSV names' : 'one subfolder per class'} with ${IMAGE_EXTENSIONS.join(', ')} files)`);
-  }
+  const { entries, numClasses, classNames } = opts.labels ? await entriesFromCsv(dir, opts.labels, opts, field, labelsField) : await entriesFromSubfolders(dir, opts, field, labelsField);
   const per = opts.size * opts.size * opts.channels;
   const images = new Uint8Array(entries.length * per);
   const labels = new Int32Array(entries.length);
   for (let i = 0; i < entries.length; i++) {
-    const { file, label } = entries[i];
+    const { file, label, listedAt } = entries[i];
+    if (listedAt && !(await fs.stat(file).catch(() => undefined))) {
+      throw new DatasetError(`${labelsField}: ${listedAt.csv} row ${listedAt.row} names ${listedAt.name}, which is not in ${dir} (names are relative to that folder): fix the row or add the file`);
+    }
     const decoded = await decodeImageFile(file, opts.channels, field);
     images.set(resizeImage(decoded.pixels, decoded.height, decoded.width, opts.channels, opts.size, opts.size), i * per);
     labels[i] = label;
@@ -68,17 +75,21 @@ async function requireDirectory(dir: string, field: string): Promise<void> {
   try {
     isDir = (await fs.stat(dir)).isDirectory();
   } catch (err) {
-    throw new DatasetError(`${field}: folder ${dir} not found (${(err as NodeJS.ErrnoException).code ?? err})`);
+    throw new DatasetError(`${field}: folder ${dir} not found (${(err as NodeJS.ErrnoException).code ?? err}): check the path`);
   }
-  if (!isDir) throw new DatasetError(`${field}: ${dir} is a file, expected a folder of images`);
+  if (!isDir) throw new DatasetError(`${field}: ${dir} is a file, expected a folder of images (one subfolder per class)`);
 }
 
 const isImage = (name: string) => IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase());
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-async function entriesFromSubfolders(dir: string, opts: ImageFolderOptions, field: string) {
+async function entriesFromSubfolders(dir: string, opts: ImageFolderOptions, field: string, labelsField: string) {
   const folders = (await fs.readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name).sort(byName);
-  if (folders.length === 0) throw new DatasetError(`${field}: ${dir} has no class subfolders (expected one folder of images per class, or set labels to a CSV)`);
+  if (folders.length === 0) {
+    throw new DatasetError(
+      `${field}: ${dir} has no class subfolders: put each class's images in a subfolder of their own (named by the class, or by its label number), or name a CSV of file names and class ids with ${labelsField}`,
+    );
+  }
   const numeric = !opts.classes && folders.every((f) => /^\d+$/.test(f));
   let labelOf: (folder: string) => number;
   let numClasses: number;
@@ -103,9 +114,20 @@ async function entriesFromSubfolders(dir: string, opts: ImageFolderOptions, fiel
     numClasses = opts.numClasses;
   }
   const entries: Entry[] = [];
+  const otherTypes = new Map<string, number>();
   for (const folder of folders) {
-    const files = (await fs.readdir(path.join(dir, folder))).filter(isImage).sort(byName);
-    for (const f of files) entries.push({ file: path.join(dir, folder, f), label: labelOf(folder) });
+    const names = (await fs.readdir(path.join(dir, folder))).filter((f) => !f.startsWith('.'));
+    for (const f of names.filter(isImage).sort(byName)) entries.push({ file: path.join(dir, folder, f), label: labelOf(folder) });
+    for (const f of names.filter((f) => !isImage(f))) otherTypes.set(path.extname(f).toLowerCase() || f, (otherTypes.get(path.extname(f).toLowerCase() || f) ?? 0) + 1);
+  }
+  if (entries.length === 0) {
+    // files of a type we do not read are skipped: with nothing else there, name them
+    const others = [...otherTypes].map(([ext, n]) => `${n} ${ext}`).join(', ');
+    throw new DatasetError(
+      others
+        ? `${field}: ${dir} holds no image of a type ntml reads (${KNOWN_TYPES}), only other files (${others}): convert them, e.g. to PNG`
+        : `${field}: ${dir} holds no images: its class subfolders (${folders.slice(0, 5).join(', ')}${folders.length > 5 ? ', ...' : ''}) are empty; put each class's ${KNOWN_TYPES} files in its subfolder`,
+    );
   }
   return { entries, numClasses, classNames };
 }
@@ -113,15 +135,16 @@ async function entriesFromSubfolders(dir: string, opts: ImageFolderOptions, fiel
 const FILE_COLUMNS = ['filename', 'path', 'file', 'image'];
 const CLASS_COLUMNS = ['classid', 'label', 'class'];
 
-async function entriesFromCsv(dir: string, csvPath: string, opts: ImageFolderOptions, field: string) {
+async function entriesFromCsv(dir: string, csvPath: string, opts: ImageFolderOptions, field: string, labelsField: string) {
   let text: string;
   try {
     text = await fs.readFile(csvPath, 'utf8');
   } catch (err) {
-    throw new DatasetError(`${field}.labels: cannot read ${csvPath} (${(err as NodeJS.ErrnoException).code ?? err})`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DatasetError(`${labelsField}: cannot read ${csvPath} (${code ?? err})${code === 'ENOENT' ? ': no such file, check the path' : ''}`);
   }
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-  if (lines.length < 2) throw new DatasetError(`${field}.labels: ${csvPath} has no rows (expected a header, then one row per image)`);
+  if (lines.length < 2) throw new DatasetError(`${labelsField}: ${csvPath} has no rows (expected a header such as "Filename,ClassId", then one row per image)`);
   // GTSRB's own CSVs use ";", Kaggle's copy of it ","
   const sep = lines[0].includes(';') ? ';' : ',';
   const header = lines[0].split(sep).map((h) => h.trim().toLowerCase());
@@ -129,25 +152,28 @@ async function entriesFromCsv(dir: string, csvPath: string, opts: ImageFolderOpt
   const classCol = header.findIndex((h) => CLASS_COLUMNS.includes(h));
   if (fileCol < 0 || classCol < 0) {
     throw new DatasetError(
-      `${field}.labels: ${csvPath} header "${lines[0]}" needs a file column (${FILE_COLUMNS.join('/')}) and a class column (ClassId/label/class)`,
+      `${labelsField}: ${csvPath} header "${lines[0]}" needs a file column (${FILE_COLUMNS.join('/')}) and a class column (ClassId/label/class), e.g. "Filename,ClassId"`,
     );
   }
   const entries: Entry[] = [];
   for (let r = 1; r < lines.length; r++) {
     const cells = lines[r].split(sep);
     const name = cells[fileCol]?.trim();
-    const label = Number(cells[classCol]?.trim());
-    if (!name || !Number.isInteger(label) || label < 0) {
-      throw new DatasetError(`${field}.labels: ${csvPath} row ${r + 1} ("${lines[r]}") needs a file name and a class id >= 0`);
+    const rawLabel = cells[classCol]?.trim() ?? '';
+    const label = Number(rawLabel);
+    const row = `${labelsField}: ${csvPath} row ${r + 1} ("${lines[r]}")`;
+    if (!name) throw new DatasetError(`${row} has no file name in its ${lines[0].split(sep)[fileCol].trim()} column: fix or remove the row`);
+    if (rawLabel === '' || !Number.isInteger(label) || label < 0) {
+      throw new DatasetError(`${row}: class id ${JSON.stringify(rawLabel)} is not a whole number >= 0: fix the row`);
     }
     if (path.isAbsolute(name) || name.split(/[\\/]/).includes('..')) {
-      throw new DatasetError(`${field}.labels: ${csvPath} row ${r + 1} names ${name}; expected a path inside ${dir}`);
+      throw new DatasetError(`${labelsField}: ${csvPath} row ${r + 1} names ${name}; expected a path inside ${dir}`);
     }
-    entries.push({ file: path.join(dir, name), label });
+    entries.push({ file: path.join(dir, name), label, listedAt: { csv: csvPath, row: r + 1, name } });
   }
   const seen = Math.max(...entries.map((e) => e.label)) + 1;
   if (opts.numClasses !== undefined && opts.numClasses < seen) {
-    throw new DatasetError(`${field}.labels: ${csvPath} has class id ${seen - 1}, but numClasses is ${opts.numClasses}`);
+    throw new DatasetError(`${labelsField}: ${csvPath} has class id ${seen - 1}, but numClasses is ${opts.numClasses}`);
   }
   return { entries, numClasses: opts.numClasses ?? seen, classNames: undefined };
 }
@@ -166,11 +192,13 @@ export async function decodeImageFile(file: string, channels: 1 | 3, field = 'im
   } catch (err) {
     throw new DatasetError(`${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? err})`);
   }
+  const ext = path.extname(file).toLowerCase();
+  // TensorFlow would guess from the bytes and fail with its own wording: name the type instead
+  if (!IMAGE_EXTENSIONS.includes(ext)) throw new DatasetError(`${field}: ${file}: unknown image type "${ext || path.basename(file)}" (ntml reads ${KNOWN_TYPES}): convert it, e.g. to PNG`);
   try {
-    const ext = path.extname(file).toLowerCase();
     return ext === '.ppm' || ext === '.pgm' ? toChannels(decodeNetpbm(bytes), channels) : decodeWithTensorflow(bytes, channels);
   } catch (err) {
-    throw new DatasetError(`${field}: ${file} is not a readable image (${(err as Error).message})`);
+    throw new DatasetError(`${field}: ${file} is not a readable image (${(err as Error).message}): save it again as PNG or JPEG, or remove it`);
   }
 }
 

@@ -326,7 +326,15 @@ describe('audit schedule texts', () => {
     const calendars = [{ hour: [{ start: 3, end: 3, step: 1 }], minute: [{ start: 0, end: 0, step: 1 }], dayOfWeek: [{ start: 'MONDAY', end: 'FRIDAY', step: 1 }] }];
     assert.equal(describeSpec({ calendars }, '0 3 * * 1-5'), 'cron "0 3 * * 1-5"');
     assert.equal(describeSpec({ calendars }), 'calendar dayOfWeek MONDAY-FRIDAY, hour 3, minute 0');
-    assert.equal(describeSpec({ intervals: [{ every: 3_600_000 }] }), 'every 3600 s');
+    // intervals in the largest unit that divides them whole: "every 86400 s" read as nothing
+    assert.equal(describeSpec({ intervals: [{ every: 86_400_000 }] }), 'every 1 day');
+    assert.equal(describeSpec({ intervals: [{ every: 7 * 86_400_000 }] }), 'every 7 days');
+    assert.equal(describeSpec({ intervals: [{ every: 3_600_000 }] }), 'every 1 h');
+    assert.equal(describeSpec({ intervals: [{ every: 6 * 3_600_000 }] }), 'every 6 h');
+    assert.equal(describeSpec({ intervals: [{ every: 36 * 3_600_000 }] }), 'every 36 h');
+    assert.equal(describeSpec({ intervals: [{ every: 90 * 60_000 }] }), 'every 90 min');
+    assert.equal(describeSpec({ intervals: [{ every: 90_000 }] }), 'every 90 s');
+    assert.equal(describeSpec({ intervals: [{ every: 1500 }] }), 'every 1.5 s');
   });
 });
 

@@ -144,7 +144,7 @@ test('loadImageFolder with a labels CSV: ";" or "," separated, paths relative to
   writeFileSync(path.join(dir, 'escape.csv'), 'Path,ClassId\n../etc/passwd,3\n');
   await assert.rejects(loadImageFolder(dir, { size: 5, channels: 3, labels: path.join(dir, 'escape.csv') }), /expected a path inside/);
   writeFileSync(path.join(dir, 'label.csv'), 'Path,ClassId\nTest/1.ppm,-2\n');
-  await assert.rejects(loadImageFolder(dir, { size: 5, channels: 3, labels: path.join(dir, 'label.csv') }), /row 2 .*class id >= 0/);
+  await assert.rejects(loadImageFolder(dir, { size: 5, channels: 3, labels: path.join(dir, 'label.csv') }), /row 2 .*class id "-2" is not a whole number >= 0/);
   await assert.rejects(loadImageFolder(dir, { size: 5, channels: 3, labels: path.join(dir, 'semi.csv'), numClasses: 5 }), /class id 7, but numClasses is 5/);
 });
 
