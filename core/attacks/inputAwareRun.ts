@@ -23,16 +23,9 @@ export interface InputAwareStageResult extends InputAwareResult {
 export async function inputAwareStandardStage(cfg: PurifyConfig, input: InputAwareStageInput, env: StageEnv): Promise<InputAwareStageResult> {
   const attack = cfg.attack as InputAwareConfig;
   const phase = { name: 'inputaware', epochs: attack.maskEpochs + attackerRecipe(attack, cfg.training).epochs };
-  return runAttackerTraining(cfg, attack, input, env, phase, async (classifier, control) => {
-    const hooks = control.hooks;
+  return runAttackerTraining(cfg, attack, input, env, phase, async (options, hooks) => {
     const result = await trainInputAwareBackdoor({
-      train: input.train,
-      eligibleIndices: input.eligibleIndices,
-      config: attack,
-      classifier,
-      recipe: cfg.training,
-      seed: input.attackSeed,
-      resume: control.resume,
+      ...options,
       hooks: hooks && {
         signal: hooks.signal,
         onBatch: hooks.onBatch && ((_phase, epoch, batch, batches) => hooks.onBatch!(epoch, batch, batches)),

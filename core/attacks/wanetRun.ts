@@ -23,16 +23,5 @@ export interface WanetStageResult extends WanetTrainingResult {
 export async function wanetStandardStage(cfg: PurifyConfig, input: WanetStageInput, env: StageEnv): Promise<WanetStageResult> {
   const attack = cfg.attack as WanetConfig;
   const phase = { name: 'wanet', epochs: attackerRecipe(attack, cfg.training).epochs };
-  return runAttackerTraining(cfg, attack, input, env, phase, (classifier, control) =>
-    trainWanetBackdoor({
-      train: input.train,
-      eligibleIndices: input.eligibleIndices,
-      config: attack,
-      classifier,
-      recipe: cfg.training,
-      seed: input.attackSeed,
-      resume: control.resume,
-      hooks: control.hooks,
-    }),
-  );
+  return runAttackerTraining(cfg, attack, input, env, phase, (options, hooks) => trainWanetBackdoor({ ...options, hooks }));
 }
