@@ -12,9 +12,10 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
 import type { PurifyInput } from '../../workflows/contract';
-import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
+import type { PurifyOutcome, PurifyReport, SweepOutcome } from '../../workflows/contract';
 import { storeFromEnv, type ArtifactStore } from '../../store';
 import type { CheckpointEntry } from '../../activities/checkpointing';
+import { useArtifactStore } from '../../activities/context';
 import { toolPath } from '../../infra/stack';
 import { repoRoot, sleep } from './processes';
 import { fixturesDir } from './fixtures';
@@ -75,6 +76,20 @@ export async function runPurifyWorkflow(
   const report = JSON.parse(Buffer.from(await store.get(outcome.report)).toString('utf8')) as PurifyReport;
   const markdown = Buffer.from(await store.get(outcome.markdown)).toString('utf8');
   return { workflowId, outcome, report, markdown, seconds };
+}
+
+/**
+ * One sweep workflow run to its end on `store` (the activities' store from now on) by fresh
+ * in-process workers on queues tagged `tag`: the bundle and bench-state tests run a spec against
+ * one store, then against another.
+ */
+export async function runSweepOnStore(client: Client, store: ArtifactStore, spec: unknown, tag: string, workflowId: string): Promise<SweepOutcome> {
+  useArtifactStore(store);
+  const queues = taskQueues(tag);
+  const workers = await inProcessWorkers(queues);
+  return workers.run(
+    () => client.workflow.execute('sweep', { taskQueue: queues.orchestration, workflowId, args: [{ spec, options: { trainingTaskQueue: queues.training } }] }) as Promise<SweepOutcome>,
+  );
 }
 
 /** Unique task queues per test so that workers of other tests never take its tasks. */
