@@ -17,25 +17,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { decodeBundle } from '../store/index';
-import { benchSitting, ntmlOnMachine } from './support/benchSitting';
+import { benchSitting, ntmlOnMachine, tinyBenchSpec } from './support/benchSitting';
 
-const spec = (name: string, defenses: string) => `name: ${name}
-base:
-  mode: evaluation
-  tier: ci
-  data: { format: synthetic, trainSize: 400, testSize: 200 }
-  cleanBudget: 50
-  training: { epochs: 1 }
-grid:
-  attack: [{ name: badnets, target: 5 }]
-  defense: ${defenses}
-  seed: [1]
-concurrency: 2
-`;
 const SPECS = {
-  'tiny-base': spec('tiny-base', '[{ name: none }]'),
-  'tiny-dep': spec('tiny-dep', '[{ name: none }, { name: ft, steps: 10, rounds: 2 }]'),
-  'tiny-table': spec('tiny-table', '[{ name: ft, steps: 6, rounds: 1 }]'),
+  'tiny-base': tinyBenchSpec('tiny-base', '[{ name: none }]'),
+  'tiny-dep': tinyBenchSpec('tiny-dep', '[{ name: none }, { name: ft, steps: 10, rounds: 2 }]'),
+  'tiny-table': tinyBenchSpec('tiny-table', '[{ name: ft, steps: 6, rounds: 1 }]'),
 };
 const ORDER = { BENCH_ORDER: 'tiny-base tiny-dep tiny-table', BENCH_KEEP_STAGES: 'tiny-table:none' };
 

@@ -21,11 +21,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { quietRuntime, runSweepOnStore, testClient } from './support/temporal';
 import { tinySweep, tinySweepBase } from './support/tinySweep';
 import { collectBundle, decodeBundle, encodeBundle, importBundle, openStore, parseS3Location, s3OptionsFromEnv, type ArtifactStore } from '../store';
 import { decodeCheckpoint, encodeCheckpoint } from '../core/train/checkpoint';
-import { useArtifactStore } from '../activities/context';
 import { exportBenchState } from '../bench/stateBundle';
 import type { CheckpointEntry } from '../activities/checkpointing';
 import type { CacheEntry } from '../activities/stageCache';
@@ -55,14 +54,7 @@ function spec(name: string) {
 const { bucket } = parseS3Location(process.env.NTML_STORE ?? 's3://missing/');
 const open = (t: string) => openStore(`s3://${bucket}/iad-state-${t}-${randomBytes(6).toString('hex')}`, { s3: s3OptionsFromEnv() });
 
-async function sweepOutcome(store: ArtifactStore, name: string): Promise<SweepOutcome> {
-  useArtifactStore(store);
-  const queues = taskQueues(`iad-state-${name}`);
-  const workers = await inProcessWorkers(queues);
-  return (await workers.run(() =>
-    client.workflow.execute('sweep', { taskQueue: queues.orchestration, workflowId: `sweep-${name}`, args: [{ spec: spec(name), options: { trainingTaskQueue: queues.training } }] }),
-  )) as SweepOutcome;
-}
+const sweepOutcome = (store: ArtifactStore, name: string): Promise<SweepOutcome> => runSweepOnStore(client, store, spec(name), `iad-state-${name}`, `sweep-${name}`);
 
 async function runSweep(store: ArtifactStore, name: string): Promise<SweepCellRecord> {
   const outcome = await sweepOutcome(store, name);

@@ -19,24 +19,12 @@ import { DATASET_MAGIC } from '../core/data/codec';
 import { decodeCheckpoint, encodeCheckpoint } from '../core/train/checkpoint';
 import { decodeBundle, FileArtifactStore, type ArtifactRef } from '../store/index';
 import { BenchStateError, collectBenchState } from '../bench/stateBundle';
-import { benchSitting } from './support/benchSitting';
+import { benchSitting, tinyBenchSpec } from './support/benchSitting';
 
 /** bench/run-cpu.sh with its folders moved into `dir` and a stack of its own in `stackDir`. */
 const sitting = (dir: string, stackDir: string) => benchSitting(dir, stackDir, ['tiny-state']);
 
-const SPEC = `name: tiny-state
-base:
-  mode: evaluation
-  tier: ci
-  data: { format: synthetic, trainSize: 400, testSize: 200 }
-  cleanBudget: 50
-  training: { epochs: 1 }
-grid:
-  attack: [{ name: badnets, target: 5 }]
-  defense: [{ name: none }, { name: ft, steps: 10, rounds: 2 }]
-  seed: [1]
-concurrency: 2
-`;
+const SPEC = tinyBenchSpec('tiny-state', '[{ name: none }, { name: ft, steps: 10, rounds: 2 }]');
 
 test('run-cpu.sh: a sitting exports state without data; a sitting on a fresh stack imports it, reuses every cell and exports the same bytes', { timeout: 900_000 }, async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ntml-bench-state-'));

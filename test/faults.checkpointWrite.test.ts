@@ -19,7 +19,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { ciConfig, firstStandardCheckpoints, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
 import { freePort, isAlive, startS3Server, type S3Server } from '../infra/stack/index';
 import { outagePolicyFromEnv, storeFromEnv } from '../store/index';
 import { parsePurifyConfig } from '../schemas/purify';
@@ -111,16 +111,7 @@ test('versitygw SIGKILLed during a checkpoint write and down for 60 s: the write
       });
       const { runId } = await handle.describe();
       const recordKey = async () => (await store.listRecords(`checkpoints/${handle.workflowId}/${runId}/`)).find((k) => k.endsWith('-standard'));
-      const standardEpochs = async (): Promise<number[]> => {
-        const key = await recordKey();
-        return key ? ((await store.getRecord<CheckpointEntry[]>(key)) ?? []).map((e) => e.epoch) : [];
-      };
-      let epochs: number[] = [];
-      for (let i = 0; i < 6000 && epochs.length < 1; i++) {
-        await sleep(50);
-        epochs = await standardEpochs();
-      }
-      assert.ok(epochs.length >= 1, `standard training stored no checkpoint:\n${worker.output()}`);
+      const epochs = await firstStandardCheckpoints(store, handle, runId, () => `:\n${worker.output()}`);
 
       const victim = s3.pid;
       let killed!: () => void;

@@ -14,7 +14,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, storedCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
+import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, firstStandardCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
 import { isAlive, startLocalStack } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import { parsePurifyConfig } from '../schemas/purify';
@@ -62,13 +62,7 @@ test('versitygw SIGKILLed and kept down for at least 20 s mid-training: the run 
         args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training, cache: false } }],
       });
       const { runId } = await handle.describe();
-      const standardEpochs = async () => (await storedCheckpoints(store, `checkpoints/${handle.workflowId}/${runId}/`, 'standard')).map((e) => e.epoch);
-      let epochs: number[] = [];
-      for (let i = 0; i < 6000 && epochs.length < 1; i++) {
-        await sleep(50);
-        epochs = await standardEpochs();
-      }
-      assert.ok(epochs.length >= 1, 'standard training stored no checkpoint');
+      const epochs = await firstStandardCheckpoints(store, handle, runId);
 
       const victim = s3.s3!;
       const killedAt = Date.now();

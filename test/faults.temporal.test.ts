@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, storedCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
+import { ciConfig, inProcessWorkers, quietRuntime, referenceRun, spawnTrainingWorker, firstStandardCheckpoints, taskQueues, testClient, waitForExit } from './support/temporal';
 import { isAlive, startLocalStack, temporalHealthy } from '../infra/stack/index';
 import { storeFromEnv } from '../store/index';
 import { parsePurifyConfig } from '../schemas/purify';
@@ -40,13 +40,7 @@ test('the Temporal dev server SIGKILLed mid-training comes back on its port and 
         args: [{ config: ciConfig(), options: { trainingTaskQueue: queues.training, cache: false, heartbeatTimeoutSeconds: 30 } }],
       });
       const { runId } = await handle.describe();
-      const standardEpochs = async () => (await storedCheckpoints(store, `checkpoints/${handle.workflowId}/${runId}/`, 'standard')).map((e) => e.epoch);
-      let epochs: number[] = [];
-      for (let i = 0; i < 6000 && epochs.length < 1; i++) {
-        await sleep(50);
-        epochs = await standardEpochs();
-      }
-      assert.ok(epochs.length >= 1, 'standard training stored no checkpoint');
+      const epochs = await firstStandardCheckpoints(store, handle, runId);
       const victim = stack.temporal!.pid;
       process.kill(victim, 'SIGKILL');
       const t0 = Date.now();

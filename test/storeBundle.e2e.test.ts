@@ -16,10 +16,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
-import { inProcessWorkers, quietRuntime, taskQueues, testClient } from './support/temporal';
+import { quietRuntime, runSweepOnStore, testClient } from './support/temporal';
 import { tinySweep } from './support/tinySweep';
 import { FileArtifactStore, openStore, parseS3Location, s3OptionsFromEnv, type ArtifactStore } from '../store';
-import { useArtifactStore } from '../activities/context';
 import { cachedStageNames } from '../activities/stageDeclarations';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
@@ -35,19 +34,7 @@ after(async () => close());
 const name = `bundle-${Date.now().toString(36)}`;
 const spec = tinySweep(name, { attack: [{ name: 'badnets', target: 5 }], defense: [{ name: 'ntml' }, { name: 'ft', steps: 20, rounds: 2 }], seed: [1] }, { mlEpochs: 3 });
 
-async function runSweep(store: ArtifactStore, tag: string): Promise<SweepOutcome> {
-  useArtifactStore(store);
-  const queues = taskQueues(`bundle-${tag}`);
-  const workers = await inProcessWorkers(queues);
-  return workers.run(
-    () =>
-      client.workflow.execute('sweep', {
-        taskQueue: queues.orchestration,
-        workflowId: `sweep-${name}-${tag}`,
-        args: [{ spec, options: { trainingTaskQueue: queues.training } }],
-      }) as Promise<SweepOutcome>,
-  );
-}
+const runSweep = (store: ArtifactStore, tag: string): Promise<SweepOutcome> => runSweepOnStore(client, store, spec, `bundle-${tag}`, `sweep-${name}-${tag}`);
 
 async function cells(store: ArtifactStore): Promise<SweepCellRecord[]> {
   const keys = await store.listRecords(`sweeps/${name}/cells/`);

@@ -19,14 +19,13 @@ import * as path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import type { Client } from '@temporalio/client';
-import { inProcessWorkers, quietRuntime, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
+import { inProcessWorkers, quietRuntime, runSweepOnStore, spawnTrainingWorker, taskQueues, testClient, waitForExit } from './support/temporal';
 import { tinySweep } from './support/tinySweep';
 import { decodeBundle, openStore, parseS3Location, s3OptionsFromEnv, type ArtifactStore } from '../store';
-import { useArtifactStore } from '../activities/context';
 import { storeExport, storeImport } from '../cli/storeBundle';
 import { UserError } from '../cli/errors';
 import type { CheckpointEntry } from '../activities/checkpointing';
-import type { SweepCellRecord, SweepOutcome } from '../workflows/contract';
+import type { SweepCellRecord } from '../workflows/contract';
 import { captureIo, withStoreEnv } from './support/cliIo';
 
 quietRuntime();
@@ -52,12 +51,7 @@ const cli = withStoreEnv;
 
 /** The whole sweep on `store` with in-process workers; its one cell record. */
 async function runSweep(store: ArtifactStore, tag: string): Promise<SweepCellRecord> {
-  useArtifactStore(store);
-  const queues = taskQueues(`inprogress-${tag}`);
-  const workers = await inProcessWorkers(queues);
-  const outcome = (await workers.run(() =>
-    client.workflow.execute('sweep', { taskQueue: queues.orchestration, workflowId: `sweep-${name}-${tag}`, args: [{ spec, options: { trainingTaskQueue: queues.training } }] }),
-  )) as SweepOutcome;
+  const outcome = await runSweepOnStore(client, store, spec, `inprogress-${tag}`, `sweep-${name}-${tag}`);
   assert.equal(outcome.completed, 1, JSON.stringify(outcome.failed));
   const keys = await store.listRecords(`sweeps/${name}/cells/`);
   assert.equal(keys.length, 1);

@@ -26,14 +26,13 @@ prints one JSON object on stdout.
 """
 import argparse
 import json
-import resource
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from pytorch_throughput import ARCHS as THROUGHPUT_ARCHS, conv_bn_relu
+from reference_run import peak_rss_mib, timed, torch_facts
 
 
 class TinyCnn(nn.Module):
@@ -115,11 +114,7 @@ def anp_loop(model, images, labels, iterations, batch_size, eps=0.4, alpha=0.2, 
             for m in mod.masks:
                 m.clamp_(0, 1)
 
-    iteration()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(iterations):
-        iteration()
-    return time.perf_counter() - t0
+    return timed(iteration, iterations)
 
 
 def ibau_loop(model, images, labels, steps, batch_size, fixed_point_steps, hvp, eta=0.1, penalty=0.001, radius=10.0, gen=None):
@@ -175,11 +170,7 @@ def ibau_loop(model, images, labels, steps, batch_size, fixed_point_steps, hvp, 
             p.grad = g - eta * m
         adam.step()
 
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return time.perf_counter() - t0
+    return timed(step, steps)
 
 
 def plain_training(model, images, labels, steps, batch_size, gen=None):
@@ -193,11 +184,7 @@ def plain_training(model, images, labels, steps, batch_size, gen=None):
         F.cross_entropy(model(images[idx]), labels[idx]).backward()
         opt.step()
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return time.perf_counter() - t0
+    return timed(step, steps)
 
 
 def main() -> None:
@@ -228,9 +215,7 @@ def main() -> None:
     # training-step equivalents per image (bench/stageCost.ts): F = 1, backward with weight grads 2, input-only backward 1
     ibau_units = 3 + (k - 1) * 2 * 2 + 2 * 3
     print(json.dumps({
-        "impl": "pytorch",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **torch_facts(),
         "arch": a.arch,
         "batchSize": a.batch_size,
         "plainImagesPerSecond": a.plain_steps * a.plain_batch_size / plain_seconds,
@@ -247,8 +232,7 @@ def main() -> None:
             "imagesPerSecond": a.ibau_steps * a.batch_size / ibau_seconds,
             "passesPerImage": ibau_units / 3,
         },
-        # ru_maxrss is in KiB on Linux: the process's peak over its whole life
-        "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peakRssMiB": peak_rss_mib(),
     }))
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 # run as a script, Python puts this folder first on the import path
 from pytorch_throughput import SmallCnn, assemble
+from reference_run import predict, torch_facts
 
 RECORD = 1 + 3 * 32 * 32
 ONE_CYCLE_START_DIVISOR = 25
@@ -85,16 +86,6 @@ def initialise(model: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         # nn.Linear keeps its default: uniform(+-1/sqrt(fan_in)) for weight and bias
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    model.eval()
-    out = torch.empty(images.shape[0], dtype=torch.long)
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].permute(0, 3, 1, 2).float().div_(255).contiguous()
-        out[start : start + batch_size] = model(x).argmax(-1)
-    return out
 
 
 def main() -> None:
@@ -166,9 +157,7 @@ def main() -> None:
 
     acc = (predict(model, test_images) == test_labels).float().mean().item() * 100
     result = {
-        "impl": "pytorch",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **torch_facts(),
         "seed": a.seed,
         "trainImages": n,
         "trainSha256": digest,

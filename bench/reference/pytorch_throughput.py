@@ -17,12 +17,13 @@ prints one JSON object on stdout.
 """
 import argparse
 import json
-import resource
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from reference_run import peak_rss_mib, predict, timed, torch_facts
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -128,16 +129,6 @@ def train(model, opt, images, labels, indices, epochs, batch_size, augment, gen)
     return time.perf_counter() - t_all, data_seconds, epoch_seconds, loss
 
 
-@torch.inference_mode()
-def infer(model, images, batch_size):
-    model.eval()
-    out = torch.empty(images.shape[0], dtype=torch.long)
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].permute(0, 3, 1, 2).float().div_(255).contiguous()
-        out[start : start + batch_size] = model(x).argmax(-1)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--arch", choices=sorted(ARCHS), required=True)
@@ -174,15 +165,10 @@ def main() -> None:
     )
     cores_busy = (time.process_time() - cpu0) / seconds
 
-    infer(model, images, inference_batch)
-    t0 = time.perf_counter()
-    infer(model, images, inference_batch)
-    inference_seconds = time.perf_counter() - t0
+    inference_seconds = timed(lambda: predict(model, images, inference_batch), 1)
 
     print(json.dumps({
-        "impl": "pytorch",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **torch_facts(),
         "arch": a.arch,
         "augmentation": bool(a.augment),
         "batchSize": a.batch_size,
@@ -199,8 +185,7 @@ def main() -> None:
         "inferenceSeconds": inference_seconds,
         "inferenceImagesPerSecond": a.images / inference_seconds,
         "finalLoss": loss,
-        # ru_maxrss is in KiB on Linux: the process's peak over its whole life (one configuration)
-        "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peakRssMiB": peak_rss_mib(),
     }))
 
 

@@ -6,12 +6,11 @@
  * its phases (mask epochs first, then joint ones), so a retried attempt continues from the newest.
  */
 import type { AttackerRunInput } from './attack';
-import { deriveSeed } from '../rng';
-import { buildBackdoorTestSet, type BackdoorTestSet } from './testSet';
+import type { BackdoorTestSet } from './testSet';
 import { trainInputAwareBackdoor, type InputAwareResult } from './inputAwareTraining';
 import type { InputAwareConfig } from './inputAware';
-import { freshModel } from '../pipeline/stageRuns';
 import { attackerRecipe } from './attackerRecipe';
+import { runAttackerTraining } from './attackerRun';
 import type { StageEnv } from '../pipeline/stageEnv';
 import type { PurifyConfig } from '../../schemas/purify';
 
@@ -22,26 +21,19 @@ export interface InputAwareStageResult extends InputAwareResult {
 }
 
 export async function inputAwareStandardStage(cfg: PurifyConfig, input: InputAwareStageInput, env: StageEnv): Promise<InputAwareStageResult> {
-  const classifier = await freshModel(cfg, input.train, deriveSeed(cfg.seed, 'init:standard'), env);
   const attack = cfg.attack as InputAwareConfig;
-  const control = await env.phase('inputaware', attack.maskEpochs + attackerRecipe(attack, cfg.training).epochs);
-  const hooks = control.hooks;
-  const result = await trainInputAwareBackdoor({
-    train: input.train,
-    eligibleIndices: input.eligibleIndices,
-    config: attack,
-    classifier,
-    recipe: cfg.training,
-    seed: input.attackSeed,
-    resume: control.resume,
-    hooks: hooks && {
-      signal: hooks.signal,
-      onBatch: hooks.onBatch && ((_phase, epoch, batch, batches) => hooks.onBatch!(epoch, batch, batches)),
-      onCheckpoint: hooks.onEpochEnd && ((record, snapshot) => hooks.onEpochEnd!(record, snapshot)),
-    },
+  const phase = { name: 'inputaware', epochs: attack.maskEpochs + attackerRecipe(attack, cfg.training).epochs };
+  return runAttackerTraining(cfg, attack, input, env, phase, async (options, hooks) => {
+    const result = await trainInputAwareBackdoor({
+      ...options,
+      hooks: hooks && {
+        signal: hooks.signal,
+        onBatch: hooks.onBatch && ((_phase, epoch, batch, batches) => hooks.onBatch!(epoch, batch, batches)),
+        onCheckpoint: hooks.onEpochEnd && ((record, snapshot) => hooks.onEpochEnd!(record, snapshot)),
+      },
+    });
+    env.scope.own(result.generators.mask);
+    env.scope.own(result.generators.pattern);
+    return result;
   });
-  env.scope.own(result.generators.mask);
-  env.scope.own(result.generators.pattern);
-  const backdoorTest = input.test ? buildBackdoorTestSet(input.test, attack, input.attackSeed, result.triggerParameters) : undefined;
-  return { ...result, backdoorTest };
 }

@@ -83,14 +83,16 @@ function checkRecordSize(bytes: Uint8Array, file: string): void {
   }
 }
 
-/** Reads one batch file (e.g. a single `data_batch_1.bin`) as a data set. */
-export async function loadCifar10Batch(file: string, name = `cifar10:${path.basename(file)}`): Promise<ImageDataset> {
-  const bytes = await readFileChecked(file, `a CIFAR-10 binary batch file`);
-  checkRecordSize(bytes, file);
-  const n = bytes.length / CIFAR10_RECORD_BYTES;
-  const images = new Uint8Array(n * CIFAR10_PLANE * 3);
-  const labels = new Int32Array(n);
-  parseBatch(bytes, file, images, labels, 0);
+/** Whole batch files (size-checked), their records in file order, as one data set. */
+function datasetOfBatches(name: string, buffers: Uint8Array[], files: string[], classNames: string[]): ImageDataset {
+  const total = buffers.reduce((s, b) => s + b.length / CIFAR10_RECORD_BYTES, 0);
+  const images = new Uint8Array(total * CIFAR10_PLANE * 3);
+  const labels = new Int32Array(total);
+  let offset = 0;
+  buffers.forEach((bytes, k) => {
+    parseBatch(bytes, files[k], images, labels, offset);
+    offset += bytes.length / CIFAR10_RECORD_BYTES;
+  });
   return {
     name,
     height: CIFAR10_SIDE,
@@ -99,8 +101,15 @@ export async function loadCifar10Batch(file: string, name = `cifar10:${path.base
     numClasses: CIFAR10_NUM_CLASSES,
     images,
     labels,
-    classNames: [...CIFAR10_CLASS_NAMES],
+    classNames,
   };
+}
+
+/** Reads one batch file (e.g. a single `data_batch_1.bin`) as a data set. */
+export async function loadCifar10Batch(file: string, name = `cifar10:${path.basename(file)}`): Promise<ImageDataset> {
+  const bytes = await readFileChecked(file, `a CIFAR-10 binary batch file`);
+  checkRecordSize(bytes, file);
+  return datasetOfBatches(name, [bytes], [file], [...CIFAR10_CLASS_NAMES]);
 }
 
 /** Class names from `batches.meta.txt` (one per line), or the standard ones if absent. */
@@ -140,25 +149,7 @@ export async function loadCifar10(dir: string, split: Split): Promise<ImageDatas
     checkRecordSize(bytes, file);
     buffers.push(bytes);
   }
-  const classNames = await readClassNames(dir);
-  const total = buffers.reduce((s, b) => s + b.length / CIFAR10_RECORD_BYTES, 0);
-  const images = new Uint8Array(total * CIFAR10_PLANE * 3);
-  const labels = new Int32Array(total);
-  let offset = 0;
-  buffers.forEach((bytes, k) => {
-    parseBatch(bytes, files[k], images, labels, offset);
-    offset += bytes.length / CIFAR10_RECORD_BYTES;
-  });
-  return {
-    name: `cifar10:${split}`,
-    height: CIFAR10_SIDE,
-    width: CIFAR10_SIDE,
-    channels: 3,
-    numClasses: CIFAR10_NUM_CLASSES,
-    images,
-    labels,
-    classNames,
-  };
+  return datasetOfBatches(`cifar10:${split}`, buffers, files, await readClassNames(dir));
 }
 
 /** Writes a data set of 32x32x3 images as a CIFAR-10 binary batch (tests, exports). */

@@ -3,23 +3,15 @@
  * default mode): which attacker's run to call, and its result in one shape for the host to
  * store (the backdoored model, the data the later stages see, and any trigger artifact).
  */
-import type { ImageDataset } from '../data/dataset';
 import type { Classifier } from '../models/classifier';
 import type { EpochRecord } from '../train/epochLoop';
 import type { PoisonResult } from '../attacks/base';
 import type { BackdoorTestSet } from '../attacks/testSet';
+import type { AttackerRunInput } from '../attacks/attack';
 import { inputAwareStandardStage } from '../attacks/inputAwareRun';
 import { wanetStandardStage } from '../attacks/wanetRun';
 import type { PurifyConfig } from '../../schemas/purify';
 import type { StageEnv } from './stageEnv';
-
-export interface AttackerTrainingInput {
-  train: ImageDataset;
-  /** training indices outside the clean budget: only these are ever poisoned */
-  eligibleIndices: Int32Array;
-  test?: ImageDataset;
-  attackSeed: number;
-}
 
 export interface AttackerTrainingResult {
   /** the backdoored model */
@@ -34,7 +26,7 @@ export interface AttackerTrainingResult {
   triggerArtifact?: { bytes: Uint8Array; field: string };
 }
 
-export async function attackerTrainingStage(cfg: PurifyConfig, input: AttackerTrainingInput, env: StageEnv): Promise<AttackerTrainingResult> {
+export async function attackerTrainingStage(cfg: PurifyConfig, input: AttackerRunInput, env: StageEnv): Promise<AttackerTrainingResult> {
   const name = cfg.attack?.name;
   switch (name) {
     case 'inputaware': {

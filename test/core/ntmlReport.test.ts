@@ -1,11 +1,12 @@
 /**
  * The purify report's NT-ML lines (core/report/purifyMarkdown.ts): protection mode claims no
  * poisoning and no backdoor it cannot know; a skipped split stage and a high proxy ASR are
- * flagged; split distillation's per-epoch diagnostics are a table.
+ * flagged; split distillation's per-epoch diagnostics are a table; the split line names t^ as
+ * estimated, or as drawn among tied classes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { purifyMarkdown } from '../../core/report/purifyMarkdown';
+import { purifyMarkdown, splitLine } from '../../core/report/purifyMarkdown';
 import type { PurifyReport } from '../../core/report/records';
 import type { EpochRecord } from '../../core/train/epochLoop';
 
@@ -103,4 +104,17 @@ test('purify report: a proxy ASR above 20% in the kept split epoch is flagged; w
   assert.doesNotMatch(md, /Warning/);
   // a split summary without the new fields (records stored before them) still renders, without the evidence
   assert.match(md, /distilled on 80\.0% of the training inputs\.\n/);
+});
+
+test('a tie names the classes t^ was drawn among', () => {
+  const md = purifyMarkdown(report({ split: { estimatedTarget: 3, keptFraction: 0.812, tiedClasses: [3, 5] } }));
+  assert.match(md, /^Split distillation: t\^ = 3, drawn among tied classes 3, 5; distilled on 81\.2% of the training inputs\.$/m);
+  assert.doesNotMatch(md, /estimated target class/);
+});
+
+test('a single top class, or a record without ties, reads as an estimate', () => {
+  const one = splitLine({ estimatedTarget: 0, keptFraction: 0.9, tiedClasses: [0] });
+  assert.equal(one, 'Split distillation: estimated target class 0, distilled on 90.0% of the training inputs.');
+  assert.equal(splitLine({ estimatedTarget: 0, keptFraction: 0.9 }), one, 'records written before ties were kept');
+  assert.doesNotMatch(purifyMarkdown(report({ split: undefined })), /Split distillation/);
 });

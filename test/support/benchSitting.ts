@@ -40,3 +40,23 @@ export function benchSitting(dir: string, stackDir: string, specs: string[], ext
 export function ntmlOnMachine(stackDir: string, args: string[]): Promise<CommandResult> {
   return run(path.join(REPO, 'bin', 'ntml'), args, machineEnv(stackDir, {}));
 }
+
+/**
+ * A ci-tier bench spec named `name`: one BadNets cell per defense of `defenses` (the grid's YAML
+ * list) on 400 synthetic images, one training epoch, so a sitting takes seconds per cell.
+ */
+export function tinyBenchSpec(name: string, defenses: string): string {
+  return `name: ${name}
+base:
+  mode: evaluation
+  tier: ci
+  data: { format: synthetic, trainSize: 400, testSize: 200 }
+  cleanBudget: 50
+  training: { epochs: 1 }
+grid:
+  attack: [{ name: badnets, target: 5 }]
+  defense: ${defenses}
+  seed: [1]
+concurrency: 2
+`;
+}

@@ -12,11 +12,12 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { connectWorker, createOrchestrationWorker, createTrainingWorker } from '../../workers/createWorkers';
 import type { PurifyInput } from '../../workflows/contract';
-import type { PurifyOutcome, PurifyReport } from '../../workflows/contract';
+import type { PurifyOutcome, PurifyReport, SweepOutcome } from '../../workflows/contract';
 import { storeFromEnv, type ArtifactStore } from '../../store';
 import type { CheckpointEntry } from '../../activities/checkpointing';
+import { useArtifactStore } from '../../activities/context';
 import { toolPath } from '../../infra/stack';
-import { repoRoot } from './processes';
+import { repoRoot, sleep } from './processes';
 import { fixturesDir } from './fixtures';
 
 export { repoRoot };
@@ -77,6 +78,20 @@ export async function runPurifyWorkflow(
   return { workflowId, outcome, report, markdown, seconds };
 }
 
+/**
+ * One sweep workflow run to its end on `store` (the activities' store from now on) by fresh
+ * in-process workers on queues tagged `tag`: the bundle and bench-state tests run a spec against
+ * one store, then against another.
+ */
+export async function runSweepOnStore(client: Client, store: ArtifactStore, spec: unknown, tag: string, workflowId: string): Promise<SweepOutcome> {
+  useArtifactStore(store);
+  const queues = taskQueues(tag);
+  const workers = await inProcessWorkers(queues);
+  return workers.run(
+    () => client.workflow.execute('sweep', { taskQueue: queues.orchestration, workflowId, args: [{ spec, options: { trainingTaskQueue: queues.training } }] }) as Promise<SweepOutcome>,
+  );
+}
+
 /** Unique task queues per test so that workers of other tests never take its tasks. */
 export function taskQueues(tag: string) {
   const id = `${tag}-${process.pid}-${Date.now().toString(36)}`;
@@ -135,6 +150,22 @@ export async function storedCheckpoints(store: ArtifactStore, prefix: string, ph
   const keys = (await store.listRecords(prefix)).filter((k) => k.endsWith(`-${phase}`));
   assert.ok(keys.length <= 1, `one ${phase} checkpoint record under ${prefix}: ${JSON.stringify(keys)}`);
   return keys[0] ? ((await store.getRecord<CheckpointEntry[]>(keys[0])) ?? []) : [];
+}
+
+/**
+ * The standard-training epochs a purify run (workflow `handle`, run `runId`) has checkpointed, once
+ * there is at least one: the fault tests kill a server only after that, so the kill falls mid-stage.
+ * Polls every 50 ms for up to 5 min; `detail` is added to the failure (a worker's output).
+ */
+export async function firstStandardCheckpoints(store: ArtifactStore, handle: { workflowId: string }, runId: string, detail = () => ''): Promise<number[]> {
+  const standardEpochs = async () => (await storedCheckpoints(store, `checkpoints/${handle.workflowId}/${runId}/`, 'standard')).map((e) => e.epoch);
+  let epochs: number[] = [];
+  for (let i = 0; i < 6000 && epochs.length < 1; i++) {
+    await sleep(50);
+    epochs = await standardEpochs();
+  }
+  assert.ok(epochs.length >= 1, `standard training stored no checkpoint${detail()}`);
+  return epochs;
 }
 
 /** The ci-tier config every purify test shares (so the reference run is computed once). */

@@ -45,6 +45,27 @@ function maxAbs(t: TF.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(t)).dataSync()[0]);
 }
 
+/**
+ * A model with random BatchNorm statistics, a labelled batch, and trainable mask / noise
+ * variables for every BN channel (masks in [0.5, 1], noise in [-0.4, 0.4]): the case both
+ * gradient comparisons of the neuron forward run on. `tag` keeps the variables' names unique.
+ */
+function neuronGradientCase(arch: 'smallCnn' | 'resnet20', tag: string) {
+  const model = buildModel(arch, shape, 10, 8);
+  randomiseBatchNorm(model, 9);
+  const x = randomImages(4, 13);
+  const y = tf.tensor1d([1, 4, 7, 2], 'int32');
+  const rng = new Rng(10);
+  const layers = bnNeuronLayers(model);
+  const vars = layers.flatMap((l) =>
+    (['mask', 'noiseScale', 'noiseShift'] as const).map((role) =>
+      tf.variable(tf.tensor1d(Float32Array.from({ length: l.channels }, () => (role === 'mask' ? rng.uniform(0.5, 1) : rng.uniform(-0.4, 0.4)))), true, `${tag}-${l.name}-${role}`),
+    ),
+  );
+  const mods = Object.fromEntries(layers.map((l, i) => [l.name, { mask: vars[3 * i] as TF.Tensor1D, noiseScale: vars[3 * i + 1] as TF.Tensor1D, noiseShift: vars[3 * i + 2] as TF.Tensor1D }]));
+  return { model, x, y, vars, mods };
+}
+
 function sameWeights(a: TF.LayersModel, b: TF.LayersModel): boolean {
   const wa = modelWeights(a);
   const wb = modelWeights(b);
@@ -122,18 +143,7 @@ test('mask and noise enter as (mask + noiseScale) * gamma and (1 + noiseShift) *
 
 test('the fused neuron forward (fast path) gives the composed one\'s logits and mask / noise gradients', () => {
   for (const arch of ['smallCnn', 'resnet20'] as const) {
-    const model = buildModel(arch, shape, 10, 8);
-    randomiseBatchNorm(model, 9);
-    const x = randomImages(4, 13);
-    const y = tf.tensor1d([1, 4, 7, 2], 'int32');
-    const rng = new Rng(10);
-    const layers = bnNeuronLayers(model);
-    const vars = layers.flatMap((l) =>
-      (['mask', 'noiseScale', 'noiseShift'] as const).map((role) =>
-        tf.variable(tf.tensor1d(Float32Array.from({ length: l.channels }, () => (role === 'mask' ? rng.uniform(0.5, 1) : rng.uniform(-0.4, 0.4)))), true, `${arch}-${l.name}-${role}`),
-      ),
-    );
-    const mods = Object.fromEntries(layers.map((l, i) => [l.name, { mask: vars[3 * i] as TF.Tensor1D, noiseScale: vars[3 * i + 1] as TF.Tensor1D, noiseShift: vars[3 * i + 2] as TF.Tensor1D }]));
+    const { model, x, y, vars, mods } = neuronGradientCase(arch, arch);
     const run = (fast: boolean) =>
       tf.variableGrads(() => tf.losses.softmaxCrossEntropy(tf.oneHot(y, 10), forwardWithNeurons(model, x, mods, fast) as TF.Tensor2D) as TF.Scalar, vars);
     const fused = run(true);
@@ -408,18 +418,7 @@ test('ANP is registered', () => {
 
 test('the neuron forward for mask / noise gradients only (unfused convolutions): bit-identical logits and gradients, no filter gradients', async () => {
   for (const arch of ['smallCnn', 'resnet20'] as const) {
-    const model = buildModel(arch, shape, 10, 8);
-    randomiseBatchNorm(model, 9);
-    const x = randomImages(4, 13);
-    const y = tf.tensor1d([1, 4, 7, 2], 'int32');
-    const rng = new Rng(10);
-    const layers = bnNeuronLayers(model);
-    const vars = layers.flatMap((l) =>
-      (['mask', 'noiseScale', 'noiseShift'] as const).map((role) =>
-        tf.variable(tf.tensor1d(Float32Array.from({ length: l.channels }, () => (role === 'mask' ? rng.uniform(0.5, 1) : rng.uniform(-0.4, 0.4)))), true, `unfused-${arch}-${l.name}-${role}`),
-      ),
-    );
-    const mods = Object.fromEntries(layers.map((l, i) => [l.name, { mask: vars[3 * i] as TF.Tensor1D, noiseScale: vars[3 * i + 1] as TF.Tensor1D, noiseShift: vars[3 * i + 2] as TF.Tensor1D }]));
+    const { model, x, y, vars, mods } = neuronGradientCase(arch, `unfused-${arch}`);
     const loss = (inputGradientsOnly: boolean) => () =>
       tf.losses.softmaxCrossEntropy(tf.oneHot(y, 10), forwardWithNeurons(model, x, mods, true, { inputGradientsOnly }) as TF.Tensor2D) as TF.Scalar;
     const fused = tf.variableGrads(loss(false), vars);
