@@ -11,10 +11,8 @@
  * skipped); `--data-path` names where that data lies on this machine (keys hash its content, not
  * its path). Idempotent: an entry that is there and verifies is left as it is.
  */
-import { parsePurifyConfig } from '../schemas/purify';
 import type { ArtifactStore } from '../store';
 import type { SweepCellRecord } from '../workflows/contract';
-import { hasLearnedTrigger, learnedTriggerKeys, learnedTriggerRecordKey, recordLearnedTrigger } from '../activities/learnedTriggerCache';
 import type { TriggerParameters } from '../core/attacks/attack';
 import { UsageError } from '../cli/errors';
 import { parseBenchArgs } from './args';
@@ -35,6 +33,9 @@ function localConfig(config: Record<string, unknown>, dataPath: string | undefin
 }
 
 export async function backfillLearnedTriggers(store: ArtifactStore, sweep: string, options: { dataPath?: string } = {}): Promise<BackfillLine[]> {
+  // loaded here, not at the top: a usage error needs neither the attack registry nor the native backend
+  const { parsePurifyConfig } = await import('../schemas/purify');
+  const { hasLearnedTrigger, learnedTriggerKeys, learnedTriggerRecordKey, recordLearnedTrigger } = await import('../activities/learnedTriggerCache');
   const keys = await store.listRecords(`sweeps/${sweep}/cells/`);
   if (keys.length === 0) throw new Error(`no cells of sweep ${JSON.stringify(sweep)} in the store ${store.location}`);
   const out: BackfillLine[] = [];
