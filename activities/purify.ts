@@ -22,6 +22,7 @@ import { concatDatasets } from '../core/data/dataset';
 import { splitSummary } from '../core/ntml/splitSummary';
 import type { PurifyConfig } from '../schemas/purify';
 import { activity, configActivity, stageActivity, type ActivityHost } from './stageActivity';
+import { describeOrigin, findLearnedTrigger, hasLearnedTrigger, learnedTriggerDeclaration, learnedTriggerKeys, recordLearnedTrigger } from './learnedTriggerCache';
 import {
   mutualLearningStage,
   nonTargetLabelsStage,
@@ -54,9 +55,22 @@ import type { ArtifactRef, DataRefs, Metrics, MutualLearningOutput, SplitDistill
 
 export async function prepareData(input: StageInput): Promise<DataRefs> {
   return stageActivity(prepareDataStage, input, async (cfg, host) => {
-    const { control, info } = await host.prepareControl('poisonTrigger');
+    const trigger = hasLearnedTrigger(cfg) ? await storedTrigger(cfg, input) : undefined;
+    // a stored trigger optimises nothing: no checkpoints to look for (they stay under this stage's key)
+    const { control, info } = trigger?.entry
+      ? { control: { signal: host.signal, learnedTrigger: trigger.entry.triggerParameters }, info: { resumedFromEpoch: 0, skippedCheckpoints: [] } }
+      : await host.prepareControl('poisonTrigger');
     const data = await prepareCoreData(cfg, (loc) => host.localFile(loc), control);
     Context.current().heartbeat({ stage: 'prepareData' });
+    if (trigger && !trigger.entry && data.poison) {
+      const workflowId = Context.current().info.workflowExecution?.workflowId;
+      await recordLearnedTrigger(artifactStore(), trigger.keys.trigger, data.poison.attack, data.poison.triggerParameters, {
+        stage: 'prepareData',
+        key: trigger.keys.prepareData,
+        ...(workflowId ? { workflowId } : {}),
+      });
+    }
+    const reusedFrom = trigger?.entry?.madeBy;
     const refs: DataRefs = {
       train: await saveDataset(data.train),
       cleanFit: await saveDataset(data.cleanFit),
@@ -64,7 +78,7 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
       test: data.test ? await saveDataset(data.test) : undefined,
       backdoorTest: data.backdoorTest ? await saveBackdoorTest(data.backdoorTest) : undefined,
       sourceIndices: data.sourceIndices ? await saveJson(data.sourceIndices) : undefined,
-      summary: data.summary,
+      summary: reusedFrom ? { ...data.summary, triggerReusedFrom: describeOrigin(trigger!.keys.trigger, reusedFrom) } : data.summary,
       ...(info.resumedFromEpoch > 0 || info.skippedCheckpoints.length ? info : {}),
     };
     if (data.trainingControlled) {
@@ -81,10 +95,22 @@ export async function prepareData(input: StageInput): Promise<DataRefs> {
         poisonedIndices: await saveJson(data.poison.poisonedIndices),
         ...(data.poison.crossIndices ? { crossIndices: await saveJson(data.poison.crossIndices) } : {}),
         triggerParameters: data.poison.triggerParameters,
+        ...(trigger ? { triggerKey: trigger.keys.trigger } : {}),
+        ...(reusedFrom ? { triggerReusedFrom: reusedFrom } : {}),
       };
     }
     return refs;
   });
+}
+
+/**
+ * The learned trigger's keys and, with the stage cache on, its stored entry (one that verifies).
+ * With the cache off (`cache: false`) the trigger is learned from scratch, as every stage is.
+ */
+async function storedTrigger(cfg: PurifyConfig, input: StageInput) {
+  const keys = await learnedTriggerKeys(cfg, input);
+  const lookUp = input.cache !== false && (learnedTriggerDeclaration.cacheable?.(cfg) ?? true);
+  return { keys, entry: lookUp ? await findLearnedTrigger(artifactStore(), keys.trigger) : undefined };
 }
 
 /** A trained model's stored form: the model, its history and how its phase resumed. */

@@ -58,7 +58,7 @@ import {
 } from '../store';
 import { cutFinalCheckpoints } from './finishedCheckpoints';
 
-/** The selection: cell records and every stage-cache stage but prepareData. */
+/** The selection: cell records, every stage-cache stage but prepareData, and the learned triggers. */
 export const BENCH_STATE_STAGES = [
   'cells',
   'standardTraining',
@@ -69,6 +69,8 @@ export const BENCH_STATE_STAGES = [
   'splitPlan',
   'splitDistillation',
   'defense',
+  // Narcissus's learned trigger (16 KiB inline): a sitting at another rate poisons with it instead of learning it again
+  'learnedTrigger',
 ] as const;
 
 /** The stages `--keep-stages` may name (all of BENCH_STATE_STAGES but the cell records, always kept). */

@@ -21,7 +21,7 @@ export const storeExportSpec: CommandSpec = {
     {
       name: 'stages',
       value: 'LIST',
-      help: 'comma-separated: "cells" (the spec and cell records) and/or stage-cache\nstages (prepareData, standardTraining, ...); default: all of them',
+      help: 'comma-separated: "cells" (the spec and cell records) and/or stage-cache\nstages (prepareData, standardTraining, ..., learnedTrigger); default: all of them',
     },
     {
       name: 'in-progress',
@@ -111,11 +111,11 @@ export async function storeExport(args: ParsedArgs, io: Io): Promise<number> {
   if (!out) throw new UsageError('--out FILE is required');
   // checked before the store is read: a bundle may be the only copy of a sweep's state
   if (!flag(args, 'force') && (await fsp.stat(out).catch(() => undefined))) throw new UserError(`${out} exists; pass --force to replace it`, 2);
-  const { CELLS_SELECTION, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
+  const { CELLS_SELECTION, LEARNED_TRIGGER_STAGE, sweepRecordKeys, SweepStateError } = await import('../store/sweepState');
   const stagesOption = stringOption(args, 'stages');
   // the stage names are the stage cache's own (its declarations module imports types only)
   const known = stagesOption === undefined ? [] : (await import('../activities/stageDeclarations')).cachedStageNames;
-  const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known]);
+  const stages = parseStages(stagesOption, [CELLS_SELECTION, ...known, LEARNED_TRIGGER_STAGE]);
   const inProgress = flag(args, 'in-progress');
   const { BundleError, collectBundle, encodeBundle } = await import('../store/bundle');
   const { assertNoCycle, atomicWriteFile, BundleBaseError, decodeBundle, inProgressExport, leaveOutBases, sha256Hex } = await import('../store');

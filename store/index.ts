@@ -39,7 +39,7 @@ export {
   type BundleBaseReliance,
   type NamedBundle,
 } from './bundleBases';
-export { CELLS_SELECTION, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
+export { CELLS_SELECTION, LEARNED_TRIGGER_STAGE, SweepStateError, sweepRecordKeys, type SweepSelection } from './sweepState';
 export { advanceCheckpointList, checkpointListHolds, finalCheckpoints, inProgressCheckpoints, inProgressExport, STAGE_CHECKPOINT_PREFIX, type InProgressCheckpoint, type InProgressExport, type InProgressSelection } from './inProgress';
 
 /**

@@ -4,6 +4,7 @@
  *   sweeps/<name>/cells/<cellId>  one record per cell (metrics, report, purified model)
  *   cache/<stage>/<key>           the stage-cache entries its cells read or wrote; each cell
  *                                 record names them by key, stage by stage (StageTiming.cacheKey)
+ *   cache/learnedTrigger/<key>    the learned triggers its cells' prepareData stages made or reused
  * The artifacts come with the records (store/bundle.ts follows their references).
  */
 import { StoreError } from './errors';
@@ -11,6 +12,13 @@ import type { ArtifactStore } from './types';
 
 /** The pseudo-stage that selects the sweep's spec and cell records. */
 export const CELLS_SELECTION = 'cells';
+
+/**
+ * Learned triggers (activities/learnedTriggerCache.ts) are filed as cache/learnedTrigger/<key>,
+ * an entry no cell names: a cell's comes with it through its prepareData key (the entry's
+ * `madeBy.key`, or the trigger key the prepareData output names, `poison.triggerKey`).
+ */
+export const LEARNED_TRIGGER_STAGE = 'learnedTrigger';
 
 interface CellRecordShape {
   cellId?: string;
@@ -107,6 +115,34 @@ export async function sweepRecordKeys(
       }
     }
     keys.push(...chosen);
+    if (wants(LEARNED_TRIGGER_STAGE)) {
+      const triggers = await learnedTriggerKeysOf(store, completed.map((c) => c.record));
+      keys.push(...triggers);
+      if (triggers.length) cacheEntries[LEARNED_TRIGGER_STAGE] = triggers.length;
+    }
   }
   return { recordKeys: [...new Set(keys)].sort(), cells: completed.length, unfinishedCells, cacheEntries, missingCacheEntries: [...missing].sort() };
+}
+
+/**
+ * The learned-trigger records of these cells: those their prepareData computations made
+ * (`madeBy.key`, also set by the backfill for cells that ran before the entries existed), and
+ * those their prepareData output says it reused (`poison.triggerKey`, learned or reused).
+ */
+async function learnedTriggerKeysOf(store: ArtifactStore, cells: CellRecordShape[]): Promise<string[]> {
+  const entries = await store.listRecords(`cache/${LEARNED_TRIGGER_STAGE}/`);
+  if (entries.length === 0) return [];
+  const prepareKeys = new Set(cells.flatMap((c) => (c.stages ?? []).filter((s) => s.stage === 'prepareData' && s.cacheKey).map((s) => s.cacheKey!)));
+  const out = new Set<string>();
+  for (const recordKey of entries) {
+    const entry = await store.getRecord<{ madeBy?: { key?: unknown } }>(recordKey);
+    if (typeof entry?.madeBy?.key === 'string' && prepareKeys.has(entry.madeBy.key)) out.add(recordKey);
+  }
+  const present = new Set(entries);
+  for (const key of prepareKeys) {
+    const prepared = await store.getRecord<{ output?: { poison?: { triggerKey?: unknown } } }>(`cache/prepareData/${key}`);
+    const named = prepared?.output?.poison?.triggerKey;
+    if (typeof named === 'string' && present.has(`cache/${LEARNED_TRIGGER_STAGE}/${named}`)) out.add(`cache/${LEARNED_TRIGGER_STAGE}/${named}`);
+  }
+  return [...out].sort();
 }

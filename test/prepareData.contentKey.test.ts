@@ -98,8 +98,10 @@ test("prepareData: Narcissus's trigger checkpoints, filed under the key, are fou
   const record = (await artifactStore().listRecords(`checkpoints/stage/${first.cacheKey}/`)).find((k) => k.endsWith('/poisonTrigger'));
   assert.ok(record, 'the trigger optimisation checkpointed under the stage key');
   const rounds = Math.max(...(await artifactStore().getRecord<Array<{ epoch: number }>>(record))!.map((e) => e.epoch));
-  // the stage unfinished (as a bundle's stage in progress arrives on a new machine): only its checkpoints remain
+  // the stage unfinished (as a bundle's stage in progress arrives on a new machine): only its
+  // checkpoints remain, neither its entry nor the finished trigger's
   await artifactStore().deleteRecord(`cache/prepareData/${first.cacheKey}`);
+  await artifactStore().deleteRecord(`cache/learnedTrigger/${first.poison!.triggerKey}`);
   const second = await run(b);
   assert.equal(second.cacheKey, first.cacheKey);
   assert.equal(second.cached, false);
@@ -114,6 +116,7 @@ test("prepareData: Narcissus's trigger checkpoints, filed under the key, are fou
   await store.putRecord(`checkpoints/stage/${pathKeyed}/poisonTrigger`, await store.getRecord(record));
   await store.deleteRecord(record);
   await store.deleteRecord(`cache/prepareData/${first.cacheKey}`);
+  await store.deleteRecord(`cache/learnedTrigger/${first.poison!.triggerKey}`);
   const third = await run(b);
   assert.equal(third.resumedFromEpoch, rounds, 'resumed from the checkpoints filed under the former, path-hashed key');
   assert.deepEqual(third.poison?.triggerParameters, first.poison?.triggerParameters);

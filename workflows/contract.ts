@@ -78,6 +78,17 @@ export interface SweepState {
   durations: number[];
 }
 
+/** Where a reused learned trigger came from: the prepareData computation that learned it. */
+export interface LearnedTriggerOrigin {
+  stage: 'prepareData';
+  /** that computation's key, cache/prepareData/<key> */
+  key: string;
+  workflowId?: string;
+  /** set by the backfill (bench/learnedTriggers.ts), which knows the cell */
+  sweep?: string;
+  cellId?: string;
+}
+
 export interface DataRefs {
   train: ArtifactRef;
   cleanFit: ArtifactRef;
@@ -92,6 +103,10 @@ export interface DataRefs {
     /** WaNet's noise-mode inputs (their true labels kept): split distillation's diagnostics report them apart */
     crossIndices?: ArtifactRef;
     triggerParameters: Record<string, unknown>;
+    /** a learned trigger's key, cache/learnedTrigger/<key> (activities/learnedTriggerCache.ts) */
+    triggerKey?: string;
+    /** set when the trigger was not learned here but taken from that entry: who learned it */
+    triggerReusedFrom?: LearnedTriggerOrigin;
   };
   /** a training-controlled attack (Input-Aware) still to run: standard training is the attacker's run */
   attackTraining?: { attack: string; eligibleIndices: ArtifactRef; attackSeed: number };

@@ -59,6 +59,13 @@ export interface AttackPlugin<C extends BaseAttackConfig = BaseAttackConfig> {
    */
   preparePoison?(train: ImageDataset, eligibleIndices: Int32Array, config: C, seed: number, control?: PrepareControl): Promise<TriggerParameters>;
   /**
+   * With preparePoison: the config fields the learned trigger does not read (Narcissus: the
+   * poisoning rate and the test-time multiplier). Every other field of the attack config keys
+   * the stored trigger (activities/learnedTriggerCache.ts), so a field added later enters the
+   * key by default; listing one here lets runs that differ only in it share one trigger.
+   */
+  readonly learnedTriggerIgnores?: readonly string[];
+  /**
    * Poisons the training set. Poison indices come only from `eligibleIndices` (the
    * training indices outside the clean budget). Deterministic in (train, config, seed);
    * `train` is not modified. `triggerParameters`: preparePoison's result, for learned triggers.

@@ -62,6 +62,8 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
   description: 'Narcissus: clean-label, a full-image perturbation (L-inf 16/255) optimised on a POOD surrogate, magnified x3 at test time',
   configSchema: narcissusConfigSchema,
   validateAgainst,
+  // the trigger is learned before poisoning and magnified only when applied (test: 'reused at another rate')
+  learnedTriggerIgnores: ['rate', 'testMultiplier'],
 
   async preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number, control?: PrepareControl): Promise<NarcissusTriggerParameters> {
     validateBaseConfig(config, train);
@@ -88,7 +90,8 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
         kind: 'clean-label',
         config,
         seed,
-        triggerParameters: { ...triggerParameters, requestedCount: requested, eligibleTargetCount: eligibleTarget },
+        // the config's multiplier, not the one a reused trigger was learned with (it is not read in learning)
+        triggerParameters: { ...triggerParameters, testMultiplier: config.testMultiplier, requestedCount: requested, eligibleTargetCount: eligibleTarget },
         poisonedCount: poisonedIndices.length,
         trainSize: train.labels.length,
       },

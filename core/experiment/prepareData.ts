@@ -73,6 +73,8 @@ export interface DataSummary {
   testSize: number;
   backdoorTestSize: number;
   poisonedCount: number;
+  /** a learned trigger taken from an earlier run instead of optimised here: whose (the activity sets it) */
+  triggerReusedFrom?: string;
   shape: [number, number, number];
   numClasses: number;
 }

@@ -23,7 +23,7 @@ export function purifyMarkdown(r: PurifyReport): string {
     `# ${r.defense} purification report${r.name ? `: ${r.name}` : ''}`,
     '',
     `- run: \`${r.runId}\` (${r.mode} mode, seed ${r.seed}, backend ${r.backend})`,
-    `- data: ${r.data.source}; ${r.data.trainSize} training images (${protection ? 'poisoning unknown' : `${r.data.poisonedCount} poisoned`}), clean set ${r.data.cleanBudget} (${r.data.cleanFit} fit + ${r.data.cleanHeldOut} held out${r.data.cleanSetOutsideTraining ? `; drawn first from a ${r.data.cleanReserve}-image clean reserve that is not part of the training set` : ''}), ${r.data.testSize} test images`,
+    `- data: ${r.data.source}; ${r.data.trainSize} training images (${protection ? 'poisoning unknown' : `${r.data.poisonedCount} poisoned`}), clean set ${r.data.cleanBudget} (${r.data.cleanFit} fit + ${r.data.cleanHeldOut} held out${r.data.cleanSetOutsideTraining ? `; drawn first from a ${r.data.cleanReserve}-image clean reserve that is not part of the training set` : ''}), ${r.data.testSize} test images${r.data.triggerReusedFrom ? `; poisoned with ${r.data.triggerReusedFrom}, not optimised again` : ''}`,
     r.attack ? `- attack: ${r.attack}` : '- attack: unknown (protection mode; ASR only for known-trigger probes)',
     '',
     '| model | ACC % | ASR % | RA % | p(true) on triggered % |',
