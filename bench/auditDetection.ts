@@ -22,8 +22,10 @@ import type { Client } from '@temporalio/client';
 import type { ArtifactRef, ArtifactStore } from '../store';
 import type { AuditOutcome, AuditReport } from '../core/audit/report';
 import type { AuditInput, PurifyReport, SweepCellRecord } from '../workflows/contract';
+import type { TriggerParameters } from '../core/attacks/base';
+import { prepareData } from '../core/experiment/prepareData';
 import { AuditPolicy } from '../schemas/audit';
-import { formatIssues, parsePurifyConfig } from '../schemas/purify';
+import { formatIssues, parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { decodeDataset, decodeDatasetWithMeta, encodeDataset } from '../core/data/codec';
 import { stratifiedSubset } from '../core/data/splits';
 import { subsetDataset, type ImageDataset } from '../core/data/dataset';
@@ -67,10 +69,15 @@ async function json<T>(store: ArtifactStore, ref: ArtifactRef): Promise<T> {
 export async function sweepTargets(store: ArtifactStore, sweep: string, role: ModelRole): Promise<{ targets: DetectionTarget[]; unfinished: string[] }> {
   const keys = await store.listRecords(`sweeps/${sweep}/cells/`);
   if (keys.length === 0) throw new DetectionInputError(`no cells of sweep ${JSON.stringify(sweep)} in the store ${store.location} (sweeps/${sweep}/cells/ is empty)`);
+  // records under cell ids the stored spec no longer lists are superseded (an older protocol's
+  // cells, as the sweep report leaves them out): their models are not the sweep's
+  const spec = await store.getRecord<{ cellIds?: unknown }>(`sweeps/${sweep}/spec`);
+  const current = Array.isArray(spec?.cellIds) ? new Set(spec.cellIds.filter((c): c is string => typeof c === 'string')) : undefined;
   const targets: DetectionTarget[] = [];
   const unfinished: string[] = [];
   for (const key of keys) {
     const cell = await store.getRecord<SweepCellRecord>(key);
+    if (cell && current && !current.has(cell.cellId)) continue;
     if (cell?.status !== 'completed' || !cell.report) {
       unfinished.push(`${sweep}/${cell?.cellId ?? key} (${cell ? `${cell.axes.attack} seed ${cell.axes.seed}, ${cell.status}` : 'no record'})`);
       continue;
@@ -82,13 +89,14 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
     const entry = await store.getRecord<{ output?: { test?: ArtifactRef; backdoorTest?: ArtifactRef } }>(`cache/prepareData/${prepare}`);
     // a training-controlled attack (Input-Aware, WaNet) makes its triggered test set in standard training
     const trained = standard ? await store.getRecord<{ output?: { data?: { backdoorTest?: ArtifactRef } } }>(`cache/standardTraining/${standard}`) : undefined;
-    if (!entry?.output?.test) {
-      throw new DetectionInputError(`sweep ${sweep}, cell ${cell.cellId}: its prepareData entry cache/prepareData/${prepare} is missing or has no clean test split (protection-mode cells need a testSet)`);
-    }
     const cfg = parsePurifyConfig(cell.config);
     const attack = cfg.attack;
     if (role === 'clean' && attack) throw new DetectionInputError(`--clean-sweep ${sweep}: cell ${cell.cellId} trains with attack ${attack.name}; a clean sweep has none (protection mode, defense none)`);
     if (role === 'backdoored' && !attack) throw new DetectionInputError(`--sweep ${sweep}: cell ${cell.cellId} has no attack; pass a sweep of clean models as --clean-sweep`);
+    let splits: { test: ArtifactRef; backdoorTest?: ArtifactRef };
+    if (entry?.output?.test) splits = { test: entry.output.test, backdoorTest: trained?.output?.data?.backdoorTest ?? entry.output.backdoorTest };
+    else if (cfg.mode === 'evaluation') splits = await regeneratedSplits(store, sweep, cell, cfg);
+    else throw new DetectionInputError(`sweep ${sweep}, cell ${cell.cellId}: its prepareData entry cache/prepareData/${prepare} is missing or has no clean test split (protection-mode cells need a testSet)`);
     targets.push({
       source: {
         sweep,
@@ -100,11 +108,38 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
         model: { uri: report.models.standard.uri, sha256: report.models.standard.sha256 },
       },
       model: report.models.standard,
-      test: entry.output.test,
-      backdoorTest: trained?.output?.data?.backdoorTest ?? entry.output.backdoorTest,
+      ...splits,
     });
   }
   return { targets, unfinished };
+}
+
+/**
+ * An evaluation cell's clean test split and triggered test set when its prepareData entry is not
+ * in this store: bundles carry no data sets (bench/state/README.md), so a store that imported the
+ * sweep has the models but not the splits. prepareData regenerates both from the cell's config
+ * and seed, deterministically; a learned trigger (Narcissus) comes from its cache entry and is
+ * never learned again here. A training-controlled attack's triggered set needs its attacker's
+ * generators (made in standard training), so it stays absent and the row has no STRIP.
+ */
+async function regeneratedSplits(store: ArtifactStore, sweep: string, cell: SweepCellRecord, cfg: PurifyConfig): Promise<{ test: ArtifactRef; backdoorTest?: ArtifactRef }> {
+  const { hasLearnedTrigger, learnedTriggerKeys, findLearnedTrigger } = await import('../activities/learnedTriggerCache');
+  let learnedTrigger: TriggerParameters | undefined;
+  if (hasLearnedTrigger(cfg)) {
+    const key = (await learnedTriggerKeys(cfg, { config: cell.config })).trigger;
+    learnedTrigger = (await findLearnedTrigger(store, key))?.triggerParameters;
+    if (!learnedTrigger) {
+      throw new DetectionInputError(
+        `sweep ${sweep}, cell ${cell.cellId}: neither its prepareData entry nor its learned trigger (cache/learnedTrigger/${key}) is in the store, and the trigger is not learned again here; run \`node dist/bench/learnedTriggers.js backfill --sweep ${sweep}\` on the store the sweep ran in, or import a bundle exported after it`,
+      );
+    }
+  }
+  const data = await prepareData(cfg, undefined, learnedTrigger ? { learnedTrigger } : undefined);
+  if (!data.test) throw new DetectionInputError(`sweep ${sweep}, cell ${cell.cellId}: its config gives no test split`);
+  return {
+    test: await store.put(encodeDataset(data.test)),
+    backdoorTest: data.backdoorTest ? await store.put(encodeDataset(data.backdoorTest.images)) : undefined,
+  };
 }
 
 /** A class-stratified subset of a cell's test split, stored as an ntml data set (one per split). */

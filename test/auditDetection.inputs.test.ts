@@ -14,6 +14,8 @@ import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
 import { generateSyntheticDataset } from '../core/data/synthetic';
 import { auditOrder, runAuditDetection, sweepTargets } from '../bench/auditDetection';
+import { parsePurifyConfig } from '../schemas/purify';
+import { prepareData } from '../core/experiment/prepareData';
 
 let client: Client;
 let close: () => Promise<void>;
@@ -128,4 +130,25 @@ test('models are audited seed by seed, every attack before the clean models, so 
   assert.deepEqual(order, ['badnets:1', 'wanet:1', 'none:1', 'badnets:2', 'wanet:2', 'none:2']);
   // the input is left as it was
   assert.equal(targets[1].source.seed, 2);
+});
+
+test('a cell whose prepareData entry is not in the store (an imported bundle carries no data sets) gets its splits regenerated from its config; superseded cells are left out', async () => {
+  const store = storeFromEnv();
+  const sweep = unique('regen');
+  const config = { mode: 'evaluation', tier: 'ci', seed: 4, data: { format: 'synthetic', trainSize: 200, testSize: 40, height: 8, width: 8, numClasses: 4 }, attack: { name: 'badnets', target: 1 }, cleanBudget: 20, defense: { name: 'none' } };
+  await completedCell(sweep, 'r1', config);
+  // the entry the cell names is gone, as on a store that imported the sweep's bundle
+  await store.deleteRecord(`cache/prepareData/r1-prepare`);
+  await completedCell(sweep, 'old1', config);
+  await store.putRecord(`sweeps/${sweep}/spec`, { cellIds: ['r1'] });
+  const { targets, unfinished } = await sweepTargets(store, sweep, 'backdoored');
+  assert.deepEqual(targets.map((t) => t.source.cellId), ['r1'], 'the superseded record old1 is not audited');
+  assert.deepEqual(unfinished, []);
+  const fresh = await prepareData(parsePurifyConfig(config));
+  const { decodeDataset } = await import('../core/data/codec');
+  const test = decodeDataset(await store.get(targets[0].test), 'test');
+  assert.deepEqual(test.images, fresh.test!.images, 'the regenerated test split is the one prepareData gives');
+  assert.ok(targets[0].backdoorTest, 'a poison-only attack gets its triggered test set back too');
+  const triggered = decodeDataset(await store.get(targets[0].backdoorTest!), 'triggered');
+  assert.deepEqual(triggered.images, fresh.backdoorTest!.images.images);
 });
