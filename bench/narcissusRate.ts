@@ -163,6 +163,9 @@ async function main(argv: string[]): Promise<void> {
       clean: [],
     };
     if (report.cellId !== cell.cellId) throw new Error(`${file} was made from cell ${report.cellId}, not ${cell.cellId}; give another --out`);
+    // one row per clean model and per rate (the last measured), whatever an earlier run wrote
+    report.clean = [...new Map(report.clean.map((r) => [r.cell, r])).values()];
+    report.rows = [...new Map(report.rows.map((r) => [r.rate, r])).values()];
     const save = async () => {
       await fs.mkdir(out, { recursive: true });
       await fs.writeFile(file, `${JSON.stringify(report, null, 1)}\n`);
@@ -182,7 +185,7 @@ async function main(argv: string[]): Promise<void> {
     if (cleanSweep) {
       const { decodeClassifier } = await import('../core/models/layersFormat');
       for (const c of await cellsOf(store, cleanSweep)) {
-        if (report.clean.some((r) => r.cell === c.cellId) || !c.report) continue;
+        if (report.clean.some((r) => r.cell === `${cleanSweep}/${c.cellId}`) || !c.report) continue;
         const models = JSON.parse(Buffer.from(await store.get(c.report)).toString('utf8')) as PurifyReport;
         const model = await decodeClassifier(await store.get(models.models.standard), models.models.standard.uri);
         const m = await evaluateClassifier(model, own.test, own.backdoorTest);
