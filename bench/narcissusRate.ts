@@ -163,6 +163,8 @@ async function main(argv: string[]): Promise<void> {
       clean: [],
     };
     if (report.cellId !== cell.cellId) throw new Error(`${file} was made from cell ${report.cellId}, not ${cell.cellId}; give another --out`);
+    // the command that reproduces every row: this run's (a rerun names every rate it keeps)
+    report.command = ['node', path.relative(process.cwd(), process.argv[1]), ...argv].join(' ');
     // one row per clean model and per rate (the last measured), whatever an earlier run wrote
     report.clean = [...new Map(report.clean.map((r) => [r.cell, r])).values()];
     report.rows = [...new Map(report.rows.map((r) => [r.rate, r])).values()];
