@@ -118,3 +118,9 @@ test('a single top class, or a record without ties, reads as an estimate', () =>
   assert.equal(splitLine({ estimatedTarget: 0, keptFraction: 0.9 }), one, 'records written before ties were kept');
   assert.doesNotMatch(purifyMarkdown(report({ split: undefined })), /Split distillation/);
 });
+
+test("purify report: a reused learned trigger is named in the data line, and no line claims one otherwise", () => {
+  const reused = purifyMarkdown(report({ data: { ...report({}).data, triggerReusedFrom: 'the trigger of sweep attacks-cpu, cell 3c30' } }));
+  assert.match(reused, /- data: .*; poisoned with the trigger of sweep attacks-cpu, cell 3c30, not optimised again/);
+  assert.doesNotMatch(purifyMarkdown(report({})), /not optimised again/);
+});
