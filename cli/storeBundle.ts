@@ -101,6 +101,7 @@ export function reportInProgress(running: import('../store').InProgressExport, i
   }
   for (const k of running.selection.finished) io.stderr.write(`note: ${k} belongs to a stage that has finished since; its output is exported, not the checkpoint\n`);
   for (const k of running.selection.unreadable) io.stderr.write(`note: no checkpoint of ${k} verifies in the store; not exported\n`);
+  for (const k of running.learnedTriggers) io.stderr.write(`in progress: ${k}, the learned trigger an unfinished cell made (its later stages had not finished)\n`);
   io.stderr.write(`stages in progress: ${running.selection.checkpoints.length} checkpoints, ${mib(running.bytes)}\n`);
 }
 

@@ -17,6 +17,7 @@
  */
 import type { ArtifactRef, ArtifactStore } from './types';
 import { isSha256 } from './keys';
+import { LEARNED_TRIGGER_STAGE } from './sweepState';
 
 export const STAGE_CHECKPOINT_PREFIX = 'checkpoints/stage/';
 
@@ -139,6 +140,8 @@ export function advanceCheckpointList(existing: unknown, imported: unknown): Che
 /** What an export adds for the stages in progress: the records, their cut values, and the manifest's list. */
 export interface InProgressExport {
   selection: InProgressSelection;
+  /** learned-trigger entries the unfinished cells made (learnedTriggersOfCells), exported as they are */
+  learnedTriggers: string[];
   recordKeys: string[];
   values: Map<string, unknown>;
   /** for the manifest's selection (`inProgress`): what each exported checkpoint is, and its size */
@@ -147,12 +150,32 @@ export interface InProgressExport {
   bytes: number;
 }
 
+/**
+ * The learned-trigger entries (cache/learnedTrigger/...) that the cells `unfinishedCells` made:
+ * a cell whose prepareData finished its trigger but whose later stages did not has no checkpoint
+ * in progress any more (the trigger's computation finished), and its prepareData output holds
+ * data sets, which no bundle carries; the entry is then the only portable form of hours of
+ * optimisation. Told by the workflow that made it (`madeBy.workflowId`, the cell's child workflow).
+ */
+export async function learnedTriggersOfCells(store: ArtifactStore, unfinishedCells: ReadonlySet<string>): Promise<string[]> {
+  if (unfinishedCells.size === 0) return [];
+  const out: string[] = [];
+  for (const key of await store.listRecords(`cache/${LEARNED_TRIGGER_STAGE}/`)) {
+    const entry = await store.getRecord<{ madeBy?: { workflowId?: unknown } }>(key);
+    const workflowId = entry?.madeBy?.workflowId;
+    if (typeof workflowId === 'string' && cellOf(workflowId, unfinishedCells)) out.push(key);
+  }
+  return out.sort();
+}
+
 export async function inProgressExport(store: ArtifactStore, unfinishedCells: ReadonlySet<string>): Promise<InProgressExport> {
   const selection = await inProgressCheckpoints(store, unfinishedCells);
   const c = selection.checkpoints;
+  const triggers = await learnedTriggersOfCells(store, unfinishedCells);
   return {
     selection,
-    recordKeys: c.map((x) => x.key),
+    learnedTriggers: triggers,
+    recordKeys: [...c.map((x) => x.key), ...triggers],
     values: new Map(c.map((x) => [x.key, x.value])),
     manifest: c.map((x) => ({ record: x.key, cell: x.cellId, epoch: x.epoch, sha256: x.checkpoint.sha256, bytes: x.checkpoint.bytes })),
     bytes: c.reduce((n, x) => n + x.checkpoint.bytes, 0),

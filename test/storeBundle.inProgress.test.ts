@@ -119,6 +119,20 @@ async function exportTo(f: Fixture, inProgress: boolean): Promise<{ file: string
 }
 
 describe('stages in progress in a bundle', () => {
+  it("carries the learned trigger an unfinished cell made (its trigger done, its later stages not), not another sweep's", async () => {
+    const f = await fixture();
+    const entry = (workflowId: string) => ({ stage: 'learnedTrigger', version: 1, key: 'k', madeBy: { stage: 'prepareData', key: key64(), workflowId }, triggerParameters: { perturbation: 'AAAA' } });
+    const ours = `cache/learnedTrigger/${key64()}`;
+    const theirs = `cache/learnedTrigger/${key64()}`;
+    await f.store.putRecord(ours, entry('sweep-s--c2'));
+    await f.store.putRecord(theirs, entry('sweep-other--c9'));
+    const records = async (inProgress: boolean) => (await decodeBundle(await fsp.readFile((await exportTo(f, inProgress)).file), 'x')).manifest.records.map((r) => r.key);
+    const withRunning = await records(true);
+    assert.ok(withRunning.includes(ours), 'the unfinished cell c2 made it: its only portable form');
+    assert.ok(!withRunning.includes(theirs), "another sweep's cell made that one");
+    assert.ok(!(await records(false)).includes(ours), 'without --in-progress only finished cells count');
+  });
+
   it('exports the newest verifying checkpoint of each stage the unfinished cells were running, and nothing else', async () => {
     const f = await fixture();
     const { file, printed } = await exportTo(f, true);
