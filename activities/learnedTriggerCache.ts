@@ -96,6 +96,17 @@ export async function findLearnedTrigger(store: ArtifactStore, key: string): Pro
 }
 
 /**
+ * The stored learned trigger of a sweep cell's config (`raw`: the cell record's config), looked up
+ * under the key the prepareData activity would file it under: what a store that imported the
+ * sweep's bundle holds in place of the cell's prepareData output. `trigger` is undefined when no
+ * entry that verifies is there; `key` names the record either way.
+ */
+export async function storedTriggerOfCell(store: ArtifactStore, cfg: PurifyConfig, raw: Record<string, unknown>): Promise<{ key: string; trigger?: TriggerParameters }> {
+  const key = (await learnedTriggerKeys(cfg, { config: raw })).trigger;
+  return { key, trigger: (await findLearnedTrigger(store, key))?.triggerParameters };
+}
+
+/**
  * Files `triggerParameters` under `key` unless an entry that verifies is there already (the first
  * maker stays named). Returns whether it wrote.
  */

@@ -123,11 +123,11 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
  * generators (made in standard training), so it stays absent and the row has no STRIP.
  */
 async function regeneratedSplits(store: ArtifactStore, sweep: string, cell: SweepCellRecord, cfg: PurifyConfig): Promise<{ test: ArtifactRef; backdoorTest?: ArtifactRef }> {
-  const { hasLearnedTrigger, learnedTriggerKeys, findLearnedTrigger } = await import('../activities/learnedTriggerCache');
+  const { hasLearnedTrigger, storedTriggerOfCell } = await import('../activities/learnedTriggerCache');
   let learnedTrigger: TriggerParameters | undefined;
   if (hasLearnedTrigger(cfg)) {
-    const key = (await learnedTriggerKeys(cfg, { config: cell.config })).trigger;
-    learnedTrigger = (await findLearnedTrigger(store, key))?.triggerParameters;
+    const { key, trigger } = await storedTriggerOfCell(store, cfg, cell.config);
+    learnedTrigger = trigger;
     if (!learnedTrigger) {
       throw new DetectionInputError(
         `sweep ${sweep}, cell ${cell.cellId}: neither its prepareData entry nor its learned trigger (cache/learnedTrigger/${key}) is in the store, and the trigger is not learned again here; run \`node dist/bench/learnedTriggers.js backfill --sweep ${sweep}\` on the store the sweep ran in, or import a bundle exported after it`,

@@ -33,6 +33,7 @@ import type { ImageDataset } from '../core/data/dataset';
 import type { BackdoorTestSet } from '../core/attacks/testSet';
 import { parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { parseBenchArgs } from './args';
+import { UsageError } from '../cli/errors';
 
 interface RateRow {
   rate: number;
@@ -78,15 +79,22 @@ async function cellsOf(store: ArtifactStore, sweep: string): Promise<SweepCellRe
   return cells.filter((c): c is SweepCellRecord => c?.status === 'completed');
 }
 
-/** The completed Narcissus cell of `seed`, and the trigger its prepareData stage learned. */
+/**
+ * The completed Narcissus cell of `seed`, and the trigger it learned: from its prepareData output
+ * with the training set it poisoned (on the store the sweep ran in), else from its learned-trigger
+ * entry (a store that imported the sweep's bundle holds no data sets; the entry verified itself).
+ */
 async function narcissusCell(store: ArtifactStore, sweep: string, seed: number) {
   const cell = (await cellsOf(store, sweep)).find((c) => c.axes.attack === 'narcissus' && c.axes.seed === seed);
   if (!cell) throw new Error(`sweep ${sweep} has no completed Narcissus cell of seed ${seed}`);
   const key = cell.stages?.find((s) => s.stage === 'prepareData')?.cacheKey;
   const entry = key ? await store.getRecord<{ output?: { train?: ArtifactRef; poison?: { triggerParameters?: TriggerParameters } } }>(`cache/prepareData/${key}`) : undefined;
-  const trigger = entry?.output?.poison?.triggerParameters;
-  if (!trigger || !entry?.output?.train) throw new Error(`sweep ${sweep}, cell ${cell.cellId}: its prepareData entry (${key ?? 'no key'}) holds no learned trigger`);
-  return { cell, trigger, storedTrain: entry.output.train };
+  const output = entry?.output;
+  if (output?.poison?.triggerParameters && output.train) return { cell, trigger: output.poison.triggerParameters, storedTrain: output.train };
+  const { storedTriggerOfCell } = await import('../activities/learnedTriggerCache');
+  const stored = await storedTriggerOfCell(store, parsePurifyConfig(cell.config), cell.config);
+  if (!stored.trigger) throw new Error(`sweep ${sweep}, cell ${cell.cellId}: neither its prepareData entry (${key ?? 'no key'}) nor its learned trigger (cache/learnedTrigger/${stored.key}) is in the store`);
+  return { cell, trigger: stored.trigger, storedTrain: undefined };
 }
 
 function withRate(config: Record<string, unknown>, rate: number): PurifyConfig {
@@ -149,12 +157,12 @@ async function main(argv: string[]): Promise<void> {
   const { withStore } = await import('../cli/store');
   await withStore({ stderr: process.stderr }, async (store) => {
     const { cell, trigger, storedTrain } = await narcissusCell(store, sweep, seed);
-    const ownRate = (cell.config.attack as { rate?: number }).rate ?? parsePurifyConfig(cell.config).attack!.rate;
+    const ownRate = parsePurifyConfig(cell.config).attack!.rate;
     const report: RateReport = (await readReport(file)) ?? {
       sweep,
       cellId: cell.cellId,
       seed,
-      cell: { rate: ownRate as number, acc: cell.metrics?.standard.acc, asr: cell.metrics?.standard.asr, ra: cell.metrics?.standard.ra },
+      cell: { rate: ownRate, acc: cell.metrics?.standard.acc, asr: cell.metrics?.standard.asr, ra: cell.metrics?.standard.ra },
       reuseCheck: '',
       command: ['node', path.relative(process.cwd(), process.argv[1]), ...argv].join(' '),
       threads: process.env.TF_NUM_INTRAOP_THREADS ?? 'TensorFlow default',
@@ -174,12 +182,14 @@ async function main(argv: string[]): Promise<void> {
       await fs.writeFile(path.join(out, 'report.md'), markdown(report));
     };
 
-    // the reuse must rebuild the cell's own poisoned training set, byte for byte
+    // the reuse must rebuild the cell's own poisoned training set, byte for byte (where it is stored)
     const { encodeDataset } = await import('../core/data/codec');
-    const own = await prepared(withRate(cell.config, ownRate as number), trigger);
+    const own = await prepared(withRate(cell.config, ownRate), trigger);
     const rebuilt = sha256(encodeDataset(own.train));
-    if (rebuilt !== storedTrain.sha256) throw new Error(`the stored trigger at rate ${ownRate} rebuilds a training set ${rebuilt.slice(0, 12)} that is not the cell's ${storedTrain.sha256.slice(0, 12)}: the reuse does not hold`);
-    report.reuseCheck = `at the cell's own rate (${ownRate}) prepareData with the stored trigger rebuilt the cell's stored training set byte for byte (sha256 ${rebuilt.slice(0, 12)})`;
+    if (storedTrain && rebuilt !== storedTrain.sha256) throw new Error(`the stored trigger at rate ${ownRate} rebuilds a training set ${rebuilt.slice(0, 12)} that is not the cell's ${storedTrain.sha256.slice(0, 12)}: the reuse does not hold`);
+    report.reuseCheck = storedTrain
+      ? `at the cell's own rate (${ownRate}) prepareData with the stored trigger rebuilt the cell's stored training set byte for byte (sha256 ${rebuilt.slice(0, 12)})`
+      : `the trigger came from the cell's learned-trigger entry (its sha256 verified); the cell's training set is not in this store, so the rebuild (sha256 ${rebuilt.slice(0, 12)}) was not compared with it`;
     await save();
 
     const { evaluateClassifier } = await import('../core/experiment/evaluate');
@@ -223,6 +233,6 @@ main(process.argv.slice(2)).then(
   () => process.exit(0),
   (e: unknown) => {
     process.stderr.write(`narcissusRate: ${(e as Error).message}\n`);
-    process.exit(e instanceof Error && e.name === 'UsageError' ? 2 : 1);
+    process.exit(e instanceof UsageError ? 2 : 1);
   },
 );
