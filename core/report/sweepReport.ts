@@ -14,6 +14,7 @@ import type { SweepCellRecord } from './records';
 import { REPORT_SEEDS_FROM, tableSeedRole, type SeedRole } from '../../schemas/seedRoles';
 import { NOT_IN_REFERENCE, PUBLISHED_SOURCE, PUBLISHED_TIER, publishedRow, publishedText, type PublishedRow } from './published';
 import { sweepVerdict } from './verdict';
+import { rankVariants, variantsMarkdown, type VariantSummary } from './variantRanking';
 
 /** Mean and sample std (n - 1) of the values present; std is null for a single value. */
 export interface Stat {
@@ -128,6 +129,8 @@ export interface SweepReportJson {
   /** where the rows' `published` numbers come from, and their tier */
   published: { source: string; tier: string };
   verdict: string;
+  /** each defense variant over the attacks it completed, ranked by mean DER (variantRanking.ts) */
+  variants: VariantSummary[];
   plots: string[];
 }
 
@@ -365,6 +368,7 @@ export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; 
 
   const completed = rows.reduce((s, r) => s + r.n, 0);
   const verdict = sweepVerdict(rows);
+  const variants = rankVariants(rows);
   const json: SweepReportJson = {
     sweep: opts.sweep,
     ...(seedRole ? { seedRole } : {}),
@@ -374,9 +378,10 @@ export function buildSweepReport(all: SweepCellRecord[], opts: { sweep: string; 
     superseded,
     published: { source: PUBLISHED_SOURCE, tier: PUBLISHED_TIER },
     verdict,
+    variants,
     plots: [...PLOTS],
   };
-  return { rows, failed, verdict, markdown: sweepMarkdown(opts.sweep, rows, failed, seedRole, verdict, superseded), csv: sweepCsv(opts.sweep, rows), json };
+  return { rows, failed, verdict, markdown: sweepMarkdown(opts.sweep, rows, failed, seedRole, verdict, superseded, variants), csv: sweepCsv(opts.sweep, rows), json };
 }
 
 /** "mean ± std" with one decimal; "mean ± –" for a single seed; "–" when there is no value. */
@@ -388,7 +393,8 @@ export function formatStat(s: Stat | null): string {
 /** "ACC / ASR" means with one decimal, "–" for a missing one. */
 const accAsr = (acc: Stat | null, asr: Stat | null) => `${acc ? acc.mean.toFixed(1) : '–'} / ${asr ? asr.mean.toFixed(1) : '–'}`;
 
-const mdCell = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
+/** A markdown table cell: backslashes and pipes escaped, whitespace runs (newlines too) one space. */
+export const mdCell = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
 
 const SEED_ROLE_LINES: Record<SeedRole, string> = {
   dev: `Seeds: dev seeds (below ${REPORT_SEEDS_FROM}). A screen or ablation: its numbers inform choices, so they are not published results.`,
@@ -401,7 +407,15 @@ function stageCostText(r: SweepRow): string {
   return r.stageCosts.map((c) => `${c.stage} ${formatStat(c.seconds)}${c.cached ? ` (${c.cached} of ${c.seconds.n} from the cache)` : ''}`).join(', ');
 }
 
-function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], seedRole: SeedRole | undefined, verdict: string, superseded: number): string {
+function sweepMarkdown(
+  sweep: string,
+  rows: SweepRow[],
+  failed: FailedCell[],
+  seedRole: SeedRole | undefined,
+  verdict: string,
+  superseded: number,
+  variants: VariantSummary[],
+): string {
   const completed = rows.reduce((s, r) => s + r.n, 0);
   const lines: string[] = [
     `# Sweep report: ${sweep}`,
@@ -434,6 +448,8 @@ function sweepMarkdown(sweep: string, rows: SweepRow[], failed: FailedCell[], se
     lines.push('', 'Groups with fewer than 3 completed seeds are smoke tests, not results (protocol: mean ± std over ≥ 3 seeds).');
   }
   lines.push('', '## Verdict', '', verdict);
+  const ranking = variantsMarkdown(variants);
+  if (ranking.length) lines.push('', ...ranking);
   lines.push(
     '',
     '## Cost per stage',

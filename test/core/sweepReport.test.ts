@@ -190,7 +190,7 @@ test('markdown: title, how to read, mean ± std cells with 1 decimal, failed cel
   // each table has a constant column count (no stray pipes from labels)
   const cols = (l: string) => l.replace(/\\\|/g, '').split('|').length;
   const tables = md.split('\n\n').map((block) => block.split('\n').filter((l) => l.startsWith('| '))).filter((t) => t.length > 0);
-  assert.equal(tables.length, 3, 'the results table, the cost per stage table and the NT-ML stages table');
+  assert.equal(tables.length, 4, 'the results table, the defense variants table, the cost per stage table and the NT-ML stages table');
   for (const table of tables) assert.ok(table.every((l) => cols(l) === cols(table[0])), table.join('\n'));
 });
 

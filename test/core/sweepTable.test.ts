@@ -9,38 +9,7 @@ import { buildSweepReport } from '../../core/report/sweepReport';
 import { asrVsAccSvg, placeMarkers, renderSweepReport } from '../../core/report/svgPlots';
 import { NOT_IN_REFERENCE, PUBLISHED_TIER, publishedRow, publishedText } from '../../core/report/published';
 import type { SweepCellRecord } from '../../core/report/records';
-
-let nextId = 0;
-interface Numbers {
-  acc: number;
-  asr: number;
-  der?: number;
-  sAcc?: number;
-  sAsr?: number;
-  stages?: Array<{ stage: string; seconds: number; cached?: boolean }>;
-}
-/** A completed cell whose config names its attack and defense like expandSweep's do. */
-function cell(attack: string, defense: string, budget: string, seed: number, m: Numbers, label = defense): SweepCellRecord {
-  const id = `t${String(nextId++).padStart(4, '0')}`;
-  return {
-    sweep: 'table',
-    cellId: id,
-    axes: { attack, defense: label, seed, cleanBudget: budget, model: 'tier default' },
-    config: { attack: { name: attack }, defense: { name: defense } },
-    status: 'completed',
-    workflowId: `wf-${id}`,
-    startedAt: 0,
-    endedAt: 60_000,
-    metrics: { standard: { acc: m.sAcc ?? 80, asr: m.sAsr ?? 97 }, final: { acc: m.acc, asr: m.asr, ra: 100 - m.asr } },
-    der: m.der,
-    stages: m.stages ?? [{ stage: 'defense', seconds: 30 }],
-  };
-}
-
-/** Three seeds of one group: `der` and `acc` centred on the given means with the given spread. */
-function group(attack: string, defense: string, budget: string, der: number, derSpread: number, acc: number, label = defense): SweepCellRecord[] {
-  return [101, 102, 103].map((seed, i) => cell(attack, defense, budget, seed, { acc: acc + (i - 1), asr: 5, der: der + (i - 1) * derSpread }, label));
-}
+import { cell, group } from '../support/sweepRecords';
 
 test('published rows: beside each row by config names, labelled as another tier; none for Narcissus or NT-ML', () => {
   // the data module holds protocol.md's anchor numbers (BadNets / FT: 89.96 / 1.48; DER 96.1)
