@@ -143,8 +143,8 @@ export async function measureAuditAccuracy(input: {
 
 export async function probeAuditTriggers(input: { model: ArtifactRef; reference: ArtifactRef; policy: AuditPolicy }): Promise<ProbeSummary> {
   return withModelAndReference(input.model, input.reference, async (c, ref) => {
-    const { exclude, asrThreshold } = input.policy.probes;
-    return { ...excludeProbes(await probeKnownTriggers(c, ref), exclude), asrThreshold };
+    const { exclude, asrThreshold, strength } = input.policy.probes;
+    return { ...excludeProbes(await probeKnownTriggers(c, ref, { strength }), exclude), asrThreshold };
   });
 }
 

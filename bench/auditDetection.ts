@@ -143,7 +143,7 @@ async function regeneratedSplits(store: ArtifactStore, sweep: string, cell: Swee
 }
 
 /** A class-stratified subset of a cell's test split, stored as an ntml data set (one per split). */
-async function referenceSet(store: ArtifactStore, test: ArtifactRef, size: number, seed: number): Promise<{ ref: ArtifactRef; images: ImageDataset }> {
+export async function referenceSet(store: ArtifactStore, test: ArtifactRef, size: number, seed: number): Promise<{ ref: ArtifactRef; images: ImageDataset }> {
   const split = decodeDataset(await store.get(test), test.uri);
   if (size > split.labels.length) throw new DetectionInputError(`--reference-size ${size} is more than the ${split.labels.length} images of the test split ${test.uri}`);
   const images = { ...stratifiedSubset(split, size, seed), name: `${split.name}[stratified ${size}, seed=${seed}]` };

@@ -88,6 +88,14 @@ export const AuditPolicy = z
     probes: z
       .object({
         asrThreshold: z.number().gt(0).max(100).default(50).describe('% of other-class images a known trigger may send to one class'),
+        strength: z
+          .number()
+          .gt(0)
+          .max(1)
+          .default(1)
+          .describe(
+            "factor on the strength of the probes that have one (SIG's delta, Blended's alpha, WaNet's s; BadNets' patch has none): a backdoor still answers a weaker trigger, a clean model's drift under a strong full-image signal fades with it (docs/audits.md)",
+          ),
         exclude: z
           .array(z.string())
           .default([])

@@ -27,6 +27,25 @@ export const UNPROBED_ATTACKS: Readonly<Record<string, string>> = {
     'skipped: its trigger is a perturbation optimised per run on a surrogate model and the target class (minutes of training), so the library has no fixed default pattern (the Neural-Cleanse scan covers it)',
 };
 
+/**
+ * Each probe's strength knob (core/attacks/configs.ts): a probe at strength f applies the
+ * library's default trigger with this field at f x its default; attacks without one (BadNets'
+ * patch) probe at their default whatever f. Measured on CIFAR-10 cpu-tier models
+ * (bench/results/probe-strength): a backdoor answers its trigger steeply (SIG models: 15 % of the
+ * reference images sent to the target at x0.5, 76-82 % at x0.75, 99 % at x1), while a clean
+ * model's drift under the full-strength SIG signal grows with the signal (to 49 % at x1, 40 % at
+ * x0.75).
+ */
+export const PROBE_STRENGTH_KNOBS: Readonly<Record<string, string>> = { sig: 'delta', blended: 'alpha', wanet: 's' };
+
+/** The probe config of `attack` at `strength` x its default strength knob (the default config at 1 or without a knob). */
+export function probeConfig(attack: string, strength = 1) {
+  const defaults = parseAttackConfig({ name: attack }) as unknown as Record<string, unknown>;
+  const knob = PROBE_STRENGTH_KNOBS[attack];
+  if (strength === 1 || !knob) return parseAttackConfig({ name: attack });
+  return parseAttackConfig({ name: attack, [knob]: (defaults[knob] as number) * strength });
+}
+
 export interface AttackProbe {
   attack: string;
   status: 'probed' | 'skipped';
@@ -42,6 +61,8 @@ export interface AttackProbe {
 
 export interface ProbeReport {
   seed: number;
+  /** the policy's factor on the probes' strength knobs (absent: 1, the library's defaults) */
+  strength?: number;
   referenceSize: number;
   probes: AttackProbe[];
 }
@@ -67,9 +88,10 @@ function worst(asr: number[]): { worstClass: number; worstAsr: number } {
 export async function probeKnownTriggers(
   c: Classifier,
   reference: ImageDataset,
-  options: { attacks?: string[]; seed?: number } = {},
+  options: { attacks?: string[]; seed?: number; strength?: number } = {},
 ): Promise<ProbeReport> {
   const seed = options.seed ?? DEFAULT_PROBE_SEED;
+  const strength = options.strength ?? 1;
   const names = options.attacks ?? knownAttacks();
   const clean = await predictLabels(c, reference);
   const cleanRateByClass = rateTowardsEachClass(clean, reference.labels, reference.numClasses);
@@ -82,7 +104,7 @@ export async function probeKnownTriggers(
     let triggered: ImageDataset;
     let config;
     try {
-      config = parseAttackConfig({ name: attack });
+      config = probeConfig(attack, strength);
       validateTriggerAgainst(config, reference);
       triggered = getAttack(attack).applyTrigger(reference, config, seed);
     } catch (err) {
@@ -96,13 +118,13 @@ export async function probeKnownTriggers(
     probes.push({
       attack,
       status: 'probed',
-      how: `default trigger ${JSON.stringify(parameters)}, attack seed ${seed}`,
+      how: `${strength !== 1 && PROBE_STRENGTH_KNOBS[attack] ? `default trigger at x${strength} ${PROBE_STRENGTH_KNOBS[attack]}` : 'default trigger'} ${JSON.stringify(parameters)}, attack seed ${seed}`,
       asrByClass,
       cleanRateByClass,
       ...worst(asrByClass),
     });
   }
-  return { seed, referenceSize: reference.labels.length, probes };
+  return { seed, referenceSize: reference.labels.length, ...(strength !== 1 ? { strength } : {}), probes };
 }
 
 /** The report with the policy's excluded attacks marked as skipped, saying why. */

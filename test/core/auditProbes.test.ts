@@ -5,7 +5,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { probeKnownTriggers, rateTowardsEachClass, UNPROBED_ATTACKS, DEFAULT_PROBE_SEED, type ProbeReport } from '../../core/audit/probes';
+import { probeConfig, probeKnownTriggers, rateTowardsEachClass, UNPROBED_ATTACKS, DEFAULT_PROBE_SEED, type ProbeReport } from '../../core/audit/probes';
+import { AuditPolicy } from '../../schemas/audit';
 import { knownAttacks } from '../../core/attacks/registry';
 import { deriveSeed } from '../../core/rng';
 import { tf } from '../../core/tf';
@@ -76,9 +77,42 @@ describe('known-trigger probes', () => {
     assert.ok(s.worstAsr! >= 50, `measured 96.7%, got ${s.worstAsr}`);
   });
 
+  it('probe at a fraction of the strength knobs when the policy says so; BadNets, without one, unchanged', async () => {
+    const half = await probeKnownTriggers(backdoored, reference, { strength: 0.5 });
+    assert.equal(half.strength, 0.5);
+    assert.equal(onBackdoored.strength, undefined, 'the default strength is not written');
+    assert.match(find(half, 'sig').how, /^default trigger at x0\.5 delta \{"delta":20,"frequency":6\}/);
+    assert.match(find(half, 'blended').how, /"alpha":0\.1,/);
+    // the patch has no knob: the same trigger, the same rates
+    assert.deepEqual(find(half, 'badnets').asrByClass, find(onBackdoored, 'badnets').asrByClass);
+    assert.equal(find(half, 'badnets').how, find(onBackdoored, 'badnets').how);
+    // a weaker signal moves fewer images: the clean model's SIG drift (a natural feature here) shrinks
+    const cleanHalf = await probeKnownTriggers(clean, reference, { strength: 0.5, attacks: ['sig'] });
+    assert.ok(find(cleanHalf, 'sig').worstAsr! < find(onClean, 'sig').worstAsr!, `${find(cleanHalf, 'sig').worstAsr} vs ${find(onClean, 'sig').worstAsr}`);
+  });
+
   it('leave no tensors behind', async () => {
     const n = tf.memory().numTensors;
     await probeKnownTriggers(clean, reference, { attacks: ['badnets', 'wanet'] });
     assert.equal(tf.memory().numTensors, n);
+  });
+});
+
+describe('probe strength', () => {
+  it('scales the knob of each attack that has one from its default, and only that field', () => {
+    assert.deepEqual(probeConfig('sig', 0.75), { ...probeConfig('sig'), delta: 30 });
+    assert.deepEqual(probeConfig('wanet', 0.5), { ...probeConfig('wanet'), s: 0.25 });
+    assert.equal((probeConfig('blended', 0.75) as { alpha: number }).alpha.toFixed(2), '0.15');
+    assert.deepEqual(probeConfig('badnets', 0.5), probeConfig('badnets'));
+  });
+
+  it('is a policy field in (0, 1], default 1, refused outside it by name', () => {
+    assert.equal(AuditPolicy.parse({}).probes.strength, 1);
+    assert.equal(AuditPolicy.parse({ probes: { strength: 0.75 } }).probes.strength, 0.75);
+    for (const bad of [0, 1.5, -1]) {
+      const r = AuditPolicy.safeParse({ probes: { strength: bad } });
+      assert.equal(r.success, false);
+      assert.deepEqual(r.error!.issues[0].path, ['probes', 'strength']);
+    }
   });
 });
