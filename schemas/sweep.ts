@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { PurifyConfig, formatIssues, ConfigError } from './purify';
 import { defenseNames, type DefenseName } from '../core/defenses/configs';
+import { LEARNED_TRIGGER_IGNORES } from '../core/attacks/configs';
 import { SEED_ROLES, seedRoleRange, seedsOutsideRole, type SeedRole } from './seedRoles';
 
 const seedRange = z
@@ -237,8 +238,16 @@ export function parseSweepSpec(raw: unknown, source = 'sweep spec'): SweepSpec {
   return r.data;
 }
 
-/** The key of the stages a cell shares with others (data, attack, model, training, seed). */
-export function sharedStageKey(config: Record<string, unknown>): string {
+/**
+ * The key of the stages a cell shares with others (data, attack, model, training, seed). With
+ * `learnedTriggers`, an attack's fields that its learned trigger does not read
+ * (LEARNED_TRIGGER_IGNORES: Narcissus' rate and test multiplier) are left out, so cells that
+ * differ only in them form one group: the first learns the trigger (hours at the cpu tier) and
+ * the rest find it in the learned-trigger cache, instead of each learning it at once.
+ */
+export function sharedStageKey(config: Record<string, unknown>, opts: { learnedTriggers?: boolean } = {}): string {
   const c = config as Record<string, any>;
-  return stableHash(canonical({ d: c.data, a: c.attack, b: c.cleanBudget, m: c.model, t: c.training, s: c.seed, tier: c.tier }));
+  const ignored = (opts.learnedTriggers && typeof c.attack?.name === 'string' && LEARNED_TRIGGER_IGNORES[c.attack.name]) || [];
+  const attack = ignored.length ? Object.fromEntries(Object.entries(c.attack as Record<string, unknown>).filter(([k]) => !ignored.includes(k))) : c.attack;
+  return stableHash(canonical({ d: c.data, a: attack, b: c.cleanBudget, m: c.model, t: c.training, s: c.seed, tier: c.tier }));
 }

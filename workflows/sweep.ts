@@ -1,8 +1,9 @@
 /**
  * sweep: runs the cells of a sweep spec as child `purify` workflows in a sliding window
  * (never more than `concurrency` at once). Cells that share their expensive stages
- * (data, attack, model, training recipe, seed) wait until the first such cell has stored
- * them (it signals after standard training), then reuse them from the stage cache. Failed
+ * (data, attack, model, training recipe, seed; a learned trigger whatever the fields it does not
+ * read, such as Narcissus' rate) wait until the first such cell has stored them (it signals after
+ * standard training), then reuse them from the stage cache. Failed
  * cells are recorded and do not fail the sweep.
  * Before the history grows large the workflow continues as new with its bookkeeping.
  */
@@ -178,17 +179,22 @@ class SharedStageGroups {
   private readonly leaderOf = new Map<string, SweepCell>();
   private readonly stored = new Set<string>();
 
+  private readonly key: (config: Record<string, unknown>) => string;
+
   constructor(
     cells: SweepCell[],
     private readonly book: CellBook,
   ) {
-    for (const c of cells) if (!this.leaderOf.has(sharedStageKey(c.config))) this.leaderOf.set(sharedStageKey(c.config), c);
+    // sweeps started before learned triggers grouped their cells replay with the old groups
+    const learnedTriggers = patched('learned-trigger-groups');
+    this.key = (config) => sharedStageKey(config, { learnedTriggers });
+    for (const c of cells) if (!this.leaderOf.has(this.key(c.config))) this.leaderOf.set(this.key(c.config), c);
     setHandler(sharedStagesReadySignal, (workflowId) => void this.stored.add(workflowId));
   }
 
   ready(c: SweepCell): boolean {
     if (this.book.settled(c.id) || this.book.running.has(c.id)) return false;
-    const leader = this.leaderOf.get(sharedStageKey(c.config))!;
+    const leader = this.leaderOf.get(this.key(c.config))!;
     return leader.id === c.id || this.book.settled(leader.id) || this.stored.has(this.book.childId(leader));
   }
 

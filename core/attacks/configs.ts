@@ -161,6 +161,15 @@ export const narcissusConfigSchema = z.strictObject({
 });
 export type NarcissusConfig = z.output<typeof narcissusConfigSchema>;
 
+/**
+ * Per attack with a learned trigger: the config fields the trigger does not read (Narcissus: the
+ * poisoning rate and the test-time multiplier). Every other field keys the stored trigger
+ * (activities/learnedTriggerCache.ts), and sweeps group cells that differ only in these
+ * (schemas/sweep.ts sharedStageKey), so the trigger is learned once. Here, in the pure config
+ * module, because the sweep workflow reads it too.
+ */
+export const LEARNED_TRIGGER_IGNORES: Readonly<Record<string, readonly string[]>> = { narcissus: ['rate', 'testMultiplier'] };
+
 // Input-Aware (inputAware.ts)
 const channelCount = z.number().int().min(1).max(512);
 

@@ -33,7 +33,7 @@ import {
   type PoisonResult,
   type TriggerParameters,
 } from './base';
-import { narcissusConfigSchema, type NarcissusConfig } from './configs';
+import { LEARNED_TRIGGER_IGNORES, narcissusConfigSchema, type NarcissusConfig } from './configs';
 import { narcissusPerturbation, type NarcissusTriggerParameters } from './narcissusPerturbation';
 import type { AttackPlugin, PrepareControl } from './attack';
 
@@ -63,7 +63,7 @@ export const narcissus: AttackPlugin<NarcissusConfig> = {
   configSchema: narcissusConfigSchema,
   validateAgainst,
   // the trigger is learned before poisoning and magnified only when applied (test: 'reused at another rate')
-  learnedTriggerIgnores: ['rate', 'testMultiplier'],
+  learnedTriggerIgnores: LEARNED_TRIGGER_IGNORES.narcissus,
 
   async preparePoison(train: ImageDataset, eligibleIndices: Int32Array, config: NarcissusConfig, seed: number, control?: PrepareControl): Promise<NarcissusTriggerParameters> {
     validateBaseConfig(config, train);
