@@ -244,7 +244,7 @@ export function auditOrder<T extends { source: Pick<RowSource, 'role' | 'seed' |
   return [...targets].sort((a, b) => a.source.seed - b.source.seed || roleRank(a.source.role) - roleRank(b.source.role));
 }
 
-export async function runAuditDetection(o: DetectionOptions): Promise<{ report: DetectionReport; audited: number; skipped: number }> {
+export async function runAuditDetection(o: DetectionOptions): Promise<{ report: DetectionReport; audited: number; skipped: number; stripFilled: number }> {
   const parsedPolicy = AuditPolicy.safeParse(o.policy ?? {});
   if (!parsedPolicy.success) throw new DetectionInputError(`--policy is invalid:\n  ${formatIssues(parsedPolicy.error).join('\n  ')}`);
   const log = o.log ?? (() => undefined);
@@ -277,12 +277,25 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
     unfinishedCells: unfinished,
   };
   log(`${targets.length} models in the sweeps, ${targets.length - todo.length} already in ${file}, ${todo.length} to audit`);
-  if (todo.length === 0) return { report, audited: 0, skipped: targets.length };
-  report.runs.push(run);
   const references = new Map<string, { ref: ArtifactRef; images: ImageDataset }>();
-  for (const [i, t] of todo.entries()) {
+  const referenceOf = async (t: DetectionTarget) => {
     let reference = references.get(t.test.sha256);
     if (!reference) references.set(t.test.sha256, (reference = await referenceSet(o.store, t.test, o.referenceSize, o.referenceSeed)));
+    return reference;
+  };
+  // rows audited on a store without the cell's triggered set (an attacker run's output that a
+  // bundle does not carry) get STRIP once a store has it: STRIP is beside the audit, which stays
+  const stripLate = targets.filter((t) => t.backdoorTest && report.rows.some((r) => r.key === `${t.source.sweep}/${t.source.cellId}` && r.model.sha256 === t.model.sha256 && !r.strip));
+  for (const t of stripLate) {
+    const row = report.rows.find((r) => r.key === `${t.source.sweep}/${t.source.cellId}`)!;
+    row.strip = await stripOn(o.store, t, (await referenceOf(t)).images);
+    log(`STRIP beside the earlier audit of ${row.key} (${row.attack} seed ${row.seed}): ${row.strip!.map((r) => `${r.flagged}/${r.inputs} (${r.blend})`).join(', ')} triggered inputs flagged`);
+    await writeReport(o.outDir, report);
+  }
+  if (todo.length === 0) return { report, audited: 0, skipped: targets.length, stripFilled: stripLate.length };
+  report.runs.push(run);
+  for (const [i, t] of todo.entries()) {
+    const reference = await referenceOf(t);
     log(`[${i + 1}/${todo.length}] ${t.source.role} ${t.source.attack} seed ${t.source.seed} (${t.source.sweep}/${t.source.cellId}) ...`);
     const { report: audit, seconds } = await auditModel(o, t, reference.ref);
     const row: DetectionRow = { ...detectionRow(t.source, audit, seconds), strip: await stripOn(o.store, t, reference.images) };
@@ -294,7 +307,7 @@ export async function runAuditDetection(o: DetectionOptions): Promise<{ report: 
     const strip = row.strip ? `; STRIP flags ${row.strip.map((r) => `${r.flagged}/${r.inputs} (${r.blend})`).join(', ')} triggered inputs` : '';
     log(`  ${row.verdict} in ${seconds.toFixed(0)} s${row.flaggedClass === undefined ? '' : `, class ${row.flaggedClass}`}${row.trueTarget === undefined ? '' : ` (target ${row.trueTarget})`}${strip}`);
   }
-  return { report, audited: todo.length, skipped: targets.length - todo.length };
+  return { report, audited: todo.length, skipped: targets.length - todo.length, stripFilled: stripLate.length };
 }
 
 // --- command line ------------------------------------------------------------------------

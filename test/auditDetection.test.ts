@@ -109,7 +109,7 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
       command: 'node dist/bench/auditDetection.js (test)',
       log: (l) => console.log(`  ${l}`),
     });
-  const { first, second } = await workers.run(async () => {
+  const { first, second, before, third } = await workers.run(async () => {
     for (const spec of [attackSpec, cleanSpec]) {
       const outcome = (await client.workflow.execute('sweep', {
         taskQueue: queues.orchestration,
@@ -118,7 +118,12 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
       })) as SweepOutcome;
       assert.equal(outcome.completed, 1, JSON.stringify(outcome.failed));
     }
-    return { first: await detect(), second: await detect() };
+    const first = await detect();
+    const second = await detect();
+    // a row audited where the triggered set was missing gets STRIP on a later run, without a new audit
+    const before = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8')) as DetectionReport;
+    await fs.writeFile(path.join(out, 'report.json'), JSON.stringify({ ...before, rows: before.rows.map((r) => (r.role === 'backdoored' ? { ...r, strip: undefined } : r)) }));
+    return { first, second, before, third: await detect() };
   });
 
   assert.equal(first.audited, 2);
@@ -165,7 +170,7 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
     assert.equal(record?.verdict, r.verdict);
   }
 
-  const written = JSON.parse(await fs.readFile(path.join(out, 'report.json'), 'utf8')) as DetectionReport;
+  const written = before;
   assert.equal(written.rows.length, 2);
   assert.equal(written.runs.length, 1);
   assert.equal(written.runs[0].loadAverage.start.length, 3);
@@ -176,8 +181,11 @@ test('a BadNets f_std is flagged backdoored on its target and a clean f_std is c
   assert.match(md, /\| badnets \| 1 \| 0 \| backdoored \| 0 \(= target\) \|/);
   assert.match(md, /STRIP \(beside the audit\) flagged \d+ of \d+ triggered inputs \(average\), \d+ of \d+ triggered inputs \(sum\)/);
 
-  assert.deepEqual([second.audited, second.skipped], [0, 2]);
+  assert.deepEqual([second.audited, second.skipped, second.stripFilled], [0, 2, 0]);
   assert.deepEqual(second.report.rows, written.rows);
+  assert.deepEqual([third.audited, third.stripFilled], [0, 1]);
+  const untimed = (rows: DetectionReport['rows']) => rows.map((r) => ({ ...r, strip: r.strip?.map(({ seconds: _, ...rest }) => rest) }));
+  assert.deepEqual(untimed(third.report.rows), untimed(before.rows), 'the same STRIP numbers, the audit untouched');
   // another policy would mix incomparable rows into the report
   await assert.rejects(detect({ ...policy, neuralCleanse: { ...CI_NEURAL_CLEANSE, stepsPerClass: 10 } }), /holds audits made with another policy or reference set/);
 });
