@@ -42,9 +42,9 @@ export const sweepStartSpec: CommandSpec = {
   ],
   details: `The spec is expanded and every cell validated before anything starts. Cells that share data,
 attack, model, training recipe and seed run their standard training once (the first of them
-runs first; the rest reuse its cached stages); cells that differ only in what a learned trigger
-does not read (Narcissus' rate) learn that trigger once the same way. Failed cells are listed, not fatal; running the
-same spec again ("ntml sweep resume") finishes only what is missing.
+runs first; the rest reuse its cached stages); cells that differ only in what a learned
+trigger does not read (Narcissus' rate) learn that trigger once the same way. Failed cells are
+listed, not fatal; running the same spec again ("ntml sweep resume") finishes only what is missing.
 Without --address and $NTML_TEMPORAL_ADDRESS the command runs on the stack "ntml stack start"
 left running, else on an embedded one, with workers in this process either way; the queues
 are $NTML_ORCHESTRATION_TASK_QUEUE / $NTML_TRAINING_TASK_QUEUE (or the defaults) everywhere.
