@@ -24,6 +24,7 @@ import type { AuditOutcome, AuditReport } from '../core/audit/report';
 import type { AuditInput, PurifyReport, SweepCellRecord } from '../workflows/contract';
 import type { TriggerParameters } from '../core/attacks/base';
 import { prepareData } from '../core/experiment/prepareData';
+import { parseAttackConfig } from '../core/attacks/registry';
 import { AuditPolicy } from '../schemas/audit';
 import { formatIssues, parsePurifyConfig, type PurifyConfig } from '../schemas/purify';
 import { decodeDataset, decodeDatasetWithMeta, encodeDataset } from '../core/data/codec';
@@ -103,6 +104,7 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
         cellId: cell.cellId,
         role,
         attack: attack?.name ?? 'none',
+        ...(attack && nonDefaultSettings(attack) ? { settings: nonDefaultSettings(attack) } : {}),
         seed: cfg.seed,
         trueTarget: attack && attack.labelMap !== 'allToAll' ? attack.target : undefined,
         model: { uri: report.models.standard.uri, sha256: report.models.standard.sha256 },
@@ -112,6 +114,13 @@ export async function sweepTargets(store: ArtifactStore, sweep: string, role: Mo
     });
   }
   return { targets, unfinished };
+}
+
+/** The attack's fields that differ from the library's defaults, target aside, as "k=v,k=v" (undefined when none). */
+export function nonDefaultSettings(attack: NonNullable<PurifyConfig['attack']>): string | undefined {
+  const defaults = parseAttackConfig({ name: attack.name, target: attack.target }) as unknown as Record<string, unknown>;
+  const fields = Object.entries(attack as unknown as Record<string, unknown>).filter(([k, v]) => k !== 'name' && JSON.stringify(v) !== JSON.stringify(defaults[k]));
+  return fields.length ? fields.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(',') : undefined;
 }
 
 /**

@@ -46,6 +46,8 @@ export interface RowSource {
   cellId: string;
   role: ModelRole;
   attack: string;
+  /** the attack's settings that differ from the library's defaults, target aside ("rate=0.01"): rows of one attack at other settings are counted apart */
+  settings?: string;
   seed: number;
   /** the attack's all-to-one target; undefined for a clean model or an all-to-all attack */
   trueTarget?: number;
@@ -191,13 +193,17 @@ function stripCell(r: DetectionRow): string {
   return results.map((s) => `${s.blend ?? 'average'}: ${s.flagged}/${s.inputs} flagged (clean ${s.cleanFlagged}/${s.cleanInputs})`).join('; ');
 }
 
+/** The attack as rows are grouped and shown: its name, with its non-default settings. */
+export const attackLabel = (r: Pick<RowSource, 'attack' | 'settings'>) => (r.settings ? `${r.attack}(${r.settings})` : r.attack);
+
 /** The summary lines: the issue's two goals, counted. */
 export function goals(rows: DetectionRow[]): string[] {
   const backdoored = rows.filter((r) => r.role === 'backdoored');
   const clean = rows.filter((r) => r.role === 'clean');
-  const attacks = [...new Set(backdoored.map((r) => r.attack))];
-  const lines = attacks.map((a) => {
-    const own = backdoored.filter((r) => r.attack === a);
+  const attacks = [...new Set(backdoored.map(attackLabel))];
+  const lines = attacks.map((label) => {
+    const own = backdoored.filter((r) => attackLabel(r) === label);
+    const a = own[0].attack;
     const flagged = own.filter(isFlagged);
     const onTarget = flagged.filter((r) => r.flaggedIsTarget);
     const ncOnTarget = own.filter((r) => r.neuralCleanse?.pointsAtTarget).length;
@@ -212,9 +218,9 @@ export function goals(rows: DetectionRow[]): string[] {
           })
           .join(', ')}`
       : '';
-    return `- ${a}: ${flagged.length} of ${own.length} flagged (${onTarget.length} naming the true target); Neural Cleanse (${scope}) named the target in ${ncOnTarget} of ${own.length}${stripText}`;
+    return `- ${label}: ${flagged.length} of ${own.length} flagged (${onTarget.length} naming the true target); Neural Cleanse (${scope}) named the target in ${ncOnTarget} of ${own.length}${stripText}`;
   });
-  const everyAttack = attacks.length > 0 && attacks.every((a) => backdoored.filter((r) => r.attack === a).every(isFlagged));
+  const everyAttack = attacks.length > 0 && backdoored.every(isFlagged);
   lines.unshift(
     `- every attack flagged: ${everyAttack ? 'yes' : 'no'} (${backdoored.filter(isFlagged).length} of ${backdoored.length} backdoored models)`,
     `- no clean model flagged: ${clean.some(isFlagged) ? 'no' : 'yes'} (${clean.filter(isFlagged).length} of ${clean.length} clean models flagged)`,
@@ -223,7 +229,7 @@ export function goals(rows: DetectionRow[]): string[] {
 }
 
 export function detectionMarkdown(report: DetectionReport): string {
-  const rows = [...report.rows].sort((a, b) => a.role.localeCompare(b.role) || a.attack.localeCompare(b.attack) || a.seed - b.seed);
+  const rows = [...report.rows].sort((a, b) => a.role.localeCompare(b.role) || attackLabel(a).localeCompare(attackLabel(b)) || a.seed - b.seed);
   const out = ['# Audit detection: backdoored and clean models', '', ...goals(rows), ''];
   out.push(
     '| model | seed | target | verdict | flagged class | known-trigger probe | probe knows the trigger | Neural Cleanse | NC names target | NC scope (literature) | accuracy | integrity | seconds | STRIP (beside the audit), 5 % FRR |',
@@ -233,7 +239,7 @@ export function detectionMarkdown(report: DetectionReport): string {
     const ncTarget = r.neuralCleanse?.pointsAtTarget === undefined ? '-' : r.neuralCleanse.pointsAtTarget ? 'yes' : 'no';
     const flagged = r.flaggedClass === undefined ? '-' : `${r.flaggedClass}${r.flaggedIsTarget === undefined ? '' : r.flaggedIsTarget ? ' (= target)' : ' (≠ target)'}`;
     out.push(
-      `| ${r.role === 'clean' ? 'clean' : r.attack} | ${r.seed} | ${r.trueTarget ?? '-'} | ${r.verdict} | ${flagged} | ${probeCell(r)} | ${r.probe.knowsTrigger} | ${ncCell(r)} | ${ncTarget} | ${r.neuralCleanse?.scope ?? '-'} | ${pct(r.accuracy.current)}${r.accuracy.fired ? ' (below minimum)' : ''} | ${r.integrity} | ${r.seconds.toFixed(0)} | ${stripCell(r)} |`,
+      `| ${r.role === 'clean' ? 'clean' : attackLabel(r)} | ${r.seed} | ${r.trueTarget ?? '-'} | ${r.verdict} | ${flagged} | ${probeCell(r)} | ${r.probe.knowsTrigger} | ${ncCell(r)} | ${ncTarget} | ${r.neuralCleanse?.scope ?? '-'} | ${pct(r.accuracy.current)}${r.accuracy.fired ? ' (below minimum)' : ''} | ${r.integrity} | ${r.seconds.toFixed(0)} | ${stripCell(r)} |`,
     );
   }
   out.push('', '## Runs', '');

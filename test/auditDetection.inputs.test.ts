@@ -13,7 +13,8 @@ import { tempDir } from './support/auditHarness';
 import { storeFromEnv } from '../store';
 import { encodeDataset } from '../core/data/codec';
 import { generateSyntheticDataset } from '../core/data/synthetic';
-import { auditOrder, runAuditDetection, sweepTargets } from '../bench/auditDetection';
+import { auditOrder, nonDefaultSettings, runAuditDetection, sweepTargets } from '../bench/auditDetection';
+import { goals, type DetectionRow } from '../bench/auditDetectionRows';
 import { parsePurifyConfig } from '../schemas/purify';
 import { prepareData } from '../core/experiment/prepareData';
 
@@ -151,4 +152,18 @@ test('a cell whose prepareData entry is not in the store (an imported bundle car
   assert.ok(targets[0].backdoorTest, 'a poison-only attack gets its triggered test set back too');
   const triggered = decodeDataset(await store.get(targets[0].backdoorTest!), 'triggered');
   assert.deepEqual(triggered.images, fresh.backdoorTest!.images.images);
+});
+
+test('an attack at other settings than the library default is its own group of rows (Narcissus at the tier rate beside attacks.md rate)', () => {
+  const narcissus = (rate?: number) => parsePurifyConfig({ ...evaluationConfig(1), attack: { name: 'narcissus', target: 0, ...(rate ? { rate } : {}) } }).attack!;
+  assert.equal(nonDefaultSettings(narcissus()), undefined);
+  assert.equal(nonDefaultSettings(narcissus(0.0005)), undefined, 'the default rate written out is the default');
+  assert.equal(nonDefaultSettings(narcissus(0.01)), 'rate=0.01');
+  assert.equal(nonDefaultSettings(parsePurifyConfig(evaluationConfig(1)).attack!), undefined, 'the target is shown apart, not as a setting');
+  const row = (settings: string | undefined, flagged: boolean) =>
+    ({ attack: 'narcissus', settings, role: 'backdoored', seed: 1, verdict: flagged ? 'suspicious' : 'clean', probe: { fired: flagged, hits: [] } }) as unknown as DetectionRow;
+  const lines = goals([row(undefined, false), row('rate=0.01', true)]);
+  assert.ok(lines.some((l) => l.startsWith('- narcissus: 0 of 1 flagged')), lines.join('\n'));
+  assert.ok(lines.some((l) => l.startsWith('- narcissus(rate=0.01): 1 of 1 flagged')), lines.join('\n'));
+  assert.match(lines[0], /every attack flagged: no \(1 of 2 backdoored models\)/);
 });
