@@ -40,10 +40,10 @@ export const PROBE_STRENGTH_KNOBS: Readonly<Record<string, string>> = { sig: 'de
 
 /** The probe config of `attack` at `strength` x its default strength knob (the default config at 1 or without a knob). */
 export function probeConfig(attack: string, strength = 1) {
-  const defaults = parseAttackConfig({ name: attack }) as unknown as Record<string, unknown>;
+  const defaults = parseAttackConfig({ name: attack });
   const knob = PROBE_STRENGTH_KNOBS[attack];
-  if (strength === 1 || !knob) return parseAttackConfig({ name: attack });
-  return parseAttackConfig({ name: attack, [knob]: (defaults[knob] as number) * strength });
+  if (strength === 1 || !knob) return defaults;
+  return parseAttackConfig({ name: attack, [knob]: (defaults as unknown as Record<string, number>)[knob] * strength });
 }
 
 export interface AttackProbe {
