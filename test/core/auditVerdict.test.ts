@@ -192,7 +192,7 @@ describe('audit request schema', () => {
   it('fills the policy defaults', () => {
     const r = parseAuditRequest(valid);
     assert.deepEqual(r.policy.accuracy, { maxDrop: 5 });
-    assert.deepEqual(r.policy.probes, { asrThreshold: 50, exclude: [] });
+    assert.deepEqual(r.policy.probes, { asrThreshold: 50, strength: 1, exclude: [] });
     assert.equal(r.policy.neuralCleanse.enabled, true);
     assert.equal(r.policy.neuralCleanse.stepsPerClass, 300);
     assert.equal(r.policy.neuralCleanse.anomalyThreshold, 2);
