@@ -25,7 +25,7 @@ import { decodeClassifier } from '../core/models/layersFormat';
 import { predictLabels } from '../core/models/classifier';
 import type { ImageDataset } from '../core/data/dataset';
 import { getAttack, parseAttackConfig } from '../core/attacks/registry';
-import { DEFAULT_PROBE_SEED, PROBE_STRENGTH_KNOBS, probeConfig, rateTowardsEachClass } from '../core/audit/probes';
+import { DEFAULT_PROBE_SEED, PROBE_STRENGTH_KNOBS, probeConfig, rateTowardsEachClass, worst } from '../core/audit/probes';
 import { referenceSet, sweepTargets, type DetectionTarget } from './auditDetection';
 import { parseBenchArgs, type OptionSpecs } from './args';
 
@@ -109,17 +109,11 @@ export async function strengthPoints(
       const value = (config as unknown as Record<string, number>)[STRENGTH_KNOBS[probe]];
       const triggered = getAttack(probe).applyTrigger(reference, config, DEFAULT_PROBE_SEED);
       const asr = rateTowardsEachClass(await predict(triggered), reference.labels, reference.numClasses);
-      const { worstClass, worstAsr } = worstOf(asr);
+      const { worstClass, worstAsr } = worst(asr);
       points.push({ probe, strength, value, worstClass, worstAsr, ...(trueTarget === undefined ? {} : { targetAsr: asr[trueTarget] }) });
     }
   }
   return points;
-}
-
-function worstOf(asr: number[]): { worstClass: number; worstAsr: number } {
-  let worstClass = 0;
-  for (let c = 1; c < asr.length; c++) if (asr[c] > asr[worstClass]) worstClass = c;
-  return { worstClass, worstAsr: asr[worstClass] };
 }
 
 /** The controls of CONTROLS on one model's reference set, at the default strength. */
@@ -131,7 +125,7 @@ export async function controlPoints(predict: (images: ImageDataset) => Promise<I
   const out: ControlPoint[] = [];
   for (const [control, images] of [['sig-vertical', vertical], ['blended-seed1', seed1]] as const) {
     const asrByClass = await rate(images);
-    out.push({ control, ...worstOf(asrByClass), asrByClass });
+    out.push({ control, ...worst(asrByClass), asrByClass });
   }
   return out;
 }

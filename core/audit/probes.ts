@@ -78,7 +78,8 @@ export function rateTowardsEachClass(predictions: Int32Array, labels: Int32Array
   return hits.map((h, c) => (others[c] === 0 ? NaN : (100 * h) / others[c]));
 }
 
-function worst(asr: number[]): { worstClass: number; worstAsr: number } {
+/** The class with the highest ASR and that ASR (the lowest class on a tie). */
+export function worst(asr: number[]): { worstClass: number; worstAsr: number } {
   let worstClass = 0;
   for (let c = 1; c < asr.length; c++) if (asr[c] > asr[worstClass]) worstClass = c;
   return { worstClass, worstAsr: asr[worstClass] };
